@@ -1,0 +1,381 @@
+//! Configuration: every key is declared once, in [`KEYS`], with its type, default and doc.
+//!
+//! [`Conf`] is a map of string keys to string values, like Spark's `SparkConf`; it is validated when
+//! a [`StreamingContext`](crate::StreamingContext) is created: an unknown key or a bad value is an
+//! error that names the key and the accepted forms.
+//!
+//! Cluster mode may also be configured from the environment (so one binary can be started as P
+//! processes by any launcher): `EMBER_CLUSTER_HOSTS` (comma-separated `host:port` list, one per
+//! process), `EMBER_CLUSTER_PROCESS` (this process's index) and `EMBER_CLUSTER_WORKERS` (workers
+//! per process). When `EMBER_CLUSTER_HOSTS` is set, these override the configuration.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+
+/// The type of a configuration value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `local`, `local[N]`, `local[*]` or `cluster`.
+    Master,
+    /// `true` or `false`.
+    Bool,
+    /// A non-negative integer.
+    Int,
+    /// A number of milliseconds (`250ms`, `2s`, `1m` or a plain number of milliseconds).
+    Millis,
+    /// A floating-point number.
+    Float,
+    /// Any text.
+    Text,
+    /// A comma-separated list of `host:port`.
+    HostList,
+}
+
+impl Kind {
+    fn expected(self) -> &'static str {
+        match self {
+            Kind::Master => "`local`, `local[N]` with N >= 1, `local[*]` or `cluster`",
+            Kind::Bool => "`true` or `false`",
+            Kind::Int => "a non-negative integer",
+            Kind::Millis => "a duration such as `250ms`, `2s`, `1m` or a number of milliseconds",
+            Kind::Float => "a number",
+            Kind::Text => "any text",
+            Kind::HostList => "a comma-separated list of host:port",
+        }
+    }
+}
+
+/// One declared configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// The key.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: Kind,
+    /// Its default, as text.
+    pub default: &'static str,
+    /// What it does.
+    pub doc: &'static str,
+}
+
+/// Every configuration key Ember knows.
+pub const KEYS: &[Key] = &[
+    Key { name: "master", kind: Kind::Master, default: "local[*]",
+        doc: "Where to run: `local[N]` runs N worker threads in this process (`local[*]`: one per core, `local` = `local[1]`); `cluster` runs as one of several processes (see the cluster.* keys)." },
+    Key { name: "app.name", kind: Kind::Text, default: "ember", doc: "The application's name, shown in logs." },
+    Key { name: "clock.manual", kind: Kind::Bool, default: "false",
+        doc: "Use a manual clock that moves only through `run_batches` or `manual_clock().advance` (for tests)." },
+    Key { name: "clock.manual.start", kind: Kind::Millis, default: "0",
+        doc: "The manual clock's initial reading, in milliseconds since the epoch." },
+    Key { name: "cluster.hosts", kind: Kind::HostList, default: "",
+        doc: "Cluster mode: the `host:port` of every process, in process-index order." },
+    Key { name: "cluster.process", kind: Kind::Int, default: "0", doc: "Cluster mode: this process's index in `cluster.hosts`." },
+    Key { name: "cluster.workers", kind: Kind::Int, default: "1", doc: "Cluster mode: worker threads per process." },
+    Key { name: "receiver.max_line_bytes", kind: Kind::Int, default: "1048576",
+        doc: "Socket text streams skip (count and log) lines longer than this many bytes, never buffering more." },
+    Key { name: "receiver.restart_delay", kind: Kind::Millis, default: "2000ms",
+        doc: "How long a receiver waits before reconnecting after an error or a closed connection (Spark's spark.streaming.receiverRestartDelay)." },
+    Key { name: "file_stream.min_remember", kind: Kind::Millis, default: "60s",
+        doc: "File streams remember selected files, and accept modification times, this far back (Spark's spark.streaming.fileStream.minRememberDuration)." },
+    Key { name: "generated.lines_per_second", kind: Kind::Int, default: "100000",
+        doc: "The built-in generated text source: lines per second (all workers together)." },
+    Key { name: "generated.words_per_line", kind: Kind::Int, default: "8", doc: "The generated text source: words per line." },
+    Key { name: "generated.vocabulary", kind: Kind::Int, default: "10000", doc: "The generated text source: number of distinct words." },
+    Key { name: "generated.skew", kind: Kind::Float, default: "1.0",
+        doc: "The generated text source: Zipf exponent of word frequencies (0 = uniform)." },
+    Key { name: "generated.seed", kind: Kind::Int, default: "42", doc: "The generated text source: random seed." },
+];
+
+/// Application configuration: string keys to string values, validated when the context is created.
+#[derive(Debug, Clone, Default)]
+pub struct Conf {
+    values: BTreeMap<String, String>,
+}
+
+impl Conf {
+    /// An empty configuration: every key at its default.
+    pub fn new() -> Self {
+        Conf::default()
+    }
+
+    /// Sets `key` to `value`. Validation happens when the context is created.
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.values.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the master: `local`, `local[N]`, `local[*]` or `cluster`.
+    pub fn master(self, master: impl Into<String>) -> Self {
+        self.set("master", master)
+    }
+
+    /// Sets the application name.
+    pub fn app_name(self, name: impl Into<String>) -> Self {
+        self.set("app.name", name)
+    }
+
+    /// Runs on a manual clock (for tests).
+    pub fn manual_clock(self, on: bool) -> Self {
+        self.set("clock.manual", on.to_string())
+    }
+
+    /// Cluster mode: this process is `process` of the processes at `hosts`, each running
+    /// `workers` worker threads.
+    pub fn cluster(self, hosts: &[String], process: usize, workers: usize) -> Self {
+        self.master("cluster")
+            .set("cluster.hosts", hosts.join(","))
+            .set("cluster.process", process.to_string())
+            .set("cluster.workers", workers.to_string())
+    }
+
+    /// The value set for `key`, if any.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// Validates every key and value (after applying the `EMBER_CLUSTER_*` environment).
+    pub(crate) fn settings(&self) -> Result<Settings> {
+        let mut conf = self.clone();
+        if let Ok(hosts) = std::env::var("EMBER_CLUSTER_HOSTS") {
+            conf = conf.set("master", "cluster").set("cluster.hosts", hosts);
+            if let Ok(p) = std::env::var("EMBER_CLUSTER_PROCESS") {
+                conf = conf.set("cluster.process", p);
+            }
+            if let Ok(w) = std::env::var("EMBER_CLUSTER_WORKERS") {
+                conf = conf.set("cluster.workers", w);
+            }
+        }
+        for (key, value) in &conf.values {
+            let spec = KEYS.iter().find(|k| k.name == key).ok_or_else(|| Error::UnknownConfigKey {
+                key: key.clone(),
+                known: KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", "),
+            })?;
+            check(spec, value)?;
+        }
+        let master = parse_master(&conf.text("master"))?;
+        let master = match master {
+            ParsedMaster::Local(n) => Master::Local(n),
+            ParsedMaster::Cluster => {
+                let hosts = conf.text("cluster.hosts");
+                let hosts: Vec<String> =
+                    hosts.split(',').map(str::trim).filter(|h| !h.is_empty()).map(String::from).collect();
+                let process = conf.int("cluster.process")? as usize;
+                let workers = conf.int("cluster.workers")? as usize;
+                if hosts.is_empty() {
+                    return Err(invalid("cluster.hosts", "", "at least one host:port when master is `cluster`"));
+                }
+                if process >= hosts.len() {
+                    return Err(invalid(
+                        "cluster.process",
+                        &process.to_string(),
+                        &format!("an index below the number of hosts ({})", hosts.len()),
+                    ));
+                }
+                if workers == 0 {
+                    return Err(invalid("cluster.workers", "0", "at least 1"));
+                }
+                Master::Cluster { hosts, process, workers }
+            }
+        };
+        Ok(Settings {
+            master,
+            app_name: conf.text("app.name"),
+            manual_clock: conf.bool("clock.manual")?,
+            manual_start: conf.millis("clock.manual.start")?,
+            max_line_bytes: conf.int("receiver.max_line_bytes")? as usize,
+            restart_delay_ms: conf.millis("receiver.restart_delay")?,
+            file_min_remember_ms: conf.millis("file_stream.min_remember")?,
+            generated: GeneratedSettings {
+                lines_per_second: conf.int("generated.lines_per_second")?,
+                words_per_line: conf.int("generated.words_per_line")? as usize,
+                vocabulary: (conf.int("generated.vocabulary")? as usize).max(1),
+                skew: conf.float("generated.skew")?,
+                seed: conf.int("generated.seed")?,
+            },
+        })
+    }
+
+    fn text(&self, key: &str) -> String {
+        self.get(key).map(str::to_owned).unwrap_or_else(|| default_of(key).to_owned())
+    }
+
+    fn bool(&self, key: &str) -> Result<bool> {
+        let v = self.text(key);
+        v.parse().map_err(|_| invalid(key, &v, Kind::Bool.expected()))
+    }
+
+    fn int(&self, key: &str) -> Result<u64> {
+        let v = self.text(key);
+        v.trim().parse().map_err(|_| invalid(key, &v, Kind::Int.expected()))
+    }
+
+    fn float(&self, key: &str) -> Result<f64> {
+        let v = self.text(key);
+        v.trim().parse().map_err(|_| invalid(key, &v, Kind::Float.expected()))
+    }
+
+    fn millis(&self, key: &str) -> Result<u64> {
+        let v = self.text(key);
+        parse_millis(&v).ok_or_else(|| invalid(key, &v, Kind::Millis.expected()))
+    }
+}
+
+fn default_of(key: &str) -> &'static str {
+    KEYS.iter().find(|k| k.name == key).map(|k| k.default).unwrap_or("")
+}
+
+fn invalid(key: &str, value: &str, expected: &str) -> Error {
+    Error::Config { key: key.to_owned(), value: value.to_owned(), expected: expected.to_owned() }
+}
+
+fn check(spec: &Key, value: &str) -> Result<()> {
+    let ok = match spec.kind {
+        Kind::Master => parse_master(value).is_ok(),
+        Kind::Bool => value.parse::<bool>().is_ok(),
+        Kind::Int => value.trim().parse::<u64>().is_ok(),
+        Kind::Millis => parse_millis(value).is_some(),
+        Kind::Float => value.trim().parse::<f64>().map(f64::is_finite).unwrap_or(false),
+        Kind::Text => true,
+        Kind::HostList => value.split(',').map(str::trim).filter(|h| !h.is_empty()).all(|h| {
+            h.rsplit_once(':').map(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()).unwrap_or(false)
+        }),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(spec.name, value, spec.kind.expected()))
+    }
+}
+
+enum ParsedMaster {
+    Local(usize),
+    Cluster,
+}
+
+fn parse_master(v: &str) -> Result<ParsedMaster> {
+    let bad = || invalid("master", v, Kind::Master.expected());
+    match v {
+        "local" => Ok(ParsedMaster::Local(1)),
+        "local[*]" => Ok(ParsedMaster::Local(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))),
+        "cluster" => Ok(ParsedMaster::Cluster),
+        _ => {
+            let n = v.strip_prefix("local[").and_then(|r| r.strip_suffix(']')).ok_or_else(bad)?;
+            match n.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(ParsedMaster::Local(n)),
+                _ => Err(bad()),
+            }
+        }
+    }
+}
+
+fn parse_millis(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let (num, mult) = if let Some(n) = v.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1_000)
+    } else if let Some(n) = v.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (v, 1)
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// Where the job runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Master {
+    Local(usize),
+    Cluster { hosts: Vec<String>, process: usize, workers: usize },
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub master: Master,
+    pub app_name: String,
+    pub manual_clock: bool,
+    pub manual_start: u64,
+    pub max_line_bytes: usize,
+    pub restart_delay_ms: u64,
+    pub file_min_remember_ms: u64,
+    pub generated: GeneratedSettings,
+}
+
+impl Settings {
+    /// Index of this process and the number of processes.
+    pub fn process(&self) -> (usize, usize) {
+        match &self.master {
+            Master::Local(_) => (0, 1),
+            Master::Cluster { hosts, process, .. } => (*process, hosts.len()),
+        }
+    }
+
+    /// Worker threads in this process.
+    pub fn local_workers(&self) -> usize {
+        match &self.master {
+            Master::Local(n) => *n,
+            Master::Cluster { workers, .. } => *workers,
+        }
+    }
+}
+
+/// Defaults of the generated text source.
+#[derive(Debug, Clone)]
+pub(crate) struct GeneratedSettings {
+    pub lines_per_second: u64,
+    pub words_per_line: usize,
+    pub vocabulary: usize,
+    pub skew: f64,
+    pub seed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masters() {
+        assert_eq!(Conf::new().master("local").settings().unwrap().master, Master::Local(1));
+        assert_eq!(Conf::new().master("local[3]").settings().unwrap().master, Master::Local(3));
+        assert!(matches!(Conf::new().master("local[*]").settings().unwrap().master, Master::Local(n) if n >= 1));
+        for bad in ["local[0]", "local[x]", "yarn", "local[2", ""] {
+            let err = Conf::new().master(bad).settings().unwrap_err().to_string();
+            assert!(err.contains("`master`") && err.contains("local[N]"), "{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_key_and_bad_values_name_the_key() {
+        let err = Conf::new().set("recevier.max_line_bytes", "1").settings().unwrap_err().to_string();
+        assert!(err.contains("unknown configuration key `recevier.max_line_bytes`"), "{err}");
+        let err = Conf::new().set("receiver.restart_delay", "soon").settings().unwrap_err().to_string();
+        assert!(err.contains("`receiver.restart_delay`") && err.contains("2s"), "{err}");
+        let err = Conf::new().set("clock.manual", "yes").settings().unwrap_err().to_string();
+        assert!(err.contains("`clock.manual`") && err.contains("`true` or `false`"), "{err}");
+    }
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        let hosts = vec!["127.0.0.1:4000".to_string(), "127.0.0.1:4001".to_string()];
+        let s = Conf::new().cluster(&hosts, 1, 2).settings().unwrap();
+        assert_eq!(s.process(), (1, 2));
+        assert_eq!(s.local_workers(), 2);
+        let err = Conf::new().cluster(&hosts, 2, 2).settings().unwrap_err().to_string();
+        assert!(err.contains("cluster.process"), "{err}");
+        let err = Conf::new().master("cluster").settings().unwrap_err().to_string();
+        assert!(err.contains("cluster.hosts"), "{err}");
+        let err = Conf::new().set("cluster.hosts", "nohost").settings().unwrap_err().to_string();
+        assert!(err.contains("host:port"), "{err}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_millis("250ms"), Some(250));
+        assert_eq!(parse_millis("2s"), Some(2000));
+        assert_eq!(parse_millis("1m"), Some(60_000));
+        assert_eq!(parse_millis("15"), Some(15));
+        assert_eq!(parse_millis("fast"), None);
+    }
+}

@@ -1,0 +1,424 @@
+//! The `StreamingContext`: creation, graph building, lifecycle (spec §1) and the testing surface.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use timely::communication::Config as CommConfig;
+use timely::WorkerConfig;
+
+use crate::clock::{lock, Clock, ManualClock, SystemClock};
+use crate::conf::{Conf, Master, Settings};
+use crate::dstream::DStream;
+use crate::error::{Error, Result};
+use crate::exec::runtime::Runtime;
+use crate::graph::{BuildFn, Graph, Node, OutputSpec};
+use crate::listener::{Event, ListenerBus, Listeners, StreamingListener, BUS_THREAD};
+use crate::time::{whole_millis, Grid, Time};
+
+/// The states of a context (Spark's `StreamingContextState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Created; streams and outputs can be declared.
+    Initialized,
+    /// Started; nothing more can be declared.
+    Active,
+    /// Stopped for good.
+    Stopped,
+}
+
+/// The process-wide slot of the active context (one per process, as in Spark).
+static ACTIVE: Mutex<Option<usize>> = Mutex::new(None);
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
+struct Inner {
+    state: State,
+    graph: Graph,
+    deferred: Option<Error>,
+    runtime: Option<Arc<Runtime>>,
+    guards: Option<timely::communication::WorkerGuards<Result<()>>>,
+}
+
+/// What a context and its streams share.
+pub(crate) struct Shared {
+    id: usize,
+    pub settings: Arc<Settings>,
+    pub batch_ms: u64,
+    pub clock: Arc<dyn Clock>,
+    manual: Option<Arc<ManualClock>>,
+    listeners: Listeners,
+    inner: Mutex<Inner>,
+}
+
+impl Shared {
+    /// Adds a node to the plan. Declaring never fails at the call: a mistake is kept and returned
+    /// by the context's next fallible call (`start`, `run_batches`, `await_termination`, ...).
+    pub(crate) fn add_node(&self, op: &str, parents: Vec<usize>, slide: u64, build: BuildFn) -> usize {
+        let mut inner = lock(&self.inner);
+        if let Some(e) = state_error(inner.state, op) {
+            inner.deferred.get_or_insert(e);
+        }
+        inner.graph.nodes.push(Node { name: op.to_owned(), parents, slide, build });
+        inner.graph.nodes.len() - 1
+    }
+
+    /// Registers an input stream; returns its input stream id.
+    pub(crate) fn add_input(&self, name: &str) -> usize {
+        let mut inner = lock(&self.inner);
+        inner.graph.inputs.push(name.to_owned());
+        inner.graph.inputs.len() - 1
+    }
+
+    pub(crate) fn add_output(&self, spec: OutputSpec) {
+        let mut inner = lock(&self.inner);
+        if let Some(e) = state_error(inner.state, &spec.name) {
+            inner.deferred.get_or_insert(e);
+        }
+        inner.graph.outputs.push(spec);
+    }
+
+    /// Keeps a declaration error for the next fallible call.
+    pub(crate) fn defer(&self, e: Error) {
+        tracing::error!("{e}");
+        lock(&self.inner).deferred.get_or_insert(e);
+    }
+
+    pub(crate) fn same_context(&self, other: &Shared) -> bool {
+        self.id == other.id
+    }
+}
+
+fn state_error(state: State, op: &str) -> Option<Error> {
+    let verb = match state {
+        State::Initialized => return None,
+        State::Active => "starting",
+        State::Stopped => "stopping",
+    };
+    Some(Error::IllegalState(format!(
+        "cannot add `{op}`: adding new inputs, transformations, and output operations after {verb} a context is not supported"
+    )))
+}
+
+/// The entry point of a streaming program (Spark's `StreamingContext`).
+///
+/// Declare input streams, transformations and output operations, then `start()`. Nothing runs
+/// before `start()`. One context can be active per process at a time.
+pub struct StreamingContext {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl StreamingContext {
+    /// A context with `conf` cutting batches every `batch_interval` (a positive whole number of
+    /// milliseconds).
+    pub fn new(conf: Conf, batch_interval: Duration) -> Result<Self> {
+        let batch_ms = whole_millis("the batch interval", batch_interval)?;
+        let settings = Arc::new(conf.settings()?);
+        let (clock, manual): (Arc<dyn Clock>, _) = if settings.manual_clock {
+            let m = Arc::new(ManualClock::new(settings.manual_start));
+            (m.clone(), Some(m))
+        } else {
+            (Arc::new(SystemClock), None)
+        };
+        if settings.master == Master::Local(1) {
+            tracing::warn!(
+                "master is local[1]: a receiver would hold the only worker; use local[n] with n > 1 when reading sockets"
+            );
+        }
+        Ok(StreamingContext {
+            shared: Arc::new(Shared {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                settings,
+                batch_ms,
+                clock,
+                manual,
+                listeners: Arc::new(Mutex::new(Vec::new())),
+                inner: Mutex::new(Inner {
+                    state: State::Initialized,
+                    graph: Graph::default(),
+                    deferred: None,
+                    runtime: None,
+                    guards: None,
+                }),
+            }),
+        })
+    }
+
+    /// The batch interval.
+    pub fn batch_interval(&self) -> Duration {
+        Duration::from_millis(self.shared.batch_ms)
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        lock(&self.shared.inner).state
+    }
+
+    /// The application name.
+    pub fn app_name(&self) -> &str {
+        &self.shared.settings.app_name
+    }
+
+    /// The manual clock, when the context runs on one (`Conf::manual_clock(true)`).
+    pub fn manual_clock(&self) -> Option<Arc<ManualClock>> {
+        self.shared.manual.clone()
+    }
+
+    /// The zero time once started: batch `k` has time `zero + k * interval` (spec §0.2).
+    pub fn zero_time(&self) -> Option<Time> {
+        self.runtime().and_then(|rt| rt.zero()).map(Time::from_millis)
+    }
+
+    /// Adds a listener; events reach it on the listener-bus thread of process 0.
+    pub fn add_streaming_listener(&self, listener: impl StreamingListener) {
+        lock(&self.shared.listeners).push(Box::new(listener));
+    }
+
+    /// The union of `streams` (same context and slide required).
+    pub fn union<T: crate::Data>(&self, streams: &[DStream<T>]) -> DStream<T> {
+        match streams.split_first() {
+            None => {
+                self.shared.defer(Error::declaration("union", "the list of streams to union is empty"));
+                DStream::detached(Arc::clone(&self.shared))
+            }
+            Some((first, rest)) => first.union_all(rest),
+        }
+    }
+
+    pub(crate) fn runtime_handle(&self) -> Option<Arc<Runtime>> {
+        self.runtime()
+    }
+
+    fn runtime(&self) -> Option<Arc<Runtime>> {
+        lock(&self.shared.inner).runtime.clone()
+    }
+
+    /// Starts the job. Starting an active context only warns; starting a stopped one is an error.
+    pub fn start(&self) -> Result<()> {
+        let mut inner = lock(&self.shared.inner);
+        match inner.state {
+            State::Active => {
+                tracing::warn!("StreamingContext has already been started");
+                return Ok(());
+            }
+            State::Stopped => return Err(Error::IllegalState("StreamingContext has already been stopped".into())),
+            State::Initialized => {}
+        }
+        let problem = inner.deferred.take().or_else(|| {
+            inner
+                .graph
+                .outputs
+                .is_empty()
+                .then(|| Error::IllegalState("No output operations registered, so nothing to execute".into()))
+        });
+        if let Some(e) = problem {
+            inner.state = State::Stopped;
+            return Err(e);
+        }
+        {
+            let mut active = lock(&ACTIVE);
+            if active.is_some() {
+                inner.state = State::Stopped;
+                return Err(Error::IllegalState(
+                    "Only one StreamingContext may be started in this process; stop the running one first".into(),
+                ));
+            }
+            *active = Some(self.shared.id);
+        }
+        match self.launch(&mut inner) {
+            Ok(()) => {
+                inner.state = State::Active;
+                Ok(())
+            }
+            Err(e) => {
+                inner.state = State::Stopped;
+                release_active(self.shared.id);
+                Err(e)
+            }
+        }
+    }
+
+    fn launch(&self, inner: &mut Inner) -> Result<()> {
+        let s = &self.shared;
+        let graph = Arc::new(std::mem::take(&mut inner.graph));
+        let bus = ListenerBus::start(Arc::clone(&s.listeners));
+        let rt = Arc::new(Runtime::new(Arc::clone(&s.settings), Arc::clone(&s.clock), s.batch_ms, graph, bus));
+        let now = s.clock.now_millis();
+        rt.set_zero(now / s.batch_ms * s.batch_ms);
+        rt.post(Event::StreamingStarted(now));
+        let (config, cluster) = match &s.settings.master {
+            Master::Local(n) => (timely::Config::process(*n), false),
+            Master::Cluster { hosts, process, workers } => (
+                timely::Config {
+                    communication: CommConfig::Cluster {
+                        threads: *workers,
+                        process: *process,
+                        addresses: hosts.clone(),
+                        report: false,
+                        zerocopy: false,
+                    },
+                    worker: WorkerConfig::default(),
+                },
+                true,
+            ),
+        };
+        let worker_rt = Arc::clone(&rt);
+        let guards = timely::execute(config, move |worker| {
+            let rt = Arc::clone(&worker_rt);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::exec::run_worker(worker, Arc::clone(&rt), cluster)
+            }));
+            result.unwrap_or_else(|p| {
+                let e = Error::Internal(format!("a worker panicked: {}", panic_text(&p)));
+                rt.report_error(e.clone());
+                rt.worker_finished();
+                Err(e)
+            })
+        })
+        .map_err(Error::Execution)?;
+        tracing::info!("StreamingContext started ({}, batch interval {} ms)", s.settings.app_name, s.batch_ms);
+        inner.runtime = Some(rt);
+        inner.guards = Some(guards);
+        Ok(())
+    }
+
+    /// Blocks until the context stops; returns the job's first error if one happened.
+    pub fn await_termination(&self) -> Result<()> {
+        self.take_deferred()?;
+        let Some(rt) = self.runtime() else {
+            return Err(Error::IllegalState("the StreamingContext has not been started".into()));
+        };
+        rt.wait(None, |p| p.finished).map(|_| ())
+    }
+
+    /// Blocks until the context stops (`true`) or `timeout` passes (`false`); returns the job's
+    /// first error if one happened.
+    pub fn await_termination_or_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.take_deferred()?;
+        let Some(rt) = self.runtime() else {
+            return Err(Error::IllegalState("the StreamingContext has not been started".into()));
+        };
+        rt.wait(Some(timeout), |p| p.finished)
+    }
+
+    fn take_deferred(&self) -> Result<()> {
+        match lock(&self.shared.inner).deferred.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the job. `graceful = false` finishes the batches whose time has passed and drops
+    /// what arrived for the open batch; `graceful = true` also closes the open batch early and
+    /// processes it, so nothing received is lost. Stopping twice, or before start, only warns.
+    pub fn stop(&self, graceful: bool) -> Result<()> {
+        if std::thread::current().name() == Some(BUS_THREAD) {
+            return Err(Error::IllegalState("Cannot stop StreamingContext within listener bus thread.".into()));
+        }
+        let (rt, guards) = {
+            let mut inner = lock(&self.shared.inner);
+            match inner.state {
+                State::Initialized => {
+                    tracing::warn!("StreamingContext has not been started yet");
+                    inner.state = State::Stopped;
+                    return Ok(());
+                }
+                State::Stopped => {
+                    tracing::warn!("StreamingContext has already been stopped");
+                    return Ok(());
+                }
+                State::Active => {}
+            }
+            inner.state = State::Stopped;
+            (inner.runtime.clone(), inner.guards.take())
+        };
+        let result = match rt {
+            Some(rt) => {
+                let zero = rt.zero().unwrap_or(0);
+                let grid = Grid { zero, slide: self.shared.batch_ms };
+                let now = rt.now();
+                let closed = grid.floor(now).unwrap_or(zero);
+                let end = if graceful { closed + grid.slide } else { closed };
+                rt.request_stop(end);
+                rt.wait(None, |p| p.finished).ok();
+                let mut result = Ok(());
+                if let Some(g) = guards {
+                    for r in g.join() {
+                        if let Ok(Err(e)) | Err(e) = r.map_err(Error::Execution) {
+                            if result.is_ok() {
+                                result = Err(e);
+                            }
+                        }
+                    }
+                }
+                rt.bus.shutdown();
+                result
+            }
+            None => Ok(()),
+        };
+        release_active(self.shared.id);
+        tracing::info!("StreamingContext stopped successfully");
+        result
+    }
+
+    /// Testing: starts the context if needed, advances the manual clock by `n` batch intervals and
+    /// returns when those batches have completed (an error if the job failed meanwhile).
+    pub fn run_batches(&self, n: u64) -> Result<()> {
+        let Some(manual) = self.shared.manual.clone() else {
+            return Err(Error::IllegalState(
+                "run_batches needs the manual clock: set Conf::manual_clock(true)".into(),
+            ));
+        };
+        self.take_deferred()?;
+        if self.state() == State::Initialized {
+            self.start()?;
+        }
+        let rt = self.runtime().ok_or_else(|| Error::IllegalState("the StreamingContext is not running".into()))?;
+        if rt.stopping() {
+            return Err(Error::IllegalState("StreamingContext has already been stopped".into()));
+        }
+        manual.advance(n * self.shared.batch_ms);
+        let zero = rt.zero().unwrap_or(0);
+        let Some(target) = (Grid { zero, slide: self.shared.batch_ms }).floor(manual.now_millis()) else {
+            return Ok(());
+        };
+        let done = rt.wait(None, |p| p.completed_through >= target)?;
+        if !done {
+            return Err(Error::IllegalState("the job ended before the batches completed".into()));
+        }
+        Ok(())
+    }
+
+    /// Testing: waits until the receivers of this process have taken in at least `n` records in
+    /// all, or `timeout` (real time) passes. Returns whether they had.
+    pub fn wait_for_received(&self, n: u64, timeout: Duration) -> Result<bool> {
+        let rt = self.runtime().ok_or_else(|| Error::IllegalState("the StreamingContext has not been started".into()))?;
+        rt.wait_received(n, timeout)
+    }
+
+    /// Records taken in by the receivers of this process so far.
+    pub fn received_records(&self) -> u64 {
+        self.runtime().map_or(0, |rt| rt.received.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for StreamingContext {
+    fn drop(&mut self) {
+        if self.state() == State::Active {
+            let _ = self.stop(false);
+        }
+    }
+}
+
+fn release_active(id: usize) {
+    let mut active = lock(&ACTIVE);
+    if *active == Some(id) {
+        *active = None;
+    }
+}
+
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

@@ -1,0 +1,138 @@
+//! DStreams: the declared streams and their operations.
+//!
+//! A [`DStream<T>`] is a handle on a node of the plan: a stream of batches of `T`, one batch per
+//! time of its grid. Operations take `&self` and return a new stream, as in Spark, so one stream
+//! can feed several operations. Each operation family lives in its own file:
+//!
+//! - [`map`](self::map): map, flat_map, filter, map_partitions, glom, repartition, union, transform
+//! - [`aggregate`](self::aggregate): count, reduce, count_by_value
+//! - [`pair`](self::pair): map_values, flat_map_values, reduce_by_key, combine_by_key, group_by_key
+//! - [`join`](self::join): join, left/right/full outer join, cogroup
+//! - [`output`](self::output): print, foreach_batch, foreach_partition, save_as_text_files,
+//!   collect_batches
+//!
+//! Within a batch, the order of records gathered from several workers is unspecified (as the order
+//! of an RDD's partitions' contents after a shuffle is in Spark); with `local[1]` it is the input
+//! order.
+
+pub mod aggregate;
+pub mod join;
+pub mod map;
+pub mod output;
+pub mod pair;
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::context::Shared;
+use crate::error::Error;
+use crate::exec::{Batches, BuildEnv};
+use crate::Data;
+
+/// A discretized stream: a stream of batches of `T`, one batch per batch time.
+pub struct DStream<T> {
+    pub(crate) ctx: Arc<Shared>,
+    pub(crate) node: usize,
+    pub(crate) slide: u64,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for DStream<T> {
+    fn clone(&self) -> Self {
+        DStream { ctx: Arc::clone(&self.ctx), node: self.node, slide: self.slide, _t: PhantomData }
+    }
+}
+
+impl<T> std::fmt::Debug for DStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DStream").field("node", &self.node).field("slide_ms", &self.slide).finish()
+    }
+}
+
+impl<T: Data> DStream<T> {
+    pub(crate) fn from_node(ctx: Arc<Shared>, node: usize, slide: u64) -> Self {
+        DStream { ctx, node, slide, _t: PhantomData }
+    }
+
+    /// A stream that stands for a failed declaration: the error is already deferred, so the
+    /// context will not start; the node only keeps later declarations type-correct.
+    pub(crate) fn detached(ctx: Arc<Shared>) -> Self {
+        let slide = ctx.batch_ms;
+        let node = ctx.add_node(
+            "detached",
+            Vec::new(),
+            slide,
+            Arc::new(|_env: &mut BuildEnv<'_>| Err(Error::Internal("a failed declaration was built".into()))),
+        );
+        DStream::from_node(ctx, node, slide)
+    }
+
+    /// The stream's slide: how often it produces a batch (the batch interval for non-window streams).
+    pub fn slide_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.slide)
+    }
+
+    /// Declares a stream computed from this one by `build`, on every worker.
+    pub(crate) fn derive<U: Data>(
+        &self,
+        op: &str,
+        build: impl for<'s> Fn(&mut BuildEnv<'s>, Batches<'s, T>) -> Batches<'s, U> + Send + Sync + 'static,
+    ) -> DStream<U> {
+        let parent = self.node;
+        let node = self.ctx.add_node(
+            op,
+            vec![parent],
+            self.slide,
+            Arc::new(move |env: &mut BuildEnv<'_>| {
+                let input = env.get::<T>(parent)?;
+                let out = build(env, input);
+                env.put::<U>(out);
+                Ok(())
+            }),
+        );
+        DStream::from_node(Arc::clone(&self.ctx), node, self.slide)
+    }
+
+    /// Declares a stream computed from this one and `other` (same context and slide required).
+    pub(crate) fn derive2<W: Data, U: Data>(
+        &self,
+        op: &str,
+        other: &DStream<W>,
+        build: impl for<'s> Fn(&mut BuildEnv<'s>, Batches<'s, T>, Batches<'s, W>) -> Batches<'s, U>
+            + Send
+            + Sync
+            + 'static,
+    ) -> DStream<U> {
+        if let Some(e) = self.check_compatible(op, other.ctx.as_ref(), other.slide) {
+            self.ctx.defer(e);
+            return DStream::detached(Arc::clone(&self.ctx));
+        }
+        let (a, b) = (self.node, other.node);
+        let node = self.ctx.add_node(
+            op,
+            vec![a, b],
+            self.slide,
+            Arc::new(move |env: &mut BuildEnv<'_>| {
+                let left = env.get::<T>(a)?;
+                let right = env.get::<W>(b)?;
+                let out = build(env, left, right);
+                env.put::<U>(out);
+                Ok(())
+            }),
+        );
+        DStream::from_node(Arc::clone(&self.ctx), node, self.slide)
+    }
+
+    pub(crate) fn check_compatible(&self, op: &str, other: &Shared, other_slide: u64) -> Option<Error> {
+        if !self.ctx.same_context(other) {
+            return Some(Error::declaration(op, "the streams belong to different StreamingContexts"));
+        }
+        if self.slide != other_slide {
+            return Some(Error::declaration(
+                op,
+                format!("the streams have different slide durations ({} ms and {} ms)", self.slide, other_slide),
+            ));
+        }
+        None
+    }
+}

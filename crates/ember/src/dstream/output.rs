@@ -1,0 +1,270 @@
+//! Output operations: print, foreach_batch, foreach_partition, save_as_text_files,
+//! collect_batches.
+//!
+//! Output operations run once per batch, one at a time, in declaration order, and batches run
+//! in time order (spec §5.4). Driver-placed operations (`print`, `foreach_batch`,
+//! `collect_batches`) gather the whole batch on the driver worker — for small results;
+//! `foreach_partition` and `save_as_text_files` run on every worker with its own share — the
+//! scalable pattern (spec §5.3). An output function may return `()` or a `Result`; an `Err` or a
+//! panic is reported to listeners and returned by `await_termination`, and later batches go on.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::DStream;
+use crate::clock::lock;
+use crate::error::Error;
+use crate::exec::output::{port, Action};
+use crate::exec::BuildEnv;
+use crate::graph::{OutputSpec, Placement};
+use crate::print::Printable;
+use crate::time::Time;
+use crate::Data;
+
+/// What an output function may return: `()` or a `Result` whose error can be displayed.
+pub trait OutputResult {
+    /// The outcome, with the error as text.
+    fn into_output_result(self) -> Result<(), String>;
+}
+
+impl OutputResult for () {
+    fn into_output_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: std::fmt::Display> OutputResult for Result<(), E> {
+    fn into_output_result(self) -> Result<(), String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// The batches an output operation collected, for tests (see [`DStream::collect_batches`]).
+pub struct BatchCollector<T> {
+    batches: Arc<Mutex<Vec<(Time, Vec<T>)>>>,
+}
+
+impl<T: Clone> BatchCollector<T> {
+    /// Every batch collected so far, in batch order, with its time.
+    pub fn batches(&self) -> Vec<(Time, Vec<T>)> {
+        lock(&self.batches).clone()
+    }
+}
+
+/// The text `print_n(n)` prints for one batch: Spark's exact layout (spec §5.1).
+pub fn format_batch<T: Printable>(time: Time, records: &[T], n: usize) -> String {
+    let dashes = "-------------------------------------------";
+    let mut s = format!("{dashes}\nTime: {time}\n{dashes}\n");
+    for r in records.iter().take(n) {
+        r.print_to(&mut s);
+        s.push('\n');
+    }
+    if records.len() > n {
+        s.push_str("...\n");
+    }
+    s.push('\n');
+    s
+}
+
+/// The directory name of batch `time` for `save_as_text_files` (Spark's `rddToFileName`):
+/// `prefix-<ms>[.suffix]`, or `<ms>[.suffix]` for an empty prefix.
+pub fn batch_file_name(prefix: &str, suffix: &str, time: Time) -> String {
+    let mut name = if prefix.is_empty() { time.millis().to_string() } else { format!("{prefix}-{}", time.millis()) };
+    if !suffix.is_empty() {
+        name.push('.');
+        name.push_str(suffix);
+    }
+    name
+}
+
+impl<T: Data> DStream<T> {
+    fn output(
+        &self,
+        name: &str,
+        placement: Placement,
+        make: impl Fn(&BuildEnv<'_>) -> Action<T> + Send + Sync + 'static,
+    ) {
+        let node = self.node;
+        self.ctx.add_output(OutputSpec {
+            name: name.to_owned(),
+            node,
+            slide: self.slide,
+            attach: Arc::new(move |env, builder| {
+                let stream = env.get::<T>(node)?;
+                let action = make(env);
+                Ok(port(env, builder, stream, placement, action))
+            }),
+        });
+    }
+
+    /// Prints the first 10 records of every batch (see [`DStream::print_n`]).
+    pub fn print(&self)
+    where
+        T: Printable,
+    {
+        self.print_n(10)
+    }
+
+    /// Prints the first `n` records of every batch to standard output, in Spark's layout: a line
+    /// of 43 dashes, `Time: <ms> ms`, dashes, the records, `...` when the batch has more than `n`,
+    /// and an empty line. Empty batches print their header too.
+    ///
+    /// ```
+    /// # use ember::dstream::output::format_batch;
+    /// # use ember::Time;
+    /// assert_eq!(
+    ///     format_batch(Time::from_millis(2000), &[("a", 1)], 10),
+    ///     "-------------------------------------------\nTime: 2000 ms\n-------------------------------------------\n(a,1)\n\n"
+    /// );
+    /// ```
+    pub fn print_n(&self, n: usize)
+    where
+        T: Printable,
+    {
+        self.output("print", Placement::Driver, move |_env| {
+            Box::new(move |t, records: Vec<T>| {
+                let text = format_batch(t, &records, n);
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes()).and_then(|_| out.flush()).map_err(|e| format!("writing to stdout: {e}"))
+            })
+        })
+    }
+
+    /// Calls `f` once per batch, on the driver worker, with the batch time and the whole batch
+    /// (gathered from every worker: for small results).
+    ///
+    /// ```
+    /// # use ember::testing::*;
+    /// # use std::sync::{Arc, Mutex};
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let s2 = seen.clone();
+    /// let ssc = manual_context("local[1]");
+    /// ssc.queue_stream(vec![vec![1, 2]], true).foreach_batch(move |_t, xs: Vec<i32>| s2.lock().unwrap().push(xs.len()));
+    /// ssc.run_batches(2).unwrap();
+    /// ssc.stop(false).unwrap();
+    /// assert_eq!(*seen.lock().unwrap(), vec![2, 0]);
+    /// ```
+    pub fn foreach_batch<R: OutputResult>(&self, f: impl FnMut(Time, Vec<T>) -> R + Send + 'static) {
+        let f = Arc::new(Mutex::new(f));
+        self.output("foreach_batch", Placement::Driver, move |_env| {
+            let f = Arc::clone(&f);
+            Box::new(move |t, records| (lock(&f))(t, records).into_output_result())
+        })
+    }
+
+    /// Calls `f` once per batch on every worker, with the batch time and that worker's share of
+    /// the batch (also when empty): open one connection per call, not per record.
+    pub fn foreach_partition<R: OutputResult>(&self, f: impl Fn(Time, Vec<T>) -> R + Send + Sync + 'static) {
+        let f = Arc::new(f);
+        self.output("foreach_partition", Placement::Partition, move |_env| {
+            let f = Arc::clone(&f);
+            Box::new(move |t, records| f(t, records).into_output_result())
+        })
+    }
+
+    /// Collects every batch on the driver, for tests: `collector.batches()` returns
+    /// `(time, records)` in batch order.
+    pub fn collect_batches(&self) -> BatchCollector<T> {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&batches);
+        self.foreach_batch(move |t, records| lock(&sink).push((t, records)));
+        BatchCollector { batches }
+    }
+
+    /// Writes every batch as a directory `prefix-<ms>[.suffix]` of text files, one record per line.
+    /// Every worker writes its share as `part-NNNNN`; once the batch completed everywhere, the
+    /// driver moves the directory into place atomically (replacing an earlier one, so re-running
+    /// a batch overwrites its output) and adds an empty `_SUCCESS` file.
+    pub fn save_as_text_files(&self, prefix: impl Into<String>, suffix: impl Into<String>)
+    where
+        T: Printable,
+    {
+        let (prefix, suffix) = (prefix.into(), suffix.into());
+        self.output("save_as_text_files", Placement::Partition, move |env| {
+            let (prefix, suffix, rt) = (prefix.clone(), suffix.clone(), Arc::clone(&env.rt));
+            let (index, peers, is_driver) = (env.index, env.peers, env.is_driver());
+            Box::new(move |t, records: Vec<T>| {
+                let dir = PathBuf::from(batch_file_name(&prefix, &suffix, t));
+                let staging = staging_dir(&dir);
+                write_part(&staging, index, &records).map_err(|e| e.to_string())?;
+                if is_driver {
+                    rt.add_commit(t.millis(), Box::new(move || commit_dir(&staging, &dir, peers)));
+                }
+                Ok(())
+            })
+        })
+    }
+}
+
+fn staging_dir(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push("._temporary");
+    dir.with_file_name(name)
+}
+
+fn write_part<T: Printable>(staging: &Path, index: usize, records: &[T]) -> Result<(), Error> {
+    std::fs::create_dir_all(staging).map_err(|e| Error::io(format!("creating {}", staging.display()), e))?;
+    let part = staging.join(format!("part-{index:05}"));
+    let tmp = staging.join(format!(".part-{index:05}.tmp"));
+    let mut text = String::new();
+    for r in records {
+        r.print_to(&mut text);
+        text.push('\n');
+    }
+    std::fs::write(&tmp, text.as_bytes()).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, &part).map_err(|e| Error::io(format!("renaming {} into place", part.display()), e))
+}
+
+fn commit_dir(staging: &Path, dir: &Path, peers: usize) -> Result<(), Error> {
+    let io = |what: &str, p: &Path, e| Error::io(format!("{what} {}", p.display()), e);
+    // Parts of workers that no longer exist (a re-run with fewer workers) do not belong.
+    if let Ok(entries) = std::fs::read_dir(staging) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(n) = name.strip_prefix("part-").and_then(|n| n.parse::<usize>().ok()) {
+                if n >= peers {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+    std::fs::write(staging.join("_SUCCESS"), b"").map_err(|e| io("writing _SUCCESS in", staging, e))?;
+    if dir.exists() {
+        let mut old = dir.as_os_str().to_os_string();
+        old.push("._old");
+        let old = PathBuf::from(old);
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(dir, &old).map_err(|e| io("moving aside", dir, e))?;
+        std::fs::rename(staging, dir).map_err(|e| io("committing", dir, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| io("removing", &old, e))
+    } else {
+        std::fs::rename(staging, dir).map_err(|e| io("committing", dir, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_follow_spark() {
+        let t = Time::from_millis(1_357_008_430_000);
+        assert_eq!(batch_file_name("out/counts", "txt", t), "out/counts-1357008430000.txt");
+        assert_eq!(batch_file_name("out/counts", "", t), "out/counts-1357008430000");
+        assert_eq!(batch_file_name("", "txt", t), "1357008430000.txt");
+        assert_eq!(batch_file_name("", "", t), "1357008430000");
+    }
+
+    #[test]
+    fn print_layout_is_exact() {
+        let dashes = "-".repeat(43);
+        let t = Time::from_millis(5000);
+        assert_eq!(format_batch::<i32>(t, &[], 10), format!("{dashes}\nTime: 5000 ms\n{dashes}\n\n"));
+        let ten: Vec<i32> = (1..=10).collect();
+        assert!(!format_batch(t, &ten, 10).contains("..."), "exactly n records: no ellipsis");
+        let eleven: Vec<i32> = (1..=11).collect();
+        let text = format_batch(t, &eleven, 10);
+        assert!(text.ends_with("10\n...\n\n") && !text.contains("11\n"), "{text}");
+    }
+}

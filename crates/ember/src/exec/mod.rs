@@ -1,0 +1,329 @@
+//! Execution: the plan becomes a timely dataflow, one per worker, and each worker runs it.
+//!
+//! Every operator is built from a handful of primitives: [`source`] (holds a capability for the
+//! open batch and downgrades it when the clock crosses the batch boundary), stream-through
+//! operators (timely's own), [`batch`] (fire-when-batch-complete, with keyed exchange and combine)
+//! and the [`output`] stage (every output operation of a worker in one operator, run per batch in
+//! declaration order). Batch time is the timely timestamp, in milliseconds since the epoch.
+//!
+//! This module is the only place that names timely types; the public API never does.
+
+pub(crate) mod batch;
+pub(crate) mod output;
+pub(crate) mod runtime;
+pub(crate) mod source;
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::core::Probe;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::{Scope, Stream};
+use timely::scheduling::Activator;
+use timely::worker::Worker;
+
+use crate::error::{Error, Result};
+use crate::listener::{BatchInfo, Event, OutputOperationInfo, StreamInputInfo};
+use crate::time::{Grid, Time};
+use crate::Data;
+use runtime::Runtime;
+
+/// A stream of batches of `T` inside one worker's dataflow.
+pub(crate) type Batches<'s, T> = Stream<'s, u64, Vec<T>>;
+
+/// What a worker needs while it builds its dataflow from the plan.
+pub(crate) struct BuildEnv<'s> {
+    pub scope: Scope<'s, u64>,
+    pub rt: Arc<Runtime>,
+    /// Global index of this worker and number of workers.
+    pub index: usize,
+    pub peers: usize,
+    pub zero: u64,
+    /// The node being built.
+    current: usize,
+    /// Built streams by node id, with their lifetime erased (see `put`).
+    streams: HashMap<usize, Box<dyn Any>>,
+    /// Activators of this worker's source operators.
+    pub sources: Vec<Activator>,
+    /// Input record counts `(input stream id, records)` per batch.
+    pub metrics: Vec<Batches<'s, (usize, u64)>>,
+    /// The driver worker's record of each batch.
+    pub driver_log: Rc<RefCell<DriverLog>>,
+}
+
+impl<'s> BuildEnv<'s> {
+    /// The batch grid of a stream with the given slide.
+    pub fn grid(&self, slide: u64) -> Grid {
+        Grid { zero: self.zero, slide }
+    }
+
+    /// Whether this worker plays the driver.
+    pub fn is_driver(&self) -> bool {
+        self.index == 0
+    }
+
+    /// Records the stream built for the current node.
+    pub fn put<T: Data>(&mut self, stream: Batches<'s, T>) {
+        // SAFETY: the stored value only differs from `stream` in its lifetime parameter. It never
+        // leaves this `BuildEnv<'s>`, which lives inside the dataflow-building closure of lifetime
+        // 's, and `get` hands it out again only as `Batches<'s, T>`. `Any` needs `'static`; the
+        // lifetime is erased for storage only.
+        let erased: Batches<'static, T> = unsafe { std::mem::transmute::<Batches<'s, T>, Batches<'static, T>>(stream) };
+        self.streams.insert(self.current, Box::new(erased));
+    }
+
+    /// The stream built for `node`.
+    pub fn get<T: Data>(&self, node: usize) -> Result<Batches<'s, T>> {
+        let erased = self
+            .streams
+            .get(&node)
+            .and_then(|b| b.downcast_ref::<Batches<'static, T>>())
+            .ok_or_else(|| Error::Internal(format!("stream of node {node} missing or of another type")))?
+            .clone();
+        // SAFETY: see `put`; this restores the lifetime the stream was built with.
+        Ok(unsafe { std::mem::transmute::<Batches<'static, T>, Batches<'s, T>>(erased) })
+    }
+
+    /// Spreads records evenly over all workers (for inputs read on one worker).
+    pub fn round_robin<T: Data>(&self, stream: Batches<'s, T>) -> Batches<'s, T> {
+        if self.peers == 1 {
+            return stream;
+        }
+        let mut next = self.index as u64;
+        stream.unary(
+            Exchange::new(move |_: &T| {
+                next = next.wrapping_add(1);
+                next
+            }),
+            "RoundRobin",
+            |_, _| {
+                move |input, output| {
+                    input.for_each(|cap, data| output.session(&cap).give_container(data));
+                }
+            },
+        )
+    }
+}
+
+/// A pact that sends every record to the driver worker.
+pub(crate) fn to_driver<T: Data>() -> Exchange<T, impl FnMut(&T) -> u64 + 'static> {
+    Exchange::new(|_: &T| 0)
+}
+
+/// A pact that sends `(key, value)` records to the worker owning the key.
+pub(crate) fn by_key<K: Data + Hash, V: Data>() -> Exchange<(K, V), impl FnMut(&(K, V)) -> u64 + 'static> {
+    Exchange::new(|kv: &(K, V)| key_hash(&kv.0))
+}
+
+/// The pact that keeps records on their worker.
+pub(crate) fn local() -> Pipeline {
+    Pipeline
+}
+
+/// A hash of a key that every process of the job computes alike.
+pub(crate) fn key_hash<K: Hash + ?Sized>(k: &K) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    k.hash(&mut h);
+    // Fx leaves the low bits weak; the exchange takes `hash % workers`, so mix them in.
+    let mut x = h.finish();
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x
+}
+
+/// What the driver worker knows of each batch until it completes.
+#[derive(Default)]
+pub(crate) struct DriverLog {
+    pub batches: BTreeMap<u64, BatchInfo>,
+    /// When the previous batch completed (clock millis).
+    pub last_completion: u64,
+}
+
+impl DriverLog {
+    pub fn batch(&mut self, t: u64, now: u64) -> &mut BatchInfo {
+        self.batches.entry(t).or_insert_with(|| BatchInfo {
+            batch_time: Time::from_millis(t),
+            stream_input_info: Vec::new(),
+            submission_time: now,
+            processing_start_time: None,
+            processing_end_time: None,
+            output_operation_infos: Vec::new(),
+        })
+    }
+
+    pub fn record_inputs(&mut self, t: u64, now: u64, counts: &[(usize, u64)]) {
+        let b = self.batch(t, now);
+        for &(id, n) in counts {
+            match b.stream_input_info.iter_mut().find(|s| s.input_stream_id == id) {
+                Some(s) => s.num_records += n,
+                None => b.stream_input_info.push(StreamInputInfo { input_stream_id: id, num_records: n }),
+            }
+        }
+    }
+
+    pub fn record_output(&mut self, t: u64, now: u64, info: OutputOperationInfo) {
+        self.batch(t, now).output_operation_infos.push(info);
+    }
+}
+
+/// Runs one timely worker: builds the dataflow from the plan, then steps it until it ends.
+pub(crate) fn run_worker(worker: &mut Worker, rt: Arc<Runtime>, cluster: bool) -> Result<()> {
+    rt.register_worker(std::thread::current());
+    let result = worker_body(worker, &rt, cluster);
+    if let Err(e) = &result {
+        rt.report_error(e.clone());
+    }
+    rt.worker_finished();
+    result
+}
+
+fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<()> {
+    let index = worker.index();
+    let peers = worker.peers();
+    let local_leader = index % rt.settings.local_workers() == 0;
+    let proposed = rt.zero().ok_or_else(|| Error::Internal("zero time not set before execution".into()))?;
+    let zero = if cluster { agree_on_zero(worker, proposed) } else { proposed };
+    rt.set_zero(zero);
+    let grid = Grid { zero, slide: rt.batch_ms };
+
+    let probe = ProbeHandle::new();
+    let driver_log = Rc::new(RefCell::new(DriverLog::default()));
+    let sources = worker.dataflow::<u64, _, _>(|scope| -> Result<Vec<Activator>> {
+        let mut env = BuildEnv {
+            scope,
+            rt: Arc::clone(rt),
+            index,
+            peers,
+            zero,
+            current: 0,
+            streams: HashMap::new(),
+            sources: Vec::new(),
+            metrics: Vec::new(),
+            driver_log: Rc::clone(&driver_log),
+        };
+        for (id, node) in rt.graph.nodes.iter().enumerate() {
+            env.current = id;
+            (node.build)(&mut env)?;
+        }
+        let done = output::build_stage(&mut env)?;
+        done.probe_with(&probe);
+        Ok(std::mem::take(&mut env.sources))
+    })?;
+
+    let is_driver = index == 0;
+    let mut next_boundary = grid.first();
+    let mut completed = 0u64;
+    loop {
+        let now = rt.now();
+        let stopping = rt.stopping();
+        if now >= next_boundary || stopping {
+            if is_driver && now >= next_boundary {
+                let mut log = driver_log.borrow_mut();
+                let mut t = next_boundary;
+                while t <= now {
+                    let info = log.batch(t, now).clone();
+                    rt.post(Event::BatchSubmitted(info));
+                    t += grid.slide;
+                }
+            }
+            for a in &sources {
+                a.activate();
+            }
+            next_boundary = grid.floor(now).map_or(grid.first(), |f| f + grid.slide);
+        }
+        if local_leader {
+            completed = track_completion(rt, &probe, grid, completed, is_driver, &driver_log);
+        }
+        let park = if stopping { None } else { rt.clock.park_for(next_boundary) };
+        if !worker.step_or_park(park) {
+            break;
+        }
+    }
+    if local_leader {
+        track_completion(rt, &probe, grid, completed, is_driver, &driver_log);
+    }
+    Ok(())
+}
+
+/// Notes the batches that completed everywhere since `completed`; on the driver, posts their
+/// events and runs their commits. Returns the new last completed batch.
+fn track_completion(
+    rt: &Runtime,
+    probe: &ProbeHandle<u64>,
+    grid: Grid,
+    completed: u64,
+    is_driver: bool,
+    log: &Rc<RefCell<DriverLog>>,
+) -> u64 {
+    let limit = probe.with_frontier(|f| f.first().copied());
+    let through = match limit {
+        Some(l) => grid.floor(l.saturating_sub(1)),
+        None => rt.final_time().and_then(|f| grid.floor(f)),
+    };
+    let Some(through) = through else { return completed };
+    if through <= completed {
+        return completed;
+    }
+    if is_driver {
+        let now = rt.now();
+        let mut log = log.borrow_mut();
+        let mut t = if completed == 0 { grid.first() } else { completed + grid.slide };
+        while t <= through {
+            let mut info = log.batches.remove(&t).unwrap_or_else(|| {
+                let mut l = DriverLog::default();
+                l.batch(t, now).clone()
+            });
+            info.processing_start_time.get_or_insert(now);
+            info.processing_end_time = Some(now);
+            log.last_completion = now;
+            tracing::info!(
+                "Total delay: {:.3} s for time {} (execution: {:.3} s)",
+                info.total_delay().unwrap_or(0) as f64 / 1000.0,
+                info.batch_time,
+                info.processing_delay().unwrap_or(0) as f64 / 1000.0
+            );
+            rt.post(Event::BatchCompleted(info));
+            rt.run_commits(t);
+            t += grid.slide;
+        }
+    }
+    rt.set_completed(through);
+    through
+}
+
+/// In cluster mode, every worker takes the zero time that worker 0 proposes, so that all
+/// processes cut batches on the same grid.
+fn agree_on_zero(worker: &mut Worker, proposed: u64) -> u64 {
+    use timely::dataflow::operators::core::Inspect;
+    use timely::dataflow::operators::vec::Broadcast;
+    use timely::dataflow::InputHandle;
+
+    let agreed = Rc::new(RefCell::new(None));
+    let mut input = InputHandle::new();
+    let probe = ProbeHandle::new();
+    let seen = Rc::clone(&agreed);
+    worker.dataflow::<u64, _, _>(|scope| {
+        input
+            .to_stream(scope)
+            .broadcast()
+            .inspect(move |z: &u64| *seen.borrow_mut() = Some(*z))
+            .probe_with(&probe);
+    });
+    if worker.index() == 0 {
+        input.send(proposed);
+    }
+    input.advance_to(1);
+    drop(input);
+    while !probe.done() {
+        worker.step();
+    }
+    let z = agreed.borrow().unwrap_or(proposed);
+    z
+}

@@ -1,0 +1,178 @@
+//! The output stage: every output operation of a worker in one operator.
+//!
+//! For each batch time, once the frontier of all its inputs has passed it, the stage runs the
+//! output operations valid at that time one at a time, in declaration order — on the driver
+//! worker for driver-placed operations (their records are gathered there), on every worker for
+//! partition-placed ones. Batches run in time order. The stage also gathers the per-batch input
+//! record counts for the listener. It holds a capability at the next batch to run, so the
+//! completion probe after it passes `t` only when every worker ran batch `t`'s outputs.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use timely::communication::Pull;
+use timely::dataflow::channels::Message;
+use timely::dataflow::operators::core::Concatenate;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::InputHandleCore;
+
+use super::batch::fire_ready;
+use super::{local, to_driver, Batches, BuildEnv};
+use crate::error::{Error, Result};
+use crate::graph::Placement;
+use crate::listener::{Event, OutputOperationInfo};
+use crate::time::Time;
+use crate::Data;
+
+/// The function of an output operation: the batch time and this worker's records of the batch.
+pub(crate) type Action<T> = Box<dyn FnMut(Time, Vec<T>) -> std::result::Result<(), String>>;
+
+/// One output operation's input on one worker.
+pub(crate) trait OutputPort {
+    /// Moves arrived records into per-batch buffers.
+    fn pull(&mut self);
+    /// Runs the operation for batch `t` (also when empty).
+    fn run(&mut self, t: Time) -> std::result::Result<(), String>;
+    /// Drops buffered records (after the final batch).
+    fn discard(&mut self);
+}
+
+struct Port<T: Data, P: Pull<Message<u64, Vec<T>>>> {
+    input: InputHandleCore<u64, Vec<T>, P>,
+    pending: BTreeMap<u64, Vec<T>>,
+    action: Option<Action<T>>,
+}
+
+impl<T: Data, P: Pull<Message<u64, Vec<T>>>> OutputPort for Port<T, P> {
+    fn pull(&mut self) {
+        let pending = &mut self.pending;
+        self.input.for_each(|cap, data| pending.entry(*cap.time()).or_default().append(data));
+    }
+
+    fn run(&mut self, t: Time) -> std::result::Result<(), String> {
+        let records = self.pending.remove(&t.millis()).unwrap_or_default();
+        let Some(action) = self.action.as_mut() else { return Ok(()) };
+        match catch_unwind(AssertUnwindSafe(|| action(t, records))) {
+            Ok(r) => r,
+            Err(panic) => Err(panic_message(&panic)),
+        }
+    }
+
+    fn discard(&mut self) {
+        self.pending.clear();
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_owned()
+    }
+}
+
+/// Connects `stream` to the stage as one output operation with `action`.
+pub(crate) fn port<'s, T: Data>(
+    env: &BuildEnv<'s>,
+    builder: &mut OperatorBuilder<'s, u64>,
+    stream: Batches<'s, T>,
+    placement: Placement,
+    action: Action<T>,
+) -> Box<dyn OutputPort> {
+    match placement {
+        Placement::Driver => {
+            let input = builder.new_input(stream, to_driver::<T>());
+            let action = env.is_driver().then_some(action);
+            Box::new(Port { input, pending: BTreeMap::new(), action })
+        }
+        Placement::Partition => {
+            let input = builder.new_input(stream, local());
+            Box::new(Port { input, pending: BTreeMap::new(), action: Some(action) })
+        }
+    }
+}
+
+/// Builds this worker's output stage; its output stream is what the completion probe watches.
+pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>> {
+    let rt = Arc::clone(&env.rt);
+    let graph = Arc::clone(&rt.graph);
+    let mut builder = OperatorBuilder::new("OutputStage".to_owned(), env.scope);
+    let mut ports = Vec::with_capacity(graph.outputs.len());
+    for spec in &graph.outputs {
+        ports.push((spec.attach)(env, &mut builder)?);
+    }
+    let grids: Vec<_> = graph.outputs.iter().map(|o| env.grid(o.slide)).collect();
+    let names: Vec<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
+    let metrics = env.scope.concatenate(std::mem::take(&mut env.metrics));
+    let mut metrics_in = builder.new_input(metrics, to_driver::<(usize, u64)>());
+    let (_out, stream) = builder.new_output::<Vec<()>>();
+    let batch_grid = env.grid(rt.batch_ms);
+    let is_driver = env.is_driver();
+    let log = Rc::clone(&env.driver_log);
+
+    builder.build(move |mut caps| {
+        let mut cap = caps.pop();
+        if let Some(c) = cap.as_mut() {
+            c.downgrade(&batch_grid.first());
+        }
+        let mut counts: BTreeMap<u64, Vec<(usize, u64)>> = BTreeMap::new();
+        move |frontiers| {
+            for p in ports.iter_mut() {
+                p.pull();
+            }
+            metrics_in.for_each(|c, data| counts.entry(*c.time()).or_default().append(data));
+            let frontier = frontiers.iter().filter_map(|f| f.frontier().first().copied()).min();
+            fire_ready(&mut cap, batch_grid, frontier, &rt, |c| {
+                let t = *c.time();
+                let time = Time::from_millis(t);
+                if is_driver {
+                    let now = rt.now();
+                    let mut log = log.borrow_mut();
+                    log.record_inputs(t, now, &counts.remove(&t).unwrap_or_default());
+                    let last = log.last_completion;
+                    let info = log.batch(t, now);
+                    info.processing_start_time = Some(info.submission_time.max(last));
+                    rt.post(Event::BatchStarted(info.clone()));
+                }
+                for (id, port) in ports.iter_mut().enumerate() {
+                    if !grids[id].contains(t) {
+                        continue;
+                    }
+                    let mut info = OutputOperationInfo {
+                        batch_time: time,
+                        id,
+                        name: names[id].clone(),
+                        start_time: Some(rt.now()),
+                        end_time: None,
+                        failure_reason: None,
+                    };
+                    if is_driver {
+                        rt.post(Event::OutputStarted(info.clone()));
+                    }
+                    let result = port.run(time);
+                    info.end_time = Some(rt.now());
+                    if let Err(message) = result {
+                        info.failure_reason = Some(message.clone());
+                        rt.report_error(Error::Output { id, name: names[id].clone(), time, message });
+                    }
+                    if is_driver {
+                        rt.post(Event::OutputCompleted(info.clone()));
+                        log.borrow_mut().record_output(t, rt.now(), info);
+                    }
+                }
+            });
+            if cap.is_none() {
+                for p in ports.iter_mut() {
+                    p.discard();
+                }
+                counts.clear();
+            }
+        }
+    });
+    Ok(stream)
+}
+
+use std::rc::Rc;

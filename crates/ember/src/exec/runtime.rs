@@ -1,0 +1,225 @@
+//! The process-local state shared by the context and the timely workers of one process.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::Thread;
+use std::time::Duration;
+
+use crate::clock::{lock, Clock};
+use crate::conf::Settings;
+use crate::error::{Error, Result};
+use crate::graph::Graph;
+use crate::listener::{Event, ListenerBus};
+
+/// A piece of work run by the driver once a batch has completed everywhere (e.g. committing the
+/// files that every worker wrote for it).
+pub(crate) type Commit = Box<dyn FnOnce() -> Result<()> + Send>;
+
+const NOT_SET: u64 = u64::MAX;
+
+/// Progress as seen by this process.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// The zero time once the workers agreed on it.
+    pub zero: Option<u64>,
+    /// The last batch time completed everywhere (0: none yet).
+    pub completed_through: u64,
+    /// All workers of this process left their loops.
+    pub finished: bool,
+    /// The first error of the job (a failed output, a panicked worker).
+    pub error: Option<Error>,
+    /// Whether `error` was already handed to the user.
+    pub error_taken: bool,
+    /// Workers still running in this process.
+    pub running_workers: usize,
+}
+
+pub(crate) struct Runtime {
+    pub settings: Arc<Settings>,
+    pub clock: Arc<dyn Clock>,
+    pub batch_ms: u64,
+    pub graph: Arc<Graph>,
+    pub bus: ListenerBus,
+    stopping: AtomicBool,
+    final_time: AtomicU64,
+    progress: Mutex<Progress>,
+    changed: Condvar,
+    workers: Mutex<Vec<Thread>>,
+    /// Records taken in by the receivers of this process (a test aid: wait for input to arrive).
+    pub received: AtomicU64,
+    /// Input lines skipped because they were longer than the limit.
+    pub oversized: AtomicU64,
+    /// Input lines that were not valid UTF-8 (decoded with replacement characters).
+    pub invalid_utf8: AtomicU64,
+    commits: Mutex<BTreeMap<u64, Vec<Commit>>>,
+    /// Cancelled when the context stops, to cut receivers' back-off waits short.
+    pub sleeper: Arc<crate::clock::Sleeper>,
+}
+
+impl Runtime {
+    pub fn new(settings: Arc<Settings>, clock: Arc<dyn Clock>, batch_ms: u64, graph: Arc<Graph>, bus: ListenerBus) -> Self {
+        Runtime {
+            settings,
+            clock,
+            batch_ms,
+            graph,
+            bus,
+            stopping: AtomicBool::new(false),
+            final_time: AtomicU64::new(NOT_SET),
+            progress: Mutex::new(Progress::default()),
+            changed: Condvar::new(),
+            workers: Mutex::new(Vec::new()),
+            received: AtomicU64::new(0),
+            oversized: AtomicU64::new(0),
+            invalid_utf8: AtomicU64::new(0),
+            commits: Mutex::new(BTreeMap::new()),
+            sleeper: Arc::new(crate::clock::Sleeper::default()),
+        }
+    }
+
+    pub fn post(&self, e: Event) {
+        self.bus.post(e)
+    }
+
+    pub fn now(&self) -> u64 {
+        self.clock.now_millis()
+    }
+
+    /// The final batch time when the context is stopping.
+    pub fn final_time(&self) -> Option<u64> {
+        if !self.stopping.load(Ordering::Acquire) {
+            return None;
+        }
+        match self.final_time.load(Ordering::Acquire) {
+            NOT_SET => None,
+            t => Some(t),
+        }
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Asks every source to close its batches through `final_time` and end.
+    pub fn request_stop(&self, final_time: u64) {
+        self.final_time.store(final_time, Ordering::Release);
+        self.stopping.store(true, Ordering::Release);
+        self.sleeper.cancel();
+        self.wake_workers();
+    }
+
+    pub fn register_worker(&self, t: Thread) {
+        self.clock.register_waker(t.clone());
+        lock(&self.workers).push(t);
+        lock(&self.progress).running_workers += 1;
+    }
+
+    pub fn wake_workers(&self) {
+        for t in lock(&self.workers).iter() {
+            t.unpark();
+        }
+    }
+
+    pub fn worker_finished(&self) {
+        let mut p = lock(&self.progress);
+        p.running_workers = p.running_workers.saturating_sub(1);
+        if p.running_workers == 0 {
+            p.finished = true;
+        }
+        self.changed.notify_all();
+    }
+
+    pub fn set_zero(&self, zero: u64) {
+        lock(&self.progress).zero.get_or_insert(zero);
+        self.changed.notify_all();
+    }
+
+    pub fn zero(&self) -> Option<u64> {
+        lock(&self.progress).zero
+    }
+
+    pub fn set_completed(&self, t: u64) {
+        let mut p = lock(&self.progress);
+        if t > p.completed_through {
+            p.completed_through = t;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Records the job's first error; later ones are logged only.
+    pub fn report_error(&self, e: Error) {
+        tracing::error!("{e}");
+        let mut p = lock(&self.progress);
+        if p.error.is_none() {
+            p.error = Some(e);
+            self.changed.notify_all();
+        }
+    }
+
+    /// The job's first error, once.
+    pub fn take_error(&self) -> Option<Error> {
+        let mut p = lock(&self.progress);
+        if p.error_taken {
+            return None;
+        }
+        let e = p.error.clone();
+        if e.is_some() {
+            p.error_taken = true;
+        }
+        e
+    }
+
+    /// Waits until `pred(progress)` holds, an unseen error is reported or `timeout` passes
+    /// (real time; `None` waits for ever). Returns whether `pred` holds.
+    pub fn wait(&self, timeout: Option<Duration>, pred: impl Fn(&Progress) -> bool) -> Result<bool> {
+        let mut p = lock(&self.progress);
+        let done = |p: &Progress| pred(p) || (p.error.is_some() && !p.error_taken) || p.finished;
+        match timeout {
+            None => {
+                while !done(&p) {
+                    p = self.changed.wait(p).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+            Some(t) => {
+                p = self.changed.wait_timeout_while(p, t, |p| !done(p)).unwrap_or_else(|e| e.into_inner()).0;
+            }
+        }
+        if p.error.is_some() && !p.error_taken {
+            p.error_taken = true;
+            return Err(p.error.clone().unwrap_or_else(|| Error::Internal("error vanished".into())));
+        }
+        Ok(pred(&p))
+    }
+
+    /// Counts records taken in by a receiver and wakes whoever waits for input.
+    pub fn add_received(&self, n: u64) {
+        self.received.fetch_add(n, Ordering::Relaxed);
+        let _p = lock(&self.progress);
+        self.changed.notify_all();
+    }
+
+    /// Waits until the receivers took in `n` records (or `timeout` passes).
+    pub fn wait_received(&self, n: u64, timeout: Duration) -> Result<bool> {
+        self.wait(Some(timeout), |_| self.received.load(Ordering::Relaxed) >= n)
+    }
+
+    pub fn add_commit(&self, t: u64, c: Commit) {
+        lock(&self.commits).entry(t).or_default().push(c);
+    }
+
+    /// Runs the commits of every batch up to `t`.
+    pub fn run_commits(&self, t: u64) {
+        let due: Vec<Commit> = {
+            let mut commits = lock(&self.commits);
+            let later = commits.split_off(&(t + 1));
+            let due = std::mem::replace(&mut *commits, later);
+            due.into_values().flatten().collect()
+        };
+        for c in due {
+            if let Err(e) = c() {
+                self.report_error(e);
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The source primitive: an operator that holds a capability for the open batch.
+//!
+//! Batch `t` is open while the clock reads below `t`; records a source takes in meanwhile are
+//! emitted at once at time `t` (stateless steps stream them through). When the clock reaches `t`
+//! the source emits the rest of batch `t` (`close`), reports how many records the batch had, and
+//! downgrades its capability to `t + interval`. The frontier passing `t` downstream is then the
+//! signal that batch `t` is complete everywhere.
+
+use std::sync::Arc;
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::scheduling::SyncActivator;
+
+use super::runtime::Runtime;
+use super::{Batches, BuildEnv};
+use crate::time::Time;
+use crate::Data;
+
+/// What one worker's share of an input stream does.
+pub(crate) trait SourceDriver<T>: 'static {
+    /// Records available now for the open batch `open`. Returns `true` when more are ready
+    /// immediately (the operator runs again at once).
+    fn poll(&mut self, _open: Time, _out: &mut Vec<T>) -> bool {
+        false
+    }
+
+    /// The rest of batch `t`, which is closing.
+    fn close(&mut self, t: Time, out: &mut Vec<T>);
+
+    /// The source ends (the context stops).
+    fn finish(&mut self) {}
+}
+
+/// What a source driver may need from its worker.
+pub(crate) struct SourceEnv {
+    pub rt: Arc<Runtime>,
+    pub index: usize,
+    pub peers: usize,
+    /// Wakes the source operator from another thread (a receiver's).
+    pub activator: SyncActivator,
+}
+
+/// Builds a source operator for input stream `stream_id` on this worker.
+pub(crate) fn source<'s, T: Data>(
+    env: &mut BuildEnv<'s>,
+    name: &str,
+    stream_id: usize,
+    make: impl FnOnce(SourceEnv) -> Box<dyn SourceDriver<T>>,
+) -> Batches<'s, T> {
+    let mut builder = OperatorBuilder::new(name.to_owned(), env.scope);
+    let info = builder.operator_info();
+    let (data_out, data) = builder.new_output::<Vec<T>>();
+    let (count_out, counts) = builder.new_output::<Vec<(usize, u64)>>();
+    let mut data_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<T>>>::from(data_out);
+    let mut count_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<(usize, u64)>>>::from(count_out);
+
+    let activator = env.scope.activator_for(info.address.clone());
+    env.sources.push(activator.clone());
+    let mut driver = make(SourceEnv {
+        rt: Arc::clone(&env.rt),
+        index: env.index,
+        peers: env.peers,
+        activator: env.scope.worker().sync_activator_for(info.address.to_vec()),
+    });
+    let rt = Arc::clone(&env.rt);
+    let grid = env.grid(rt.batch_ms);
+
+    builder.build(move |mut caps| {
+        let mut count_cap = caps.pop();
+        let mut data_cap = caps.pop();
+        for c in data_cap.iter_mut().chain(count_cap.iter_mut()) {
+            c.downgrade(&grid.first());
+        }
+        let mut open = grid.first();
+        let mut records = 0u64;
+        let mut buf = Vec::new();
+        move |_frontiers| {
+            let (Some(dcap), Some(ccap)) = (data_cap.as_mut(), count_cap.as_mut()) else { return };
+            let stop = rt.final_time();
+            let close_through = match stop {
+                Some(end) => end,
+                None => grid.floor(rt.now()).unwrap_or(0),
+            };
+            let mut data_session = data_out.activate();
+            let mut count_session = count_out.activate();
+            while open <= close_through {
+                driver.close(Time::from_millis(open), &mut buf);
+                records += buf.len() as u64;
+                if !buf.is_empty() {
+                    data_session.session(&*dcap).give_container(&mut buf);
+                }
+                if records > 0 {
+                    count_session.session(&*ccap).give((stream_id, records));
+                }
+                records = 0;
+                open += grid.slide;
+                dcap.downgrade(&open);
+                ccap.downgrade(&open);
+            }
+            if stop.is_some() {
+                driver.finish();
+                data_cap = None;
+                count_cap = None;
+                return;
+            }
+            let more = driver.poll(Time::from_millis(open), &mut buf);
+            records += buf.len() as u64;
+            if !buf.is_empty() {
+                data_session.session(&*dcap).give_container(&mut buf);
+            }
+            if more {
+                activator.activate();
+            }
+        }
+    });
+    env.metrics.push(counts);
+    data
+}

@@ -1,0 +1,58 @@
+//! The logical plan: the DStream graph a program declares before `start()`.
+//!
+//! Nodes hold the user's closures behind `Arc` and a build function that turns the node into
+//! timely operators; every timely worker builds the same dataflow from the same plan. Output
+//! operations are kept apart, in declaration order, because they run together in one stage.
+
+use std::sync::Arc;
+
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+
+use crate::error::Result;
+use crate::exec::output::OutputPort;
+use crate::exec::BuildEnv;
+
+/// Builds one node's operators in one worker's dataflow.
+pub(crate) type BuildFn = Arc<dyn for<'s> Fn(&mut BuildEnv<'s>) -> Result<()> + Send + Sync>;
+
+/// Attaches one output operation to the output stage of one worker.
+pub(crate) type AttachFn = Arc<
+    dyn for<'s> Fn(&mut BuildEnv<'s>, &mut OperatorBuilder<'s, u64>) -> Result<Box<dyn OutputPort>>
+        + Send
+        + Sync,
+>;
+
+/// A DStream in the plan.
+pub(crate) struct Node {
+    pub name: String,
+    pub parents: Vec<usize>,
+    /// The stream's slide in milliseconds (the batch interval for non-window streams).
+    pub slide: u64,
+    pub build: BuildFn,
+}
+
+/// Where an output operation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// On the driver worker (process 0, worker 0), with the whole batch gathered there.
+    Driver,
+    /// On every worker, with its own share of the batch.
+    Partition,
+}
+
+/// An output operation in the plan.
+pub(crate) struct OutputSpec {
+    pub name: String,
+    pub node: usize,
+    pub slide: u64,
+    pub attach: AttachFn,
+}
+
+/// The whole plan.
+#[derive(Default)]
+pub(crate) struct Graph {
+    pub nodes: Vec<Node>,
+    pub outputs: Vec<OutputSpec>,
+    /// Names of the input streams, by input stream id.
+    pub inputs: Vec<String>,
+}

@@ -1,0 +1,141 @@
+//! # Ember: Spark Streaming's DStreams in Rust, on timely dataflow
+//!
+//! ```no_run
+//! use ember::prelude::*;
+//! # fn main() -> ember::Result<()> {
+//! let conf = Conf::new().master("local[2]").app_name("NetworkWordCount");
+//! let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
+//! let lines = ssc.socket_text_stream("localhost", 9999);
+//! let counts = lines
+//!     .flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
+//!     .map(|w| (w, 1u64))
+//!     .reduce_by_key(|a, b| a + b);
+//! counts.print();
+//! ssc.start()?;
+//! ssc.await_termination()?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## The model
+//!
+//! A [`StreamingContext`] cuts its inputs into batches every batch interval. Batch time `t` is a
+//! multiple of the interval in milliseconds since the epoch; batch `t` holds what arrived in
+//! `[t - interval, t)` (named by its end time, as in Spark; Ember cuts exactly at the boundary
+//! instead of at Spark's 200 ms block boundaries). The program declares input streams,
+//! transformations and output operations ([`DStream`]); nothing runs until
+//! [`start`](StreamingContext::start). Every output operation runs once per batch, in declaration
+//! order, after the batch is complete.
+//!
+//! ## Execution
+//!
+//! ```text
+//!  plan (Graph)  --start()-->  timely::execute: every worker builds the same dataflow
+//!
+//!  source ─▶ map/filter ─▶ combine ─exchange by key─▶ reduce ─▶ output stage ─▶ probe
+//!  (capability per       (stream      (per batch, fires when the frontier      (completion,
+//!   open batch)           through)     passes t)                                 listener)
+//! ```
+//!
+//! The batch time is the timely timestamp. Sources hold a capability for the open batch and
+//! downgrade it when the clock crosses the boundary; per-batch operators fire when their input
+//! frontier passes `t`. `local[N]` runs N worker threads; `cluster` runs the same binary as P
+//! processes connected over TCP, with process 0, worker 0 as the driver (print, `foreach_batch`,
+//! listener events). Public signatures never name timely types; `exec` owns the translation.
+//!
+//! ## Declaring is infallible; mistakes surface at the next fallible call
+//!
+//! Operations return streams, not `Result`s, so pipelines read as in Spark. A mistake in a
+//! declaration (a union of streams of different contexts, an operation added after start) is
+//! logged at once and returned by the context's next fallible call: `start`, `run_batches`,
+//! `await_termination`.
+//!
+//! ## Extension points
+//!
+//! - [`StreamingListener`]: batch, output-operation and receiver events.
+//! - [`Clock`]: the system clock, or the [`ManualClock`] for tests ([`testing`]).
+//! - [`Printable`]: how records print (`print`, `save_as_text_files`).
+//! - `foreach_partition`: the scalable output to any external system.
+//!
+//! ## Where Ember departs from Spark
+//!
+//! - `transform` is partition-local (it sees each worker's share of a batch), not a driver-side
+//!   RDD-to-RDD function.
+//! - File streams report the number of lines read (Spark reports 0).
+//! - `queue_stream` dequeues once per batch interval, whatever consumes it.
+//! - Partitions are workers: `repartition(n)` spreads over at most the number of workers.
+
+#![forbid(missing_docs)]
+
+pub mod clock;
+pub mod conf;
+mod context;
+pub mod dstream;
+mod error;
+pub(crate) mod exec;
+mod graph;
+pub mod listener;
+mod print;
+pub mod source;
+pub mod testing;
+mod time;
+
+use std::hash::Hash;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use conf::Conf;
+pub use context::{State, StreamingContext};
+pub use dstream::output::{BatchCollector, OutputResult};
+pub use dstream::DStream;
+pub use error::{Error, Result};
+pub use listener::{BatchInfo, OutputOperationInfo, ReceiverInfo, StreamInputInfo, StreamingListener};
+pub use print::Printable;
+pub use source::generated::{GeneratedText, LineGenerator};
+pub use source::queue::QueueHandle;
+pub use time::Time;
+
+/// What a DStream can carry: owned, cloneable, sendable between threads, and serializable so it
+/// can travel between processes.
+pub trait Data: Clone + Send + Serialize + DeserializeOwned + 'static {}
+impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Data for T {}
+
+/// What can be a key of a keyed operation.
+pub trait Key: Data + Hash + Eq {}
+impl<T: Data + Hash + Eq> Key for T {}
+
+/// The names a streaming program needs.
+pub mod prelude {
+    pub use crate::{
+        Conf, DStream, Data, Key, Printable, State, StreamingContext, StreamingListener, Time,
+    };
+    pub use std::time::Duration;
+}
+
+impl StreamingContext {
+    /// Counters of this process's inputs: records received, lines skipped for length, lines with
+    /// invalid UTF-8.
+    pub fn input_counters(&self) -> InputCounters {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self.runtime_handle() {
+            Some(rt) => InputCounters {
+                received: rt.received.load(Relaxed),
+                oversized_skipped: rt.oversized.load(Relaxed),
+                invalid_utf8: rt.invalid_utf8.load(Relaxed),
+            },
+            None => InputCounters::default(),
+        }
+    }
+}
+
+/// Counters of a process's inputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InputCounters {
+    /// Records taken in by receivers.
+    pub received: u64,
+    /// Lines skipped because they were longer than `receiver.max_line_bytes`.
+    pub oversized_skipped: u64,
+    /// Lines that were not valid UTF-8 (kept, with U+FFFD replacement characters).
+    pub invalid_utf8: u64,
+}

@@ -1,0 +1,44 @@
+//! Input streams: queue, socket text, text files and the built-in generated text.
+//!
+//! Every input stream gets an id (0, 1, ... in creation order) and a display name such as
+//! `socket text stream [0]`. Queue and file streams are read on the driver worker; a socket
+//! stream's receiver runs beside worker `id % workers`; the generated text is produced by every
+//! worker. Inputs read on one worker are spread evenly over all workers right after the source,
+//! so the stateless steps run in parallel.
+
+pub mod file;
+pub mod generated;
+pub mod queue;
+pub mod socket;
+
+use std::sync::Arc;
+
+use crate::context::StreamingContext;
+use crate::dstream::DStream;
+use crate::exec::{Batches, BuildEnv};
+use crate::Data;
+
+impl StreamingContext {
+    /// Declares an input stream whose operators `make` builds on each worker.
+    pub(crate) fn input_stream<T: Data>(
+        &self,
+        kind: &str,
+        make: impl for<'s> Fn(&mut BuildEnv<'s>, usize, &str) -> Batches<'s, T> + Send + Sync + 'static,
+    ) -> DStream<T> {
+        let shared = &self.shared;
+        let id = shared.add_input(kind);
+        let name = format!("{kind} [{id}]");
+        let label = name.clone();
+        let node = shared.add_node(
+            &name,
+            Vec::new(),
+            shared.batch_ms,
+            Arc::new(move |env: &mut BuildEnv<'_>| {
+                let s = make(env, id, &label);
+                env.put::<T>(s);
+                Ok(())
+            }),
+        );
+        DStream::from_node(Arc::clone(shared), node, shared.batch_ms)
+    }
+}

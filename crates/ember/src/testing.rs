@@ -1,0 +1,70 @@
+//! Helpers for tests and doc examples, on the manual clock.
+//!
+//! A context is started per test; since one context may be active per process (as in Spark),
+//! the helpers here hold a process-wide lock while their context lives, so tests that run as
+//! threads of one process take turns.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::conf::Conf;
+use crate::context::StreamingContext;
+use crate::dstream::DStream;
+use crate::Data;
+
+static EXCLUSIVE: Mutex<()> = Mutex::new(());
+
+/// Takes the process-wide test lock (hold it while a context lives).
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A context on the manual clock (starting at 0) with 1 s batches and `master`.
+///
+/// # Panics
+/// When `master` is not a valid master (a test helper).
+pub fn manual_context(master: &str) -> StreamingContext {
+    StreamingContext::new(Conf::new().master(master).manual_clock(true), Duration::from_secs(1))
+        .unwrap_or_else(|e| panic!("manual_context({master}): {e}"))
+}
+
+/// Runs `build` on a queue stream fed one of `batches` per batch, under `local[1]`, and returns
+/// what the result stream produced in each of those batches.
+///
+/// # Panics
+/// When the job fails (a test helper).
+pub fn run_on_batches<T: Data, U: Data>(batches: Vec<Vec<T>>, build: impl FnOnce(&DStream<T>) -> DStream<U>) -> Vec<Vec<U>> {
+    let _guard = exclusive();
+    let n = batches.len() as u64;
+    let ssc = manual_context("local[1]");
+    let out = build(&ssc.queue_stream(batches, true)).collect_batches();
+    ssc.run_batches(n).unwrap_or_else(|e| panic!("run_on_batches: {e}"));
+    ssc.stop(false).unwrap_or_else(|e| panic!("run_on_batches: {e}"));
+    out.batches().into_iter().map(|(_, b)| b).collect()
+}
+
+/// Like [`run_on_batches`] with two input streams.
+///
+/// # Panics
+/// When the job fails (a test helper).
+pub fn run_on_two<A: Data, B: Data, U: Data>(
+    left: Vec<Vec<A>>,
+    right: Vec<Vec<B>>,
+    build: impl FnOnce(&DStream<A>, &DStream<B>) -> DStream<U>,
+) -> Vec<Vec<U>> {
+    let _guard = exclusive();
+    let n = left.len().max(right.len()) as u64;
+    let ssc = manual_context("local[1]");
+    let out = build(&ssc.queue_stream(left, true), &ssc.queue_stream(right, true)).collect_batches();
+    ssc.run_batches(n).unwrap_or_else(|e| panic!("run_on_two: {e}"));
+    ssc.stop(false).unwrap_or_else(|e| panic!("run_on_two: {e}"));
+    out.batches().into_iter().map(|(_, b)| b).collect()
+}
+
+/// Sorts the records of every batch (order within a batch is unspecified across workers).
+pub fn sorted<U: Ord>(mut batches: Vec<Vec<U>>) -> Vec<Vec<U>> {
+    for b in &mut batches {
+        b.sort();
+    }
+    batches
+}
