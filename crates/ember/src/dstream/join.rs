@@ -21,9 +21,9 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// ```
     /// # use ember::testing::*;
-    /// let (a, b) = (vec![vec![("k", 1), ("x", 0)]], vec![vec![("k", 'a')]]);
+    /// let (a, b) = (vec![vec![('k', 1), ('x', 0)]], vec![vec![('k', 'a')]]);
     /// let out = run_on_two(a, b, |l, r| l.join(&r));
-    /// assert_eq!(out, vec![vec![("k", (1, 'a'))]]);
+    /// assert_eq!(out, vec![vec![('k', (1, 'a'))]]);
     /// ```
     pub fn join<W: Data>(&self, other: &DStream<(K, W)>) -> DStream<(K, (V, W))> {
         self.cogroup_with("join", other, |k, vs, ws, out| {
@@ -39,8 +39,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// ```
     /// # use ember::testing::*;
-    /// let out = run_on_two(vec![vec![("k", 1)]], vec![vec![("j", 'a')]], |l, r| l.left_outer_join(&r));
-    /// assert_eq!(out, vec![vec![("k", (1, None))]]);
+    /// let out = run_on_two(vec![vec![('k', 1)]], vec![vec![('j', 'a')]], |l, r| l.left_outer_join(&r));
+    /// assert_eq!(out, vec![vec![('k', (1, None))]]);
     /// ```
     pub fn left_outer_join<W: Data>(&self, other: &DStream<(K, W)>) -> DStream<(K, (V, Option<W>))> {
         self.cogroup_with("left_outer_join", other, |k, vs, ws, out| {
@@ -59,8 +59,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// ```
     /// # use ember::testing::*;
-    /// let out = run_on_two(vec![vec![("k", 1)]], vec![vec![("j", 'a')]], |l, r| l.right_outer_join(&r));
-    /// assert_eq!(out, vec![vec![("j", (None, 'a'))]]);
+    /// let out = run_on_two(vec![vec![('k', 1)]], vec![vec![('j', 'a')]], |l, r| l.right_outer_join(&r));
+    /// assert_eq!(out, vec![vec![('j', (None, 'a'))]]);
     /// ```
     pub fn right_outer_join<W: Data>(&self, other: &DStream<(K, W)>) -> DStream<(K, (Option<V>, W))> {
         self.cogroup_with("right_outer_join", other, |k, vs, ws, out| {
@@ -79,8 +79,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// ```
     /// # use ember::testing::*;
-    /// let out = run_on_two(vec![vec![("k", 1)]], vec![vec![("j", 'a')]], |l, r| l.full_outer_join(&r));
-    /// assert_eq!(sorted(out), vec![vec![("j", (None, Some('a'))), ("k", (Some(1), None))]]);
+    /// let out = run_on_two(vec![vec![('k', 1)]], vec![vec![('j', 'a')]], |l, r| l.full_outer_join(&r));
+    /// assert_eq!(sorted(out), vec![vec![('j', (None, Some('a'))), ('k', (Some(1), None))]]);
     /// ```
     pub fn full_outer_join<W: Data>(&self, other: &DStream<(K, W)>) -> DStream<(K, (Option<V>, Option<W>))> {
         self.cogroup_with("full_outer_join", other, |k, vs, ws, out| {
@@ -102,8 +102,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// ```
     /// # use ember::testing::*;
-    /// let out = run_on_two(vec![vec![("k", 1), ("k", 2)]], vec![vec![("k", 'a')]], |l, r| l.cogroup(&r));
-    /// assert_eq!(out, vec![vec![("k", (vec![1, 2], vec!['a']))]]);
+    /// let out = run_on_two(vec![vec![('k', 1), ('k', 2)]], vec![vec![('k', 'a')]], |l, r| l.cogroup(&r));
+    /// assert_eq!(out, vec![vec![('k', (vec![1, 2], vec!['a']))]]);
     /// ```
     pub fn cogroup<W: Data>(&self, other: &DStream<(K, W)>) -> DStream<(K, (Vec<V>, Vec<W>))> {
         self.cogroup_with("cogroup", other, |k, vs, ws, out| out.push((k, (vs, ws))))

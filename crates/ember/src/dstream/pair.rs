@@ -23,8 +23,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// ```
     /// # use ember::testing::*;
-    /// let out = run_on_batches(vec![vec![("a", 1)]], |s| s.map_values(|v: i32| v + 1));
-    /// assert_eq!(out, vec![vec![("a", 2)]]);
+    /// let out = run_on_batches(vec![vec![('a', 1)]], |s| s.map_values(|v: i32| v + 1));
+    /// assert_eq!(out, vec![vec![('a', 2)]]);
     /// ```
     pub fn map_values<W: Data>(&self, f: impl Fn(V) -> W + Send + Sync + 'static) -> DStream<(K, W)> {
         self.map(move |(k, v)| (k, f(v)))
@@ -34,8 +34,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// ```
     /// # use ember::testing::*;
-    /// let out = run_on_batches(vec![vec![("a", 2)]], |s| s.flat_map_values(|v: i32| 0..v));
-    /// assert_eq!(out, vec![vec![("a", 0), ("a", 1)]]);
+    /// let out = run_on_batches(vec![vec![('a', 2)]], |s| s.flat_map_values(|v: i32| 0..v));
+    /// assert_eq!(out, vec![vec![('a', 0), ('a', 1)]]);
     /// ```
     pub fn flat_map_values<W: Data, I>(&self, f: impl Fn(V) -> I + Send + Sync + 'static) -> DStream<(K, W)>
     where
@@ -52,8 +52,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// ```
     /// # use ember::testing::*;
-    /// let out = run_on_batches(vec![vec![("a", 1), ("b", 1), ("a", 1)]], |s| s.reduce_by_key(|x: i32, y| x + y));
-    /// assert_eq!(sorted(out), vec![vec![("a", 2), ("b", 1)]]);
+    /// let out = run_on_batches(vec![vec![('a', 1), ('b', 1), ('a', 1)]], |s| s.reduce_by_key(|x: i32, y| x + y));
+    /// assert_eq!(sorted(out), vec![vec![('a', 2), ('b', 1)]]);
     /// ```
     pub fn reduce_by_key(&self, f: impl Fn(V, V) -> V + Send + Sync + 'static) -> DStream<(K, V)> {
         let f = Arc::new(f);
@@ -75,11 +75,11 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// ```
     /// # use ember::testing::*;
-    /// let out = run_on_batches(vec![vec![("a", 1), ("a", 2)]], |s| {
+    /// let out = run_on_batches(vec![vec![('a', 1), ('a', 2)]], |s| {
     ///     s.combine_by_key(|v: i32| vec![v], |c: &mut Vec<i32>, v| c.push(v), |c: &mut Vec<i32>, d| c.extend(d))
     ///         .map_values(|mut c: Vec<i32>| { c.sort(); c })
     /// });
-    /// assert_eq!(out, vec![vec![("a", vec![1, 2])]]);
+    /// assert_eq!(out, vec![vec![('a', vec![1, 2])]]);
     /// ```
     pub fn combine_by_key<C: Data>(
         &self,
@@ -138,8 +138,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// ```
     /// # use ember::testing::*;
-    /// let out = run_on_batches(vec![vec![("a", 1), ("a", 2)]], |s| s.group_by_key().map_values(|mut v: Vec<i32>| { v.sort(); v }));
-    /// assert_eq!(out, vec![vec![("a", vec![1, 2])]]);
+    /// let out = run_on_batches(vec![vec![('a', 1), ('a', 2)]], |s| s.group_by_key().map_values(|mut v: Vec<i32>| { v.sort(); v }));
+    /// assert_eq!(out, vec![vec![('a', vec![1, 2])]]);
     /// ```
     pub fn group_by_key(&self) -> DStream<(K, Vec<V>)> {
         self.keyed("group_by_key", false, || -> FoldFn<K, V, Vec<V>> {
