@@ -1,0 +1,52 @@
+//! Shared helpers of the integration tests.
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+
+/// Runs the test named `name` of this test binary in a child process with `env`, and returns its
+/// output. The child sees `EMBER_TEST_CHILD=1`.
+pub fn run_child(name: &str, env: &[(&str, String)]) -> Child {
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut cmd = Command::new(exe);
+    cmd.args(["--exact", name, "--nocapture", "--test-threads", "1"]).env("EMBER_TEST_CHILD", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    Child(cmd.spawn().expect("spawn child test process"))
+}
+
+/// A child test process.
+pub struct Child(std::process::Child);
+
+impl Child {
+    /// Waits for the child; panics with its output if it failed.
+    pub fn finish(self) -> Output {
+        let out = self.0.wait_with_output().expect("wait for child");
+        assert!(
+            out.status.success(),
+            "child failed: {}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+/// Whether this process is a child started by `run_child`.
+pub fn is_child() -> bool {
+    std::env::var("EMBER_TEST_CHILD").is_ok()
+}
+
+/// Free TCP ports on 127.0.0.1 (bound and released; the OS does not hand them out again at once).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("addr").port()).collect()
+}
+
+/// The lines of `stdout` that start with `tag `, without the tag.
+pub fn tagged(stdout: &[u8], tag: &str) -> Vec<String> {
+    let prefix = format!("{tag} ");
+    String::from_utf8_lossy(stdout).lines().filter_map(|l| l.strip_prefix(&prefix).map(str::to_owned)).collect()
+}
