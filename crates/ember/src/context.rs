@@ -369,8 +369,10 @@ impl StreamingContext {
             ));
         };
         self.take_deferred()?;
-        if self.state() == State::Initialized {
-            self.start()?;
+        match self.state() {
+            State::Initialized => self.start()?,
+            State::Stopped => return Err(Error::IllegalState("StreamingContext has already been stopped".into())),
+            State::Active => {}
         }
         let rt = self.runtime().ok_or_else(|| Error::IllegalState("the StreamingContext is not running".into()))?;
         if rt.stopping() {
