@@ -1,1 +1,183 @@
-fn main() {}
+//! `ember-bench`: Ember's workloads, measured.
+//!
+//! ```text
+//! ember-bench wordcount [--workers N] [--lines-per-batch L] [--batches K]
+//!     throughput of flat_map -> map -> reduce_by_key -> output on the generated text, manual
+//!     clock (batches back to back), plus the hand-written single-thread loop on the same lines
+//! ember-bench stability [--workers N] [--batch-ms B] [--rate R] [--seconds S]
+//!     the same pipeline on the system clock at a fixed rate: per-batch processing and total delay
+//! ```
+//! Numbers are reported, never asserted.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use ember::clock::Stopwatch;
+use ember::prelude::*;
+use ember::{BatchInfo, GeneratedText, LineGenerator};
+
+fn text(lines_per_second: u64) -> GeneratedText {
+    GeneratedText { lines_per_second, words_per_line: 8, vocabulary: 10_000, skew: 1.0, seed: 42 }
+}
+
+fn word_count(lines: &DStream<String>) {
+    lines
+        .flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .map(|w| (w, 1u64))
+        .reduce_by_key(|a, b| a + b)
+        .foreach_partition(|_t, counts| {
+            black_box(counts.len());
+        });
+}
+
+fn arg(args: &[String], name: &str, default: u64) -> anyhow::Result<u64> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args.get(i + 1).context("missing value")?.parse().with_context(|| format!("{name} takes a number")),
+    }
+}
+
+/// Lines per second of the engine on `workers`, batches back to back on the manual clock.
+fn engine_throughput(workers: u64, lines_per_batch: u64, batches: u64) -> anyhow::Result<f64> {
+    let conf = Conf::new().master(format!("local[{workers}]")).manual_clock(true);
+    let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
+    word_count(&ssc.generated_text_stream_with(text(lines_per_batch)));
+    ssc.run_batches(1)?; // warm-up: start, first batch
+    let watch = Stopwatch::start();
+    for _ in 0..batches {
+        ssc.run_batches(1)?;
+    }
+    let secs = watch.elapsed().as_secs_f64();
+    ssc.stop(false)?;
+    Ok((lines_per_batch * batches) as f64 / secs)
+}
+
+/// Lines per second of the hand-written single-thread loop on the same lines, counting into a
+/// std `HashMap` (`fx = false`) or an Fx hash map (`fx = true`, the hasher Ember uses).
+fn hand_loop(lines_per_batch: u64, batches: u64, fx: bool) -> f64 {
+    if fx {
+        hand_loop_with::<rustc_hash::FxBuildHasher>(lines_per_batch, batches)
+    } else {
+        hand_loop_with::<std::collections::hash_map::RandomState>(lines_per_batch, batches)
+    }
+}
+
+fn hand_loop_with<S: std::hash::BuildHasher + Default>(lines_per_batch: u64, batches: u64) -> f64 {
+    let mut generator = LineGenerator::new(&text(lines_per_batch), 0);
+    let watch = Stopwatch::start();
+    for _ in 0..batches {
+        let mut counts: HashMap<String, u64, S> = HashMap::default();
+        for _ in 0..lines_per_batch {
+            let line = generator.next_line();
+            for w in line.split(' ') {
+                *counts.entry(w.to_owned()).or_insert(0) += 1;
+            }
+        }
+        black_box(counts.len());
+    }
+    (lines_per_batch * batches) as f64 / watch.elapsed().as_secs_f64()
+}
+
+/// Lines per second of the generator alone (the input's own cost).
+fn generator_only(lines_per_batch: u64, batches: u64) -> f64 {
+    let mut generator = LineGenerator::new(&text(lines_per_batch), 0);
+    let watch = Stopwatch::start();
+    for _ in 0..lines_per_batch * batches {
+        black_box(generator.next_line());
+    }
+    (lines_per_batch * batches) as f64 / watch.elapsed().as_secs_f64()
+}
+
+struct Collect(Arc<Mutex<Vec<BatchInfo>>>);
+
+impl ember::StreamingListener for Collect {
+    fn on_batch_completed(&mut self, info: &BatchInfo) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(info.clone());
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn stability(workers: u64, batch_ms: u64, rate: u64, seconds: u64) -> anyhow::Result<()> {
+    let conf = Conf::new().master(format!("local[{workers}]"));
+    let ssc = StreamingContext::new(conf, Duration::from_millis(batch_ms))?;
+    let infos = Arc::new(Mutex::new(Vec::new()));
+    ssc.add_streaming_listener(Collect(Arc::clone(&infos)));
+    word_count(&ssc.generated_text_stream_with(text(rate)));
+    ssc.start()?;
+    ember::clock::real_sleep(Duration::from_secs(seconds));
+    ssc.stop(false)?;
+    let infos = infos.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // Skip the first second: start-up.
+    let skip = (1000 / batch_ms) as usize;
+    let steady: Vec<&BatchInfo> = infos.iter().skip(skip).collect();
+    if steady.is_empty() {
+        bail!("no batches completed");
+    }
+    let mut processing: Vec<u64> = steady.iter().filter_map(|i| i.processing_delay()).collect();
+    let mut total: Vec<u64> = steady.iter().filter_map(|i| i.total_delay()).collect();
+    let mut sched: Vec<u64> = steady.iter().filter_map(|i| i.scheduling_delay()).collect();
+    let records: u64 = steady.iter().map(|i| i.num_records()).sum();
+    processing.sort_unstable();
+    total.sort_unstable();
+    sched.sort_unstable();
+    let over = processing.iter().filter(|&&p| p >= batch_ms).count();
+    let half = steady.len() / 2;
+    let sched_first: f64 = steady[..half].iter().filter_map(|i| i.scheduling_delay()).sum::<u64>() as f64 / half.max(1) as f64;
+    let sched_second: f64 =
+        steady[half..].iter().filter_map(|i| i.scheduling_delay()).sum::<u64>() as f64 / (steady.len() - half).max(1) as f64;
+    println!(
+        "stability workers={workers} batch={batch_ms}ms rate={rate} lines/s: batches={} lines={} \
+         processing p50/p99/max={}/{}/{} ms, total delay p50/p99/max={}/{}/{} ms, \
+         batches with processing >= interval: {over}, mean scheduling delay first/second half: {sched_first:.2}/{sched_second:.2} ms",
+        steady.len(),
+        records,
+        percentile(&processing, 0.5),
+        percentile(&processing, 0.99),
+        processing.last().copied().unwrap_or(0),
+        percentile(&total, 0.5),
+        percentile(&total, 0.99),
+        total.last().copied().unwrap_or(0),
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("wordcount") => {
+            let lines = arg(&args, "--lines-per-batch", 1_000_000)?;
+            let batches = arg(&args, "--batches", 5)?;
+            let gen = generator_only(lines, batches);
+            let hand = hand_loop(lines, batches, false);
+            let hand_fx = hand_loop(lines, batches, true);
+            println!("generator alone:                {gen:>12.0} lines/s");
+            println!("hand-written loop, std HashMap: {hand:>12.0} lines/s");
+            println!("hand-written loop, Fx HashMap:  {hand_fx:>12.0} lines/s");
+            for workers in [1, 2] {
+                let e = engine_throughput(workers, lines, batches)?;
+                println!(
+                    "ember local[{workers}]:                {e:>12.0} lines/s  ({:.0} % / {:.0} % of the std / Fx hand loop per worker)",
+                    100.0 * e / workers as f64 / hand,
+                    100.0 * e / workers as f64 / hand_fx
+                );
+            }
+            Ok(())
+        }
+        Some("stability") => stability(
+            arg(&args, "--workers", 2)?,
+            arg(&args, "--batch-ms", 10)?,
+            arg(&args, "--rate", 1_000_000)?,
+            arg(&args, "--seconds", 10)?,
+        ),
+        _ => bail!("usage: ember-bench wordcount [--lines-per-batch L] [--batches K] | stability [--workers N] [--batch-ms B] [--rate R] [--seconds S]"),
+    }
+}

@@ -56,3 +56,23 @@ pub(crate) struct Graph {
     /// Names of the input streams, by input stream id.
     pub inputs: Vec<String>,
 }
+
+impl Graph {
+    /// One line per node and output, in declaration order: the shape of the plan (kinds, names,
+    /// parents, slides), without the closures. Logged at start; the basis of the checkpoint's
+    /// graph fingerprint.
+    pub fn describe(&self) -> Vec<String> {
+        let nodes = self.nodes.iter().enumerate().map(|(i, n)| {
+            format!(
+                "node {i}: {} <- {:?} every {} ms",
+                n.name, n.parents, n.slide
+            )
+        });
+        let outputs = self
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| format!("output {i}: {} <- {} every {} ms", o.name, o.node, o.slide));
+        nodes.chain(outputs).collect()
+    }
+}

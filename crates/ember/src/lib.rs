@@ -90,7 +90,9 @@ pub use context::{State, StreamingContext};
 pub use dstream::output::{BatchCollector, OutputResult};
 pub use dstream::DStream;
 pub use error::{Error, Result};
-pub use listener::{BatchInfo, OutputOperationInfo, ReceiverInfo, StreamInputInfo, StreamingListener};
+pub use listener::{
+    BatchInfo, OutputOperationInfo, ReceiverInfo, StreamInputInfo, StreamingListener,
+};
 pub use print::Printable;
 pub use source::generated::{GeneratedText, LineGenerator};
 pub use source::queue::QueueHandle;

@@ -58,7 +58,13 @@ pub(crate) struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(settings: Arc<Settings>, clock: Arc<dyn Clock>, batch_ms: u64, graph: Arc<Graph>, bus: ListenerBus) -> Self {
+    pub fn new(
+        settings: Arc<Settings>,
+        clock: Arc<dyn Clock>,
+        batch_ms: u64,
+        graph: Arc<Graph>,
+        bus: ListenerBus,
+    ) -> Self {
         Runtime {
             settings,
             clock,
@@ -157,22 +163,13 @@ impl Runtime {
         }
     }
 
-    /// The job's first error, once.
-    pub fn take_error(&self) -> Option<Error> {
-        let mut p = lock(&self.progress);
-        if p.error_taken {
-            return None;
-        }
-        let e = p.error.clone();
-        if e.is_some() {
-            p.error_taken = true;
-        }
-        e
-    }
-
     /// Waits until `pred(progress)` holds, an unseen error is reported or `timeout` passes
     /// (real time; `None` waits for ever). Returns whether `pred` holds.
-    pub fn wait(&self, timeout: Option<Duration>, pred: impl Fn(&Progress) -> bool) -> Result<bool> {
+    pub fn wait(
+        &self,
+        timeout: Option<Duration>,
+        pred: impl Fn(&Progress) -> bool,
+    ) -> Result<bool> {
         let mut p = lock(&self.progress);
         let done = |p: &Progress| pred(p) || (p.error.is_some() && !p.error_taken) || p.finished;
         match timeout {
@@ -182,12 +179,19 @@ impl Runtime {
                 }
             }
             Some(t) => {
-                p = self.changed.wait_timeout_while(p, t, |p| !done(p)).unwrap_or_else(|e| e.into_inner()).0;
+                p = self
+                    .changed
+                    .wait_timeout_while(p, t, |p| !done(p))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
             }
         }
         if p.error.is_some() && !p.error_taken {
             p.error_taken = true;
-            return Err(p.error.clone().unwrap_or_else(|| Error::Internal("error vanished".into())));
+            return Err(p
+                .error
+                .clone()
+                .unwrap_or_else(|| Error::Internal("error vanished".into())));
         }
         Ok(pred(&p))
     }
@@ -201,7 +205,9 @@ impl Runtime {
 
     /// Waits until the receivers took in `n` records (or `timeout` passes).
     pub fn wait_received(&self, n: u64, timeout: Duration) -> Result<bool> {
-        self.wait(Some(timeout), |_| self.received.load(Ordering::Relaxed) >= n)
+        self.wait(Some(timeout), |_| {
+            self.received.load(Ordering::Relaxed) >= n
+        })
     }
 
     pub fn add_commit(&self, t: u64, c: Commit) {

@@ -37,7 +37,6 @@ pub(crate) trait SourceDriver<T>: 'static {
 pub(crate) struct SourceEnv {
     pub rt: Arc<Runtime>,
     pub index: usize,
-    pub peers: usize,
     /// Wakes the source operator from another thread (a receiver's).
     pub activator: SyncActivator,
 }
@@ -54,14 +53,14 @@ pub(crate) fn source<'s, T: Data>(
     let (data_out, data) = builder.new_output::<Vec<T>>();
     let (count_out, counts) = builder.new_output::<Vec<(usize, u64)>>();
     let mut data_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<T>>>::from(data_out);
-    let mut count_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<(usize, u64)>>>::from(count_out);
+    let mut count_out =
+        OutputBuilder::<_, CapacityContainerBuilder<Vec<(usize, u64)>>>::from(count_out);
 
     let activator = env.scope.activator_for(info.address.clone());
     env.sources.push(activator.clone());
     let mut driver = make(SourceEnv {
         rt: Arc::clone(&env.rt),
         index: env.index,
-        peers: env.peers,
         activator: env.scope.worker().sync_activator_for(info.address.to_vec()),
     });
     let rt = Arc::clone(&env.rt);
@@ -77,7 +76,9 @@ pub(crate) fn source<'s, T: Data>(
         let mut records = 0u64;
         let mut buf = Vec::new();
         move |_frontiers| {
-            let (Some(dcap), Some(ccap)) = (data_cap.as_mut(), count_cap.as_mut()) else { return };
+            let (Some(dcap), Some(ccap)) = (data_cap.as_mut(), count_cap.as_mut()) else {
+                return;
+            };
             let stop = rt.final_time();
             let close_through = match stop {
                 Some(end) => end,
