@@ -9,9 +9,7 @@ fn main() -> anyhow::Result<()> {
     common::init_logging();
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let batches = common::batches_arg(&mut args)?;
-    let [dir] = args.as_slice() else {
-        anyhow::bail!("usage: hdfs_word_count <directory> [--batches N]")
-    };
+    let [dir] = args.as_slice() else { anyhow::bail!("usage: hdfs_word_count <directory> [--batches N]") };
     let conf = Conf::new().master("local[2]").app_name("HdfsWordCount");
     let ssc = StreamingContext::new(conf, Duration::from_secs(2))?;
     let counts = ssc

@@ -4,10 +4,7 @@
 use ember::prelude::*;
 
 fn main() -> anyhow::Result<()> {
-    let conf = Conf::new()
-        .master("local[2]")
-        .app_name("QueueStream")
-        .manual_clock(true);
+    let conf = Conf::new().master("local[2]").app_name("QueueStream").manual_clock(true);
     let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
     let (numbers, queue) = ssc.queue_stream_with_handle(Vec::<Vec<u64>>::new(), true);
     let by_digit = numbers.map(|x| (x % 10, 1u64)).reduce_by_key(|a, b| a + b);

@@ -9,10 +9,7 @@ use ember::{BatchInfo, StreamingContext, StreamingListener};
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 /// Splits `--batches N` off the arguments.
@@ -20,10 +17,7 @@ pub fn batches_arg(args: &mut Vec<String>) -> anyhow::Result<Option<u64>> {
     match args.iter().position(|a| a == "--batches") {
         None => Ok(None),
         Some(i) => {
-            let n = args
-                .get(i + 1)
-                .ok_or_else(|| anyhow::anyhow!("--batches needs a number"))?
-                .parse()?;
+            let n = args.get(i + 1).ok_or_else(|| anyhow::anyhow!("--batches needs a number"))?.parse()?;
             args.drain(i..i + 2);
             Ok(Some(n))
         }

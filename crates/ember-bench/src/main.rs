@@ -122,6 +122,17 @@ fn stability(workers: u64, batch_ms: u64, rate: u64, seconds: u64) -> anyhow::Re
     if steady.is_empty() {
         bail!("no batches completed");
     }
+    if std::env::var("EMBER_BENCH_TRACE").is_ok() {
+        for i in &steady {
+            eprintln!(
+                "{} records={} sched={:?} proc={:?}",
+                i.batch_time,
+                i.num_records(),
+                i.scheduling_delay(),
+                i.processing_delay()
+            );
+        }
+    }
     let mut processing: Vec<u64> = steady.iter().filter_map(|i| i.processing_delay()).collect();
     let mut total: Vec<u64> = steady.iter().filter_map(|i| i.total_delay()).collect();
     let mut sched: Vec<u64> = steady.iter().filter_map(|i| i.scheduling_delay()).collect();
@@ -131,9 +142,10 @@ fn stability(workers: u64, batch_ms: u64, rate: u64, seconds: u64) -> anyhow::Re
     sched.sort_unstable();
     let over = processing.iter().filter(|&&p| p >= batch_ms).count();
     let half = steady.len() / 2;
-    let sched_first: f64 = steady[..half].iter().filter_map(|i| i.scheduling_delay()).sum::<u64>() as f64 / half.max(1) as f64;
-    let sched_second: f64 =
-        steady[half..].iter().filter_map(|i| i.scheduling_delay()).sum::<u64>() as f64 / (steady.len() - half).max(1) as f64;
+    let sched_first: f64 =
+        steady[..half].iter().filter_map(|i| i.scheduling_delay()).sum::<u64>() as f64 / half.max(1) as f64;
+    let sched_second: f64 = steady[half..].iter().filter_map(|i| i.scheduling_delay()).sum::<u64>() as f64
+        / (steady.len() - half).max(1) as f64;
     println!(
         "stability workers={workers} batch={batch_ms}ms rate={rate} lines/s: batches={} lines={} \
          processing p50/p99/max={}/{}/{} ms, total delay p50/p99/max={}/{}/{} ms, \

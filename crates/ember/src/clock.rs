@@ -27,16 +27,11 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_millis(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
     }
 
     fn park_for(&self, deadline: u64) -> Option<Duration> {
-        Some(Duration::from_millis(
-            deadline.saturating_sub(self.now_millis()).max(1),
-        ))
+        Some(Duration::from_millis(deadline.saturating_sub(self.now_millis()).max(1)))
     }
 }
 
@@ -50,10 +45,7 @@ pub struct ManualClock {
 impl ManualClock {
     /// A manual clock reading `start_millis`.
     pub fn new(start_millis: u64) -> Self {
-        ManualClock {
-            now: Mutex::new(start_millis),
-            wakers: Mutex::new(Vec::new()),
-        }
+        ManualClock { now: Mutex::new(start_millis), wakers: Mutex::new(Vec::new()) }
     }
 
     /// Moves the clock forward by `millis` and wakes the registered threads.
@@ -104,10 +96,7 @@ impl Sleeper {
     /// Waits up to `d`; returns `false` when cancelled.
     pub fn sleep(&self, d: Duration) -> bool {
         let guard = lock(&self.cancelled);
-        let (guard, _) = self
-            .cond
-            .wait_timeout_while(guard, d, |c| !*c)
-            .unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = self.cond.wait_timeout_while(guard, d, |c| !*c).unwrap_or_else(|e| e.into_inner());
         !*guard
     }
 

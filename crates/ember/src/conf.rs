@@ -147,13 +147,10 @@ impl Conf {
             }
         }
         for (key, value) in &conf.values {
-            let spec =
-                KEYS.iter()
-                    .find(|k| k.name == key)
-                    .ok_or_else(|| Error::UnknownConfigKey {
-                        key: key.clone(),
-                        known: KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", "),
-                    })?;
+            let spec = KEYS.iter().find(|k| k.name == key).ok_or_else(|| Error::UnknownConfigKey {
+                key: key.clone(),
+                known: KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", "),
+            })?;
             check(spec, value)?;
         }
         let master = parse_master(&conf.text("master"))?;
@@ -161,20 +158,12 @@ impl Conf {
             ParsedMaster::Local(n) => Master::Local(n),
             ParsedMaster::Cluster => {
                 let hosts = conf.text("cluster.hosts");
-                let hosts: Vec<String> = hosts
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|h| !h.is_empty())
-                    .map(String::from)
-                    .collect();
+                let hosts: Vec<String> =
+                    hosts.split(',').map(str::trim).filter(|h| !h.is_empty()).map(String::from).collect();
                 let process = conf.int("cluster.process")? as usize;
                 let workers = conf.int("cluster.workers")? as usize;
                 if hosts.is_empty() {
-                    return Err(invalid(
-                        "cluster.hosts",
-                        "",
-                        "at least one host:port when master is `cluster`",
-                    ));
+                    return Err(invalid("cluster.hosts", "", "at least one host:port when master is `cluster`"));
                 }
                 if process >= hosts.len() {
                     return Err(invalid(
@@ -186,11 +175,7 @@ impl Conf {
                 if workers == 0 {
                     return Err(invalid("cluster.workers", "0", "at least 1"));
                 }
-                Master::Cluster {
-                    hosts,
-                    process,
-                    workers,
-                }
+                Master::Cluster { hosts, process, workers }
             }
         };
         Ok(Settings {
@@ -212,29 +197,22 @@ impl Conf {
     }
 
     fn text(&self, key: &str) -> String {
-        self.get(key)
-            .map(str::to_owned)
-            .unwrap_or_else(|| default_of(key).to_owned())
+        self.get(key).map(str::to_owned).unwrap_or_else(|| default_of(key).to_owned())
     }
 
     fn bool(&self, key: &str) -> Result<bool> {
         let v = self.text(key);
-        v.parse()
-            .map_err(|_| invalid(key, &v, Kind::Bool.expected()))
+        v.parse().map_err(|_| invalid(key, &v, Kind::Bool.expected()))
     }
 
     fn int(&self, key: &str) -> Result<u64> {
         let v = self.text(key);
-        v.trim()
-            .parse()
-            .map_err(|_| invalid(key, &v, Kind::Int.expected()))
+        v.trim().parse().map_err(|_| invalid(key, &v, Kind::Int.expected()))
     }
 
     fn float(&self, key: &str) -> Result<f64> {
         let v = self.text(key);
-        v.trim()
-            .parse()
-            .map_err(|_| invalid(key, &v, Kind::Float.expected()))
+        v.trim().parse().map_err(|_| invalid(key, &v, Kind::Float.expected()))
     }
 
     fn millis(&self, key: &str) -> Result<u64> {
@@ -244,18 +222,11 @@ impl Conf {
 }
 
 fn default_of(key: &str) -> &'static str {
-    KEYS.iter()
-        .find(|k| k.name == key)
-        .map(|k| k.default)
-        .unwrap_or("")
+    KEYS.iter().find(|k| k.name == key).map(|k| k.default).unwrap_or("")
 }
 
 fn invalid(key: &str, value: &str, expected: &str) -> Error {
-    Error::Config {
-        key: key.to_owned(),
-        value: value.to_owned(),
-        expected: expected.to_owned(),
-    }
+    Error::Config { key: key.to_owned(), value: value.to_owned(), expected: expected.to_owned() }
 }
 
 fn check(spec: &Key, value: &str) -> Result<()> {
@@ -264,21 +235,11 @@ fn check(spec: &Key, value: &str) -> Result<()> {
         Kind::Bool => value.parse::<bool>().is_ok(),
         Kind::Int => value.trim().parse::<u64>().is_ok(),
         Kind::Millis => parse_millis(value).is_some(),
-        Kind::Float => value
-            .trim()
-            .parse::<f64>()
-            .map(f64::is_finite)
-            .unwrap_or(false),
+        Kind::Float => value.trim().parse::<f64>().map(f64::is_finite).unwrap_or(false),
         Kind::Text => true,
-        Kind::HostList => value
-            .split(',')
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-            .all(|h| {
-                h.rsplit_once(':')
-                    .map(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
-                    .unwrap_or(false)
-            }),
+        Kind::HostList => value.split(',').map(str::trim).filter(|h| !h.is_empty()).all(|h| {
+            h.rsplit_once(':').map(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()).unwrap_or(false)
+        }),
     };
     if ok {
         Ok(())
@@ -296,17 +257,10 @@ fn parse_master(v: &str) -> Result<ParsedMaster> {
     let bad = || invalid("master", v, Kind::Master.expected());
     match v {
         "local" => Ok(ParsedMaster::Local(1)),
-        "local[*]" => Ok(ParsedMaster::Local(
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
-        )),
+        "local[*]" => Ok(ParsedMaster::Local(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))),
         "cluster" => Ok(ParsedMaster::Cluster),
         _ => {
-            let n = v
-                .strip_prefix("local[")
-                .and_then(|r| r.strip_suffix(']'))
-                .ok_or_else(bad)?;
+            let n = v.strip_prefix("local[").and_then(|r| r.strip_suffix(']')).ok_or_else(bad)?;
             match n.parse::<usize>() {
                 Ok(n) if n >= 1 => Ok(ParsedMaster::Local(n)),
                 _ => Err(bad()),
@@ -333,11 +287,7 @@ fn parse_millis(v: &str) -> Option<u64> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Master {
     Local(usize),
-    Cluster {
-        hosts: Vec<String>,
-        process: usize,
-        workers: usize,
-    },
+    Cluster { hosts: Vec<String>, process: usize, workers: usize },
 }
 
 /// The validated configuration.
@@ -379,55 +329,23 @@ mod tests {
 
     #[test]
     fn masters() {
-        assert_eq!(
-            Conf::new().master("local").settings().unwrap().master,
-            Master::Local(1)
-        );
-        assert_eq!(
-            Conf::new().master("local[3]").settings().unwrap().master,
-            Master::Local(3)
-        );
-        assert!(
-            matches!(Conf::new().master("local[*]").settings().unwrap().master, Master::Local(n) if n >= 1)
-        );
+        assert_eq!(Conf::new().master("local").settings().unwrap().master, Master::Local(1));
+        assert_eq!(Conf::new().master("local[3]").settings().unwrap().master, Master::Local(3));
+        assert!(matches!(Conf::new().master("local[*]").settings().unwrap().master, Master::Local(n) if n >= 1));
         for bad in ["local[0]", "local[x]", "yarn", "local[2", ""] {
             let err = Conf::new().master(bad).settings().unwrap_err().to_string();
-            assert!(
-                err.contains("`master`") && err.contains("local[N]"),
-                "{err}"
-            );
+            assert!(err.contains("`master`") && err.contains("local[N]"), "{err}");
         }
     }
 
     #[test]
     fn unknown_key_and_bad_values_name_the_key() {
-        let err = Conf::new()
-            .set("recevier.max_line_bytes", "1")
-            .settings()
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("unknown configuration key `recevier.max_line_bytes`"),
-            "{err}"
-        );
-        let err = Conf::new()
-            .set("receiver.restart_delay", "soon")
-            .settings()
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("`receiver.restart_delay`") && err.contains("2s"),
-            "{err}"
-        );
-        let err = Conf::new()
-            .set("clock.manual", "yes")
-            .settings()
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("`clock.manual`") && err.contains("`true` or `false`"),
-            "{err}"
-        );
+        let err = Conf::new().set("recevier.max_line_bytes", "1").settings().unwrap_err().to_string();
+        assert!(err.contains("unknown configuration key `recevier.max_line_bytes`"), "{err}");
+        let err = Conf::new().set("receiver.restart_delay", "soon").settings().unwrap_err().to_string();
+        assert!(err.contains("`receiver.restart_delay`") && err.contains("2s"), "{err}");
+        let err = Conf::new().set("clock.manual", "yes").settings().unwrap_err().to_string();
+        assert!(err.contains("`clock.manual`") && err.contains("`true` or `false`"), "{err}");
     }
 
     #[test]
@@ -436,23 +354,11 @@ mod tests {
         let s = Conf::new().cluster(&hosts, 1, 2).settings().unwrap();
         assert!(matches!(s.master, Master::Cluster { process: 1, .. }));
         assert_eq!(s.local_workers(), 2);
-        let err = Conf::new()
-            .cluster(&hosts, 2, 2)
-            .settings()
-            .unwrap_err()
-            .to_string();
+        let err = Conf::new().cluster(&hosts, 2, 2).settings().unwrap_err().to_string();
         assert!(err.contains("cluster.process"), "{err}");
-        let err = Conf::new()
-            .master("cluster")
-            .settings()
-            .unwrap_err()
-            .to_string();
+        let err = Conf::new().master("cluster").settings().unwrap_err().to_string();
         assert!(err.contains("cluster.hosts"), "{err}");
-        let err = Conf::new()
-            .set("cluster.hosts", "nohost")
-            .settings()
-            .unwrap_err()
-            .to_string();
+        let err = Conf::new().set("cluster.hosts", "nohost").settings().unwrap_err().to_string();
         assert!(err.contains("host:port"), "{err}");
     }
 

@@ -53,23 +53,12 @@ pub(crate) struct Shared {
 impl Shared {
     /// Adds a node to the plan. Declaring never fails at the call: a mistake is kept and returned
     /// by the context's next fallible call (`start`, `run_batches`, `await_termination`, ...).
-    pub(crate) fn add_node(
-        &self,
-        op: &str,
-        parents: Vec<usize>,
-        slide: u64,
-        build: BuildFn,
-    ) -> usize {
+    pub(crate) fn add_node(&self, op: &str, parents: Vec<usize>, slide: u64, build: BuildFn) -> usize {
         let mut inner = lock(&self.inner);
         if let Some(e) = state_error(inner.state, op) {
             inner.deferred.get_or_insert(e);
         }
-        inner.graph.nodes.push(Node {
-            name: op.to_owned(),
-            parents,
-            slide,
-            build,
-        });
+        inner.graph.nodes.push(Node { name: op.to_owned(), parents, slide, build });
         inner.graph.nodes.len() - 1
     }
 
@@ -176,9 +165,7 @@ impl StreamingContext {
 
     /// The zero time once started: batch `k` has time `zero + k * interval` (spec §0.2).
     pub fn zero_time(&self) -> Option<Time> {
-        self.runtime()
-            .and_then(|rt| rt.zero())
-            .map(Time::from_millis)
+        self.runtime().and_then(|rt| rt.zero()).map(Time::from_millis)
     }
 
     /// Adds a listener; events reach it on the listener-bus thread of process 0.
@@ -190,10 +177,7 @@ impl StreamingContext {
     pub fn union<T: crate::Data>(&self, streams: &[DStream<T>]) -> DStream<T> {
         match streams.split_first() {
             None => {
-                self.shared.defer(Error::declaration(
-                    "union",
-                    "the list of streams to union is empty",
-                ));
+                self.shared.defer(Error::declaration("union", "the list of streams to union is empty"));
                 DStream::detached(Arc::clone(&self.shared))
             }
             Some((first, rest)) => first.union_all(rest),
@@ -216,17 +200,15 @@ impl StreamingContext {
                 tracing::warn!("StreamingContext has already been started");
                 return Ok(());
             }
-            State::Stopped => {
-                return Err(Error::IllegalState(
-                    "StreamingContext has already been stopped".into(),
-                ))
-            }
+            State::Stopped => return Err(Error::IllegalState("StreamingContext has already been stopped".into())),
             State::Initialized => {}
         }
         let problem = inner.deferred.take().or_else(|| {
-            inner.graph.outputs.is_empty().then(|| {
-                Error::IllegalState("No output operations registered, so nothing to execute".into())
-            })
+            inner
+                .graph
+                .outputs
+                .is_empty()
+                .then(|| Error::IllegalState("No output operations registered, so nothing to execute".into()))
         });
         if let Some(e) = problem {
             inner.state = State::Stopped;
@@ -262,23 +244,13 @@ impl StreamingContext {
             tracing::debug!("plan {line}");
         }
         let bus = ListenerBus::start(Arc::clone(&s.listeners));
-        let rt = Arc::new(Runtime::new(
-            Arc::clone(&s.settings),
-            Arc::clone(&s.clock),
-            s.batch_ms,
-            graph,
-            bus,
-        ));
+        let rt = Arc::new(Runtime::new(Arc::clone(&s.settings), Arc::clone(&s.clock), s.batch_ms, graph, bus));
         let now = s.clock.now_millis();
         rt.set_zero(now / s.batch_ms * s.batch_ms);
         rt.post(Event::StreamingStarted(now));
         let (config, cluster) = match &s.settings.master {
             Master::Local(n) => (timely::Config::process(*n), false),
-            Master::Cluster {
-                hosts,
-                process,
-                workers,
-            } => (
+            Master::Cluster { hosts, process, workers } => (
                 timely::Config {
                     communication: CommConfig::Cluster {
                         threads: *workers,
@@ -306,11 +278,7 @@ impl StreamingContext {
             })
         })
         .map_err(Error::Execution)?;
-        tracing::info!(
-            "StreamingContext started ({}, batch interval {} ms)",
-            s.settings.app_name,
-            s.batch_ms
-        );
+        tracing::info!("StreamingContext started ({}, batch interval {} ms)", s.settings.app_name, s.batch_ms);
         inner.runtime = Some(rt);
         inner.guards = Some(guards);
         Ok(())
@@ -320,9 +288,7 @@ impl StreamingContext {
     pub fn await_termination(&self) -> Result<()> {
         self.take_deferred()?;
         let Some(rt) = self.runtime() else {
-            return Err(Error::IllegalState(
-                "the StreamingContext has not been started".into(),
-            ));
+            return Err(Error::IllegalState("the StreamingContext has not been started".into()));
         };
         rt.wait(None, |p| p.finished).map(|_| ())
     }
@@ -332,9 +298,7 @@ impl StreamingContext {
     pub fn await_termination_or_timeout(&self, timeout: Duration) -> Result<bool> {
         self.take_deferred()?;
         let Some(rt) = self.runtime() else {
-            return Err(Error::IllegalState(
-                "the StreamingContext has not been started".into(),
-            ));
+            return Err(Error::IllegalState("the StreamingContext has not been started".into()));
         };
         rt.wait(Some(timeout), |p| p.finished)
     }
@@ -351,9 +315,7 @@ impl StreamingContext {
     /// processes it, so nothing received is lost. Stopping twice, or before start, only warns.
     pub fn stop(&self, graceful: bool) -> Result<()> {
         if std::thread::current().name() == Some(BUS_THREAD) {
-            return Err(Error::IllegalState(
-                "Cannot stop StreamingContext within listener bus thread.".into(),
-            ));
+            return Err(Error::IllegalState("Cannot stop StreamingContext within listener bus thread.".into()));
         }
         let (rt, guards) = {
             let mut inner = lock(&self.shared.inner);
@@ -375,17 +337,10 @@ impl StreamingContext {
         let result = match rt {
             Some(rt) => {
                 let zero = rt.zero().unwrap_or(0);
-                let grid = Grid {
-                    zero,
-                    slide: self.shared.batch_ms,
-                };
+                let grid = Grid { zero, slide: self.shared.batch_ms };
                 let now = rt.now();
                 let closed = grid.floor(now).unwrap_or(zero);
-                let end = if graceful {
-                    closed + grid.slide
-                } else {
-                    closed
-                };
+                let end = if graceful { closed + grid.slide } else { closed };
                 rt.request_stop(end);
                 rt.wait(None, |p| p.finished).ok();
                 let mut result = Ok(());
@@ -412,42 +367,26 @@ impl StreamingContext {
     /// returns when those batches have completed (an error if the job failed meanwhile).
     pub fn run_batches(&self, n: u64) -> Result<()> {
         let Some(manual) = self.shared.manual.clone() else {
-            return Err(Error::IllegalState(
-                "run_batches needs the manual clock: set Conf::manual_clock(true)".into(),
-            ));
+            return Err(Error::IllegalState("run_batches needs the manual clock: set Conf::manual_clock(true)".into()));
         };
         self.take_deferred()?;
         match self.state() {
             State::Initialized => self.start()?,
-            State::Stopped => {
-                return Err(Error::IllegalState(
-                    "StreamingContext has already been stopped".into(),
-                ))
-            }
+            State::Stopped => return Err(Error::IllegalState("StreamingContext has already been stopped".into())),
             State::Active => {}
         }
-        let rt = self
-            .runtime()
-            .ok_or_else(|| Error::IllegalState("the StreamingContext is not running".into()))?;
+        let rt = self.runtime().ok_or_else(|| Error::IllegalState("the StreamingContext is not running".into()))?;
         if rt.stopping() {
-            return Err(Error::IllegalState(
-                "StreamingContext has already been stopped".into(),
-            ));
+            return Err(Error::IllegalState("StreamingContext has already been stopped".into()));
         }
         manual.advance(n * self.shared.batch_ms);
         let zero = rt.zero().unwrap_or(0);
-        let Some(target) = (Grid {
-            zero,
-            slide: self.shared.batch_ms,
-        })
-        .floor(manual.now_millis()) else {
+        let Some(target) = (Grid { zero, slide: self.shared.batch_ms }).floor(manual.now_millis()) else {
             return Ok(());
         };
         let done = rt.wait(None, |p| p.completed_through >= target)?;
         if !done {
-            return Err(Error::IllegalState(
-                "the job ended before the batches completed".into(),
-            ));
+            return Err(Error::IllegalState("the job ended before the batches completed".into()));
         }
         Ok(())
     }
@@ -455,16 +394,14 @@ impl StreamingContext {
     /// Testing: waits until the receivers of this process have taken in at least `n` records in
     /// all, or `timeout` (real time) passes. Returns whether they had.
     pub fn wait_for_received(&self, n: u64, timeout: Duration) -> Result<bool> {
-        let rt = self.runtime().ok_or_else(|| {
-            Error::IllegalState("the StreamingContext has not been started".into())
-        })?;
+        let rt =
+            self.runtime().ok_or_else(|| Error::IllegalState("the StreamingContext has not been started".into()))?;
         rt.wait_received(n, timeout)
     }
 
     /// Records taken in by the receivers of this process so far.
     pub fn received_records(&self) -> u64 {
-        self.runtime()
-            .map_or(0, |rt| rt.received.load(Ordering::Relaxed))
+        self.runtime().map_or(0, |rt| rt.received.load(Ordering::Relaxed))
     }
 }
 

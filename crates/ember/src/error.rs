@@ -68,17 +68,11 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(context: impl Into<String>, err: std::io::Error) -> Self {
-        Error::Io {
-            context: context.into(),
-            message: err.to_string(),
-        }
+        Error::Io { context: context.into(), message: err.to_string() }
     }
 
     pub(crate) fn declaration(operation: &str, message: impl Into<String>) -> Self {
-        Error::Declaration {
-            operation: operation.to_owned(),
-            message: message.into(),
-        }
+        Error::Declaration { operation: operation.to_owned(), message: message.into() }
     }
 }
 

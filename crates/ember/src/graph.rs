@@ -16,11 +16,8 @@ use crate::exec::BuildEnv;
 pub(crate) type BuildFn = Arc<dyn for<'s> Fn(&mut BuildEnv<'s>) -> Result<()> + Send + Sync>;
 
 /// Attaches one output operation to the output stage of one worker.
-pub(crate) type AttachFn = Arc<
-    dyn for<'s> Fn(&mut BuildEnv<'s>, &mut OperatorBuilder<'s, u64>) -> Result<Box<dyn OutputPort>>
-        + Send
-        + Sync,
->;
+pub(crate) type AttachFn =
+    Arc<dyn for<'s> Fn(&mut BuildEnv<'s>, &mut OperatorBuilder<'s, u64>) -> Result<Box<dyn OutputPort>> + Send + Sync>;
 
 /// A DStream in the plan.
 pub(crate) struct Node {
@@ -62,12 +59,11 @@ impl Graph {
     /// parents, slides), without the closures. Logged at start; the basis of the checkpoint's
     /// graph fingerprint.
     pub fn describe(&self) -> Vec<String> {
-        let nodes = self.nodes.iter().enumerate().map(|(i, n)| {
-            format!(
-                "node {i}: {} <- {:?} every {} ms",
-                n.name, n.parents, n.slide
-            )
-        });
+        let nodes = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("node {i}: {} <- {:?} every {} ms", n.name, n.parents, n.slide));
         let outputs = self
             .outputs
             .iter()

@@ -90,9 +90,7 @@ pub use context::{State, StreamingContext};
 pub use dstream::output::{BatchCollector, OutputResult};
 pub use dstream::DStream;
 pub use error::{Error, Result};
-pub use listener::{
-    BatchInfo, OutputOperationInfo, ReceiverInfo, StreamInputInfo, StreamingListener,
-};
+pub use listener::{BatchInfo, OutputOperationInfo, ReceiverInfo, StreamInputInfo, StreamingListener};
 pub use print::Printable;
 pub use source::generated::{GeneratedText, LineGenerator};
 pub use source::queue::QueueHandle;
@@ -109,9 +107,7 @@ impl<T: Data + Hash + Eq> Key for T {}
 
 /// The names a streaming program needs.
 pub mod prelude {
-    pub use crate::{
-        Conf, DStream, Data, Key, Printable, State, StreamingContext, StreamingListener, Time,
-    };
+    pub use crate::{Conf, DStream, Data, Key, Printable, State, StreamingContext, StreamingListener, Time};
     pub use std::time::Duration;
 }
 

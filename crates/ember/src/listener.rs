@@ -75,18 +75,12 @@ impl BatchInfo {
 
     /// `processing_start - submission`, in milliseconds.
     pub fn scheduling_delay(&self) -> Option<u64> {
-        Some(
-            self.processing_start_time?
-                .saturating_sub(self.submission_time),
-        )
+        Some(self.processing_start_time?.saturating_sub(self.submission_time))
     }
 
     /// `processing_end - processing_start`, in milliseconds.
     pub fn processing_delay(&self) -> Option<u64> {
-        Some(
-            self.processing_end_time?
-                .saturating_sub(self.processing_start_time?),
-        )
+        Some(self.processing_end_time?.saturating_sub(self.processing_start_time?))
     }
 
     /// `scheduling_delay + processing_delay`, in milliseconds.
@@ -172,10 +166,7 @@ impl ListenerBus {
                 }
             })
             .ok();
-        ListenerBus {
-            tx: Mutex::new(Some(tx)),
-            thread: Mutex::new(thread),
-        }
+        ListenerBus { tx: Mutex::new(Some(tx)), thread: Mutex::new(thread) }
     }
 
     pub fn post(&self, event: Event) {

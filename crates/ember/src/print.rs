@@ -28,9 +28,7 @@ macro_rules! display_printable {
         }
     )*};
 }
-display_printable!(
-    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, bool, char, String, str
-);
+display_printable!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, bool, char, String, str);
 
 macro_rules! float_printable {
     ($($t:ty),*) => {$(

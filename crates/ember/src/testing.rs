@@ -24,11 +24,8 @@ pub fn exclusive() -> MutexGuard<'static, ()> {
 /// # Panics
 /// When `master` is not a valid master (a test helper).
 pub fn manual_context(master: &str) -> StreamingContext {
-    StreamingContext::new(
-        Conf::new().master(master).manual_clock(true),
-        Duration::from_secs(1),
-    )
-    .unwrap_or_else(|e| panic!("manual_context({master}): {e}"))
+    StreamingContext::new(Conf::new().master(master).manual_clock(true), Duration::from_secs(1))
+        .unwrap_or_else(|e| panic!("manual_context({master}): {e}"))
 }
 
 /// Runs `build` on a queue stream fed one of `batches` per batch, under `local[1]`, and returns
@@ -44,10 +41,8 @@ pub fn run_on_batches<T: Data, U: Data>(
     let n = batches.len() as u64;
     let ssc = manual_context("local[1]");
     let out = build(&ssc.queue_stream(batches, true)).collect_batches();
-    ssc.run_batches(n)
-        .unwrap_or_else(|e| panic!("run_on_batches: {e}"));
-    ssc.stop(false)
-        .unwrap_or_else(|e| panic!("run_on_batches: {e}"));
+    ssc.run_batches(n).unwrap_or_else(|e| panic!("run_on_batches: {e}"));
+    ssc.stop(false).unwrap_or_else(|e| panic!("run_on_batches: {e}"));
     out.batches().into_iter().map(|(_, b)| b).collect()
 }
 
@@ -63,15 +58,9 @@ pub fn run_on_two<A: Data, B: Data, U: Data>(
     let _guard = exclusive();
     let n = left.len().max(right.len()) as u64;
     let ssc = manual_context("local[1]");
-    let out = build(
-        &ssc.queue_stream(left, true),
-        &ssc.queue_stream(right, true),
-    )
-    .collect_batches();
-    ssc.run_batches(n)
-        .unwrap_or_else(|e| panic!("run_on_two: {e}"));
-    ssc.stop(false)
-        .unwrap_or_else(|e| panic!("run_on_two: {e}"));
+    let out = build(&ssc.queue_stream(left, true), &ssc.queue_stream(right, true)).collect_batches();
+    ssc.run_batches(n).unwrap_or_else(|e| panic!("run_on_two: {e}"));
+    ssc.stop(false).unwrap_or_else(|e| panic!("run_on_two: {e}"));
     out.batches().into_iter().map(|(_, b)| b).collect()
 }
 

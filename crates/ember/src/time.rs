@@ -8,9 +8,7 @@ use crate::error::{Error, Result};
 
 /// A batch time: milliseconds since the Unix epoch. A batch is named by its **end** time: batch `t`
 /// holds what arrived in `[t - interval, t)`. Prints as `<millis> ms`, like Spark's `Time`.
-#[derive(
-    Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
-)]
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize)]
 pub struct Time(u64);
 
 impl Time {
@@ -36,9 +34,7 @@ impl fmt::Display for Time {
 pub(crate) fn whole_millis(what: &str, d: std::time::Duration) -> Result<u64> {
     let ms = d.as_millis();
     if d.is_zero() || d.subsec_nanos() % 1_000_000 != 0 || ms > u64::MAX as u128 {
-        return Err(Error::IllegalState(format!(
-            "{what} must be a positive whole number of milliseconds, got {d:?}"
-        )));
+        return Err(Error::IllegalState(format!("{what} must be a positive whole number of milliseconds, got {d:?}")));
     }
     Ok(ms as u64)
 }
@@ -85,10 +81,7 @@ mod tests {
 
     #[test]
     fn grid_arithmetic() {
-        let g = Grid {
-            zero: 12_000,
-            slide: 1_000,
-        };
+        let g = Grid { zero: 12_000, slide: 1_000 };
         assert_eq!(g.first(), 13_000);
         assert_eq!(g.ceil(13_000), 13_000);
         assert_eq!(g.ceil(13_001), 14_000);
@@ -100,19 +93,13 @@ mod tests {
 
     #[test]
     fn time_prints_like_spark() {
-        assert_eq!(
-            Time::from_millis(1_357_008_430_000).to_string(),
-            "1357008430000 ms"
-        );
+        assert_eq!(Time::from_millis(1_357_008_430_000).to_string(), "1357008430000 ms");
     }
 
     #[test]
     fn durations_must_be_whole_millis() {
         assert!(whole_millis("batch interval", std::time::Duration::ZERO).is_err());
         assert!(whole_millis("batch interval", std::time::Duration::from_micros(1500)).is_err());
-        assert_eq!(
-            whole_millis("x", std::time::Duration::from_millis(7)).unwrap(),
-            7
-        );
+        assert_eq!(whole_millis("x", std::time::Duration::from_millis(7)).unwrap(), 7);
     }
 }

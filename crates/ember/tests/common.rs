@@ -4,17 +4,15 @@
 use std::process::{Command, Output};
 
 /// Runs the test named `name` of this test binary in a child process with `env`, and returns its
-/// output. The child sees `EMBER_TEST_CHILD=1`.
+/// output. Child tests are `#[ignore]`d, so they run only when a parent starts them.
 pub fn run_child(name: &str, env: &[(&str, String)]) -> Child {
     let exe = std::env::current_exe().expect("test binary path");
     let mut cmd = Command::new(exe);
-    cmd.args(["--exact", name, "--nocapture", "--test-threads", "1"])
-        .env("EMBER_TEST_CHILD", "1");
+    cmd.args(["--exact", name, "--ignored", "--nocapture", "--test-threads", "1"]);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     Child(cmd.spawn().expect("spawn child test process"))
 }
 
@@ -36,27 +34,14 @@ impl Child {
     }
 }
 
-/// Whether this process is a child started by `run_child`.
-pub fn is_child() -> bool {
-    std::env::var("EMBER_TEST_CHILD").is_ok()
-}
-
 /// Free TCP ports on 127.0.0.1 (bound and released; the OS does not hand them out again at once).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect()
+    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("addr").port()).collect()
 }
 
 /// The lines of `stdout` that start with `tag `, without the tag.
 pub fn tagged(stdout: &[u8], tag: &str) -> Vec<String> {
     let prefix = format!("{tag} ");
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
-        .collect()
+    String::from_utf8_lossy(stdout).lines().filter_map(|l| l.strip_prefix(&prefix).map(str::to_owned)).collect()
 }

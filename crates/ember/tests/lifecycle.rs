@@ -16,24 +16,15 @@ fn err_text<T>(r: ember::Result<T>) -> String {
 #[test]
 fn batch_interval_must_be_whole_positive_millis() {
     assert!(err_text(StreamingContext::new(Conf::new(), Duration::ZERO)).contains("batch interval"));
-    assert!(err_text(StreamingContext::new(
-        Conf::new(),
-        Duration::from_micros(500)
-    ))
-    .contains("whole number of milliseconds"));
+    assert!(err_text(StreamingContext::new(Conf::new(), Duration::from_micros(500)))
+        .contains("whole number of milliseconds"));
 }
 
 #[test]
 fn bad_configuration_names_the_key() {
-    let e = err_text(StreamingContext::new(
-        Conf::new().master("local[0]"),
-        Duration::from_secs(1),
-    ));
+    let e = err_text(StreamingContext::new(Conf::new().master("local[0]"), Duration::from_secs(1)));
     assert!(e.contains("`master`") && e.contains("local[N]"), "{e}");
-    let e = err_text(StreamingContext::new(
-        Conf::new().set("no.such.key", "1"),
-        Duration::from_secs(1),
-    ));
+    let e = err_text(StreamingContext::new(Conf::new().set("no.such.key", "1"), Duration::from_secs(1)));
     assert!(e.contains("unknown configuration key `no.such.key`"), "{e}");
 }
 
@@ -59,10 +50,7 @@ fn states_and_repeated_calls() {
                           // Adding after start is an error returned by the next fallible call.
     let _late = s.map(|x: i32| x + 1);
     let e = err_text(ssc.run_batches(1));
-    assert!(
-        e.contains("cannot add `map`") && e.contains("after starting"),
-        "{e}"
-    );
+    assert!(e.contains("cannot add `map`") && e.contains("after starting"), "{e}");
     ssc.stop(false).unwrap();
     assert_eq!(ssc.state(), State::Stopped);
     ssc.stop(false).unwrap(); // idempotent
@@ -81,21 +69,15 @@ fn stop_before_start_moves_to_stopped() {
 fn only_one_active_context_per_process() {
     let _g = exclusive();
     let a = manual_context("local[1]");
-    a.queue_stream(vec![vec![1]], true)
-        .count()
-        .collect_batches();
+    a.queue_stream(vec![vec![1]], true).count().collect_batches();
     a.start().unwrap();
     let b = manual_context("local[1]");
-    b.queue_stream(vec![vec![1]], true)
-        .count()
-        .collect_batches();
+    b.queue_stream(vec![vec![1]], true).count().collect_batches();
     assert!(err_text(b.start()).contains("Only one StreamingContext"));
     a.stop(false).unwrap();
     // Once the first stopped, a new one may start.
     let c = manual_context("local[1]");
-    c.queue_stream(vec![vec![1]], true)
-        .count()
-        .collect_batches();
+    c.queue_stream(vec![vec![1]], true).count().collect_batches();
     c.start().unwrap();
     c.stop(false).unwrap();
 }
@@ -116,8 +98,7 @@ fn union_of_different_contexts_is_a_declaration_error() {
 #[test]
 fn run_batches_needs_the_manual_clock() {
     let _g = exclusive();
-    let ssc =
-        StreamingContext::new(Conf::new().master("local[1]"), Duration::from_secs(1)).unwrap();
+    let ssc = StreamingContext::new(Conf::new().master("local[1]"), Duration::from_secs(1)).unwrap();
     assert!(err_text(ssc.run_batches(1)).contains("manual clock"));
 }
 
@@ -125,14 +106,9 @@ fn run_batches_needs_the_manual_clock() {
 fn batch_grid_follows_spark() {
     let _g = exclusive();
     // Spark's conformance case: now = 12,345 ms, B = 1 s -> first batch 13,000, zero 12,000.
-    let conf = Conf::new()
-        .master("local[1]")
-        .manual_clock(true)
-        .set("clock.manual.start", "12345");
+    let conf = Conf::new().master("local[1]").manual_clock(true).set("clock.manual.start", "12345");
     let ssc = StreamingContext::new(conf, Duration::from_secs(1)).unwrap();
-    let out = ssc
-        .queue_stream(vec![vec![1], vec![2]], true)
-        .collect_batches();
+    let out = ssc.queue_stream(vec![vec![1], vec![2]], true).collect_batches();
     ssc.run_batches(2).unwrap();
     assert_eq!(ssc.zero_time().unwrap().millis(), 12_000);
     ssc.stop(false).unwrap();
@@ -149,20 +125,9 @@ fn empty_batches_and_count_zero() {
     let reduced = s.reduce(|a, b| a.max(b)).collect_batches();
     ssc.run_batches(3).unwrap();
     ssc.stop(false).unwrap();
-    assert_eq!(
-        counts
-            .batches()
-            .into_iter()
-            .map(|(_, c)| c)
-            .collect::<Vec<_>>(),
-        vec![vec![0], vec![0], vec![0]]
-    );
+    assert_eq!(counts.batches().into_iter().map(|(_, c)| c).collect::<Vec<_>>(), vec![vec![0], vec![0], vec![0]]);
     assert!(reduced.batches().iter().all(|(_, b)| b.is_empty()));
-    assert_eq!(
-        reduced.batches().len(),
-        3,
-        "an output runs for every batch, empty ones too"
-    );
+    assert_eq!(reduced.batches().len(), 3, "an output runs for every batch, empty ones too");
 }
 
 #[test]
@@ -172,10 +137,7 @@ fn a_batch_of_one_million_records() {
     let batch: Vec<u32> = (0..1_000_000).collect();
     let s = ssc.queue_stream(vec![batch], true);
     let count = s.count().collect_batches();
-    let buckets = s
-        .map(|x| (x % 1000, 1u64))
-        .reduce_by_key(|a, b| a + b)
-        .collect_batches();
+    let buckets = s.map(|x| (x % 1000, 1u64)).reduce_by_key(|a, b| a + b).collect_batches();
     ssc.run_batches(1).unwrap();
     ssc.stop(false).unwrap();
     assert_eq!(count.batches()[0].1, vec![1_000_000]);
@@ -192,9 +154,7 @@ fn outputs_run_in_declaration_order_once_per_batch() {
     let s = ssc.queue_stream(vec![vec![1, 2, 3], vec![4]], true);
     for name in ["first", "second", "third"] {
         let log = Arc::clone(&log);
-        s.foreach_batch(move |t, xs: Vec<i32>| {
-            log.lock().unwrap().push((t.millis(), name, xs.len()))
-        });
+        s.foreach_batch(move |t, xs: Vec<i32>| log.lock().unwrap().push((t.millis(), name, xs.len())));
     }
     ssc.run_batches(2).unwrap();
     ssc.stop(false).unwrap();
@@ -216,34 +176,17 @@ struct Recorder(Arc<Mutex<Vec<String>>>);
 
 impl StreamingListener for Recorder {
     fn on_batch_submitted(&mut self, i: &BatchInfo) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("submitted {}", i.batch_time.millis()));
+        self.0.lock().unwrap().push(format!("submitted {}", i.batch_time.millis()));
     }
     fn on_batch_started(&mut self, i: &BatchInfo) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("started {}", i.batch_time.millis()));
+        self.0.lock().unwrap().push(format!("started {}", i.batch_time.millis()));
     }
     fn on_output_operation_started(&mut self, i: &OutputOperationInfo) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("op-started {} {}", i.batch_time.millis(), i.id));
+        self.0.lock().unwrap().push(format!("op-started {} {}", i.batch_time.millis(), i.id));
     }
     fn on_output_operation_completed(&mut self, i: &OutputOperationInfo) {
-        let failed = if i.failure_reason.is_some() {
-            " failed"
-        } else {
-            ""
-        };
-        self.0.lock().unwrap().push(format!(
-            "op-completed {} {}{failed}",
-            i.batch_time.millis(),
-            i.id
-        ));
+        let failed = if i.failure_reason.is_some() { " failed" } else { "" };
+        self.0.lock().unwrap().push(format!("op-completed {} {}{failed}", i.batch_time.millis(), i.id));
     }
     fn on_batch_completed(&mut self, i: &BatchInfo) {
         self.0.lock().unwrap().push(format!(
@@ -263,21 +206,10 @@ fn listener_sees_events_in_order_and_failures_surface() {
     ssc.add_streaming_listener(Recorder(Arc::clone(&events)));
     let s = ssc.queue_stream(vec![vec![1, 2], vec![3]], true);
     s.count().collect_batches();
-    s.foreach_batch(|t, _xs: Vec<i32>| {
-        if t.millis() == 2000 {
-            Err("sink unavailable")
-        } else {
-            Ok(())
-        }
-    });
+    s.foreach_batch(|t, _xs: Vec<i32>| if t.millis() == 2000 { Err("sink unavailable") } else { Ok(()) });
     ssc.run_batches(1).unwrap();
     let e = err_text(ssc.run_batches(1));
-    assert!(
-        e.contains(
-            "output operation 1 (`foreach_batch`) failed at batch 2000 ms: sink unavailable"
-        ),
-        "{e}"
-    );
+    assert!(e.contains("output operation 1 (`foreach_batch`) failed at batch 2000 ms: sink unavailable"), "{e}");
     ssc.run_batches(1).unwrap(); // later batches go on
     ssc.stop(false).unwrap();
     let ev = events.lock().unwrap().clone();
@@ -291,22 +223,15 @@ fn listener_sees_events_in_order_and_failures_surface() {
         "completed 1000 records=2 delay=Some(0)",
     ];
     assert_eq!(&ev[..7], &want_first[..]);
-    assert!(
-        ev.contains(&"op-completed 2000 1 failed".to_string()),
-        "{ev:?}"
-    );
-    assert!(
-        ev.contains(&"completed 3000 records=0 delay=Some(0)".to_string()),
-        "{ev:?}"
-    );
+    assert!(ev.contains(&"op-completed 2000 1 failed".to_string()), "{ev:?}");
+    assert!(ev.contains(&"completed 3000 records=0 delay=Some(0)".to_string()), "{ev:?}");
 }
 
 #[test]
 fn panicking_output_is_reported_not_fatal() {
     let _g = exclusive();
     let ssc = manual_context("local[1]");
-    ssc.queue_stream(vec![vec![1]], true)
-        .foreach_batch::<()>(|_t, _x: Vec<i32>| panic!("boom"));
+    ssc.queue_stream(vec![vec![1]], true).foreach_batch::<()>(|_t, _x: Vec<i32>| panic!("boom"));
     let e = err_text(ssc.run_batches(1));
     assert!(e.contains("panicked: boom"), "{e}");
     ssc.stop(false).unwrap();
@@ -322,12 +247,7 @@ fn graceful_stop_processes_the_open_batch() {
     q.push(vec![7, 8]);
     ssc.stop(true).unwrap();
     let b = out.batches();
-    assert_eq!(
-        b.len(),
-        2,
-        "the open batch ran at the graceful stop: {:?}",
-        b
-    );
+    assert_eq!(b.len(), 2, "the open batch ran at the graceful stop: {:?}", b);
     let mut last = b[1].1.clone();
     last.sort();
     assert_eq!(last, vec![7, 8]);

@@ -34,9 +34,7 @@ fn input(seed: u64) -> Vec<Vec<Pair>> {
                 1 => 1,
                 _ => (r() % 60) as usize,
             };
-            (0..n)
-                .map(|_| ((r() % 9) as u32, (r() % 11) as i64 - 5))
-                .collect()
+            (0..n).map(|_| ((r() % 9) as u32, (r() % 11) as i64 - 5)).collect()
         })
         .collect()
 }
@@ -58,80 +56,31 @@ fn declare(ssc: &StreamingContext, seed: u64) -> impl FnOnce() -> Results {
         name: &str,
         c: BatchCollector<T>,
     ) {
-        readers.push((
-            name.into(),
-            Box::new(move || c.batches().into_iter().map(|(_, b)| norm(b)).collect()),
-        ));
+        readers.push((name.into(), Box::new(move || c.batches().into_iter().map(|(_, b)| norm(b)).collect())));
     }
-    add(
-        &mut readers,
-        "map",
-        a.map(|(k, v)| (k, v * 2)).collect_batches(),
-    );
-    add(
-        &mut readers,
-        "flat_map",
-        a.flat_map(|(k, v)| vec![k as i64, v]).collect_batches(),
-    );
-    add(
-        &mut readers,
-        "filter",
-        a.filter(|(_, v)| *v > 0).collect_batches(),
-    );
+    add(&mut readers, "map", a.map(|(k, v)| (k, v * 2)).collect_batches());
+    add(&mut readers, "flat_map", a.flat_map(|(k, v)| vec![k as i64, v]).collect_batches());
+    add(&mut readers, "filter", a.filter(|(_, v)| *v > 0).collect_batches());
     add(
         &mut readers,
         "map_partitions",
-        a.map_partitions(|xs| vec![xs.iter().map(|p| p.1).sum::<i64>()])
-            .reduce(|x, y| x + y)
-            .collect_batches(),
+        a.map_partitions(|xs| vec![xs.iter().map(|p| p.1).sum::<i64>()]).reduce(|x, y| x + y).collect_batches(),
     );
-    add(
-        &mut readers,
-        "glom",
-        a.glom().flat_map(|xs| xs).collect_batches(),
-    );
-    add(
-        &mut readers,
-        "repartition",
-        a.repartition(2).collect_batches(),
-    );
+    add(&mut readers, "glom", a.glom().flat_map(|xs| xs).collect_batches());
+    add(&mut readers, "repartition", a.repartition(2).collect_batches());
     add(&mut readers, "union", a.union(&b).collect_batches());
     add(&mut readers, "count", a.count().collect_batches());
-    add(
-        &mut readers,
-        "reduce",
-        a.map(|p| p.1).reduce(|x, y| x + y).collect_batches(),
-    );
-    add(
-        &mut readers,
-        "count_by_value",
-        a.count_by_value().collect_batches(),
-    );
+    add(&mut readers, "reduce", a.map(|p| p.1).reduce(|x, y| x + y).collect_batches());
+    add(&mut readers, "count_by_value", a.count_by_value().collect_batches());
     add(
         &mut readers,
         "transform",
-        a.transform(|t, xs| {
-            xs.into_iter()
-                .map(move |(k, _)| (k, t.millis() % 7))
-                .collect::<Vec<_>>()
-        })
-        .collect_batches(),
+        a.transform(|t, xs| xs.into_iter().map(move |(k, _)| (k, t.millis() % 7)).collect::<Vec<_>>())
+            .collect_batches(),
     );
-    add(
-        &mut readers,
-        "map_values",
-        a.map_values(|v| v + 1).collect_batches(),
-    );
-    add(
-        &mut readers,
-        "flat_map_values",
-        a.flat_map_values(|v| 0..v.max(0)).collect_batches(),
-    );
-    add(
-        &mut readers,
-        "reduce_by_key",
-        a.reduce_by_key(|x, y| x + y).collect_batches(),
-    );
+    add(&mut readers, "map_values", a.map_values(|v| v + 1).collect_batches());
+    add(&mut readers, "flat_map_values", a.flat_map_values(|v| 0..v.max(0)).collect_batches());
+    add(&mut readers, "reduce_by_key", a.reduce_by_key(|x, y| x + y).collect_batches());
     add(
         &mut readers,
         "group_by_key",
@@ -159,21 +108,9 @@ fn declare(ssc: &StreamingContext, seed: u64) -> impl FnOnce() -> Results {
         .collect_batches(),
     );
     add(&mut readers, "join", a.join(&b).collect_batches());
-    add(
-        &mut readers,
-        "left_outer_join",
-        a.left_outer_join(&b).collect_batches(),
-    );
-    add(
-        &mut readers,
-        "right_outer_join",
-        a.right_outer_join(&b).collect_batches(),
-    );
-    add(
-        &mut readers,
-        "full_outer_join",
-        a.full_outer_join(&b).collect_batches(),
-    );
+    add(&mut readers, "left_outer_join", a.left_outer_join(&b).collect_batches());
+    add(&mut readers, "right_outer_join", a.right_outer_join(&b).collect_batches());
+    add(&mut readers, "full_outer_join", a.full_outer_join(&b).collect_batches());
     add(
         &mut readers,
         "cogroup",
@@ -207,24 +144,15 @@ fn expected(seed: u64) -> Results {
         };
         let (ga, gb) = (group(a), group(b));
         put("map", norm(a.iter().map(|&(k, v)| (k, v * 2)).collect()));
-        put(
-            "flat_map",
-            norm(a.iter().flat_map(|&(k, v)| [k as i64, v]).collect()),
-        );
-        put(
-            "filter",
-            norm(a.iter().filter(|p| p.1 > 0).copied().collect()),
-        );
+        put("flat_map", norm(a.iter().flat_map(|&(k, v)| [k as i64, v]).collect()));
+        put("filter", norm(a.iter().filter(|p| p.1 > 0).copied().collect()));
         let sum: i64 = a.iter().map(|p| p.1).sum();
         put("map_partitions", norm(vec![sum]));
         put("glom", norm(a.clone()));
         put("repartition", norm(a.clone()));
         put("union", norm(a.iter().chain(b).copied().collect()));
         put("count", norm(vec![a.len() as u64]));
-        put(
-            "reduce",
-            norm(if a.is_empty() { vec![] } else { vec![sum] }),
-        );
+        put("reduce", norm(if a.is_empty() { vec![] } else { vec![sum] }));
         put(
             "count_by_value",
             norm(
@@ -238,39 +166,12 @@ fn expected(seed: u64) -> Results {
                     .collect(),
             ),
         );
-        put(
-            "transform",
-            norm(a.iter().map(|&(k, _)| (k, time % 7)).collect()),
-        );
-        put(
-            "map_values",
-            norm(a.iter().map(|&(k, v)| (k, v + 1)).collect()),
-        );
-        put(
-            "flat_map_values",
-            norm(
-                a.iter()
-                    .flat_map(|&(k, v)| (0..v.max(0)).map(move |w| (k, w)))
-                    .collect(),
-            ),
-        );
-        put(
-            "reduce_by_key",
-            norm(
-                ga.iter()
-                    .map(|(k, vs)| (*k, vs.iter().sum::<i64>()))
-                    .collect(),
-            ),
-        );
+        put("transform", norm(a.iter().map(|&(k, _)| (k, time % 7)).collect()));
+        put("map_values", norm(a.iter().map(|&(k, v)| (k, v + 1)).collect()));
+        put("flat_map_values", norm(a.iter().flat_map(|&(k, v)| (0..v.max(0)).map(move |w| (k, w))).collect()));
+        put("reduce_by_key", norm(ga.iter().map(|(k, vs)| (*k, vs.iter().sum::<i64>())).collect()));
         put("group_by_key", norm(ga.clone().into_iter().collect()));
-        put(
-            "combine_by_key",
-            norm(
-                ga.iter()
-                    .map(|(k, vs)| (*k, (vs.iter().sum::<i64>(), vs.len() as u32)))
-                    .collect(),
-            ),
-        );
+        put("combine_by_key", norm(ga.iter().map(|(k, vs)| (*k, (vs.iter().sum::<i64>(), vs.len() as u32))).collect()));
         let mut join = Vec::new();
         let mut left = Vec::new();
         let mut right = Vec::new();
@@ -278,10 +179,7 @@ fn expected(seed: u64) -> Results {
         let mut cogroup = Vec::new();
         let keys: std::collections::BTreeSet<u32> = ga.keys().chain(gb.keys()).copied().collect();
         for k in keys {
-            let (vs, ws) = (
-                ga.get(&k).cloned().unwrap_or_default(),
-                gb.get(&k).cloned().unwrap_or_default(),
-            );
+            let (vs, ws) = (ga.get(&k).cloned().unwrap_or_default(), gb.get(&k).cloned().unwrap_or_default());
             for v in &vs {
                 for w in &ws {
                     join.push((k, (*v, *w)));
@@ -320,11 +218,7 @@ fn check(master: &str, seed: u64) {
     let got = read();
     let want = expected(seed);
     for (op, batches) in &want {
-        assert_eq!(
-            got.get(op),
-            Some(batches),
-            "operation `{op}` under {master}, seed {seed}"
-        );
+        assert_eq!(got.get(op), Some(batches), "operation `{op}` under {master}, seed {seed}");
     }
 }
 
@@ -344,16 +238,10 @@ fn oracle_local_3() {
 
 /// Child side of the cluster test: one process of the 2-process job.
 #[test]
+#[ignore = "run as a child process by `oracle_two_processes`"]
 fn oracle_cluster_child() {
-    if !common::is_child() {
-        return;
-    }
     let seed: u64 = std::env::var("ORACLE_SEED").unwrap().parse().unwrap();
-    let ssc = StreamingContext::new(
-        Conf::new().manual_clock(true),
-        std::time::Duration::from_secs(1),
-    )
-    .unwrap();
+    let ssc = StreamingContext::new(Conf::new().manual_clock(true), std::time::Duration::from_secs(1)).unwrap();
     let read = declare(&ssc, seed);
     ssc.run_batches(BATCHES as u64).unwrap();
     ssc.stop(false).unwrap();
@@ -366,16 +254,9 @@ fn oracle_cluster_child() {
 
 #[test]
 fn oracle_two_processes() {
-    if common::is_child() {
-        return;
-    }
     let seed = 5;
     let ports = common::free_ports(2);
-    let hosts = ports
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let hosts = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
     let children: Vec<_> = (0..2)
         .map(|i| {
             common::run_child(
@@ -392,19 +273,14 @@ fn oracle_two_processes() {
     let outputs: Vec<_> = children.into_iter().map(|c| c.finish()).collect();
     let lines = common::tagged(&outputs[0].stdout, "ORACLE");
     assert!(
-        common::tagged(&outputs[1].stdout, "ORACLE")
-            .iter()
-            .all(|l| l.split(' ').nth(2) == Some("[]")),
+        common::tagged(&outputs[1].stdout, "ORACLE").iter().all(|l| l.split(' ').nth(2) == Some("[]")),
         "only the driver process collects"
     );
     let want = expected(seed);
     for (op, batches) in &want {
         for (i, b) in batches.iter().enumerate() {
             let line = format!("{op} {i} {b}");
-            assert!(
-                lines.contains(&line),
-                "missing from the 2-process run: {line}"
-            );
+            assert!(lines.contains(&line), "missing from the 2-process run: {line}");
         }
     }
     assert_eq!(lines.len(), want.values().map(Vec::len).sum::<usize>());

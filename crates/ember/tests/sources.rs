@@ -21,18 +21,12 @@ impl StreamingListener for ReceiverEvents {
         self.0.lock().unwrap().push(format!("started {}", i.name));
     }
     fn on_receiver_error(&mut self, i: &ReceiverInfo) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("error {}", i.last_error_message));
+        self.0.lock().unwrap().push(format!("error {}", i.last_error_message));
     }
 }
 
 fn socket_context(extra: &[(&str, &str)]) -> StreamingContext {
-    let mut conf = Conf::new()
-        .master("local[2]")
-        .manual_clock(true)
-        .set("receiver.restart_delay", "20ms");
+    let mut conf = Conf::new().master("local[2]").manual_clock(true).set("receiver.restart_delay", "20ms");
     for (k, v) in extra {
         conf = conf.set(*k, *v);
     }
@@ -54,37 +48,22 @@ fn socket_reconnects_until_the_server_is_up_and_after_it_closes() {
     let (mut conn, _) = server.accept().unwrap();
     conn.write_all(b"hello world\r\nsecond line\n").unwrap();
     drop(conn); // the server closes: the receiver must reconnect
-    assert!(
-        ssc.wait_for_received(2, WAIT).unwrap(),
-        "two lines received"
-    );
+    assert!(ssc.wait_for_received(2, WAIT).unwrap(), "two lines received");
     ssc.run_batches(1).unwrap();
 
     let (mut conn, _) = server.accept().unwrap();
-    conn.write_all(b"after reconnect\nno newline at the end")
-        .unwrap();
+    conn.write_all(b"after reconnect\nno newline at the end").unwrap();
     drop(conn);
-    assert!(
-        ssc.wait_for_received(4, WAIT).unwrap(),
-        "lines after the reconnect received"
-    );
+    assert!(ssc.wait_for_received(4, WAIT).unwrap(), "lines after the reconnect received");
     ssc.run_batches(1).unwrap();
     ssc.stop(false).unwrap();
 
-    let batches: Vec<Vec<String>> =
-        ember::testing::sorted(out.batches().into_iter().map(|(_, b)| b).collect());
+    let batches: Vec<Vec<String>> = ember::testing::sorted(out.batches().into_iter().map(|(_, b)| b).collect());
     assert_eq!(batches[0], vec!["hello world", "second line"]);
     assert_eq!(batches[1], vec!["after reconnect", "no newline at the end"]);
     let ev = events.lock().unwrap().clone();
-    assert_eq!(
-        ev.first().map(String::as_str),
-        Some("started SocketReceiver-0")
-    );
-    assert!(
-        ev.iter()
-            .any(|e| e.contains("Socket data stream had no more data")),
-        "{ev:?}"
-    );
+    assert_eq!(ev.first().map(String::as_str), Some("started SocketReceiver-0"));
+    assert!(ev.iter().any(|e| e.contains("Socket data stream had no more data")), "{ev:?}");
 }
 
 #[test]
@@ -97,8 +76,7 @@ fn socket_counts_invalid_utf8_and_skips_oversized_lines() {
     ssc.start().unwrap();
     let (mut conn, _) = server.accept().unwrap();
     let long = "x".repeat(100_000);
-    conn.write_all(format!("ok 1\ncaf\u{e9}\n{long}\nok 2\n").as_bytes())
-        .unwrap();
+    conn.write_all(format!("ok 1\ncaf\u{e9}\n{long}\nok 2\n").as_bytes()).unwrap();
     conn.write_all(b"bad \xff\xfe bytes\n").unwrap();
     conn.flush().unwrap();
     assert!(ssc.wait_for_received(4, WAIT).unwrap());
@@ -108,15 +86,7 @@ fn socket_counts_invalid_utf8_and_skips_oversized_lines() {
     drop(conn);
     let mut batch = out.batches()[0].1.clone();
     batch.sort();
-    assert_eq!(
-        batch,
-        vec![
-            "bad \u{fffd}\u{fffd} bytes".to_string(),
-            "caf\u{e9}".into(),
-            "ok 1".into(),
-            "ok 2".into()
-        ]
-    );
+    assert_eq!(batch, vec!["bad \u{fffd}\u{fffd} bytes".to_string(), "caf\u{e9}".into(), "ok 1".into(), "ok 2".into()]);
     assert_eq!(counters.oversized_skipped, 1);
     assert_eq!(counters.invalid_utf8, 1);
     assert_eq!(counters.received, 4);
@@ -132,15 +102,11 @@ fn write_file(dir: &Path, name: &str, text: &str, mtime: u64) {
 
 fn set_mtime(path: &Path, mtime: u64) {
     let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    f.set_modified(UNIX_EPOCH + Duration::from_millis(mtime))
-        .unwrap();
+    f.set_modified(UNIX_EPOCH + Duration::from_millis(mtime)).unwrap();
 }
 
 fn file_context() -> StreamingContext {
-    let conf = Conf::new()
-        .master("local[2]")
-        .manual_clock(true)
-        .set("clock.manual.start", START.to_string());
+    let conf = Conf::new().master("local[2]").manual_clock(true).set("clock.manual.start", START.to_string());
     StreamingContext::new(conf, Duration::from_secs(1)).unwrap()
 }
 
@@ -176,11 +142,7 @@ fn file_stream_pick_up_rules() {
         .collect();
     assert_eq!(
         batches,
-        vec![
-            (1000, vec!["a1".into(), "a2".into()]),
-            (2000, vec![]),
-            (3000, vec!["f1".into(), "f2".into()]),
-        ]
+        vec![(1000, vec!["a1".into(), "a2".into()]), (2000, vec![]), (3000, vec!["f1".into(), "f2".into()]),]
     );
 }
 
@@ -189,19 +151,10 @@ fn file_stream_on_a_missing_directory_gives_empty_batches() {
     let _g = exclusive();
     let dir = tempfile::tempdir().unwrap();
     let ssc = file_context();
-    let out = ssc
-        .text_file_stream(dir.path().join("not-there"))
-        .count()
-        .collect_batches();
+    let out = ssc.text_file_stream(dir.path().join("not-there")).count().collect_batches();
     ssc.run_batches(2).unwrap();
     ssc.stop(false).unwrap();
-    assert_eq!(
-        out.batches()
-            .into_iter()
-            .map(|(_, b)| b)
-            .collect::<Vec<_>>(),
-        vec![vec![0], vec![0]]
-    );
+    assert_eq!(out.batches().into_iter().map(|(_, b)| b).collect::<Vec<_>>(), vec![vec![0], vec![0]]);
 }
 
 #[test]
@@ -226,81 +179,42 @@ fn file_stream_invalid_utf8_is_replaced_and_counted() {
 fn save_as_text_files_names_parts_and_overwrites() {
     let _g = exclusive();
     let dir = tempfile::tempdir().unwrap();
-    let prefix = dir
-        .path()
-        .join("out")
-        .join("counts")
-        .to_string_lossy()
-        .into_owned();
+    let prefix = dir.path().join("out").join("counts").to_string_lossy().into_owned();
     // A stale directory of an earlier run of batch 1000 is replaced whole.
     let stale = dir.path().join("out/counts-1000.txt");
     std::fs::create_dir_all(&stale).unwrap();
     std::fs::write(stale.join("part-00007"), "stale\n").unwrap();
 
-    let ssc = StreamingContext::new(
-        Conf::new().master("local[2]").manual_clock(true),
-        Duration::from_secs(1),
-    )
-    .unwrap();
-    ssc.queue_stream(
-        vec![vec![("a".to_string(), 1u32), ("b".into(), 2)], vec![]],
-        true,
-    )
-    .save_as_text_files(prefix, "txt");
+    let ssc = StreamingContext::new(Conf::new().master("local[2]").manual_clock(true), Duration::from_secs(1)).unwrap();
+    ssc.queue_stream(vec![vec![("a".to_string(), 1u32), ("b".into(), 2)], vec![]], true)
+        .save_as_text_files(prefix, "txt");
     ssc.run_batches(2).unwrap();
     ssc.stop(false).unwrap();
 
     for (t, want) in [(1000, vec!["(a,1)", "(b,2)"]), (2000, vec![])] {
         let d = dir.path().join(format!("out/counts-{t}.txt"));
-        let mut names: Vec<String> = std::fs::read_dir(&d)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut names: Vec<String> =
+            std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         names.sort();
-        assert_eq!(
-            names,
-            vec!["_SUCCESS", "part-00000", "part-00001"],
-            "batch {t}"
-        );
+        assert_eq!(names, vec!["_SUCCESS", "part-00000", "part-00001"], "batch {t}");
         let mut lines: Vec<String> = ["part-00000", "part-00001"]
             .iter()
-            .flat_map(|p| {
-                std::fs::read_to_string(d.join(p))
-                    .unwrap()
-                    .lines()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|p| std::fs::read_to_string(d.join(p)).unwrap().lines().map(str::to_owned).collect::<Vec<_>>())
             .collect();
         lines.sort();
         assert_eq!(lines, want);
     }
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("out"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(
-        leftovers.len(),
-        2,
-        "no staging or old directories left: {leftovers:?}"
-    );
+    let leftovers: Vec<_> =
+        std::fs::read_dir(dir.path().join("out")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 2, "no staging or old directories left: {leftovers:?}");
 }
 
 /// Child side of the print golden test.
 #[test]
+#[ignore = "run as a child process by `print_golden`"]
 fn print_golden_child() {
-    if !common::is_child() {
-        return;
-    }
-    let ssc = StreamingContext::new(
-        Conf::new().master("local[1]").manual_clock(true),
-        Duration::from_secs(1),
-    )
-    .unwrap();
-    let s = ssc.queue_stream(
-        vec![(1..=11).collect::<Vec<i64>>(), vec![1, 2, 3], vec![]],
-        true,
-    );
+    let ssc = StreamingContext::new(Conf::new().master("local[1]").manual_clock(true), Duration::from_secs(1)).unwrap();
+    let s = ssc.queue_stream(vec![(1..=11).collect::<Vec<i64>>(), vec![1, 2, 3], vec![]], true);
     s.print();
     s.map(|x| ("k".to_string(), x * 10)).print_n(2);
     println!("BEGIN");
@@ -311,9 +225,6 @@ fn print_golden_child() {
 
 #[test]
 fn print_golden() {
-    if common::is_child() {
-        return;
-    }
     let out = common::run_child("print_golden_child", &[]).finish();
     let text = String::from_utf8_lossy(&out.stdout);
     let begin = text.find("BEGIN\n").expect("BEGIN marker") + "BEGIN\n".len();
@@ -324,10 +235,5 @@ fn print_golden() {
         std::fs::write(&path, got).unwrap();
     }
     let want = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(
-        got,
-        want,
-        "print output differs from {} (EMBER_BLESS=1 rewrites it)",
-        path.display()
-    );
+    assert_eq!(got, want, "print output differs from {} (EMBER_BLESS=1 rewrites it)", path.display());
 }

@@ -82,16 +82,8 @@ impl<T: Data> DStream<T> {
                 }
             };
             let emit = |_t, acc: Option<T>, out: &mut Vec<T>| out.extend(acc);
-            let partial = batch_unary(
-                s,
-                local(),
-                "ReducePartial",
-                grid,
-                Arc::clone(&env.rt),
-                || None,
-                absorb(f.clone()),
-                emit,
-            );
+            let partial =
+                batch_unary(s, local(), "ReducePartial", grid, Arc::clone(&env.rt), || None, absorb(f.clone()), emit);
             batch_unary(
                 partial,
                 to_driver::<T>(),

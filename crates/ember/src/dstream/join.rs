@@ -42,10 +42,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     /// let out = run_on_two(vec![vec![('k', 1)]], vec![vec![('j', 'a')]], |l, r| l.left_outer_join(&r));
     /// assert_eq!(out, vec![vec![('k', (1, None))]]);
     /// ```
-    pub fn left_outer_join<W: Data>(
-        &self,
-        other: &DStream<(K, W)>,
-    ) -> DStream<(K, (V, Option<W>))> {
+    pub fn left_outer_join<W: Data>(&self, other: &DStream<(K, W)>) -> DStream<(K, (V, Option<W>))> {
         self.cogroup_with("left_outer_join", other, |k, vs, ws, out| {
             for v in &vs {
                 if ws.is_empty() {
@@ -65,10 +62,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     /// let out = run_on_two(vec![vec![('k', 1)]], vec![vec![('j', 'a')]], |l, r| l.right_outer_join(&r));
     /// assert_eq!(out, vec![vec![('j', (None, 'a'))]]);
     /// ```
-    pub fn right_outer_join<W: Data>(
-        &self,
-        other: &DStream<(K, W)>,
-    ) -> DStream<(K, (Option<V>, W))> {
+    pub fn right_outer_join<W: Data>(&self, other: &DStream<(K, W)>) -> DStream<(K, (Option<V>, W))> {
         self.cogroup_with("right_outer_join", other, |k, vs, ws, out| {
             for w in &ws {
                 if vs.is_empty() {
@@ -88,10 +82,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     /// let out = run_on_two(vec![vec![('k', 1)]], vec![vec![('j', 'a')]], |l, r| l.full_outer_join(&r));
     /// assert_eq!(sorted(out), vec![vec![('j', (None, Some('a'))), ('k', (Some(1), None))]]);
     /// ```
-    pub fn full_outer_join<W: Data>(
-        &self,
-        other: &DStream<(K, W)>,
-    ) -> DStream<(K, (Option<V>, Option<W>))> {
+    pub fn full_outer_join<W: Data>(&self, other: &DStream<(K, W)>) -> DStream<(K, (Option<V>, Option<W>))> {
         self.cogroup_with("full_outer_join", other, |k, vs, ws, out| {
             if ws.is_empty() {
                 out.extend(vs.iter().map(|v| (k.clone(), (Some(v.clone()), None))));
@@ -136,14 +127,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 env.grid(slide),
                 Arc::clone(&env.rt),
                 || (Side::<K, V>::default(), Side::<K, W>::default()),
-                |side, data: &mut Vec<(K, V)>| {
-                    data.drain(..)
-                        .for_each(|(k, v)| side.entry(k).or_default().push(v))
-                },
-                |side, data: &mut Vec<(K, W)>| {
-                    data.drain(..)
-                        .for_each(|(k, w)| side.entry(k).or_default().push(w))
-                },
+                |side, data: &mut Vec<(K, V)>| data.drain(..).for_each(|(k, v)| side.entry(k).or_default().push(v)),
+                |side, data: &mut Vec<(K, W)>| data.drain(..).for_each(|(k, w)| side.entry(k).or_default().push(w)),
                 move |_t: Time, mut vs: Side<K, V>, mut ws: Side<K, W>, out| {
                     for (k, v) in vs.drain() {
                         let w = ws.remove(&k).unwrap_or_default();

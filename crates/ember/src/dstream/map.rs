@@ -101,10 +101,7 @@ impl<T: Data> DStream<T> {
     /// let out = run_on_batches(vec![vec![1, 2, 3]], |s| s.map_partitions(|xs: Vec<i32>| vec![xs.iter().sum::<i32>()]));
     /// assert_eq!(out, vec![vec![6]]);
     /// ```
-    pub fn map_partitions<U: Data, I>(
-        &self,
-        f: impl Fn(Vec<T>) -> I + Send + Sync + 'static,
-    ) -> DStream<U>
+    pub fn map_partitions<U: Data, I>(&self, f: impl Fn(Vec<T>) -> I + Send + Sync + 'static) -> DStream<U>
     where
         I: IntoIterator<Item = U> + 'static,
     {
@@ -138,10 +135,7 @@ impl<T: Data> DStream<T> {
     /// let out = run_on_batches(vec![vec![1], vec![2]], |s| s.transform(|t, xs: Vec<i32>| xs.into_iter().map(move |x| (t.millis() > 0, x)).collect::<Vec<_>>()));
     /// assert_eq!(out, vec![vec![(true, 1)], vec![(true, 2)]]);
     /// ```
-    pub fn transform<U: Data, I>(
-        &self,
-        f: impl Fn(Time, Vec<T>) -> I + Send + Sync + 'static,
-    ) -> DStream<U>
+    pub fn transform<U: Data, I>(&self, f: impl Fn(Time, Vec<T>) -> I + Send + Sync + 'static) -> DStream<U>
     where
         I: IntoIterator<Item = U> + 'static,
     {
@@ -149,7 +143,7 @@ impl<T: Data> DStream<T> {
         self.per_partition("transform", move |t, xs, out| out.extend(f(t, xs)))
     }
 
-    fn per_partition<U: Data>(
+    pub(crate) fn per_partition<U: Data>(
         &self,
         op: &'static str,
         f: impl Fn(Time, Vec<T>, &mut Vec<U>) + Send + Sync + 'static,
@@ -188,11 +182,7 @@ impl<T: Data> DStream<T> {
                     next
                 }),
                 "Repartition",
-                |_, _| {
-                    move |input, output| {
-                        input.for_each(|cap, data| output.session(&cap).give_container(data))
-                    }
-                },
+                |_, _| move |input, output| input.for_each(|cap, data| output.session(&cap).give_container(data)),
             )
         })
     }
@@ -215,19 +205,14 @@ impl<T: Data> DStream<T> {
                 return DStream::detached(Arc::clone(&self.ctx));
             }
         }
-        let parents: Vec<usize> = std::iter::once(self.node)
-            .chain(others.iter().map(|o| o.node))
-            .collect();
+        let parents: Vec<usize> = std::iter::once(self.node).chain(others.iter().map(|o| o.node)).collect();
         let ids = parents.clone();
         let node = self.ctx.add_node(
             "union",
             parents,
             self.slide,
             Arc::new(move |env: &mut BuildEnv<'_>| {
-                let streams = ids
-                    .iter()
-                    .map(|&id| env.get::<T>(id))
-                    .collect::<crate::Result<Vec<_>>>()?;
+                let streams = ids.iter().map(|&id| env.get::<T>(id)).collect::<crate::Result<Vec<_>>>()?;
                 let out = env.scope.concatenate(streams);
                 env.put::<T>(out);
                 Ok(())

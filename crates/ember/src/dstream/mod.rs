@@ -39,32 +39,19 @@ pub struct DStream<T> {
 
 impl<T> Clone for DStream<T> {
     fn clone(&self) -> Self {
-        DStream {
-            ctx: Arc::clone(&self.ctx),
-            node: self.node,
-            slide: self.slide,
-            _t: PhantomData,
-        }
+        DStream { ctx: Arc::clone(&self.ctx), node: self.node, slide: self.slide, _t: PhantomData }
     }
 }
 
 impl<T> std::fmt::Debug for DStream<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DStream")
-            .field("node", &self.node)
-            .field("slide_ms", &self.slide)
-            .finish()
+        f.debug_struct("DStream").field("node", &self.node).field("slide_ms", &self.slide).finish()
     }
 }
 
 impl<T: Data> DStream<T> {
     pub(crate) fn from_node(ctx: Arc<Shared>, node: usize, slide: u64) -> Self {
-        DStream {
-            ctx,
-            node,
-            slide,
-            _t: PhantomData,
-        }
+        DStream { ctx, node, slide, _t: PhantomData }
     }
 
     /// A stream that stands for a failed declaration: the error is already deferred, so the
@@ -75,9 +62,7 @@ impl<T: Data> DStream<T> {
             "detached",
             Vec::new(),
             slide,
-            Arc::new(|_env: &mut BuildEnv<'_>| {
-                Err(Error::Internal("a failed declaration was built".into()))
-            }),
+            Arc::new(|_env: &mut BuildEnv<'_>| Err(Error::Internal("a failed declaration was built".into()))),
         );
         DStream::from_node(ctx, node, slide)
     }
@@ -91,10 +76,7 @@ impl<T: Data> DStream<T> {
     pub(crate) fn derive<U: Data>(
         &self,
         op: &str,
-        build: impl for<'s> Fn(&mut BuildEnv<'s>, Batches<'s, T>) -> Batches<'s, U>
-            + Send
-            + Sync
-            + 'static,
+        build: impl for<'s> Fn(&mut BuildEnv<'s>, Batches<'s, T>) -> Batches<'s, U> + Send + Sync + 'static,
     ) -> DStream<U> {
         let parent = self.node;
         let node = self.ctx.add_node(
@@ -116,10 +98,7 @@ impl<T: Data> DStream<T> {
         &self,
         op: &str,
         other: &DStream<W>,
-        build: impl for<'s> Fn(&mut BuildEnv<'s>, Batches<'s, T>, Batches<'s, W>) -> Batches<'s, U>
-            + Send
-            + Sync
-            + 'static,
+        build: impl for<'s> Fn(&mut BuildEnv<'s>, Batches<'s, T>, Batches<'s, W>) -> Batches<'s, U> + Send + Sync + 'static,
     ) -> DStream<U> {
         if let Some(e) = self.check_compatible(op, other.ctx.as_ref(), other.slide) {
             self.ctx.defer(e);
@@ -141,25 +120,14 @@ impl<T: Data> DStream<T> {
         DStream::from_node(Arc::clone(&self.ctx), node, self.slide)
     }
 
-    pub(crate) fn check_compatible(
-        &self,
-        op: &str,
-        other: &Shared,
-        other_slide: u64,
-    ) -> Option<Error> {
+    pub(crate) fn check_compatible(&self, op: &str, other: &Shared, other_slide: u64) -> Option<Error> {
         if !self.ctx.same_context(other) {
-            return Some(Error::declaration(
-                op,
-                "the streams belong to different StreamingContexts",
-            ));
+            return Some(Error::declaration(op, "the streams belong to different StreamingContexts"));
         }
         if self.slide != other_slide {
             return Some(Error::declaration(
                 op,
-                format!(
-                    "the streams have different slide durations ({} ms and {} ms)",
-                    self.slide, other_slide
-                ),
+                format!("the streams have different slide durations ({} ms and {} ms)", self.slide, other_slide),
             ));
         }
         None

@@ -70,11 +70,7 @@ pub fn format_batch<T: Printable>(time: Time, records: &[T], n: usize) -> String
 /// The directory name of batch `time` for `save_as_text_files` (Spark's `rddToFileName`):
 /// `prefix-<ms>[.suffix]`, or `<ms>[.suffix]` for an empty prefix.
 pub fn batch_file_name(prefix: &str, suffix: &str, time: Time) -> String {
-    let mut name = if prefix.is_empty() {
-        time.millis().to_string()
-    } else {
-        format!("{prefix}-{}", time.millis())
-    };
+    let mut name = if prefix.is_empty() { time.millis().to_string() } else { format!("{prefix}-{}", time.millis()) };
     if !suffix.is_empty() {
         name.push('.');
         name.push_str(suffix);
@@ -126,13 +122,14 @@ impl<T: Data> DStream<T> {
     where
         T: Printable,
     {
-        self.output("print", Placement::Driver, move |_env| {
+        // Like Spark's take(n + 1): each worker sends at most n + 1 records to the driver.
+        let limited =
+            self.per_partition("print (take)", move |_t, xs: Vec<T>, out| out.extend(xs.into_iter().take(n + 1)));
+        limited.output("print", Placement::Driver, move |_env| {
             Box::new(move |t, records: Vec<T>| {
                 let text = format_batch(t, &records, n);
                 let mut out = std::io::stdout().lock();
-                out.write_all(text.as_bytes())
-                    .and_then(|_| out.flush())
-                    .map_err(|e| format!("writing to stdout: {e}"))
+                out.write_all(text.as_bytes()).and_then(|_| out.flush()).map_err(|e| format!("writing to stdout: {e}"))
             })
         })
     }
@@ -151,10 +148,7 @@ impl<T: Data> DStream<T> {
     /// ssc.stop(false).unwrap();
     /// assert_eq!(*seen.lock().unwrap(), vec![2, 0]);
     /// ```
-    pub fn foreach_batch<R: OutputResult>(
-        &self,
-        f: impl FnMut(Time, Vec<T>) -> R + Send + 'static,
-    ) {
+    pub fn foreach_batch<R: OutputResult>(&self, f: impl FnMut(Time, Vec<T>) -> R + Send + 'static) {
         let f = Arc::new(Mutex::new(f));
         self.output("foreach_batch", Placement::Driver, move |_env| {
             let f = Arc::clone(&f);
@@ -164,10 +158,7 @@ impl<T: Data> DStream<T> {
 
     /// Calls `f` once per batch on every worker, with the batch time and that worker's share of
     /// the batch (also when empty): open one connection per call, not per record.
-    pub fn foreach_partition<R: OutputResult>(
-        &self,
-        f: impl Fn(Time, Vec<T>) -> R + Send + Sync + 'static,
-    ) {
+    pub fn foreach_partition<R: OutputResult>(&self, f: impl Fn(Time, Vec<T>) -> R + Send + Sync + 'static) {
         let f = Arc::new(f);
         self.output("foreach_partition", Placement::Partition, move |_env| {
             let f = Arc::clone(&f);
@@ -201,10 +192,7 @@ impl<T: Data> DStream<T> {
                 let staging = staging_dir(&dir);
                 write_part(&staging, index, &records).map_err(|e| e.to_string())?;
                 if is_driver {
-                    rt.add_commit(
-                        t.millis(),
-                        Box::new(move || commit_dir(&staging, &dir, peers)),
-                    );
+                    rt.add_commit(t.millis(), Box::new(move || commit_dir(&staging, &dir, peers)));
                 }
                 Ok(())
             })
@@ -213,17 +201,13 @@ impl<T: Data> DStream<T> {
 }
 
 fn staging_dir(dir: &Path) -> PathBuf {
-    let mut name = dir
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
+    let mut name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push("._temporary");
     dir.with_file_name(name)
 }
 
 fn write_part<T: Printable>(staging: &Path, index: usize, records: &[T]) -> Result<(), Error> {
-    std::fs::create_dir_all(staging)
-        .map_err(|e| Error::io(format!("creating {}", staging.display()), e))?;
+    std::fs::create_dir_all(staging).map_err(|e| Error::io(format!("creating {}", staging.display()), e))?;
     let part = staging.join(format!("part-{index:05}"));
     let tmp = staging.join(format!(".part-{index:05}.tmp"));
     let mut text = String::new();
@@ -231,10 +215,8 @@ fn write_part<T: Printable>(staging: &Path, index: usize, records: &[T]) -> Resu
         r.print_to(&mut text);
         text.push('\n');
     }
-    std::fs::write(&tmp, text.as_bytes())
-        .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-    std::fs::rename(&tmp, &part)
-        .map_err(|e| Error::io(format!("renaming {} into place", part.display()), e))
+    std::fs::write(&tmp, text.as_bytes()).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, &part).map_err(|e| Error::io(format!("renaming {} into place", part.display()), e))
 }
 
 fn commit_dir(staging: &Path, dir: &Path, peers: usize) -> Result<(), Error> {
@@ -243,18 +225,14 @@ fn commit_dir(staging: &Path, dir: &Path, peers: usize) -> Result<(), Error> {
     if let Ok(entries) = std::fs::read_dir(staging) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(n) = name
-                .strip_prefix("part-")
-                .and_then(|n| n.parse::<usize>().ok())
-            {
+            if let Some(n) = name.strip_prefix("part-").and_then(|n| n.parse::<usize>().ok()) {
                 if n >= peers {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
         }
     }
-    std::fs::write(staging.join("_SUCCESS"), b"")
-        .map_err(|e| io("writing _SUCCESS in", staging, e))?;
+    std::fs::write(staging.join("_SUCCESS"), b"").map_err(|e| io("writing _SUCCESS in", staging, e))?;
     if dir.exists() {
         let mut old = dir.as_os_str().to_os_string();
         old.push("._old");
@@ -275,14 +253,8 @@ mod tests {
     #[test]
     fn file_names_follow_spark() {
         let t = Time::from_millis(1_357_008_430_000);
-        assert_eq!(
-            batch_file_name("out/counts", "txt", t),
-            "out/counts-1357008430000.txt"
-        );
-        assert_eq!(
-            batch_file_name("out/counts", "", t),
-            "out/counts-1357008430000"
-        );
+        assert_eq!(batch_file_name("out/counts", "txt", t), "out/counts-1357008430000.txt");
+        assert_eq!(batch_file_name("out/counts", "", t), "out/counts-1357008430000");
         assert_eq!(batch_file_name("", "txt", t), "1357008430000.txt");
         assert_eq!(batch_file_name("", "", t), "1357008430000");
     }
@@ -291,20 +263,11 @@ mod tests {
     fn print_layout_is_exact() {
         let dashes = "-".repeat(43);
         let t = Time::from_millis(5000);
-        assert_eq!(
-            format_batch::<i32>(t, &[], 10),
-            format!("{dashes}\nTime: 5000 ms\n{dashes}\n\n")
-        );
+        assert_eq!(format_batch::<i32>(t, &[], 10), format!("{dashes}\nTime: 5000 ms\n{dashes}\n\n"));
         let ten: Vec<i32> = (1..=10).collect();
-        assert!(
-            !format_batch(t, &ten, 10).contains("..."),
-            "exactly n records: no ellipsis"
-        );
+        assert!(!format_batch(t, &ten, 10).contains("..."), "exactly n records: no ellipsis");
         let eleven: Vec<i32> = (1..=11).collect();
         let text = format_batch(t, &eleven, 10);
-        assert!(
-            text.ends_with("10\n...\n\n") && !text.contains("11\n"),
-            "{text}"
-        );
+        assert!(text.ends_with("10\n...\n\n") && !text.contains("11\n"), "{text}");
     }
 }

@@ -26,10 +26,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     /// let out = run_on_batches(vec![vec![('a', 1)]], |s| s.map_values(|v: i32| v + 1));
     /// assert_eq!(out, vec![vec![('a', 2)]]);
     /// ```
-    pub fn map_values<W: Data>(
-        &self,
-        f: impl Fn(V) -> W + Send + Sync + 'static,
-    ) -> DStream<(K, W)> {
+    pub fn map_values<W: Data>(&self, f: impl Fn(V) -> W + Send + Sync + 'static) -> DStream<(K, W)> {
         self.map(move |(k, v)| (k, f(v)))
     }
 
@@ -40,19 +37,14 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     /// let out = run_on_batches(vec![vec![('a', 2)]], |s| s.flat_map_values(|v: i32| 0..v));
     /// assert_eq!(out, vec![vec![('a', 0), ('a', 1)]]);
     /// ```
-    pub fn flat_map_values<W: Data, I>(
-        &self,
-        f: impl Fn(V) -> I + Send + Sync + 'static,
-    ) -> DStream<(K, W)>
+    pub fn flat_map_values<W: Data, I>(&self, f: impl Fn(V) -> I + Send + Sync + 'static) -> DStream<(K, W)>
     where
         I: IntoIterator<Item = W> + 'static,
     {
         let f = Arc::new(f);
         self.flat_map(move |(k, v): (K, V)| {
             let f = Arc::clone(&f);
-            f(v).into_iter()
-                .map(move |w| (k.clone(), w))
-                .collect::<Vec<_>>()
+            f(v).into_iter().map(move |w| (k.clone(), w)).collect::<Vec<_>>()
         })
     }
 
@@ -95,11 +87,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         merge_value: impl Fn(&mut C, V) + Send + Sync + 'static,
         merge_combiners: impl Fn(&mut C, C) + Send + Sync + 'static,
     ) -> DStream<(K, C)> {
-        let (create, merge_value, merge_combiners) = (
-            Arc::new(create),
-            Arc::new(merge_value),
-            Arc::new(merge_combiners),
-        );
+        let (create, merge_value, merge_combiners) =
+            (Arc::new(create), Arc::new(merge_value), Arc::new(merge_combiners));
         let slide = self.slide;
         self.derive("combine_by_key", move |env, s| {
             let grid = env.grid(slide);
@@ -230,21 +219,11 @@ type FoldFn<K, V, A> = Box<dyn Fn(&mut Groups<K, A>, K, V) + Send + Sync>;
 
 /// How a partial aggregate shipped from another worker joins the local one.
 trait Merge<V>: Sized {
-    fn merge_partial<K: Key>(
-        groups: &mut Groups<K, Self>,
-        k: K,
-        partial: Self,
-        fold: &FoldFn<K, V, Self>,
-    );
+    fn merge_partial<K: Key>(groups: &mut Groups<K, Self>, k: K, partial: Self, fold: &FoldFn<K, V, Self>);
 }
 
 impl<V: Data> Merge<V> for Option<V> {
-    fn merge_partial<K: Key>(
-        groups: &mut Groups<K, Self>,
-        k: K,
-        partial: Self,
-        fold: &FoldFn<K, V, Self>,
-    ) {
+    fn merge_partial<K: Key>(groups: &mut Groups<K, Self>, k: K, partial: Self, fold: &FoldFn<K, V, Self>) {
         if let Some(v) = partial {
             fold(groups, k, v)
         }
@@ -252,12 +231,7 @@ impl<V: Data> Merge<V> for Option<V> {
 }
 
 impl<V: Data> Merge<V> for Vec<V> {
-    fn merge_partial<K: Key>(
-        groups: &mut Groups<K, Self>,
-        k: K,
-        partial: Self,
-        _fold: &FoldFn<K, V, Self>,
-    ) {
+    fn merge_partial<K: Key>(groups: &mut Groups<K, Self>, k: K, partial: Self, _fold: &FoldFn<K, V, Self>) {
         groups.entry(k).or_default().extend(partial)
     }
 }

@@ -63,34 +63,30 @@ where
     A: 'static,
     P: ParallelizationContract<u64, Vec<T>>,
 {
-    stream.unary_frontier::<CapacityContainerBuilder<Vec<U>>, _, _, _>(
-        pact,
-        name,
-        move |mut cap, _| {
-            cap.downgrade(&grid.first());
-            let mut cap = Some(cap);
-            let mut pending: BTreeMap<u64, A> = BTreeMap::new();
-            let mut out = Vec::new();
-            move |(input, frontier), output| {
-                input.for_each(|c, data| {
-                    let t = grid.ceil(*c.time());
-                    absorb(pending.entry(t).or_insert_with(&init), data);
-                });
-                let f = frontier.frontier().first().copied();
-                fire_ready(&mut cap, grid, f, &rt, |c| {
-                    let t = *c.time();
-                    let acc = pending.remove(&t).unwrap_or_else(&init);
-                    fire(Time::from_millis(t), acc, &mut out);
-                    if !out.is_empty() {
-                        output.session(c).give_container(&mut out);
-                    }
-                });
-                if cap.is_none() {
-                    pending.clear();
+    stream.unary_frontier::<CapacityContainerBuilder<Vec<U>>, _, _, _>(pact, name, move |mut cap, _| {
+        cap.downgrade(&grid.first());
+        let mut cap = Some(cap);
+        let mut pending: BTreeMap<u64, A> = BTreeMap::new();
+        let mut out = Vec::new();
+        move |(input, frontier), output| {
+            input.for_each(|c, data| {
+                let t = grid.ceil(*c.time());
+                absorb(pending.entry(t).or_insert_with(&init), data);
+            });
+            let f = frontier.frontier().first().copied();
+            fire_ready(&mut cap, grid, f, &rt, |c| {
+                let t = *c.time();
+                let acc = pending.remove(&t).unwrap_or_else(&init);
+                fire(Time::from_millis(t), acc, &mut out);
+                if !out.is_empty() {
+                    output.session(c).give_container(&mut out);
                 }
+            });
+            if cap.is_none() {
+                pending.clear();
             }
-        },
-    )
+        }
+    })
 }
 
 /// A per-batch operator with two inputs (joins, cogroup).
@@ -135,10 +131,7 @@ where
                     let t = grid.ceil(*c.time());
                     absorb_right(&mut pending.entry(t).or_insert_with(&init).1, data);
                 });
-                let f = match (
-                    f1.frontier().first().copied(),
-                    f2.frontier().first().copied(),
-                ) {
+                let f = match (f1.frontier().first().copied(), f2.frontier().first().copied()) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };

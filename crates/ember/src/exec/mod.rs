@@ -60,10 +60,7 @@ pub(crate) struct BuildEnv<'s> {
 impl<'s> BuildEnv<'s> {
     /// The batch grid of a stream with the given slide.
     pub fn grid(&self, slide: u64) -> Grid {
-        Grid {
-            zero: self.zero,
-            slide,
-        }
+        Grid { zero: self.zero, slide }
     }
 
     /// Whether this worker plays the driver.
@@ -77,8 +74,7 @@ impl<'s> BuildEnv<'s> {
         // leaves this `BuildEnv<'s>`, which lives inside the dataflow-building closure of lifetime
         // 's, and `get` hands it out again only as `Batches<'s, T>`. `Any` needs `'static`; the
         // lifetime is erased for storage only.
-        let erased: Batches<'static, T> =
-            unsafe { std::mem::transmute::<Batches<'s, T>, Batches<'static, T>>(stream) };
+        let erased: Batches<'static, T> = unsafe { std::mem::transmute::<Batches<'s, T>, Batches<'static, T>>(stream) };
         self.streams.insert(self.current, Box::new(erased));
     }
 
@@ -88,9 +84,7 @@ impl<'s> BuildEnv<'s> {
             .streams
             .get(&node)
             .and_then(|b| b.downcast_ref::<Batches<'static, T>>())
-            .ok_or_else(|| {
-                Error::Internal(format!("stream of node {node} missing or of another type"))
-            })?
+            .ok_or_else(|| Error::Internal(format!("stream of node {node} missing or of another type")))?
             .clone();
         // SAFETY: see `put`; this restores the lifetime the stream was built with.
         Ok(unsafe { std::mem::transmute::<Batches<'static, T>, Batches<'s, T>>(erased) })
@@ -123,8 +117,7 @@ pub(crate) fn to_driver<T: Data>() -> Exchange<T, impl FnMut(&T) -> u64 + 'stati
 }
 
 /// A pact that sends `(key, value)` records to the worker owning the key.
-pub(crate) fn by_key<K: Data + Hash, V: Data>(
-) -> Exchange<(K, V), impl FnMut(&(K, V)) -> u64 + 'static> {
+pub(crate) fn by_key<K: Data + Hash, V: Data>() -> Exchange<(K, V), impl FnMut(&(K, V)) -> u64 + 'static> {
     Exchange::new(|kv: &(K, V)| key_hash(&kv.0))
 }
 
@@ -168,16 +161,9 @@ impl DriverLog {
     pub fn record_inputs(&mut self, t: u64, now: u64, counts: &[(usize, u64)]) {
         let b = self.batch(t, now);
         for &(id, n) in counts {
-            match b
-                .stream_input_info
-                .iter_mut()
-                .find(|s| s.input_stream_id == id)
-            {
+            match b.stream_input_info.iter_mut().find(|s| s.input_stream_id == id) {
                 Some(s) => s.num_records += n,
-                None => b.stream_input_info.push(StreamInputInfo {
-                    input_stream_id: id,
-                    num_records: n,
-                }),
+                None => b.stream_input_info.push(StreamInputInfo { input_stream_id: id, num_records: n }),
             }
         }
     }
@@ -202,19 +188,10 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
     let index = worker.index();
     let peers = worker.peers();
     let local_leader = index % rt.settings.local_workers() == 0;
-    let proposed = rt
-        .zero()
-        .ok_or_else(|| Error::Internal("zero time not set before execution".into()))?;
-    let zero = if cluster {
-        agree_on_zero(worker, proposed)
-    } else {
-        proposed
-    };
+    let proposed = rt.zero().ok_or_else(|| Error::Internal("zero time not set before execution".into()))?;
+    let zero = if cluster { agree_on_zero(worker, proposed) } else { proposed };
     rt.set_zero(zero);
-    let grid = Grid {
-        zero,
-        slide: rt.batch_ms,
-    };
+    let grid = Grid { zero, slide: rt.batch_ms };
 
     let probe = ProbeHandle::new();
     let driver_log = Rc::new(RefCell::new(DriverLog::default()));
@@ -264,11 +241,7 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
         if local_leader {
             completed = track_completion(rt, &probe, grid, completed, is_driver, &driver_log);
         }
-        let park = if stopping {
-            None
-        } else {
-            rt.clock.park_for(next_boundary)
-        };
+        let park = if stopping { None } else { rt.clock.park_for(next_boundary) };
         if !worker.step_or_park(park) {
             break;
         }
@@ -303,11 +276,7 @@ fn track_completion(
     if is_driver {
         let now = rt.now();
         let mut log = log.borrow_mut();
-        let mut t = if completed == 0 {
-            grid.first()
-        } else {
-            completed + grid.slide
-        };
+        let mut t = if completed == 0 { grid.first() } else { completed + grid.slide };
         while t <= through {
             let mut info = log.batches.remove(&t).unwrap_or_else(|| {
                 let mut l = DriverLog::default();
@@ -343,11 +312,7 @@ fn agree_on_zero(worker: &mut Worker, proposed: u64) -> u64 {
     let probe = ProbeHandle::new();
     let seen = Rc::clone(&agreed);
     worker.dataflow::<u64, _, _>(|scope| {
-        input
-            .to_stream(scope)
-            .broadcast()
-            .inspect(move |z: &u64| *seen.borrow_mut() = Some(*z))
-            .probe_with(&probe);
+        input.to_stream(scope).broadcast().inspect(move |z: &u64| *seen.borrow_mut() = Some(*z)).probe_with(&probe);
     });
     if worker.index() == 0 {
         input.send(proposed);

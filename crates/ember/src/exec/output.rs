@@ -47,8 +47,7 @@ struct Port<T: Data, P: Pull<Message<u64, Vec<T>>>> {
 impl<T: Data, P: Pull<Message<u64, Vec<T>>>> OutputPort for Port<T, P> {
     fn pull(&mut self) {
         let pending = &mut self.pending;
-        self.input
-            .for_each(|cap, data| pending.entry(*cap.time()).or_default().append(data));
+        self.input.for_each(|cap, data| pending.entry(*cap.time()).or_default().append(data));
     }
 
     fn run(&mut self, t: Time) -> std::result::Result<(), String> {
@@ -89,19 +88,11 @@ pub(crate) fn port<'s, T: Data>(
         Placement::Driver => {
             let input = builder.new_input(stream, to_driver::<T>());
             let action = env.is_driver().then_some(action);
-            Box::new(Port {
-                input,
-                pending: BTreeMap::new(),
-                action,
-            })
+            Box::new(Port { input, pending: BTreeMap::new(), action })
         }
         Placement::Partition => {
             let input = builder.new_input(stream, local());
-            Box::new(Port {
-                input,
-                pending: BTreeMap::new(),
-                action: Some(action),
-            })
+            Box::new(Port { input, pending: BTreeMap::new(), action: Some(action) })
         }
     }
 }
@@ -135,10 +126,7 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
                 p.pull();
             }
             metrics_in.for_each(|c, data| counts.entry(*c.time()).or_default().append(data));
-            let frontier = frontiers
-                .iter()
-                .filter_map(|f| f.frontier().first().copied())
-                .min();
+            let frontier = frontiers.iter().filter_map(|f| f.frontier().first().copied()).min();
             fire_ready(&mut cap, batch_grid, frontier, &rt, |c| {
                 let t = *c.time();
                 let time = Time::from_millis(t);
@@ -170,12 +158,7 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
                     info.end_time = Some(rt.now());
                     if let Err(message) = result {
                         info.failure_reason = Some(message.clone());
-                        rt.report_error(Error::Output {
-                            id,
-                            name: names[id].clone(),
-                            time,
-                            message,
-                        });
+                        rt.report_error(Error::Output { id, name: names[id].clone(), time, message });
                     }
                     if is_driver {
                         rt.post(Event::OutputCompleted(info.clone()));

@@ -165,11 +165,7 @@ impl Runtime {
 
     /// Waits until `pred(progress)` holds, an unseen error is reported or `timeout` passes
     /// (real time; `None` waits for ever). Returns whether `pred` holds.
-    pub fn wait(
-        &self,
-        timeout: Option<Duration>,
-        pred: impl Fn(&Progress) -> bool,
-    ) -> Result<bool> {
+    pub fn wait(&self, timeout: Option<Duration>, pred: impl Fn(&Progress) -> bool) -> Result<bool> {
         let mut p = lock(&self.progress);
         let done = |p: &Progress| pred(p) || (p.error.is_some() && !p.error_taken) || p.finished;
         match timeout {
@@ -179,19 +175,12 @@ impl Runtime {
                 }
             }
             Some(t) => {
-                p = self
-                    .changed
-                    .wait_timeout_while(p, t, |p| !done(p))
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+                p = self.changed.wait_timeout_while(p, t, |p| !done(p)).unwrap_or_else(|e| e.into_inner()).0;
             }
         }
         if p.error.is_some() && !p.error_taken {
             p.error_taken = true;
-            return Err(p
-                .error
-                .clone()
-                .unwrap_or_else(|| Error::Internal("error vanished".into())));
+            return Err(p.error.clone().unwrap_or_else(|| Error::Internal("error vanished".into())));
         }
         Ok(pred(&p))
     }
@@ -205,9 +194,7 @@ impl Runtime {
 
     /// Waits until the receivers took in `n` records (or `timeout` passes).
     pub fn wait_received(&self, n: u64, timeout: Duration) -> Result<bool> {
-        self.wait(Some(timeout), |_| {
-            self.received.load(Ordering::Relaxed) >= n
-        })
+        self.wait(Some(timeout), |_| self.received.load(Ordering::Relaxed) >= n)
     }
 
     pub fn add_commit(&self, t: u64, c: Commit) {

@@ -53,8 +53,7 @@ pub(crate) fn source<'s, T: Data>(
     let (data_out, data) = builder.new_output::<Vec<T>>();
     let (count_out, counts) = builder.new_output::<Vec<(usize, u64)>>();
     let mut data_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<T>>>::from(data_out);
-    let mut count_out =
-        OutputBuilder::<_, CapacityContainerBuilder<Vec<(usize, u64)>>>::from(count_out);
+    let mut count_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<(usize, u64)>>>::from(count_out);
 
     let activator = env.scope.activator_for(info.address.clone());
     env.sources.push(activator.clone());

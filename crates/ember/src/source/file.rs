@@ -31,24 +31,16 @@ struct FileDriver {
 
 /// Whether a file name is one the stream ignores.
 pub(crate) fn ignored_name(name: &str) -> bool {
-    name.starts_with('.')
-        || name.starts_with('_')
-        || name.ends_with(".tmp")
-        || name.ends_with("._COPYING_")
+    name.starts_with('.') || name.starts_with('_') || name.ends_with(".tmp") || name.ends_with("._COPYING_")
 }
 
 impl FileDriver {
     fn select(&mut self, t: u64) -> Vec<PathBuf> {
-        let threshold = self
-            .initial_threshold
-            .max(t.saturating_sub(self.remember_ms));
+        let threshold = self.initial_threshold.max(t.saturating_sub(self.remember_ms));
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) => {
-                tracing::warn!(
-                    "file stream: cannot list {}: {e}; the batch at {t} ms is empty",
-                    self.dir.display()
-                );
+                tracing::warn!("file stream: cannot list {}: {e}; the batch at {t} ms is empty", self.dir.display());
                 return Vec::new();
             }
         };
@@ -127,34 +119,23 @@ impl StreamingContext {
         let dir = dir.into();
         let created = self.shared.clock.now_millis();
         let batch = self.shared.batch_ms;
-        let remember_ms = self
-            .shared
-            .settings
-            .file_min_remember_ms
-            .div_ceil(batch)
-            .max(1)
-            * batch;
+        let remember_ms = self.shared.settings.file_min_remember_ms.div_ceil(batch).max(1) * batch;
         self.input_stream("file stream", move |env, id, name| {
             let dir = dir.clone();
             let driver = env.is_driver();
-            let s = source(
-                env,
-                name,
-                id,
-                move |senv| -> Box<dyn SourceDriver<String>> {
-                    if driver {
-                        Box::new(FileDriver {
-                            dir,
-                            initial_threshold: created,
-                            remember_ms,
-                            selected: BTreeMap::new(),
-                            rt: senv.rt,
-                        })
-                    } else {
-                        Box::new(Idle)
-                    }
-                },
-            );
+            let s = source(env, name, id, move |senv| -> Box<dyn SourceDriver<String>> {
+                if driver {
+                    Box::new(FileDriver {
+                        dir,
+                        initial_threshold: created,
+                        remember_ms,
+                        selected: BTreeMap::new(),
+                        rt: senv.rt,
+                    })
+                } else {
+                    Box::new(Idle)
+                }
+            });
             env.round_robin(s)
         })
     }

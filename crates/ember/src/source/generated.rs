@@ -35,9 +35,8 @@ pub struct LineGenerator {
     state: u64,
 }
 
-const SYLLABLES: [&str; 16] = [
-    "ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "be", "do", "fu", "ga", "hi", "jo", "pe", "zu",
-];
+const SYLLABLES: [&str; 16] =
+    ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "be", "do", "fu", "ga", "hi", "jo", "pe", "zu"];
 
 /// The `i`-th word of the vocabulary.
 fn word(mut i: usize) -> String {
@@ -88,10 +87,7 @@ impl LineGenerator {
         let mut line = String::with_capacity(self.words_per_line * 8);
         for i in 0..self.words_per_line {
             let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-            let k = self
-                .cdf
-                .partition_point(|&c| c < u)
-                .min(self.words.len() - 1);
+            let k = self.cdf.partition_point(|&c| c < u).min(self.words.len() - 1);
             if i > 0 {
                 line.push(' ');
             }
@@ -182,28 +178,15 @@ mod tests {
 
     #[test]
     fn generator_is_seeded_and_skewed() {
-        let s = GeneratedText {
-            lines_per_second: 1,
-            words_per_line: 8,
-            vocabulary: 10_000,
-            skew: 1.0,
-            seed: 7,
-        };
+        let s = GeneratedText { lines_per_second: 1, words_per_line: 8, vocabulary: 10_000, skew: 1.0, seed: 7 };
         let mut a = LineGenerator::new(&s, 0);
         let mut b = LineGenerator::new(&s, 0);
         let la: Vec<String> = (0..100).map(|_| a.next_line()).collect();
         let lb: Vec<String> = (0..100).map(|_| b.next_line()).collect();
         assert_eq!(la, lb);
         assert!(la.iter().all(|l| l.split(' ').count() == 8));
-        let top = la
-            .iter()
-            .flat_map(|l| l.split(' '))
-            .filter(|w| *w == word(0))
-            .count();
-        assert!(
-            top > 40,
-            "the most frequent word appears often under Zipf skew: {top}"
-        );
+        let top = la.iter().flat_map(|l| l.split(' ')).filter(|w| *w == word(0)).count();
+        assert!(top > 40, "the most frequent word appears often under Zipf skew: {top}");
         assert_ne!(word(1), word(16));
     }
 }

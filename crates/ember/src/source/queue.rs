@@ -22,9 +22,7 @@ pub struct QueueHandle<T> {
 
 impl<T> Clone for QueueHandle<T> {
     fn clone(&self) -> Self {
-        QueueHandle {
-            queue: Arc::clone(&self.queue),
-        }
+        QueueHandle { queue: Arc::clone(&self.queue) }
     }
 }
 
@@ -77,11 +75,7 @@ impl StreamingContext {
     /// let sizes: Vec<usize> = out.batches().iter().map(|(_, b)| b.len()).collect();
     /// assert_eq!(sizes, vec![2, 1, 0]);
     /// ```
-    pub fn queue_stream<T: Data>(
-        &self,
-        batches: impl IntoIterator<Item = Vec<T>>,
-        one_at_a_time: bool,
-    ) -> DStream<T> {
+    pub fn queue_stream<T: Data>(&self, batches: impl IntoIterator<Item = Vec<T>>, one_at_a_time: bool) -> DStream<T> {
         self.queue_stream_with_handle(batches, one_at_a_time).0
     }
 
@@ -92,17 +86,10 @@ impl StreamingContext {
         one_at_a_time: bool,
     ) -> (DStream<T>, QueueHandle<T>) {
         let queue = Arc::new(Mutex::new(batches.into_iter().collect::<VecDeque<_>>()));
-        let handle = QueueHandle {
-            queue: Arc::clone(&queue),
-        };
+        let handle = QueueHandle { queue: Arc::clone(&queue) };
         let stream = self.input_stream("queue stream", move |env, id, name| {
             let q = env.is_driver().then(|| Arc::clone(&queue));
-            let s = source(env, name, id, |_| {
-                Box::new(QueueDriver {
-                    queue: q,
-                    one_at_a_time,
-                })
-            });
+            let s = source(env, name, id, |_| Box::new(QueueDriver { queue: q, one_at_a_time }));
             env.round_robin(s)
         });
         (stream, handle)

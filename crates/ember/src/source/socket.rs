@@ -89,11 +89,7 @@ impl Receiver {
             if self.shared.stopped.load(Ordering::Acquire) || rt.stopping() {
                 break;
             }
-            tracing::warn!(
-                "socket receiver {}: {reason}; restarting in {} ms",
-                self.stream_id,
-                delay.as_millis()
-            );
+            tracing::warn!("socket receiver {}: {reason}; restarting in {} ms", self.stream_id, delay.as_millis());
             rt.post(Event::ReceiverError(self.info(true, Some(&reason))));
             if !rt.sleeper.sleep(delay) {
                 break;
@@ -136,10 +132,7 @@ impl Receiver {
                 if found {
                     if skipping {
                         rt.oversized.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
-                            "socket receiver {}: skipped a line longer than {max} bytes",
-                            self.stream_id
-                        );
+                        tracing::warn!("socket receiver {}: skipped a line longer than {max} bytes", self.stream_id);
                     } else {
                         ready.push(decode(&line, rt));
                     }
@@ -191,13 +184,7 @@ impl StreamingContext {
                     connection: Mutex::new(None),
                 });
                 if owner {
-                    let receiver = Receiver {
-                        host,
-                        port,
-                        stream_id: id,
-                        shared: Arc::clone(&shared),
-                        env: senv,
-                    };
+                    let receiver = Receiver { host, port, stream_id: id, shared: Arc::clone(&shared), env: senv };
                     let spawned = std::thread::Builder::new()
                         .name(format!("ember-socket-receiver-{id}"))
                         .spawn(move || receiver.run());
