@@ -51,21 +51,7 @@ fn word_count_two_processes_equals_local_1() {
         word_count(Conf::new().master("local[1]"))
     };
     assert_eq!(local.len(), BATCHES as usize);
-    let ports = common::free_ports(2);
-    let hosts = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
-    let children: Vec<_> = (0..2)
-        .map(|i| {
-            common::run_child(
-                "word_count_cluster_child",
-                &[
-                    ("EMBER_CLUSTER_HOSTS", hosts.clone()),
-                    ("EMBER_CLUSTER_PROCESS", i.to_string()),
-                    ("EMBER_CLUSTER_WORKERS", "2".into()),
-                ],
-            )
-        })
-        .collect();
-    let outputs: Vec<_> = children.into_iter().map(|c| c.finish()).collect();
+    let outputs = common::run_cluster("word_count_cluster_child", &[]);
     assert_eq!(common::tagged(&outputs[0].stdout, "WC"), local, "process 0 (the driver) prints the local[1] output");
     assert!(common::tagged(&outputs[1].stdout, "WC").iter().all(|l| l.ends_with(" []")), "process 1 collects nothing");
 }

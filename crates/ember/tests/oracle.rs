@@ -255,22 +255,7 @@ fn oracle_cluster_child() {
 #[test]
 fn oracle_two_processes() {
     let seed = 5;
-    let ports = common::free_ports(2);
-    let hosts = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
-    let children: Vec<_> = (0..2)
-        .map(|i| {
-            common::run_child(
-                "oracle_cluster_child",
-                &[
-                    ("EMBER_CLUSTER_HOSTS", hosts.clone()),
-                    ("EMBER_CLUSTER_PROCESS", i.to_string()),
-                    ("EMBER_CLUSTER_WORKERS", "2".into()),
-                    ("ORACLE_SEED", seed.to_string()),
-                ],
-            )
-        })
-        .collect();
-    let outputs: Vec<_> = children.into_iter().map(|c| c.finish()).collect();
+    let outputs = common::run_cluster("oracle_cluster_child", &[("ORACLE_SEED", seed.to_string())]);
     let lines = common::tagged(&outputs[0].stdout, "ORACLE");
     assert!(
         common::tagged(&outputs[1].stdout, "ORACLE").iter().all(|l| l.split(' ').nth(2) == Some("[]")),
