@@ -105,6 +105,10 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Data for T {}
 pub trait Key: Data + Hash + Eq {}
 impl<T: Data + Hash + Eq> Key for T {}
 
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 /// The names a streaming program needs.
 pub mod prelude {
     pub use crate::{Conf, DStream, Data, Key, Printable, State, StreamingContext, StreamingListener, Time};
