@@ -252,3 +252,16 @@ fn graceful_stop_processes_the_open_batch() {
     last.sort();
     assert_eq!(last, vec![7, 8]);
 }
+
+#[test]
+fn a_bound_of_one_batch_in_flight_still_runs_every_batch() {
+    let _g = exclusive();
+    let conf = Conf::new().master("local[2]").manual_clock(true).set("flow.max_batches_in_flight", "1");
+    let ssc = StreamingContext::new(conf, Duration::from_secs(1)).unwrap();
+    let out = ssc.queue_stream((1..=5).map(|i| vec![i; i]).collect::<Vec<_>>(), true).count().collect_batches();
+    // Five batches become due at once; the sources close them one at a time.
+    ssc.run_batches(5).unwrap();
+    ssc.stop(false).unwrap();
+    let counts: Vec<u64> = out.batches().into_iter().map(|(_, c)| c[0]).collect();
+    assert_eq!(counts, vec![1, 2, 3, 4, 5]);
+}

@@ -220,9 +220,17 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
     let is_driver = index == 0;
     let mut next_boundary = grid.first();
     let mut completed = 0u64;
+    let mut seen_completed = 0u64;
     loop {
         let now = rt.now();
         let stopping = rt.stopping();
+        let progressed = rt.completed() != seen_completed;
+        seen_completed = rt.completed();
+        if progressed {
+            for a in &sources {
+                a.activate();
+            }
+        }
         if now >= next_boundary || stopping {
             if is_driver && now >= next_boundary {
                 let mut log = driver_log.borrow_mut();

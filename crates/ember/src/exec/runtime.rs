@@ -43,6 +43,7 @@ pub(crate) struct Runtime {
     pub bus: ListenerBus,
     stopping: AtomicBool,
     final_time: AtomicU64,
+    completed: AtomicU64,
     progress: Mutex<Progress>,
     changed: Condvar,
     workers: Mutex<Vec<Thread>>,
@@ -73,6 +74,7 @@ impl Runtime {
             bus,
             stopping: AtomicBool::new(false),
             final_time: AtomicU64::new(NOT_SET),
+            completed: AtomicU64::new(0),
             progress: Mutex::new(Progress::default()),
             changed: Condvar::new(),
             workers: Mutex::new(Vec::new()),
@@ -149,8 +151,17 @@ impl Runtime {
         let mut p = lock(&self.progress);
         if t > p.completed_through {
             p.completed_through = t;
+            self.completed.store(t, Ordering::Release);
             self.changed.notify_all();
+            drop(p);
+            // Sources held back by the bound on batches in flight may go on.
+            self.wake_workers();
         }
+    }
+
+    /// The last batch completed everywhere (0: none yet).
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Acquire)
     }
 
     /// Records the job's first error; later ones are logged only.

@@ -64,6 +64,7 @@ pub(crate) fn source<'s, T: Data>(
     });
     let rt = Arc::clone(&env.rt);
     let grid = env.grid(rt.batch_ms);
+    let in_flight = rt.settings.max_batches_in_flight;
 
     builder.build(move |mut caps| {
         let mut count_cap = caps.pop();
@@ -81,7 +82,15 @@ pub(crate) fn source<'s, T: Data>(
             let stop = rt.final_time();
             let close_through = match stop {
                 Some(end) => end,
-                None => grid.floor(rt.now()).unwrap_or(0),
+                // A batch closes when the clock passes it, but never more than `in_flight`
+                // batches ahead of the last completed one: when processing falls behind, the
+                // source waits (its records stay queued at the source) instead of flooding the
+                // dataflow with ever more open batches.
+                None => {
+                    let due = grid.floor(rt.now()).unwrap_or(0);
+                    let done = rt.completed().max(grid.zero);
+                    due.min(done + in_flight * grid.slide)
+                }
             };
             let mut data_session = data_out.activate();
             let mut count_session = count_out.activate();
