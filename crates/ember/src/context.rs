@@ -36,6 +36,7 @@ struct Inner {
     graph: Graph,
     deferred: Option<Error>,
     runtime: Option<Arc<Runtime>>,
+    stateful: Vec<String>,
     guards: Option<timely::communication::WorkerGuards<Result<()>>>,
 }
 
@@ -81,6 +82,11 @@ impl Shared {
     pub(crate) fn defer(&self, e: Error) {
         tracing::error!("{e}");
         lock(&self.inner).deferred.get_or_insert(e);
+    }
+
+    /// Remembers a stateful operation, for the warning at start.
+    pub(crate) fn note_stateful(&self, op: &str) {
+        lock(&self.inner).stateful.push(op.to_owned());
     }
 
     pub(crate) fn same_context(&self, other: &Shared) -> bool {
@@ -137,6 +143,7 @@ impl StreamingContext {
                     graph: Graph::default(),
                     deferred: None,
                     runtime: None,
+                    stateful: Vec::new(),
                     guards: None,
                 }),
             }),
@@ -240,6 +247,12 @@ impl StreamingContext {
     fn launch(&self, inner: &mut Inner) -> Result<()> {
         let s = &self.shared;
         let graph = Arc::new(std::mem::take(&mut inner.graph));
+        if !inner.stateful.is_empty() {
+            tracing::warn!(
+                "{} keep(s) state in memory only: without a checkpoint directory it is lost when the job stops",
+                inner.stateful.join(", ")
+            );
+        }
         for line in graph.describe() {
             tracing::debug!("plan {line}");
         }

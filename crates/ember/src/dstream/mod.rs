@@ -8,6 +8,11 @@
 //! - [`aggregate`](self::aggregate): count, reduce, count_by_value
 //! - [`pair`](self::pair): map_values, flat_map_values, reduce_by_key, combine_by_key, group_by_key
 //! - [`join`](self::join): join, left/right/full outer join, cogroup
+//! - [`window`](self::window): window, reduce_by_window (plain and inverse), count_by_window
+//! - [`reduce_by_key_and_window`](self::reduce_by_key_and_window): reduce_by_key_and_window (plain
+//!   and inverse, with an optional filter), count_by_value_and_window, group_by_key_and_window
+//! - [`update_state_by_key`](self::update_state_by_key) and [`map_with_state`](self::map_with_state):
+//!   state per key across batches
 //! - [`output`](self::output): print, foreach_batch, foreach_partition, save_as_text_files,
 //!   collect_batches
 //!
@@ -18,8 +23,12 @@
 pub mod aggregate;
 pub mod join;
 pub mod map;
+pub mod map_with_state;
 pub mod output;
 pub mod pair;
+pub mod reduce_by_key_and_window;
+pub mod update_state_by_key;
+pub mod window;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -78,11 +87,21 @@ impl<T: Data> DStream<T> {
         op: &str,
         build: impl for<'s> Fn(&mut BuildEnv<'s>, Batches<'s, T>) -> Batches<'s, U> + Send + Sync + 'static,
     ) -> DStream<U> {
+        self.derive_with_slide(op, self.slide, build)
+    }
+
+    /// Like `derive`, for a stream with its own slide (windows).
+    pub(crate) fn derive_with_slide<U: Data>(
+        &self,
+        op: &str,
+        slide: u64,
+        build: impl for<'s> Fn(&mut BuildEnv<'s>, Batches<'s, T>) -> Batches<'s, U> + Send + Sync + 'static,
+    ) -> DStream<U> {
         let parent = self.node;
         let node = self.ctx.add_node(
             op,
             vec![parent],
-            self.slide,
+            slide,
             Arc::new(move |env: &mut BuildEnv<'_>| {
                 let input = env.get::<T>(parent)?;
                 let out = build(env, input);
@@ -90,7 +109,7 @@ impl<T: Data> DStream<T> {
                 Ok(())
             }),
         );
-        DStream::from_node(Arc::clone(&self.ctx), node, self.slide)
+        DStream::from_node(Arc::clone(&self.ctx), node, slide)
     }
 
     /// Declares a stream computed from this one and `other` (same context and slide required).
