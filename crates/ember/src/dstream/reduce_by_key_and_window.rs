@@ -7,7 +7,10 @@
 //! running aggregate of each key and updates it with Spark's algorithm (spec §4.4): the previous
 //! window's value, minus the batches that left (`inv`), plus those that entered (`f`). Like
 //! Spark's, it never drops a key by itself: a key whose value went back to the neutral value stays
-//! (emitted with that value) unless the filter removes it.
+//! (emitted with that value) unless the filter removes it. For windows shorter than their slide
+//! (`W < S`), Ember subtracts exactly the previous window and adds exactly the current one; Spark
+//! also adds and subtracts the batches in the gap between windows, which gives a key first seen in
+//! a gap a wrong value.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,13 +135,18 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 let mut running = RunningWindow::<K, V> { values: FxHashMap::default() };
                 Box::new(move |t: Time, w: &WindowSpec, panes: &Panes<Vec<(K, V)>>, out: &mut Vec<(K, V)>| {
                     let t = t.millis();
-                    // Leaving: (t - S - W, t - W]; entering: (t - S, t] (they cancel where they overlap, W < S).
+                    // Leaving: the previous window minus the current one; entering: the current
+                    // window minus the previous one. (Spark takes (t-S-W, t-W] and (t-S, t],
+                    // which for W < S both hold the gap between windows; a key first seen in
+                    // the gap then gets a wrong value. Ember skips the gap.)
+                    let leaving_to = t.saturating_sub(w.slide).min(t.saturating_sub(w.window));
+                    let entering_from = t.saturating_sub(w.slide).max(t.saturating_sub(w.window));
                     let mut old: FxHashMap<K, V> = FxHashMap::default();
-                    for (k, v) in panes.range(t.saturating_sub(w.slide + w.window), t.saturating_sub(w.window)).flatten() {
+                    for (k, v) in panes.range(t.saturating_sub(w.slide + w.window), leaving_to).flatten() {
                         merge(&mut old, k.clone(), v.clone(), &*f);
                     }
                     let mut new: FxHashMap<K, V> = FxHashMap::default();
-                    for (k, v) in panes.range(t.saturating_sub(w.slide), t).flatten() {
+                    for (k, v) in panes.range(entering_from, t).flatten() {
                         merge(&mut new, k.clone(), v.clone(), &*f);
                     }
                     for (k, o) in old {
