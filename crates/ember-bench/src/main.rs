@@ -6,6 +6,10 @@
 //!     clock (batches back to back), plus the hand-written single-thread loop on the same lines
 //! ember-bench stability [--workers N] [--batch-ms B] [--rate R] [--seconds S]
 //!     the same pipeline on the system clock at a fixed rate: per-batch processing and total delay
+//! ember-bench windowed [--workers N] [--lines-per-batch L] [--batches K]
+//!     windowed word count, 10 s window sliding 2 s, inverse form, batches back to back
+//! ember-bench state [--workers N] [--keys K] [--touched T] [--batches B]
+//!     update_state_by_key versus map_with_state: K keys in state, T of them touched per batch
 //! ```
 //! Numbers are reported, never asserted.
 
@@ -162,6 +166,73 @@ fn stability(workers: u64, batch_ms: u64, rate: u64, seconds: u64) -> anyhow::Re
     Ok(())
 }
 
+/// Windowed word count (10 s window sliding 2 s, inverse form) on 1 s batches, back to back.
+fn windowed(workers: u64, lines_per_batch: u64, batches: u64) -> anyhow::Result<()> {
+    let conf = Conf::new().master(format!("local[{workers}]")).manual_clock(true);
+    let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
+    ssc.generated_text_stream_with(text(lines_per_batch))
+        .flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .map(|w| (w, 1u64))
+        .reduce_by_key_and_window_inverse(|a, b| a + b, |a, b| a - b, Duration::from_secs(10), Duration::from_secs(2))
+        .foreach_partition(|_t, counts| {
+            black_box(counts.len());
+        });
+    ssc.run_batches(10)?; // fill the first window
+    let watch = Stopwatch::start();
+    for _ in 0..batches {
+        ssc.run_batches(1)?;
+    }
+    let secs = watch.elapsed().as_secs_f64();
+    ssc.stop(false)?;
+    println!(
+        "windowed word count (10 s / 2 s, inverse) local[{workers}]: {:.0} lines/s back to back ({} lines per 1 s batch)",
+        (lines_per_batch * batches) as f64 / secs,
+        lines_per_batch
+    );
+    Ok(())
+}
+
+/// update_state_by_key versus map_with_state with `keys` keys in state and batches that touch
+/// `touched` of them.
+fn state(workers: u64, keys: u64, touched: u64, batches: u64) -> anyhow::Result<()> {
+    for op in ["update_state_by_key", "map_with_state"] {
+        let conf = Conf::new().master(format!("local[{workers}]")).manual_clock(true);
+        let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
+        let mut queue: Vec<Vec<(u64, u64)>> = vec![(0..keys).map(|k| (k, 1)).collect()];
+        for b in 0..batches {
+            queue.push((0..touched).map(|i| ((i * 7919 + b * 104_729) % keys, 1)).collect());
+        }
+        let pairs = ssc.queue_stream(queue, true);
+        if op == "update_state_by_key" {
+            pairs
+                .update_state_by_key(|vs: Vec<u64>, st: Option<u64>| Some(st.unwrap_or(0) + vs.len() as u64))
+                .foreach_partition(|_t, xs| {
+                    black_box(xs.len());
+                });
+        } else {
+            let spec = ember::dstream::map_with_state::StateSpec::function(
+                |_k: &u64, v: Option<u64>, st: &mut ember::dstream::map_with_state::State<u64>| {
+                    let n = st.get().copied().unwrap_or(0) + v.unwrap_or(0);
+                    let _ = st.update(n);
+                    n
+                },
+            );
+            pairs.map_with_state(spec).foreach_partition(|_t, xs| {
+                black_box(xs.len());
+            });
+        }
+        ssc.run_batches(1)?; // load the keys
+        let watch = Stopwatch::start();
+        ssc.run_batches(batches)?;
+        let per_batch = watch.elapsed().as_secs_f64() * 1000.0 / batches as f64;
+        ssc.stop(false)?;
+        println!(
+            "{op}: {keys} keys in state, {touched} touched per batch, local[{workers}]: {per_batch:.1} ms per batch"
+        );
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -184,12 +255,17 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Some("windowed") => windowed(arg(&args, "--workers", 2)?, arg(&args, "--lines-per-batch", 500_000)?, arg(&args, "--batches", 10)?),
+        Some("state") => state(arg(&args, "--workers", 2)?, arg(&args, "--keys", 1_000_000)?, arg(&args, "--touched", 10_000)?, arg(&args, "--batches", 5)?),
         Some("stability") => stability(
             arg(&args, "--workers", 2)?,
             arg(&args, "--batch-ms", 10)?,
             arg(&args, "--rate", 1_000_000)?,
             arg(&args, "--seconds", 10)?,
         ),
-        _ => bail!("usage: ember-bench wordcount [--lines-per-batch L] [--batches K] | stability [--workers N] [--batch-ms B] [--rate R] [--seconds S]"),
+        _ => bail!(
+            "usage: ember-bench wordcount [--lines-per-batch L] [--batches K] | stability [--workers N] [--batch-ms B] [--rate R] [--seconds S] \
+             | windowed [--workers N] [--lines-per-batch L] [--batches K] | state [--workers N] [--keys K] [--touched T] [--batches B]"
+        ),
     }
 }

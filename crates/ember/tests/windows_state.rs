@@ -47,7 +47,10 @@ type Results = BTreeMap<String, Vec<String>>;
 type Readers = Vec<(String, Box<dyn Fn() -> Vec<String>>)>;
 
 fn add<T: ember::Data + Debug + Ord>(readers: &mut Readers, name: String, c: BatchCollector<T>) {
-    readers.push((name, Box::new(move || c.batches().into_iter().map(|(t, b)| format!("{} {}", t.millis(), norm(b))).collect())));
+    readers.push((
+        name,
+        Box::new(move || c.batches().into_iter().map(|(t, b)| format!("{} {}", t.millis(), norm(b))).collect()),
+    ));
 }
 
 fn ms(x: u64) -> Duration {
@@ -63,18 +66,53 @@ fn declare(ssc: &StreamingContext, seed: u64) -> impl FnOnce() -> Results {
         add(&mut r, tag("window"), a.window(ms(w), ms(s)).collect_batches());
         let values = a.map(|p| p.1);
         add(&mut r, tag("reduce_by_window"), values.reduce_by_window(|x, y| x + y, ms(w), ms(s)).collect_batches());
-        add(&mut r, tag("reduce_by_window_inverse"), values.reduce_by_window_inverse(|x, y| x + y, |x, y| x - y, ms(w), ms(s)).collect_batches());
+        add(
+            &mut r,
+            tag("reduce_by_window_inverse"),
+            values.reduce_by_window_inverse(|x, y| x + y, |x, y| x - y, ms(w), ms(s)).collect_batches(),
+        );
         add(&mut r, tag("count_by_window"), a.count_by_window(ms(w), ms(s)).collect_batches());
-        add(&mut r, tag("reduce_by_key_and_window"), a.reduce_by_key_and_window(|x, y| x + y, ms(w), ms(s)).collect_batches());
-        add(&mut r, tag("reduce_by_key_and_window_inverse"), a.reduce_by_key_and_window_inverse(|x, y| x + y, |x, y| x - y, ms(w), ms(s)).collect_batches());
+        add(
+            &mut r,
+            tag("reduce_by_key_and_window"),
+            a.reduce_by_key_and_window(|x, y| x + y, ms(w), ms(s)).collect_batches(),
+        );
+        add(
+            &mut r,
+            tag("reduce_by_key_and_window_inverse"),
+            a.reduce_by_key_and_window_inverse(|x, y| x + y, |x, y| x - y, ms(w), ms(s)).collect_batches(),
+        );
         let positive = a.map_values(|v| v.abs() + 1);
-        add(&mut r, tag("inverse_filtered"), positive.reduce_by_key_and_window_inverse_filtered(|x, y| x + y, |x, y| x - y, |_k, v| *v != 0, ms(w), ms(s)).collect_batches());
+        add(
+            &mut r,
+            tag("inverse_filtered"),
+            positive
+                .reduce_by_key_and_window_inverse_filtered(|x, y| x + y, |x, y| x - y, |_k, v| *v != 0, ms(w), ms(s))
+                .collect_batches(),
+        );
         add(&mut r, tag("count_by_value_and_window"), a.count_by_value_and_window(ms(w), ms(s)).collect_batches());
-        add(&mut r, tag("group_by_key_and_window"), a.group_by_key_and_window(ms(w), ms(s)).map_values(|mut v| { v.sort(); v }).collect_batches());
+        add(
+            &mut r,
+            tag("group_by_key_and_window"),
+            a.group_by_key_and_window(ms(w), ms(s))
+                .map_values(|mut v| {
+                    v.sort();
+                    v
+                })
+                .collect_batches(),
+        );
     }
     add(&mut r, "window_of_window".into(), a.window(ms(2000), ms(1000)).window(ms(4000), ms(2000)).collect_batches());
-    add(&mut r, "join_of_windows".into(), a.window(ms(2000), ms(1000)).join(&b.window(ms(2000), ms(1000))).collect_batches());
-    add(&mut r, "union_of_windows".into(), a.window(ms(2000), ms(1000)).union(&b.window(ms(3000), ms(1000))).collect_batches());
+    add(
+        &mut r,
+        "join_of_windows".into(),
+        a.window(ms(2000), ms(1000)).join(&b.window(ms(2000), ms(1000))).collect_batches(),
+    );
+    add(
+        &mut r,
+        "union_of_windows".into(),
+        a.window(ms(2000), ms(1000)).union(&b.window(ms(3000), ms(1000))).collect_batches(),
+    );
     add(&mut r, "update_state_by_key".into(), a.update_state_by_key(update).collect_batches());
     let spec = StateSpec::function(track).timeout(ms(2000));
     let mapped = a.map_with_state(spec);
@@ -135,7 +173,11 @@ fn expected(seed: u64) -> Results {
             let by_key = sums(&rec);
             put(&tag("reduce_by_key_and_window"), t, norm(by_key.iter().map(|(k, v)| (*k, *v)).collect()));
             seen_keys.extend(by_key.keys());
-            put(&tag("reduce_by_key_and_window_inverse"), t, norm(seen_keys.iter().map(|k| (*k, by_key.get(k).copied().unwrap_or(0))).collect()));
+            put(
+                &tag("reduce_by_key_and_window_inverse"),
+                t,
+                norm(seen_keys.iter().map(|k| (*k, by_key.get(k).copied().unwrap_or(0))).collect()),
+            );
             let positive: Vec<Pair> = rec.iter().map(|&(k, v)| (k, v.abs() + 1)).collect();
             put(&tag("inverse_filtered"), t, norm(sums(&positive).into_iter().collect()));
             let mut counts: BTreeMap<Pair, u64> = BTreeMap::new();
@@ -148,7 +190,11 @@ fn expected(seed: u64) -> Results {
         }
     }
     for t in (1..).map(|i| i * 2000).take_while(|&t| t <= N as u64 * B) {
-        let rec: Vec<Pair> = (0..4).filter_map(|i| t.checked_sub(i * B)).filter(|&u| u > 0).flat_map(|u| in_window(&ia, u, 2000)).collect();
+        let rec: Vec<Pair> = (0..4)
+            .filter_map(|i| t.checked_sub(i * B))
+            .filter(|&u| u > 0)
+            .flat_map(|u| in_window(&ia, u, 2000))
+            .collect();
         put("window_of_window", t, norm(rec));
     }
     let mut state: BTreeMap<u32, i64> = BTreeMap::new();
@@ -279,11 +325,17 @@ fn window_declaration_errors_name_both_durations() {
     let _g = exclusive();
     // Spark's case: W = 18 s, S = 10 s on B = 5 s batches.
     let ssc = StreamingContext::new(Conf::new().manual_clock(true).master("local[1]"), Duration::from_secs(5)).unwrap();
-    ssc.queue_stream(vec![vec![1]], true).window(Duration::from_secs(18), Duration::from_secs(10)).count().collect_batches();
+    ssc.queue_stream(vec![vec![1]], true)
+        .window(Duration::from_secs(18), Duration::from_secs(10))
+        .count()
+        .collect_batches();
     let e = ssc.start().unwrap_err().to_string();
     assert!(e.contains("window duration of windowed DStream (18000 ms) must be a multiple of the slide duration of parent DStream (5000 ms)"), "{e}");
     let ssc = StreamingContext::new(Conf::new().manual_clock(true).master("local[1]"), Duration::from_secs(5)).unwrap();
-    ssc.queue_stream(vec![vec![(1, 1)]], true).reduce_by_key_and_window(|a: i32, b| a + b, Duration::from_secs(20), Duration::from_secs(7)).count().collect_batches();
+    ssc.queue_stream(vec![vec![(1, 1)]], true)
+        .reduce_by_key_and_window(|a: i32, b| a + b, Duration::from_secs(20), Duration::from_secs(7))
+        .count()
+        .collect_batches();
     let e = ssc.start().unwrap_err().to_string();
     assert!(e.contains("slide duration of windowed DStream (7000 ms) must be a multiple of the slide duration of parent DStream (5000 ms)"), "{e}");
 }
@@ -294,8 +346,63 @@ fn one_million_distinct_keys_in_state() {
     let ssc = manual_context("local[2]");
     let keys: Vec<(u32, u64)> = (0..1_000_000).map(|k| (k, 1)).collect();
     let s = ssc.queue_stream(vec![keys, vec![(7, 1)]], true);
-    let sizes = s.update_state_by_key(|vs: Vec<u64>, st: Option<u64>| Some(st.unwrap_or(0) + vs.len() as u64)).count().collect_batches();
+    let sizes = s
+        .update_state_by_key(|vs: Vec<u64>, st: Option<u64>| Some(st.unwrap_or(0) + vs.len() as u64))
+        .count()
+        .collect_batches();
     ssc.run_batches(2).unwrap();
     ssc.stop(false).unwrap();
     assert_eq!(sizes.batches().into_iter().map(|(_, c)| c[0]).collect::<Vec<_>>(), vec![1_000_000, 1_000_000]);
+}
+
+#[test]
+fn spark_alignment_example_golden() {
+    let _g = exclusive();
+    let ssc = manual_context("local[2]");
+    let out = ssc
+        .queue_stream((1..=6).map(|i| vec![i]).collect::<Vec<Vec<u32>>>(), true)
+        .window(ms(3000), ms(2000))
+        .collect_batches();
+    ssc.run_batches(6).unwrap();
+    ssc.stop(false).unwrap();
+    let got: Vec<(u64, Vec<u32>)> = out
+        .batches()
+        .into_iter()
+        .map(|(t, mut b)| {
+            b.sort();
+            (t.millis(), b)
+        })
+        .collect();
+    assert_eq!(got, vec![(2000, vec![1, 2]), (4000, vec![2, 3, 4]), (6000, vec![4, 5, 6])]);
+}
+
+#[test]
+fn initial_states_reach_the_workers_that_own_their_keys() {
+    let _g = exclusive();
+    let ssc = manual_context("local[3]");
+    let initial: Vec<(u32, i64)> = (0..100).map(|k| (k, 1000 + k as i64)).collect();
+    let s = ssc.queue_stream(vec![(0..100).map(|k| (k, 1i64)).collect::<Vec<_>>()], true);
+    let updated = s
+        .update_state_by_key_with_initial(
+            |vs: Vec<i64>, st: Option<i64>| Some(st.unwrap_or(0) + vs.iter().sum::<i64>()),
+            initial.clone(),
+        )
+        .collect_batches();
+    let spec = StateSpec::function(|_k: &u32, v: Option<i64>, st: &mut State<i64>| {
+        let n = st.get().copied().unwrap_or(0) + v.unwrap_or(0);
+        st.update(n).unwrap();
+        n
+    })
+    .initial_state(initial);
+    let mapped = s.map_with_state(spec);
+    let snapshots = mapped.state_snapshots().collect_batches();
+    ssc.run_batches(1).unwrap();
+    ssc.stop(false).unwrap();
+    let want: Vec<(u32, i64)> = (0..100).map(|k| (k, 1001 + k as i64)).collect();
+    let mut got = updated.batches()[0].1.clone();
+    got.sort();
+    assert_eq!(got, want, "every key met its initial state on its owner");
+    let mut got = snapshots.batches()[0].1.clone();
+    got.sort();
+    assert_eq!(got, want);
 }

@@ -22,6 +22,7 @@ use super::DStream;
 use crate::error::Error;
 use crate::exec::batch::batch_unary;
 use crate::exec::by_key;
+use crate::exec::state::shared;
 use crate::time::{whole_millis, Time};
 use crate::{Data, Key};
 
@@ -98,7 +99,9 @@ impl<K: Key, V: Data, S: Data, M: Data> StateSpec<K, V, S, M> {
     }
 
     /// A spec whose function also sees the batch time and maps each record to zero or one record.
-    pub fn function_with_time(f: impl Fn(Time, &K, Option<V>, &mut State<S>) -> Option<M> + Send + Sync + 'static) -> Self {
+    pub fn function_with_time(
+        f: impl Fn(Time, &K, Option<V>, &mut State<S>) -> Option<M> + Send + Sync + 'static,
+    ) -> Self {
         StateSpec { func: Arc::new(f), initial: Vec::new(), timeout: None }
     }
 
@@ -120,6 +123,12 @@ impl<K: Key, V: Data, S: Data, M: Data> StateSpec<K, V, S, M> {
 #[serde(bound = "K: Key, S: Data")]
 pub(crate) struct TimedStates<K, S> {
     pub values: FxHashMap<K, (S, u64)>,
+}
+
+impl<K, S> Default for TimedStates<K, S> {
+    fn default() -> Self {
+        TimedStates { values: FxHashMap::default() }
+    }
 }
 
 /// What the stateful operator emits: mapped records, and (when asked for) the state.
@@ -179,14 +188,19 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             }
         };
         let want_snapshots = Arc::new(AtomicBool::new(false));
-        let (func, initial, want) = (spec.func, Arc::new(std::sync::Mutex::new(spec.initial)), Arc::clone(&want_snapshots));
+        let (func, initial, want) =
+            (spec.func, Arc::new(std::sync::Mutex::new(spec.initial)), Arc::clone(&want_snapshots));
         let slide = self.slide;
         self.ctx.note_stateful("map_with_state");
         let all = self.derive("map_with_state", move |env, s| {
             let (func, want) = (Arc::clone(&func), Arc::clone(&want));
-            let mut states = TimedStates {
-                values: owned(&crate::clock::lock(&initial), env.index, env.peers).into_iter().map(|(k, s)| (k, (s, 0))).collect(),
-            };
+            let (states, handle) = shared(TimedStates {
+                values: owned(&crate::clock::lock(&initial), env.index, env.peers)
+                    .into_iter()
+                    .map(|(k, s)| (k, (s, 0)))
+                    .collect(),
+            });
+            env.register_state("map_with_state", handle);
             batch_unary(
                 s,
                 by_key::<K, V>(),
@@ -196,6 +210,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 Vec::new,
                 |acc: &mut Vec<(K, V)>, data| acc.append(data),
                 move |t, records, out| {
+                    let states = &mut *states.borrow_mut();
                     let now = t.millis();
                     for (k, v) in records {
                         let prev = states.values.remove(&k).map(|(s, _)| s);

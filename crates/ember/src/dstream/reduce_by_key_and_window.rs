@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::window::{Panes, WindowSpec};
 use super::DStream;
+use crate::exec::state::shared;
 use crate::time::Time;
 use crate::{Data, Key};
 
@@ -28,6 +29,12 @@ use crate::{Data, Key};
 #[serde(bound = "K: Key, V: Data")]
 pub(crate) struct RunningWindow<K, V> {
     pub values: FxHashMap<K, V>,
+}
+
+impl<K, V> Default for RunningWindow<K, V> {
+    fn default() -> Self {
+        RunningWindow { values: FxHashMap::default() }
+    }
 }
 
 impl<K: Key, V: Data> DStream<(K, V)> {
@@ -55,7 +62,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             window,
             slide,
             |records: Vec<(K, V)>| records,
-            move || {
+            move |_env| {
                 let f = Arc::clone(&g);
                 Box::new(move |t: Time, w: &WindowSpec, panes: &Panes<Vec<(K, V)>>, out: &mut Vec<(K, V)>| {
                     let mut acc: FxHashMap<K, V> = FxHashMap::default();
@@ -130,10 +137,12 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             window,
             slide,
             |records: Vec<(K, V)>| records,
-            move || {
+            move |env| {
                 let (f, inv, keep) = (Arc::clone(&f), Arc::clone(&inv), keep.clone());
-                let mut running = RunningWindow::<K, V> { values: FxHashMap::default() };
+                let (running, handle) = shared(RunningWindow::<K, V>::default());
+                env.register_state(op, handle);
                 Box::new(move |t: Time, w: &WindowSpec, panes: &Panes<Vec<(K, V)>>, out: &mut Vec<(K, V)>| {
+                    let running = &mut *running.borrow_mut();
                     let t = t.millis();
                     // Leaving: the previous window minus the current one; entering: the current
                     // window minus the previous one. (Spark takes (t-S-W, t-W] and (t-S, t],
@@ -182,7 +191,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             window,
             slide,
             |records: Vec<(K, Vec<V>)>| records,
-            || {
+            |_env| {
                 Box::new(|t: Time, w: &WindowSpec, panes: &Panes<Vec<(K, Vec<V>)>>, out: &mut Vec<(K, Vec<V>)>| {
                     let mut acc: FxHashMap<K, Vec<V>> = FxHashMap::default();
                     for (k, vs) in panes.in_window(t, w).flatten() {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::DStream;
 use crate::exec::batch::batch_unary;
+use crate::exec::state::shared;
 use crate::exec::{by_key, key_hash};
 use crate::{Data, Key};
 
@@ -23,6 +24,12 @@ use crate::{Data, Key};
 #[serde(bound = "K: Key, S: Data")]
 pub(crate) struct StateMap<K, S> {
     pub values: FxHashMap<K, S>,
+}
+
+impl<K, S> Default for StateMap<K, S> {
+    fn default() -> Self {
+        StateMap { values: FxHashMap::default() }
+    }
 }
 
 /// The pairs of `initial` whose keys this worker owns (the same rule as the key exchange).
@@ -66,7 +73,9 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         self.ctx.note_stateful("update_state_by_key");
         self.derive("update_state_by_key", move |env, s| {
             let f = Arc::clone(&f);
-            let mut state = StateMap { values: owned(&crate::clock::lock(&initial), env.index, env.peers) };
+            let (state, handle) =
+                shared(StateMap { values: owned(&crate::clock::lock(&initial), env.index, env.peers) });
+            env.register_state("update_state_by_key", handle);
             batch_unary(
                 s,
                 by_key::<K, V>(),
@@ -76,6 +85,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 FxHashMap::<K, Vec<V>>::default,
                 |acc, data: &mut Vec<(K, V)>| data.drain(..).for_each(|(k, v)| acc.entry(k).or_default().push(v)),
                 move |_t, new, out| {
+                    let mut state = state.borrow_mut();
                     let mut old = std::mem::take(&mut state.values);
                     let mut next = FxHashMap::with_capacity_and_hasher(old.len() + new.len(), Default::default());
                     for (k, vs) in new {

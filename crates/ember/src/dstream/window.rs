@@ -13,11 +13,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::DStream;
 use crate::error::Error;
 use crate::exec::batch::batch_unary;
+use crate::exec::state::shared;
 use crate::exec::{local, Batches, BuildEnv};
 use crate::time::{whole_millis, Grid, Time};
 use crate::Data;
@@ -88,13 +90,16 @@ impl<T: Data> DStream<T> {
     /// Declares a windowed stream: every parent batch becomes a pane (`pane` folds a worker's share
     /// of it), and at each slide time `emit` sees the panes of the last `window + slide` (enough
     /// for the inverse form's leaving panes).
-    pub(crate) fn windowed<P: 'static, U: Data>(
+    pub(crate) fn windowed<P: Serialize + DeserializeOwned + 'static, U: Data>(
         &self,
         op: &'static str,
         window: Duration,
         slide: Duration,
         pane: impl Fn(Vec<T>) -> P + Send + Sync + 'static,
-        emit: impl Fn() -> Box<dyn FnMut(Time, &WindowSpec, &Panes<P>, &mut Vec<U>)> + Send + Sync + 'static,
+        emit: impl Fn(&mut BuildEnv<'_>) -> Box<dyn FnMut(Time, &WindowSpec, &Panes<P>, &mut Vec<U>)>
+            + Send
+            + Sync
+            + 'static,
     ) -> DStream<U> {
         let spec = match WindowSpec::new(op, self.slide, window, slide) {
             Ok(s) => s,
@@ -108,8 +113,9 @@ impl<T: Data> DStream<T> {
             let parent_grid = env.grid(spec.parent);
             let out_grid = Grid { zero: env.zero, slide: spec.slide };
             let pane = Arc::clone(&pane);
-            let mut emit = emit();
-            let mut panes = Panes::<P>::default();
+            let mut emit = emit(env);
+            let (panes, handle) = shared(Panes::<P>::default());
+            env.register_state(op, handle);
             batch_unary(
                 s,
                 local(),
@@ -120,6 +126,7 @@ impl<T: Data> DStream<T> {
                 |acc: &mut Vec<T>, data| acc.append(data),
                 move |t, records, out| {
                     let tm = t.millis();
+                    let mut panes = panes.borrow_mut();
                     panes.push(tm, pane(records), tm.saturating_sub(spec.window + spec.slide));
                     if out_grid.contains(tm) {
                         emit(t, &spec, &panes, out);
@@ -139,11 +146,17 @@ impl<T: Data> DStream<T> {
     /// assert_eq!(sorted(out), vec![vec![1, 2], vec![2, 3, 4], vec![4, 5, 6]]);
     /// ```
     pub fn window(&self, window: Duration, slide: Duration) -> DStream<T> {
-        self.windowed("window", window, slide, |records| records, || {
-            Box::new(|t: Time, w: &WindowSpec, panes: &Panes<Vec<T>>, out: &mut Vec<T>| {
-                out.extend(panes.in_window(t, w).flat_map(|p| p.iter().cloned()))
-            })
-        })
+        self.windowed(
+            "window",
+            window,
+            slide,
+            |records| records,
+            |_env| {
+                Box::new(|t: Time, w: &WindowSpec, panes: &Panes<Vec<T>>, out: &mut Vec<T>| {
+                    out.extend(panes.in_window(t, w).flat_map(|p| p.iter().cloned()))
+                })
+            },
+        )
     }
 
     /// Reduces each window with `f` (associative and commutative): Spark's
@@ -157,7 +170,12 @@ impl<T: Data> DStream<T> {
     /// });
     /// assert_eq!(out, vec![vec![3], vec![6], vec![3], vec![]]);
     /// ```
-    pub fn reduce_by_window(&self, f: impl Fn(T, T) -> T + Send + Sync + 'static, window: Duration, slide: Duration) -> DStream<T> {
+    pub fn reduce_by_window(
+        &self,
+        f: impl Fn(T, T) -> T + Send + Sync + 'static,
+        window: Duration,
+        slide: Duration,
+    ) -> DStream<T> {
         let f = Arc::new(f);
         let g = Arc::clone(&f);
         self.reduce(move |a, b| f(a, b)).window(window, slide).reduce(move |a, b| g(a, b))

@@ -12,6 +12,7 @@ pub(crate) mod batch;
 pub(crate) mod output;
 pub(crate) mod runtime;
 pub(crate) mod source;
+pub(crate) mod state;
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -55,6 +56,8 @@ pub(crate) struct BuildEnv<'s> {
     pub metrics: Vec<Batches<'s, (usize, u64)>>,
     /// The driver worker's record of each batch.
     pub driver_log: Rc<RefCell<DriverLog>>,
+    /// The state containers of this worker's stateful operators, by name.
+    pub states: Vec<(String, state::StateHandle)>,
 }
 
 impl<'s> BuildEnv<'s> {
@@ -66,6 +69,12 @@ impl<'s> BuildEnv<'s> {
     /// Whether this worker plays the driver.
     pub fn is_driver(&self) -> bool {
         self.index == 0
+    }
+
+    /// Registers a stateful operator's container for checkpoints, named by node and operator.
+    pub fn register_state(&mut self, op: &str, handle: state::StateHandle) {
+        let name = format!("node-{}/{op}/{}", self.current, self.states.len());
+        self.states.push((name, handle));
     }
 
     /// Records the stream built for the current node.
@@ -195,27 +204,29 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
 
     let probe = ProbeHandle::new();
     let driver_log = Rc::new(RefCell::new(DriverLog::default()));
-    let sources = worker.dataflow::<u64, _, _>(|scope| -> Result<Vec<Activator>> {
-        let mut env = BuildEnv {
-            scope,
-            rt: Arc::clone(rt),
-            index,
-            peers,
-            zero,
-            current: 0,
-            streams: HashMap::new(),
-            sources: Vec::new(),
-            metrics: Vec::new(),
-            driver_log: Rc::clone(&driver_log),
-        };
-        for (id, node) in rt.graph.nodes.iter().enumerate() {
-            env.current = id;
-            (node.build)(&mut env)?;
-        }
-        let done = output::build_stage(&mut env)?;
-        done.probe_with(&probe);
-        Ok(std::mem::take(&mut env.sources))
-    })?;
+    let (sources, states) =
+        worker.dataflow::<u64, _, _>(|scope| -> Result<(Vec<Activator>, Vec<(String, state::StateHandle)>)> {
+            let mut env = BuildEnv {
+                scope,
+                rt: Arc::clone(rt),
+                index,
+                peers,
+                zero,
+                current: 0,
+                streams: HashMap::new(),
+                sources: Vec::new(),
+                metrics: Vec::new(),
+                driver_log: Rc::clone(&driver_log),
+                states: Vec::new(),
+            };
+            for (id, node) in rt.graph.nodes.iter().enumerate() {
+                env.current = id;
+                (node.build)(&mut env)?;
+            }
+            let done = output::build_stage(&mut env)?;
+            done.probe_with(&probe);
+            Ok((std::mem::take(&mut env.sources), std::mem::take(&mut env.states)))
+        })?;
 
     let is_driver = index == 0;
     let mut next_boundary = grid.first();
@@ -256,6 +267,14 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
     }
     if local_leader {
         track_completion(rt, &probe, grid, completed, is_driver, &driver_log);
+    }
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        for (name, handle) in &states {
+            match handle.borrow().snapshot() {
+                Ok(bytes) => tracing::debug!("worker {index}: state {name} is {} bytes encoded", bytes.len()),
+                Err(e) => tracing::debug!("worker {index}: state {name}: {e}"),
+            }
+        }
     }
     Ok(())
 }
