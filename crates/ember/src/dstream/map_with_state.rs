@@ -194,10 +194,12 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         self.ctx.note_stateful("map_with_state");
         let all = self.derive("map_with_state", move |env, s| {
             let (func, want) = (Arc::clone(&func), Arc::clone(&want));
+            // Initial states count as updated at the start: they time out after idling from there.
+            let start = env.zero;
             let (states, handle) = shared(TimedStates {
                 values: owned(&crate::clock::lock(&initial), env.index, env.peers)
                     .into_iter()
-                    .map(|(k, s)| (k, (s, 0)))
+                    .map(|(k, s)| (k, (s, start)))
                     .collect(),
             });
             env.register_state("map_with_state", handle);
