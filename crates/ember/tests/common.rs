@@ -64,3 +64,21 @@ pub fn run_cluster(name: &str, extra: &[(&str, String)]) -> Vec<Output> {
         .collect();
     children.into_iter().map(Child::finish).collect()
 }
+
+/// A seeded pseudo-random sequence (splitmix64) for generated test input.
+pub fn rng(seed: u64) -> impl FnMut() -> u64 {
+    let mut s = seed;
+    move || {
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// A batch in a canonical form: sorted, then printed.
+pub fn norm<T: std::fmt::Debug + Ord>(mut v: Vec<T>) -> String {
+    v.sort();
+    format!("{v:?}")
+}

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::{norm, rng};
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
@@ -10,17 +12,6 @@ use ember::testing::{exclusive, manual_context};
 use ember::{BatchCollector, Conf, StreamingContext};
 
 type Pair = (u32, i64);
-
-fn rng(seed: u64) -> impl FnMut() -> u64 {
-    let mut s = seed;
-    move || {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 const BATCHES: usize = 7;
 
@@ -37,11 +28,6 @@ fn input(seed: u64) -> Vec<Vec<Pair>> {
             (0..n).map(|_| ((r() % 9) as u32, (r() % 11) as i64 - 5)).collect()
         })
         .collect()
-}
-
-fn norm<T: Debug + Ord>(mut v: Vec<T>) -> String {
-    v.sort();
-    format!("{v:?}")
 }
 
 type Results = BTreeMap<String, Vec<String>>;

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::{norm, rng};
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::time::Duration;
@@ -17,17 +19,6 @@ const B: u64 = 1000;
 /// (window, slide): w = interval, w = s, w = 3s, w < s, and an overlapping w > s.
 const COMBOS: [(u64, u64); 5] = [(1000, 1000), (2000, 2000), (3000, 1000), (1000, 2000), (3000, 2000)];
 
-fn rng(seed: u64) -> impl FnMut() -> u64 {
-    let mut s = seed;
-    move || {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 fn input(seed: u64) -> Vec<Vec<Pair>> {
     let mut r = rng(seed);
     (0..N)
@@ -36,11 +27,6 @@ fn input(seed: u64) -> Vec<Vec<Pair>> {
             (0..n).map(|_| ((r() % 6) as u32, (r() % 7) as i64 - 3)).collect()
         })
         .collect()
-}
-
-fn norm<T: Debug + Ord>(mut v: Vec<T>) -> String {
-    v.sort();
-    format!("{v:?}")
 }
 
 type Results = BTreeMap<String, Vec<String>>;
