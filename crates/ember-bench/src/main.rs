@@ -11,7 +11,15 @@
 //! ember-bench state [--workers N] [--keys K] [--touched T] [--batches B]
 //!     update_state_by_key versus map_with_state: K keys in state, T of them touched per batch
 //! ```
-//! Numbers are reported, never asserted.
+//! ember-bench loadgen --port P --schedule RATE:SECS,... [--json] [--log FILE]
+//!     serves generated lines (or JSON ad events) over TCP at the scheduled rates
+//! ember-bench socket --workload wordcount|windowed|yahoo --port P [--workers N] [--batch-ms B]
+//!         [--seconds S] --csv FILE
+//!     the side-by-side workloads on the load generator's lines, one CSV row per batch
+//! Numbers are reported, never asserted; `scripts/bench.sh` runs the comparison with Spark.
+
+mod loadgen;
+mod socket;
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -255,6 +263,8 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Some("loadgen") => loadgen::main(&args[1..]),
+        Some("socket") => socket::main(&args[1..]),
         Some("windowed") => windowed(arg(&args, "--workers", 2)?, arg(&args, "--lines-per-batch", 500_000)?, arg(&args, "--batches", 10)?),
         Some("state") => state(arg(&args, "--workers", 2)?, arg(&args, "--keys", 1_000_000)?, arg(&args, "--touched", 10_000)?, arg(&args, "--batches", 5)?),
         Some("stability") => stability(

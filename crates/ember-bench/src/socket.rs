@@ -1,0 +1,109 @@
+//! The socket workloads that run side by side with the Spark peer, on lines from the load
+//! generator: `wordcount`, `windowed` (10 s window sliding 2 s, inverse form) and `yahoo` (JSON ad
+//! events, filtered by type, joined with a static campaign table, counted per campaign in 10 s
+//! windows). Every completed batch is written as a CSV row in the peer's format:
+//! `batch_ms,num_records,sched_delay_ms,proc_delay_ms,total_delay_ms`.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use ember::clock::{real_sleep, Stopwatch};
+use ember::prelude::*;
+use ember::BatchInfo;
+
+use crate::loadgen::campaign_table;
+
+struct CsvListener {
+    out: Arc<Mutex<std::fs::File>>,
+    first_done: Arc<Mutex<Option<f64>>>,
+    watch: Stopwatch,
+}
+
+impl StreamingListener for CsvListener {
+    fn on_batch_completed(&mut self, b: &BatchInfo) {
+        let mut first = self.first_done.lock().unwrap_or_else(|e| e.into_inner());
+        first.get_or_insert(self.watch.elapsed().as_secs_f64() * 1000.0);
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{}",
+            b.batch_time.millis(),
+            b.num_records(),
+            b.scheduling_delay().unwrap_or(0),
+            b.processing_delay().unwrap_or(0),
+            b.total_delay().unwrap_or(0)
+        );
+    }
+}
+
+fn consume<K: ember::Data, V: ember::Data + Into<u64>>(counts: &DStream<(K, V)>) {
+    counts.foreach_partition(|_t, kv: Vec<(K, V)>| {
+        let keys = kv.len() as u64;
+        let sum: u64 = kv.into_iter().map(|(_, v)| v.into()).sum();
+        black_box((keys, sum));
+    });
+}
+
+fn words(lines: &DStream<String>) -> DStream<(String, u64)> {
+    lines.flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>()).map(|w| (w, 1u64))
+}
+
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct AdEvent {
+    ad_id: String,
+    event_type: String,
+}
+
+/// `ember-bench socket --workload W --port P [--workers N] [--batch-ms B] [--seconds S] --csv FILE`
+pub fn main(args: &[String]) -> anyhow::Result<()> {
+    let watch = Stopwatch::start();
+    let get = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let workload = get("--workload").unwrap_or_else(|| "wordcount".into());
+    let port: u16 = get("--port").context("--port is required")?.parse()?;
+    let workers: u64 = get("--workers").map_or(Ok(2), |w| w.parse())?;
+    let batch_ms: u64 = get("--batch-ms").map_or(Ok(1000), |w| w.parse())?;
+    let seconds: u64 = get("--seconds").map_or(Ok(60), |w| w.parse())?;
+    let csv = get("--csv").context("--csv is required")?;
+
+    let conf = Conf::new().master(format!("local[{workers}]")).app_name(format!("bench-{workload}"));
+    let ssc = StreamingContext::new(conf, Duration::from_millis(batch_ms))?;
+    let out = Arc::new(Mutex::new(std::fs::File::create(&csv).with_context(|| format!("creating {csv}"))?));
+    writeln!(
+        out.lock().unwrap_or_else(|e| e.into_inner()),
+        "batch_ms,num_records,sched_delay_ms,proc_delay_ms,total_delay_ms"
+    )?;
+    let first_done = Arc::new(Mutex::new(None));
+    ssc.add_streaming_listener(CsvListener { out, first_done: Arc::clone(&first_done), watch });
+    let lines = ssc.socket_text_stream("127.0.0.1", port);
+    match workload.as_str() {
+        "wordcount" => consume(&words(&lines).reduce_by_key(|a, b| a + b)),
+        "windowed" => consume(&words(&lines).reduce_by_key_and_window_inverse_filtered(
+            |a, b| a + b,
+            |a, b| a - b,
+            |_k, v| *v > 0,
+            Duration::from_secs(10),
+            Duration::from_secs(2),
+        )),
+        "yahoo" => {
+            let table: Arc<HashMap<String, String>> = Arc::new(campaign_table().into_iter().collect());
+            let per_campaign = lines
+                .flat_map(|line: String| serde_json::from_str::<AdEvent>(&line).ok())
+                .filter(|e| e.event_type == "view")
+                .flat_map(move |e| table.get(&e.ad_id).cloned())
+                .map(|campaign| (campaign, 1u64))
+                .reduce_by_key_and_window(|a, b| a + b, Duration::from_secs(10), Duration::from_secs(10));
+            consume(&per_campaign);
+        }
+        other => bail!("unknown workload `{other}` (wordcount, windowed, yahoo)"),
+    }
+    ssc.start()?;
+    real_sleep(Duration::from_secs(seconds));
+    let first = *first_done.lock().unwrap_or_else(|e| e.into_inner());
+    ssc.stop(false)?;
+    println!("BENCH start_to_first_batch_done_ms={:.0}", first.unwrap_or(-1.0));
+    Ok(())
+}
