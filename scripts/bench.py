@@ -28,11 +28,11 @@ STEP_S = 8 if QUICK else 20
 IGNORE_S = 3 if QUICK else 5
 LOAD_S = 15 if QUICK else 60
 RATES = {
-    ("ember", "wordcount"): [500_000, 1_000_000, 1_500_000, 2_000_000],
+    ("ember", "wordcount"): [1_000_000, 2_000_000, 3_000_000, 4_000_000],
     ("spark", "wordcount"): [250_000, 500_000, 750_000, 1_000_000],
-    ("ember", "windowed"): [500_000, 1_000_000, 1_500_000, 2_000_000],
+    ("ember", "windowed"): [1_000_000, 2_000_000, 3_000_000, 4_000_000],
     ("spark", "windowed"): [250_000, 500_000, 750_000, 1_000_000],
-    ("ember", "yahoo"): [500_000, 1_000_000, 2_000_000, 3_000_000],
+    ("ember", "yahoo"): [1_000_000, 2_000_000, 3_000_000, 4_000_000],
     ("spark", "yahoo"): [100_000, 250_000, 500_000],
 }
 GEN_CPU = []  # (generator CPU seconds, run seconds) per run

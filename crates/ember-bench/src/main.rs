@@ -21,6 +21,11 @@
 mod loadgen;
 mod socket;
 
+/// A general-purpose allocator that handles records allocated on one thread and freed on another
+/// (receiver -> workers) far better than glibc's; Ember programs should use one too.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::{Arc, Mutex};
