@@ -8,7 +8,7 @@ records, total-delay p50/p99, peak RSS and the time from process start to the fi
 batch. For Ember alone it finds the smallest stable batch interval at a fixed rate. It writes
 crates/ember-bench/results/<date>.md.
 """
-import csv, datetime, json, os, socket, subprocess, sys, time
+import csv, datetime, os, shutil, socket, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "target", "release", "ember-bench")
@@ -162,6 +162,25 @@ def smallest_interval(rate=100_000):
     return best
 
 
+def profile(rate):
+    """Where Ember's time goes in the socket word count at `rate`: perf's top symbols."""
+    if not shutil.which("perf"):
+        return "(no profile: install Debian's linux-perf to get one)"
+    port = free_port()
+    data = os.path.join(WORK, "perf.data")
+    gen = subprocess.Popen([BENCH, "loadgen", "--port", str(port), "--schedule", f"{rate}:{STEP_S}"],
+                           stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    subprocess.run(["perf", "record", "-F", "499", "-g", "-o", data, "--", BENCH, "socket", "--workload", "wordcount",
+                    "--port", str(port), "--seconds", str(STEP_S), "--csv", os.path.join(WORK, "perf.csv")],
+                   capture_output=True)
+    gen.wait(timeout=60)
+    report = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "symbol", "--stdio"],
+                            capture_output=True, text=True).stdout
+    top = [" ".join(l.split()[:1] + l.split()[2:])[:110] for l in report.splitlines() if l.strip()[:1].isdigit()][:12]
+    return "\n".join(top)
+
+
 def ratio(a, b):
     return f"{a / b:.1f}x" if b else "n/a"
 
@@ -178,6 +197,8 @@ def main():
             results[(system, workload)] = {"max": mx, **load}
     print("[bench] ember: smallest stable batch interval at 100k lines/s", flush=True)
     interval = smallest_interval()
+    print("[bench] ember: profile of the socket word count", flush=True)
+    prof = profile(max(results[("ember", "wordcount")]["max"], 1_000_000))
     hand = subprocess.run([BENCH, "wordcount", "--lines-per-batch", "500000", "--batches", "4"], capture_output=True, text=True).stdout
 
     out = [f"# Ember vs Apache Spark Streaming — {date} ({MODE})", "",
@@ -200,6 +221,8 @@ def main():
         out.append(f"| {workload} | {ratio(e['max'], s['max'])} | {ratio(s['cpu_per_m'], e['cpu_per_m'])} | {ratio(s['rss_mb'], e['rss_mb'])} |")
     out += ["", f"Ember's smallest stable batch interval at 100k lines/s (tried 1000, 100, 10, 1 ms): **{interval} ms**.", "",
             "The physical reference (`ember-bench wordcount`, in memory, generation included):", "", "```", hand.strip(), "```", "",
+            "Where Ember's time goes, socket word count at its maximum rate (`perf record -F 499 -g`, top symbols):", "",
+            "```", prof, "```", "",
             "The load generator's own CPU: at most "
             + f"{max((c / s for c, s in GEN_CPU if c >= 0), default=0) * 100:.0f} % of one core over a run.", ""]
     path = os.path.join(ROOT, "crates", "ember-bench", "results", f"{date}.md")
@@ -208,6 +231,15 @@ def main():
         f.write("\n".join(out))
     print("\n".join(out))
     print(f"[bench] wrote {path}")
+    # The README shows the latest tables.
+    readme = os.path.join(ROOT, "README.md")
+    text = open(readme).read()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start in text and end in text:
+        tables = [l for l in out if l.startswith("|")]
+        body = "\n".join([f"Latest: `crates/ember-bench/results/{date}.md` (`scripts/bench.sh {MODE}`).", ""] + tables[:8] + [""] + tables[8:])
+        text = text.split(start)[0] + start + "\n" + body + "\n" + end + text.split(end)[1]
+        open(readme, "w").write(text)
 
 
 if __name__ == "__main__":

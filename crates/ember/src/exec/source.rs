@@ -114,7 +114,11 @@ pub(crate) fn source<'s, T: Data>(
                 count_cap = None;
                 return;
             }
-            let more = driver.poll(Time::from_millis(open), &mut buf);
+            // While an earlier batch than the last closed one is still unfinished, records stay at
+            // the source (a receiver's bounded buffer, then TCP) instead of queueing in the
+            // dataflow; the next close takes them.
+            let behind = rt.completed().max(grid.zero) + grid.slide < open - grid.slide;
+            let more = !behind && driver.poll(Time::from_millis(open), &mut buf);
             records += buf.len() as u64;
             if !buf.is_empty() {
                 data_session.session(&*dcap).give_container(&mut buf);

@@ -5,12 +5,14 @@
 //! sequences with U+FFFD as Spark's decoder does (such lines are counted). Lines longer than
 //! `receiver.max_line_bytes` are skipped, counted and logged, and never buffered beyond that
 //! bound. When the server is not up, closes the connection or fails, the receiver reports the
-//! error and reconnects after `receiver.restart_delay`, for as long as the context runs.
+//! error and reconnects after `receiver.restart_delay`, for as long as the context runs. It holds
+//! at most `receiver.max_buffered_records` lines that no batch has taken yet; when that buffer is
+//! full (the job is behind), it stops reading, so TCP pushes back on the sender.
 
 use std::io::{BufRead, BufReader};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::clock::lock;
@@ -23,8 +25,17 @@ use crate::time::Time;
 
 struct Shared {
     lines: Mutex<Vec<String>>,
+    /// Signalled when the source took the buffered lines.
+    drained: Condvar,
     stopped: AtomicBool,
     connection: Mutex<Option<TcpStream>>,
+}
+
+impl Shared {
+    fn take(&self, out: &mut Vec<String>) {
+        out.append(&mut lock(&self.lines));
+        self.drained.notify_all();
+    }
 }
 
 struct SocketDriver {
@@ -33,16 +44,17 @@ struct SocketDriver {
 
 impl SourceDriver<String> for SocketDriver {
     fn poll(&mut self, _open: Time, out: &mut Vec<String>) -> bool {
-        out.append(&mut lock(&self.shared.lines));
+        self.shared.take(out);
         false
     }
 
     fn close(&mut self, _t: Time, out: &mut Vec<String>) {
-        out.append(&mut lock(&self.shared.lines));
+        self.shared.take(out);
     }
 
     fn finish(&mut self) {
         self.shared.stopped.store(true, Ordering::Release);
+        self.shared.drained.notify_all();
         if let Some(c) = lock(&self.shared.connection).take() {
             let _ = c.shutdown(Shutdown::Both);
         }
@@ -148,12 +160,26 @@ impl Receiver {
         }
     }
 
+    /// Hands lines to the source; while the buffer is full, waits (and so stops reading the
+    /// connection: TCP pushes back on the sender).
     fn deliver(&self, ready: &mut Vec<String>, rt: &Runtime) {
         if ready.is_empty() {
             return;
         }
         let n = ready.len() as u64;
-        lock(&self.shared.lines).append(ready);
+        let max = rt.settings.max_buffered_records;
+        let mut lines = lock(&self.shared.lines);
+        while lines.len() >= max && !self.shared.stopped.load(Ordering::Acquire) && !rt.stopping() {
+            let _ = self.env.activator.activate();
+            lines = self
+                .shared
+                .drained
+                .wait_timeout(lines, std::time::Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        lines.append(ready);
+        drop(lines);
         let _ = self.env.activator.activate();
         rt.add_received(n);
     }
@@ -180,6 +206,7 @@ impl StreamingContext {
             let s = source(env, name, id, move |senv| {
                 let shared = Arc::new(Shared {
                     lines: Mutex::new(Vec::new()),
+                    drained: Condvar::new(),
                     stopped: AtomicBool::new(false),
                     connection: Mutex::new(None),
                 });
