@@ -171,10 +171,15 @@ def profile(rate):
     gen = subprocess.Popen([BENCH, "loadgen", "--port", str(port), "--schedule", f"{rate}:{STEP_S}"],
                            stderr=subprocess.DEVNULL)
     time.sleep(0.3)
-    subprocess.run(["perf", "record", "-F", "499", "-g", "-o", data, "--", BENCH, "socket", "--workload", "wordcount",
-                    "--port", str(port), "--seconds", str(STEP_S), "--csv", os.path.join(WORK, "perf.csv")],
-                   capture_output=True)
-    gen.wait(timeout=60)
+    rec = subprocess.run(["perf", "record", "-F", "499", "-g", "-o", data, "--", BENCH, "socket", "--workload",
+                          "wordcount", "--port", str(port), "--seconds", str(STEP_S), "--csv",
+                          os.path.join(WORK, "perf.csv")], capture_output=True, text=True)
+    try:
+        gen.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        gen.kill()
+    if rec.returncode != 0:
+        return f"(no profile: perf record failed: {rec.stderr.strip()[-300:]})"
     report = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "symbol", "--stdio"],
                             capture_output=True, text=True).stdout
     top = [" ".join(l.split()[:1] + l.split()[2:])[:110] for l in report.splitlines() if l.strip()[:1].isdigit()][:12]
