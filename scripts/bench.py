@@ -26,7 +26,7 @@ JAVA_FLAGS = ["-XX:+IgnoreUnrecognizedVMOptions", "-XX:+ExitOnOutOfMemoryError",
 QUICK = MODE == "quick"
 STEP_S = 8 if QUICK else 20
 IGNORE_S = 3 if QUICK else 5
-LOAD_S = 15 if QUICK else 60
+LOAD_S = 12 if QUICK else 60
 RATES = {
     ("ember", "wordcount"): [1_000_000, 2_000_000, 3_000_000, 4_000_000],
     ("spark", "wordcount"): [250_000, 500_000, 750_000, 1_000_000],
@@ -155,7 +155,7 @@ def at_load(system, workload, rate):
 def smallest_interval(rate=100_000):
     best = None
     for ms in [1000, 100, 10, 1]:
-        res = run("ember", "wordcount", [(rate, STEP_S)], batch_ms=ms)
+        res = run("ember", "wordcount", [(rate, 6 if QUICK else STEP_S)], batch_ms=ms)
         if not step_stable(res, 0, ms):
             break
         best = ms
