@@ -74,6 +74,8 @@ pub const KEYS: &[Key] = &[
     Key { name: "cluster.workers", kind: Kind::Int, default: "1", doc: "Cluster mode: worker threads per process." },
     Key { name: "flow.max_batches_in_flight", kind: Kind::Int, default: "2",
         doc: "Sources close a batch only while fewer than this many closed batches wait to complete; when processing falls behind, input waits at the source instead of piling up in the dataflow (Ember's own, beyond Spark)." },
+    Key { name: "checkpoint.sync", kind: Kind::Bool, default: "true",
+        doc: "Sync checkpoint files and their directories to disk before a checkpoint counts as written." },
     Key { name: "receiver.max_buffered_records", kind: Kind::Int, default: "1000000",
         doc: "A receiver holds at most this many records not yet taken by a batch; when full it stops reading its connection, so TCP pushes back on the sender." },
     Key { name: "receiver.max_line_bytes", kind: Kind::Int, default: "1048576",
@@ -189,6 +191,7 @@ impl Conf {
             manual_start: conf.millis("clock.manual.start")?,
             max_line_bytes: conf.int("receiver.max_line_bytes")? as usize,
             max_batches_in_flight: conf.int("flow.max_batches_in_flight")?.max(1),
+            checkpoint_sync: conf.bool("checkpoint.sync")?,
             max_buffered_records: (conf.int("receiver.max_buffered_records")? as usize).max(1),
             restart_delay_ms: conf.millis("receiver.restart_delay")?,
             file_min_remember_ms: conf.millis("file_stream.min_remember")?,
@@ -305,6 +308,7 @@ pub(crate) struct Settings {
     pub manual_start: u64,
     pub max_line_bytes: usize,
     pub max_batches_in_flight: u64,
+    pub checkpoint_sync: bool,
     pub max_buffered_records: usize,
     pub restart_delay_ms: u64,
     pub file_min_remember_ms: u64,
@@ -312,6 +316,14 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// Workers in the whole job.
+    pub fn total_workers(&self) -> usize {
+        match &self.master {
+            Master::Local(n) => *n,
+            Master::Cluster { hosts, workers, .. } => hosts.len() * workers,
+        }
+    }
+
     /// Worker threads in this process.
     pub fn local_workers(&self) -> usize {
         match &self.master {

@@ -36,7 +36,10 @@ struct Inner {
     graph: Graph,
     deferred: Option<Error>,
     runtime: Option<Arc<Runtime>>,
-    stateful: Vec<String>,
+    stateful: Vec<(String, u64)>,
+    checkpoint_dir: Option<std::path::PathBuf>,
+    checkpoint_intervals: Vec<u64>,
+    recovered: Option<crate::checkpoint::Commit>,
     guards: Option<timely::communication::WorkerGuards<Result<()>>>,
 }
 
@@ -84,9 +87,22 @@ impl Shared {
         lock(&self.inner).deferred.get_or_insert(e);
     }
 
-    /// Remembers a stateful operation, for the warning at start.
-    pub(crate) fn note_stateful(&self, op: &str) {
-        lock(&self.inner).stateful.push(op.to_owned());
+    /// Remembers a stateful operation and its slide (for the checkpoint interval and the
+    /// warning at start).
+    pub(crate) fn note_stateful(&self, op: &str, slide: u64) {
+        lock(&self.inner).stateful.push((op.to_owned(), slide));
+    }
+
+    /// A checkpoint interval asked for by a stream.
+    pub(crate) fn request_checkpoint_interval(&self, op: &str, interval: u64, slide: u64) {
+        if interval < slide || interval % slide != 0 {
+            self.defer(Error::declaration(
+                op,
+                format!("the checkpoint interval ({interval} ms) must be a multiple of the stream's slide duration ({slide} ms)"),
+            ));
+            return;
+        }
+        lock(&self.inner).checkpoint_intervals.push(interval);
     }
 
     pub(crate) fn same_context(&self, other: &Shared) -> bool {
@@ -144,6 +160,9 @@ impl StreamingContext {
                     deferred: None,
                     runtime: None,
                     stateful: Vec::new(),
+                    checkpoint_dir: None,
+                    checkpoint_intervals: Vec::new(),
+                    recovered: None,
                     guards: None,
                 }),
             }),
@@ -247,19 +266,42 @@ impl StreamingContext {
     fn launch(&self, inner: &mut Inner) -> Result<()> {
         let s = &self.shared;
         let graph = Arc::new(std::mem::take(&mut inner.graph));
-        if !inner.stateful.is_empty() {
+        if !inner.stateful.is_empty() && inner.checkpoint_dir.is_none() {
+            let ops: Vec<&str> = inner.stateful.iter().map(|(op, _)| op.as_str()).collect();
             tracing::warn!(
-                "{} keep(s) state in memory only: without a checkpoint directory it is lost when the job stops",
-                inner.stateful.join(", ")
+                "{} keep(s) state in memory only: without a checkpoint directory (StreamingContext::checkpoint) it is lost when the job stops",
+                ops.join(", ")
             );
         }
         for line in graph.describe() {
             tracing::debug!("plan {line}");
         }
         let bus = ListenerBus::start(Arc::clone(&s.listeners));
-        let rt = Arc::new(Runtime::new(Arc::clone(&s.settings), Arc::clone(&s.clock), s.batch_ms, graph, bus));
+        let mut rt = Runtime::new(Arc::clone(&s.settings), Arc::clone(&s.clock), s.batch_ms, graph, bus);
         let now = s.clock.now_millis();
-        rt.set_zero(now / s.batch_ms * s.batch_ms);
+        let zero = inner.recovered.as_ref().map_or(now / s.batch_ms * s.batch_ms, |c| c.zero);
+        if let Some(c) = &inner.recovered {
+            let workers = s.settings.total_workers();
+            if c.workers != workers {
+                return Err(Error::Recovery(format!(
+                    "checkpoint {} was taken with {} workers and this job has {workers}; state is partitioned by worker, so recover with the same number",
+                    c.time, c.workers
+                )));
+            }
+            if let Some(m) = &s.manual {
+                m.set(c.time);
+            }
+            tracing::info!("recovering from checkpoint {} (zero time {})", c.time, c.zero);
+        }
+        if let Some(dir) = &inner.checkpoint_dir {
+            let interval = checkpoint_interval(s.batch_ms, &inner.stateful, &inner.checkpoint_intervals);
+            tracing::info!("checkpointing to {} every {interval} ms", dir.display());
+            rt.checkpoints =
+                Some(Arc::new(crate::checkpoint::Checkpoints::open(dir, interval, zero, s.settings.checkpoint_sync)?));
+        }
+        rt.recovered = inner.recovered.clone();
+        let rt = Arc::new(rt);
+        rt.set_zero(zero);
         rt.post(Event::StreamingStarted(now));
         let (config, cluster) = match &s.settings.master {
             Master::Local(n) => (timely::Config::process(*n), false),
@@ -354,7 +396,11 @@ impl StreamingContext {
                 let now = rt.now();
                 let closed = grid.floor(now).unwrap_or(zero);
                 let end = if graceful { closed + grid.slide } else { closed };
-                rt.request_stop(end);
+                if graceful {
+                    rt.request_stop_with_checkpoint(end);
+                } else {
+                    rt.request_stop(end);
+                }
                 rt.wait(None, |p| p.finished).ok();
                 let mut result = Ok(());
                 if let Some(g) = guards {
@@ -374,6 +420,72 @@ impl StreamingContext {
         release_active(self.shared.id);
         tracing::info!("StreamingContext stopped successfully");
         result
+    }
+
+    /// Sets the checkpoint directory: state, source positions and the batch log are saved there,
+    /// and [`get_or_create`](Self::get_or_create) recovers from it. Call before `start`.
+    pub fn checkpoint(&self, dir: impl Into<std::path::PathBuf>) {
+        let mut inner = lock(&self.shared.inner);
+        if let Some(e) = state_error(inner.state, "checkpoint") {
+            inner.deferred.get_or_insert(e);
+            return;
+        }
+        inner.checkpoint_dir = Some(dir.into());
+    }
+
+    /// Recovers the context from the newest intact checkpoint in `dir`, or builds a fresh one.
+    ///
+    /// `build` always runs — closures cannot be saved, so the program's own code rebuilds the
+    /// graph — and must declare the same streams and outputs (same kinds, names and order) as
+    /// the program that wrote the checkpoint; a changed graph is an error naming the first
+    /// difference. Closures may change. With a checkpoint, the job keeps its batch grid, restores
+    /// every operator's state and every source's position, and re-runs the batches after the
+    /// checkpoint with the same inputs; outputs run again for them (`save_as_text_files`
+    /// overwrites). A directory whose commit records are all unreadable is an error, never a
+    /// silent fresh start.
+    pub fn get_or_create(
+        dir: impl AsRef<std::path::Path>,
+        build: impl FnOnce() -> Result<StreamingContext>,
+    ) -> Result<StreamingContext> {
+        let dir = dir.as_ref();
+        let ssc = build()?;
+        {
+            let mut inner = lock(&ssc.shared.inner);
+            if inner.checkpoint_dir.is_none() {
+                inner.checkpoint_dir = Some(dir.to_path_buf());
+            }
+        }
+        if let Some(commit) = crate::checkpoint::latest_commit(dir)? {
+            ssc.recover_from(commit)?;
+        }
+        Ok(ssc)
+    }
+
+    fn recover_from(&self, commit: crate::checkpoint::Commit) -> Result<()> {
+        let mut inner = lock(&self.shared.inner);
+        if commit.batch_ms != self.shared.batch_ms {
+            return Err(Error::Recovery(format!(
+                "the batch interval changed: the checkpoint has {} ms, the program {} ms",
+                commit.batch_ms, self.shared.batch_ms
+            )));
+        }
+        let now = inner.graph.describe();
+        if let Some(i) = (0..now.len().max(commit.fingerprint.len())).find(|&i| now.get(i) != commit.fingerprint.get(i))
+        {
+            let show = |l: Option<&String>| l.map_or("(nothing)".to_owned(), |l| format!("`{l}`"));
+            return Err(Error::Recovery(format!(
+                "the program's streams differ from the checkpoint's at entry {i}: the checkpoint has {}, the program has {}",
+                show(commit.fingerprint.get(i)),
+                show(now.get(i))
+            )));
+        }
+        if inner.graph.inputs.iter().any(|n| n == "queue stream") {
+            return Err(Error::Recovery(
+                "queue_stream does not support checkpointing; do not use it with a checkpoint directory".into(),
+            ));
+        }
+        inner.recovered = Some(commit);
+        Ok(())
     }
 
     /// Testing: starts the context if needed, advances the manual clock by `n` batch intervals and
@@ -424,6 +536,25 @@ impl Drop for StreamingContext {
             let _ = self.stop(false);
         }
     }
+}
+
+/// The job's checkpoint interval: a multiple of every stateful stream's slide (and of the batch
+/// interval) — the least common multiple of the intervals streams asked for, or else the smallest
+/// such multiple of at least 10 s.
+fn checkpoint_interval(batch_ms: u64, stateful: &[(String, u64)], requested: &[u64]) -> u64 {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    let lcm = |a: u64, b: u64| a / gcd(a, b) * b;
+    let base = stateful.iter().map(|(_, s)| *s).fold(batch_ms, lcm);
+    if !requested.is_empty() {
+        return requested.iter().copied().fold(base, lcm);
+    }
+    base * 10_000u64.div_ceil(base).max(1)
 }
 
 fn release_active(id: usize) {

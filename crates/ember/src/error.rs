@@ -61,6 +61,17 @@ pub enum Error {
     /// Starting or running the timely execution failed (e.g. the cluster could not connect).
     #[error("execution failed: {0}")]
     Execution(String),
+    /// A checkpoint file that does not read back (truncated, a flipped byte, another format).
+    #[error("corrupt checkpoint file `{what}`: {reason}")]
+    Corrupt {
+        /// The file.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Recovering from a checkpoint directory failed.
+    #[error("cannot recover from the checkpoint: {0}")]
+    Recovery(String),
     /// A broken invariant inside Ember: a bug, please report it.
     #[error("internal error (a bug in Ember): {0}")]
     Internal(String),

@@ -66,6 +66,7 @@
 
 #![forbid(missing_docs)]
 
+mod checkpoint;
 pub mod clock;
 pub mod conf;
 mod context;

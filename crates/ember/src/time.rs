@@ -52,6 +52,11 @@ impl Grid {
         self.zero + self.slide
     }
 
+    /// The first grid time after `t`.
+    pub fn first_after(&self, t: u64) -> u64 {
+        self.ceil(t + 1)
+    }
+
     /// The smallest grid time `>= t` (and after zero).
     pub fn ceil(&self, t: u64) -> u64 {
         if t <= self.zero {

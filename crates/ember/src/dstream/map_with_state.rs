@@ -191,7 +191,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         let (func, initial, want) =
             (spec.func, Arc::new(std::sync::Mutex::new(spec.initial)), Arc::clone(&want_snapshots));
         let slide = self.slide;
-        self.ctx.note_stateful("map_with_state");
+        self.ctx.note_stateful("map_with_state", self.slide);
         let all = self.derive("map_with_state", move |env, s| {
             let (func, want) = (Arc::clone(&func), Arc::clone(&want));
             // Initial states count as updated at the start: they time out after idling from there.
@@ -202,7 +202,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                     .map(|(k, s)| (k, (s, start)))
                     .collect(),
             });
-            env.register_state("map_with_state", handle);
+            let saver = env.register_state("map_with_state", handle);
             batch_unary(
                 s,
                 by_key::<K, V>(),
@@ -248,6 +248,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                     if want.load(Ordering::Acquire) {
                         out.extend(states.values.iter().map(|(k, (s, _))| Emitted::Snapshot(k.clone(), s.clone())));
                     }
+                    saver.after_batch(now);
                 },
             )
         });

@@ -76,6 +76,18 @@ impl<T: Data> DStream<T> {
         DStream::from_node(ctx, node, slide)
     }
 
+    /// Asks for this stream's state to be checkpointed every `interval` (a multiple of its
+    /// slide). Ember checkpoints all state of a job together, at the least common multiple of the
+    /// intervals asked for (by default: the smallest multiple of every stateful stream's slide of
+    /// at least 10 s).
+    pub fn checkpoint(&self, interval: std::time::Duration) -> DStream<T> {
+        match crate::time::whole_millis("the checkpoint interval", interval) {
+            Ok(ms) => self.ctx.request_checkpoint_interval("checkpoint", ms, self.slide),
+            Err(e) => self.ctx.defer(crate::Error::declaration("checkpoint", e.to_string())),
+        }
+        self.clone()
+    }
+
     /// The stream's slide: how often it produces a batch (the batch interval for non-window streams).
     pub fn slide_duration(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.slide)

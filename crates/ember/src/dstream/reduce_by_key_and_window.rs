@@ -140,7 +140,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             move |env| {
                 let (f, inv, keep) = (Arc::clone(&f), Arc::clone(&inv), keep.clone());
                 let (running, handle) = shared(RunningWindow::<K, V>::default());
-                env.register_state(op, handle);
+                let saver = env.register_state(op, handle);
                 Box::new(move |t: Time, w: &WindowSpec, panes: &Panes<Vec<(K, V)>>, out: &mut Vec<(K, V)>| {
                     let running = &mut *running.borrow_mut();
                     let t = t.millis();
@@ -170,6 +170,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                         running.values.retain(|k, v| keep(k, v));
                     }
                     out.extend(running.values.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    saver.after_batch(t);
                 })
             },
         )

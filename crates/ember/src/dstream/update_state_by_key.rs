@@ -70,12 +70,12 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ) -> DStream<(K, S)> {
         let (f, initial) = (Arc::new(f), Arc::new(std::sync::Mutex::new(initial)));
         let slide = self.slide;
-        self.ctx.note_stateful("update_state_by_key");
+        self.ctx.note_stateful("update_state_by_key", self.slide);
         self.derive("update_state_by_key", move |env, s| {
             let f = Arc::clone(&f);
             let (state, handle) =
                 shared(StateMap { values: owned(&crate::clock::lock(&initial), env.index, env.peers) });
-            env.register_state("update_state_by_key", handle);
+            let saver = env.register_state("update_state_by_key", handle);
             batch_unary(
                 s,
                 by_key::<K, V>(),
@@ -84,7 +84,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 Arc::clone(&env.rt),
                 FxHashMap::<K, Vec<V>>::default,
                 |acc, data: &mut Vec<(K, V)>| data.drain(..).for_each(|(k, v)| acc.entry(k).or_default().push(v)),
-                move |_t, new, out| {
+                move |t, new, out| {
                     let mut state = state.borrow_mut();
                     let mut old = std::mem::take(&mut state.values);
                     let mut next = FxHashMap::with_capacity_and_hasher(old.len() + new.len(), Default::default());
@@ -101,6 +101,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                     }
                     state.values = next;
                     out.extend(state.values.iter().map(|(k, s)| (k.clone(), s.clone())));
+                    drop(state);
+                    saver.after_batch(t.millis());
                 },
             )
         })

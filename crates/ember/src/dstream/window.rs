@@ -109,14 +109,14 @@ impl<T: Data> DStream<T> {
             }
         };
         let (pane, emit) = (Arc::new(pane), Arc::new(emit));
-        self.ctx.note_stateful(op);
+        self.ctx.note_stateful(op, self.slide);
         self.derive_with_slide(op, spec.slide, move |env: &mut BuildEnv<'_>, s: Batches<'_, T>| {
             let parent_grid = env.grid(spec.parent);
             let out_grid = Grid { zero: env.zero, slide: spec.slide };
             let pane = Arc::clone(&pane);
             let mut emit = emit(env);
             let (panes, handle) = shared(Panes::<P>::default());
-            env.register_state(op, handle);
+            let saver = env.register_state(op, handle);
             batch_unary(
                 s,
                 local(),
@@ -132,6 +132,8 @@ impl<T: Data> DStream<T> {
                     if out_grid.contains(tm) {
                         emit(t, &spec, &panes, out);
                     }
+                    drop(panes);
+                    saver.after_batch(tm);
                 },
             )
         })

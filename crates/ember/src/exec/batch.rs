@@ -64,7 +64,7 @@ where
     P: ParallelizationContract<u64, Vec<T>>,
 {
     stream.unary_frontier::<CapacityContainerBuilder<Vec<U>>, _, _, _>(pact, name, move |mut cap, _| {
-        cap.downgrade(&grid.first());
+        cap.downgrade(&grid.first_after(rt.start()));
         let mut cap = Some(cap);
         let mut pending: BTreeMap<u64, A> = BTreeMap::new();
         let mut out = Vec::new();
@@ -118,7 +118,7 @@ where
         pacts.1,
         name,
         move |mut cap, _| {
-            cap.downgrade(&grid.first());
+            cap.downgrade(&grid.first_after(rt.start()));
             let mut cap = Some(cap);
             let mut pending: BTreeMap<u64, (A, B)> = BTreeMap::new();
             let mut out = Vec::new();

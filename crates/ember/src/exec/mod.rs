@@ -58,6 +58,8 @@ pub(crate) struct BuildEnv<'s> {
     pub driver_log: Rc<RefCell<DriverLog>>,
     /// The state containers of this worker's stateful operators, by name.
     pub states: Vec<(String, state::StateHandle)>,
+    /// The first error met while building.
+    failed: Option<Error>,
 }
 
 impl<'s> BuildEnv<'s> {
@@ -71,10 +73,34 @@ impl<'s> BuildEnv<'s> {
         self.index == 0
     }
 
-    /// Registers a stateful operator's container for checkpoints, named by node and operator.
-    pub fn register_state(&mut self, op: &str, handle: state::StateHandle) {
-        let name = format!("node-{}/{op}/{}", self.current, self.states.len());
-        self.states.push((name, handle));
+    /// Registers a stateful operator's container for checkpoints, named by node and operator;
+    /// when recovering, restores it from the checkpoint first. The operator calls the returned
+    /// saver after every batch it processed.
+    pub fn register_state(&mut self, op: &str, handle: state::StateHandle) -> state::StateSaver {
+        let name = format!("node-{}.{op}.{}", self.current, self.states.len());
+        if let (Some(ck), Some(commit)) = (self.rt.checkpoints.as_deref(), self.rt.recovered.as_ref()) {
+            let restored = ck
+                .get_state(commit.time, self.index, &name)
+                .and_then(|bytes| {
+                    bytes.ok_or_else(|| {
+                        Error::Recovery(format!(
+                            "checkpoint {} has no state for `{name}` of worker {}",
+                            commit.time, self.index
+                        ))
+                    })
+                })
+                .and_then(|bytes| handle.borrow_mut().restore(&bytes));
+            if let Err(e) = restored {
+                self.failed.get_or_insert(e);
+            }
+        }
+        self.states.push((name.clone(), handle.clone()));
+        state::StateSaver { rt: Arc::clone(&self.rt), worker: self.index, name, handle }
+    }
+
+    /// Keeps the first error met while building (e.g. a state that does not restore).
+    pub fn fail(&mut self, e: Error) {
+        self.failed.get_or_insert(e);
     }
 
     /// Records the stream built for the current node.
@@ -218,10 +244,14 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
                 metrics: Vec::new(),
                 driver_log: Rc::clone(&driver_log),
                 states: Vec::new(),
+                failed: None,
             };
             for (id, node) in rt.graph.nodes.iter().enumerate() {
                 env.current = id;
                 (node.build)(&mut env)?;
+                if let Some(e) = env.failed.take() {
+                    return Err(e);
+                }
             }
             let done = output::build_stage(&mut env)?;
             done.probe_with(&probe);
@@ -229,8 +259,9 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
         })?;
 
     let is_driver = index == 0;
-    let mut next_boundary = grid.first();
-    let mut completed = 0u64;
+    let start = rt.start();
+    let mut next_boundary = grid.first_after(start);
+    let mut completed = start;
     let mut seen_completed = 0u64;
     loop {
         let now = rt.now();
@@ -255,10 +286,10 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
             for a in &sources {
                 a.activate();
             }
-            next_boundary = grid.floor(now).map_or(grid.first(), |f| f + grid.slide);
+            next_boundary = grid.first_after(now.max(start));
         }
         if local_leader {
-            completed = track_completion(rt, &probe, grid, completed, is_driver, &driver_log);
+            completed = track_completion(rt, &probe, grid, completed, is_driver, peers, &driver_log);
         }
         let park = if stopping { None } else { rt.clock.park_for(next_boundary) };
         if !worker.step_or_park(park) {
@@ -266,7 +297,7 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
         }
     }
     if local_leader {
-        track_completion(rt, &probe, grid, completed, is_driver, &driver_log);
+        track_completion(rt, &probe, grid, completed, is_driver, peers, &driver_log);
     }
     if tracing::enabled!(tracing::Level::DEBUG) {
         for (name, handle) in &states {
@@ -287,6 +318,7 @@ fn track_completion(
     grid: Grid,
     completed: u64,
     is_driver: bool,
+    peers: usize,
     log: &Rc<RefCell<DriverLog>>,
 ) -> u64 {
     let limit = probe.with_frontier(|f| f.first().copied());
@@ -303,7 +335,7 @@ fn track_completion(
     if is_driver {
         let now = rt.now();
         let mut log = log.borrow_mut();
-        let mut t = if completed == 0 { grid.first() } else { completed + grid.slide };
+        let mut t = completed + grid.slide;
         while t <= through {
             let mut info = log.batches.remove(&t).unwrap_or_else(|| {
                 let mut l = DriverLog::default();
@@ -320,6 +352,20 @@ fn track_completion(
             );
             rt.post(Event::BatchCompleted(info));
             rt.run_commits(t);
+            if let Some(ck) = rt.checkpoint_at(t) {
+                let commit = crate::checkpoint::Commit {
+                    time: t,
+                    zero: grid.zero,
+                    batch_ms: rt.batch_ms,
+                    workers: peers,
+                    fingerprint: rt.graph.describe(),
+                    accumulators: Default::default(),
+                };
+                match ck.commit(&commit) {
+                    Ok(()) => tracing::info!("checkpoint {t} committed"),
+                    Err(e) => rt.checkpoint_failed(e),
+                }
+            }
             t += grid.slide;
         }
     }

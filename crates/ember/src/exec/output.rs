@@ -118,7 +118,7 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
     builder.build(move |mut caps| {
         let mut cap = caps.pop();
         if let Some(c) = cap.as_mut() {
-            c.downgrade(&batch_grid.first());
+            c.downgrade(&batch_grid.first_after(rt.start()));
         }
         let mut counts: BTreeMap<u64, Vec<(usize, u64)>> = BTreeMap::new();
         move |frontiers| {

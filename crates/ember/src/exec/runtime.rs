@@ -44,6 +44,14 @@ pub(crate) struct Runtime {
     stopping: AtomicBool,
     final_time: AtomicU64,
     completed: AtomicU64,
+    /// The batch the job starts after: zero when fresh, the checkpoint's time when recovered.
+    start: AtomicU64,
+    /// The checkpoint directory, when checkpointing.
+    pub checkpoints: Option<Arc<crate::checkpoint::Checkpoints>>,
+    /// The checkpoint recovered from, if any.
+    pub recovered: Option<crate::checkpoint::Commit>,
+    /// Whether the final batch of a graceful stop is checkpointed.
+    final_checkpoint: AtomicBool,
     progress: Mutex<Progress>,
     changed: Condvar,
     workers: Mutex<Vec<Thread>>,
@@ -75,6 +83,10 @@ impl Runtime {
             stopping: AtomicBool::new(false),
             final_time: AtomicU64::new(NOT_SET),
             completed: AtomicU64::new(0),
+            start: AtomicU64::new(0),
+            checkpoints: None,
+            recovered: None,
+            final_checkpoint: AtomicBool::new(false),
             progress: Mutex::new(Progress::default()),
             changed: Condvar::new(),
             workers: Mutex::new(Vec::new()),
@@ -109,6 +121,12 @@ impl Runtime {
         self.stopping.load(Ordering::Acquire)
     }
 
+    /// Like `request_stop`, and checkpoints the final batch (a graceful stop).
+    pub fn request_stop_with_checkpoint(&self, final_time: u64) {
+        self.final_checkpoint.store(true, Ordering::Release);
+        self.request_stop(final_time);
+    }
+
     /// Asks every source to close its batches through `final_time` and end.
     pub fn request_stop(&self, final_time: u64) {
         self.final_time.store(final_time, Ordering::Release);
@@ -139,8 +157,35 @@ impl Runtime {
     }
 
     pub fn set_zero(&self, zero: u64) {
-        lock(&self.progress).zero.get_or_insert(zero);
+        let mut p = lock(&self.progress);
+        let zero = *p.zero.get_or_insert(zero);
+        let start = self.recovered.as_ref().map_or(zero, |c| c.time);
+        self.start.store(start, Ordering::Release);
+        self.completed.store(start, Ordering::Release);
+        p.completed_through = p.completed_through.max(start);
         self.changed.notify_all();
+    }
+
+    /// The batch the job starts after (zero, or the recovered checkpoint's time).
+    pub fn start(&self) -> u64 {
+        self.start.load(Ordering::Acquire)
+    }
+
+    /// Whether state and positions are saved after batch `t`.
+    pub fn checkpoint_at(&self, t: u64) -> Option<&crate::checkpoint::Checkpoints> {
+        let ck = self.checkpoints.as_deref()?;
+        let at_final = self.final_checkpoint.load(Ordering::Acquire) && self.final_time() == Some(t);
+        (ck.is_checkpoint_time(t) || at_final).then_some(ck)
+    }
+
+    /// A write to the checkpoint directory failed: the job stops with the error, and the last
+    /// committed checkpoint stays as it was.
+    pub fn checkpoint_failed(&self, e: Error) {
+        self.report_error(e);
+        if !self.stopping() {
+            let done = self.completed();
+            self.request_stop(done);
+        }
     }
 
     pub fn zero(&self) -> Option<u64> {

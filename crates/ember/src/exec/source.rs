@@ -31,6 +31,16 @@ pub(crate) trait SourceDriver<T>: 'static {
 
     /// The source ends (the context stops).
     fn finish(&mut self) {}
+
+    /// The position to checkpoint after a closed batch (encoded), if the source has one.
+    fn position(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Restores a position saved by `position`.
+    fn restore(&mut self, _position: &[u8]) -> crate::Result<()> {
+        Ok(())
+    }
 }
 
 /// What a source driver may need from its worker.
@@ -62,6 +72,15 @@ pub(crate) fn source<'s, T: Data>(
         index: env.index,
         activator: env.scope.worker().sync_activator_for(info.address.to_vec()),
     });
+    if let (Some(ck), Some(commit)) = (env.rt.checkpoints.as_deref(), env.rt.recovered.as_ref()) {
+        let restored = ck
+            .get_position::<Vec<u8>>(commit.time, stream_id, env.index)
+            .and_then(|p| p.map_or(Ok(()), |bytes| driver.restore(&bytes)));
+        if let Err(e) = restored {
+            env.fail(e);
+        }
+    }
+    let index = env.index;
     let rt = Arc::clone(&env.rt);
     let grid = env.grid(rt.batch_ms);
     let in_flight = rt.settings.max_batches_in_flight;
@@ -70,9 +89,9 @@ pub(crate) fn source<'s, T: Data>(
         let mut count_cap = caps.pop();
         let mut data_cap = caps.pop();
         for c in data_cap.iter_mut().chain(count_cap.iter_mut()) {
-            c.downgrade(&grid.first());
+            c.downgrade(&grid.first_after(rt.start()));
         }
-        let mut open = grid.first();
+        let mut open = grid.first_after(rt.start());
         let mut records = 0u64;
         let mut buf = Vec::new();
         move |_frontiers| {
@@ -88,7 +107,7 @@ pub(crate) fn source<'s, T: Data>(
                 // dataflow with ever more open batches.
                 None => {
                     let due = grid.floor(rt.now()).unwrap_or(0);
-                    let done = rt.completed().max(grid.zero);
+                    let done = rt.completed().max(rt.start());
                     due.min(done + in_flight * grid.slide)
                 }
             };
@@ -104,6 +123,13 @@ pub(crate) fn source<'s, T: Data>(
                     count_session.session(&*ccap).give((stream_id, records));
                 }
                 records = 0;
+                if let Some(ck) = rt.checkpoint_at(open) {
+                    if let Some(p) = driver.position() {
+                        if let Err(e) = ck.put_position(open, stream_id, index, &p) {
+                            rt.checkpoint_failed(e);
+                        }
+                    }
+                }
                 open += grid.slide;
                 dcap.downgrade(&open);
                 ccap.downgrade(&open);
@@ -117,7 +143,7 @@ pub(crate) fn source<'s, T: Data>(
             // While an earlier batch than the last closed one is still unfinished, records stay at
             // the source (a receiver's bounded buffer, then TCP) instead of queueing in the
             // dataflow; the next close takes them.
-            let behind = rt.completed().max(grid.zero) + grid.slide < open - grid.slide;
+            let behind = rt.completed().max(rt.start()) + grid.slide < open - grid.slide;
             let more = !behind && driver.poll(Time::from_millis(open), &mut buf);
             records += buf.len() as u64;
             if !buf.is_empty() {

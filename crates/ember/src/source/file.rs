@@ -21,6 +21,7 @@ use crate::exec::source::{source, SourceDriver};
 use crate::time::Time;
 
 struct FileDriver {
+    input: usize,
     dir: PathBuf,
     initial_threshold: u64,
     remember_ms: u64,
@@ -100,7 +101,24 @@ impl FileDriver {
 impl SourceDriver<String> for FileDriver {
     fn close(&mut self, t: Time, out: &mut Vec<String>) {
         let t = t.millis();
-        let files = self.select(t);
+        // The batch log: a batch re-run after a recovery reads the files it read the first time.
+        let logged = self.rt.checkpoints.as_deref().map(|ck| ck.get_batch_log::<Vec<PathBuf>>(t, self.input));
+        let files = match logged {
+            Some(Ok(Some(files))) => files,
+            Some(Err(e)) => {
+                self.rt.checkpoint_failed(e);
+                Vec::new()
+            }
+            Some(Ok(None)) | None => {
+                let files = self.select(t);
+                if let Some(ck) = self.rt.checkpoints.as_deref() {
+                    if let Err(e) = ck.put_batch_log(t, self.input, &files) {
+                        self.rt.checkpoint_failed(e);
+                    }
+                }
+                files
+            }
+        };
         for f in &files {
             self.read(f, out);
         }
@@ -110,6 +128,16 @@ impl SourceDriver<String> for FileDriver {
         self.selected.insert(t, files);
         let keep_after = t.saturating_sub(self.remember_ms);
         self.selected.retain(|&bt, _| bt > keep_after);
+    }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        bincode::serialize(&self.selected).ok()
+    }
+
+    fn restore(&mut self, position: &[u8]) -> crate::Result<()> {
+        self.selected = bincode::deserialize(position)
+            .map_err(|e| crate::Error::Corrupt { what: "file stream position".into(), reason: e.to_string() })?;
+        Ok(())
     }
 }
 
@@ -126,6 +154,7 @@ impl StreamingContext {
             let s = source(env, name, id, move |senv| -> Box<dyn SourceDriver<String>> {
                 if driver {
                     Box::new(FileDriver {
+                        input: id,
                         dir,
                         initial_threshold: created,
                         remember_ms,

@@ -32,7 +32,7 @@ pub struct LineGenerator {
     words: Vec<String>,
     cdf: Vec<f64>,
     words_per_line: usize,
-    state: u64,
+    pub(crate) state: u64,
 }
 
 const SYLLABLES: [&str; 16] =
@@ -124,6 +124,19 @@ impl SourceDriver<String> for GeneratedDriver {
         let n = self.share.saturating_sub(self.produced);
         out.extend((0..n).map(|_| self.generator.next_line()));
         self.produced = 0;
+    }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        Some(self.generator.state.to_le_bytes().to_vec())
+    }
+
+    fn restore(&mut self, position: &[u8]) -> crate::Result<()> {
+        let bytes: [u8; 8] = position.try_into().map_err(|_| crate::Error::Corrupt {
+            what: "generated text position".into(),
+            reason: "not 8 bytes".into(),
+        })?;
+        self.generator.state = u64::from_le_bytes(bytes);
+        Ok(())
     }
 }
 

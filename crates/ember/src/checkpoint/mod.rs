@@ -1,0 +1,175 @@
+//! Checkpoints, the batch log and recovery.
+//!
+//! Layout of a checkpoint directory (all names under a [`store::CheckpointStore`]):
+//!
+//! ```text
+//! state/<t>/w<worker>/<operator name>   one worker's snapshot of one stateful operator after batch t
+//! positions/<t>/<input id>-w<worker>    a source's position after batch t
+//! batchlog/<t>/<input id>               what defined batch t of an input (e.g. its file list),
+//!                                       written before the batch is processed
+//! commits/<t>                           the commit record: checkpoint t exists
+//! ```
+//!
+//! Every `checkpoint interval` (a multiple of every stateful stream's slide, by default the
+//! smallest such multiple of at least 10 s), each stateful operator writes its snapshot right
+//! after it processed batch `t` and each source its position after closing `t`; once batch `t`
+//! completed everywhere, the driver writes the commit record. A checkpoint without its commit
+//! record does not exist. Recovery takes the newest commit record that reads back intact
+//! (skipping corrupt ones with a warning), restores every operator and source, and re-runs the
+//! batches after it with the inputs logged for them. Older checkpoints are pruned (the newest
+//! `KEEP` are kept).
+
+pub(crate) mod codec;
+pub(crate) mod store;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use codec::Kind;
+use store::{CheckpointStore, LocalStore};
+
+/// How many committed checkpoints are kept.
+pub(crate) const KEEP: usize = 3;
+
+/// The commit record of checkpoint `t`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Commit {
+    /// The batch after which the checkpoint was taken.
+    pub time: u64,
+    /// The job's zero time: the batch grid survives restarts.
+    pub zero: u64,
+    pub batch_ms: u64,
+    /// Workers in the job: state is partitioned by worker.
+    pub workers: usize,
+    /// The plan's shape (see `Graph::describe`).
+    pub fingerprint: Vec<String>,
+    /// Accumulator values at `t`.
+    pub accumulators: BTreeMap<String, i64>,
+}
+
+/// The checkpoint directory of a running job, shared by its workers.
+pub(crate) struct Checkpoints {
+    store: Arc<dyn CheckpointStore>,
+    /// The checkpoint interval in milliseconds.
+    pub interval: u64,
+    pub zero: u64,
+}
+
+impl Checkpoints {
+    pub fn open(dir: &Path, interval: u64, zero: u64, sync: bool) -> Result<Self> {
+        Ok(Checkpoints { store: Arc::new(LocalStore::open(dir, sync)?), interval, zero })
+    }
+
+    /// Whether a checkpoint is taken after batch `t`.
+    pub fn is_checkpoint_time(&self, t: u64) -> bool {
+        t > self.zero && (t - self.zero) % self.interval == 0
+    }
+
+    pub fn put_state(&self, t: u64, worker: usize, name: &str, bytes: &[u8]) -> Result<()> {
+        self.store.put(&format!("state/{t}/w{worker}/{}", safe(name)), &codec::frame_bytes(Kind::State, bytes))
+    }
+
+    pub fn get_state(&self, t: u64, worker: usize, name: &str) -> Result<Option<Vec<u8>>> {
+        let what = format!("state/{t}/w{worker}/{}", safe(name));
+        match self.store.get(&what)? {
+            None => Ok(None),
+            Some(b) => Ok(Some(codec::unframe(Kind::State, &b, &what)?.to_vec())),
+        }
+    }
+
+    pub fn put_position<P: Serialize>(&self, t: u64, input: usize, worker: usize, p: &P) -> Result<()> {
+        self.store.put(&format!("positions/{t}/{input}-w{worker}"), &codec::encode(Kind::Position, p)?)
+    }
+
+    pub fn get_position<P: serde::de::DeserializeOwned>(
+        &self,
+        t: u64,
+        input: usize,
+        worker: usize,
+    ) -> Result<Option<P>> {
+        let what = format!("positions/{t}/{input}-w{worker}");
+        self.store.get(&what)?.map(|b| codec::decode(Kind::Position, &b, &what)).transpose()
+    }
+
+    pub fn put_batch_log<L: Serialize>(&self, t: u64, input: usize, entry: &L) -> Result<()> {
+        self.store.put(&format!("batchlog/{t}/{input}"), &codec::encode(Kind::BatchLog, entry)?)
+    }
+
+    pub fn get_batch_log<L: serde::de::DeserializeOwned>(&self, t: u64, input: usize) -> Result<Option<L>> {
+        let what = format!("batchlog/{t}/{input}");
+        self.store.get(&what)?.map(|b| codec::decode(Kind::BatchLog, &b, &what)).transpose()
+    }
+
+    /// Writes the commit record of `commit.time`, then prunes what older checkpoints left.
+    pub fn commit(&self, commit: &Commit) -> Result<()> {
+        self.store.put(&format!("commits/{}", commit.time), &codec::encode(Kind::Commit, commit)?)?;
+        self.prune()
+    }
+
+    fn prune(&self) -> Result<()> {
+        let mut times = committed_times(self.store.as_ref())?;
+        if times.len() <= KEEP {
+            return Ok(());
+        }
+        let keep_from = times[times.len() - KEEP];
+        times.retain(|&t| t < keep_from);
+        for t in times {
+            self.store.delete(&format!("commits/{t}"))?;
+        }
+        for area in ["state", "positions", "batchlog"] {
+            for name in self.store.list(area)? {
+                let t: u64 = name.rsplit('/').next().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+                // Batch logs after the oldest kept checkpoint are still needed to re-run batches.
+                if t < keep_from {
+                    self.store.delete(&name)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn committed_times(store: &dyn CheckpointStore) -> Result<Vec<u64>> {
+    let mut times: Vec<u64> =
+        store.list("commits")?.iter().filter_map(|n| n.rsplit('/').next().and_then(|s| s.parse().ok())).collect();
+    times.sort_unstable();
+    Ok(times)
+}
+
+/// The newest commit record of `dir` that reads back intact; corrupt ones are skipped with a
+/// warning. `Ok(None)` when the directory holds no commit record at all; an error when it holds
+/// some and none is readable (never a silent fresh start).
+pub(crate) fn latest_commit(dir: &Path) -> Result<Option<Commit>> {
+    let store = LocalStore::open(dir, false)?;
+    let times = committed_times(&store)?;
+    if times.is_empty() {
+        return Ok(None);
+    }
+    let mut problems = Vec::new();
+    for t in times.iter().rev() {
+        let what = format!("commits/{t}");
+        match store.get(&what)?.map(|b| codec::decode::<Commit>(Kind::Commit, &b, &what)) {
+            Some(Ok(c)) => return Ok(Some(c)),
+            Some(Err(e)) => {
+                tracing::warn!("skipping checkpoint {t}: {e}");
+                problems.push(e.to_string());
+            }
+            None => {}
+        }
+    }
+    Err(Error::Recovery(format!(
+        "the checkpoint directory {} holds {} commit record(s) and none is readable: {}",
+        dir.display(),
+        times.len(),
+        problems.join("; ")
+    )))
+}
+
+/// File names may not carry `/`.
+fn safe(name: &str) -> String {
+    name.replace('/', "_")
+}
