@@ -401,9 +401,16 @@ impl StreamingContext {
                 } else {
                     rt.request_stop(end);
                 }
-                rt.wait(None, |p| p.finished).ok();
+                // After a failure (a worker that died, a checkpoint that could not be written) the
+                // other workers may wait for ever for the dead one's progress: give them a while,
+                // then leave them.
+                let limit = rt.failed().then_some(Duration::from_secs(5));
+                let finished = rt.wait_finished(limit);
                 let mut result = Ok(());
-                if let Some(g) = guards {
+                if !finished {
+                    tracing::error!("workers did not finish after the job failed; leaving them");
+                    std::mem::forget(guards);
+                } else if let Some(g) = guards {
                     for r in g.join() {
                         if let Ok(Err(e)) | Err(e) = r.map_err(Error::Execution) {
                             if result.is_ok() {

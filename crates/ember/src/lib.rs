@@ -112,7 +112,7 @@ pub struct ReadmeDoctests;
 
 /// The names a streaming program needs.
 pub mod prelude {
-    pub use crate::{Conf, DStream, Data, Key, Printable, State, StreamingContext, StreamingListener, Time};
+    pub use crate::{Clock, Conf, DStream, Data, Key, Printable, State, StreamingContext, StreamingListener, Time};
     pub use std::time::Duration;
 }
 

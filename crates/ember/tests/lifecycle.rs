@@ -265,3 +265,17 @@ fn a_bound_of_one_batch_in_flight_still_runs_every_batch() {
     let counts: Vec<u64> = out.batches().into_iter().map(|(_, c)| c[0]).collect();
     assert_eq!(counts, vec![1, 2, 3, 4, 5]);
 }
+
+#[test]
+fn a_panicking_transformation_fails_the_job_without_hanging_stop() {
+    let _g = exclusive();
+    let ssc = manual_context("local[2]");
+    ssc.queue_stream(vec![(0..100).collect::<Vec<u32>>()], true)
+        .map(|x| if x == 57 { panic!("bad record {x}") } else { x })
+        .reduce(|a, b| a + b)
+        .collect_batches();
+    let e = err_text(ssc.run_batches(1));
+    assert!(e.contains("a worker panicked") && e.contains("bad record 57"), "{e}");
+    let _ = ssc.stop(false); // returns, whatever the surviving worker does
+    assert_eq!(ssc.state(), State::Stopped);
+}

@@ -139,10 +139,11 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             |records: Vec<(K, V)>| records,
             move |env| {
                 let (f, inv, keep) = (Arc::clone(&f), Arc::clone(&inv), keep.clone());
-                let (running, handle) = shared(RunningWindow::<K, V>::default());
+                let (running_cell, handle) = shared(RunningWindow::<K, V>::default());
                 let saver = env.register_state(op, handle);
                 Box::new(move |t: Time, w: &WindowSpec, panes: &Panes<Vec<(K, V)>>, out: &mut Vec<(K, V)>| {
-                    let running = &mut *running.borrow_mut();
+                    let mut guard = running_cell.borrow_mut();
+                    let running = &mut *guard;
                     let t = t.millis();
                     // Leaving: the previous window minus the current one; entering: the current
                     // window minus the previous one. (Spark takes (t-S-W, t-W] and (t-S, t],
@@ -170,6 +171,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                         running.values.retain(|k, v| keep(k, v));
                     }
                     out.extend(running.values.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    drop(guard);
                     saver.after_batch(t);
                 })
             },

@@ -109,7 +109,7 @@ impl<T: Data> DStream<T> {
             }
         };
         let (pane, emit) = (Arc::new(pane), Arc::new(emit));
-        self.ctx.note_stateful(op, self.slide);
+        self.ctx.note_stateful(op, spec.slide);
         self.derive_with_slide(op, spec.slide, move |env: &mut BuildEnv<'_>, s: Batches<'_, T>| {
             let parent_grid = env.grid(spec.parent);
             let out_grid = Grid { zero: env.zero, slide: spec.slide };

@@ -253,6 +253,21 @@ impl Runtime {
         self.wait(Some(timeout), |_| self.received.load(Ordering::Relaxed) >= n)
     }
 
+    /// Waits until every worker of this process left its loop, at most `timeout` when given.
+    pub fn wait_finished(&self, timeout: Option<Duration>) -> bool {
+        let p = lock(&self.progress);
+        let p = match timeout {
+            None => self.changed.wait_while(p, |p| !p.finished).unwrap_or_else(|e| e.into_inner()),
+            Some(t) => self.changed.wait_timeout_while(p, t, |p| !p.finished).unwrap_or_else(|e| e.into_inner()).0,
+        };
+        p.finished
+    }
+
+    /// Whether the job reported an error.
+    pub fn failed(&self) -> bool {
+        lock(&self.progress).error.is_some()
+    }
+
     pub fn add_commit(&self, t: u64, c: Commit) {
         lock(&self.commits).entry(t).or_default().push(c);
     }

@@ -1,0 +1,277 @@
+//! Checkpoints and recovery: kill -9 at random points against an uninterrupted run, golden runs
+//! straight and with a stop-and-recover, corrupt checkpoints, changed graphs.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use ember::testing::exclusive;
+use ember::{Clock, Conf, GeneratedText, StreamingContext};
+
+const START: u64 = 1_700_000_000_000;
+
+/// The `recoverable_word_count` example, built next to the tests.
+fn example() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary");
+    let path = exe.parent().and_then(Path::parent).expect("target dir").join("examples/recoverable_word_count");
+    assert!(path.exists(), "{} is missing: build the examples first (`cargo build --examples`)", path.display());
+    path
+}
+
+/// Input files with modification times spread over `batches` 1 s batches after START.
+fn write_input(dir: &Path, files: usize, batches: u64) {
+    let mut r = common::rng(99);
+    std::fs::create_dir_all(dir).unwrap();
+    let words = ["ember", "spark", "stream", "batch", "window", "state", "kafka", "timely"];
+    for i in 0..files {
+        let lines: Vec<String> = (0..(r() % 5 + 1))
+            .map(|_| (0..(r() % 6 + 1)).map(|_| words[(r() % 8) as usize]).collect::<Vec<_>>().join(" "))
+            .collect();
+        let path = dir.join(format!("part-{i:03}.txt"));
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let mtime = START + 1 + (i as u64 * (batches - 1) * 1000) / files as u64;
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + Duration::from_millis(mtime)).unwrap();
+    }
+}
+
+fn run_example(input: &Path, out: &Path, ck: &Path, batches: u64) -> Command {
+    let mut cmd = Command::new(example());
+    cmd.args([input.as_os_str(), out.as_os_str(), ck.as_os_str()])
+        .args(["--manual-clock", &START.to_string(), "--batches", &batches.to_string()])
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd
+}
+
+/// Every committed output directory with its sorted lines.
+fn output_tree(out: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut tree = BTreeMap::new();
+    for e in std::fs::read_dir(out).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.contains("._") {
+            continue; // staging or old directories of an interrupted commit
+        }
+        assert!(e.path().join("_SUCCESS").exists(), "{name} has no _SUCCESS");
+        let mut lines: Vec<String> = std::fs::read_dir(e.path())
+            .unwrap()
+            .flatten()
+            .filter(|p| p.file_name().to_string_lossy().starts_with("part-"))
+            .flat_map(|p| std::fs::read_to_string(p.path()).unwrap().lines().map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        lines.sort();
+        tree.insert(name, lines);
+    }
+    tree
+}
+
+#[test]
+fn kill_9_at_random_points_changes_nothing() {
+    const BATCHES: u64 = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    write_input(&input, 60, BATCHES);
+
+    let watch = ember::clock::Stopwatch::start();
+    let status = run_example(&input, &dir.path().join("a"), &dir.path().join("ck-a"), BATCHES).status().unwrap();
+    assert!(status.success(), "the uninterrupted run failed");
+    let straight = watch.elapsed();
+    let want = output_tree(&dir.path().join("a"));
+    assert_eq!(want.len(), 2 * BATCHES as usize, "two outputs per batch");
+
+    let (out, ck) = (dir.path().join("b"), dir.path().join("ck-b"));
+    let mut r = common::rng(7);
+    let mut kills = 0;
+    for attempt in 0.. {
+        assert!(attempt < 400, "the job did not finish after {attempt} starts");
+        let mut child = run_example(&input, &out, &ck, BATCHES).spawn().unwrap();
+        // A kill point somewhere in the first few percent of an uninterrupted run, so that a run
+        // makes some progress and is killed more than 20 times on the way.
+        let delay = straight.mul_f64(0.01 + (r() % 1000) as f64 / 1000.0 * 0.06);
+        ember::clock::real_sleep(delay);
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                assert!(status.success(), "a restarted run failed: {status}");
+                if kills >= 20 {
+                    break;
+                }
+                // Finished before 20 kills: go on killing fresh restarts (they recover and end).
+            }
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+            }
+        }
+    }
+    assert!(kills >= 20, "only {kills} kill points");
+    let got = output_tree(&out);
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "the same batches have output");
+    for (name, lines) in &want {
+        assert_eq!(&got[name], lines, "output {name} after {kills} kills");
+    }
+}
+
+type Collected = (ember::BatchCollector<(String, u64)>, ember::BatchCollector<(String, u64)>);
+
+/// Generated text -> word totals and a windowed count, collected per batch.
+fn stateful_job(ssc: &StreamingContext) -> Collected {
+    let text = GeneratedText { lines_per_second: 40, words_per_line: 4, vocabulary: 30, skew: 1.0, seed: 5 };
+    let words = ssc
+        .generated_text_stream_with(text)
+        .flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .map(|w| (w, 1u64));
+    let totals = words
+        .update_state_by_key(|n: Vec<u64>, s: Option<u64>| Some(s.unwrap_or(0) + n.len() as u64))
+        .checkpoint(Duration::from_secs(3));
+    let windowed = words.reduce_by_key_and_window_inverse(
+        |a, b| a + b,
+        |a, b| a - b,
+        Duration::from_secs(4),
+        Duration::from_secs(2),
+    );
+    (totals.collect_batches(), windowed.collect_batches())
+}
+
+fn manual_conf() -> Conf {
+    Conf::new()
+        .master("local[2]")
+        .manual_clock(true)
+        .set("clock.manual.start", START.to_string())
+        .set("checkpoint.sync", "false")
+}
+
+/// Both outputs by batch time, each batch sorted; a later run of a batch replaces an earlier one.
+fn by_time(c: &Collected) -> BTreeMap<(u64, &'static str), Vec<(String, u64)>> {
+    let tag = |name: &'static str, col: &ember::BatchCollector<(String, u64)>| {
+        col.batches().into_iter().map(move |(t, mut b)| {
+            b.sort();
+            ((t.millis(), name), b)
+        })
+    };
+    tag("totals", &c.0).chain(tag("windowed", &c.1)).collect()
+}
+
+#[test]
+fn golden_straight_and_with_stop_and_recover_at_batch_k() {
+    let _g = exclusive();
+    let straight = {
+        let ssc = StreamingContext::new(manual_conf(), Duration::from_secs(1)).unwrap();
+        let out = stateful_job(&ssc);
+        ssc.run_batches(14).unwrap();
+        ssc.stop(false).unwrap();
+        by_time(&out)
+    };
+    for k in [4, 7, 11] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut merged = BTreeMap::new();
+        let build = || -> ember::Result<(StreamingContext, _)> {
+            let ssc = StreamingContext::new(manual_conf(), Duration::from_secs(1))?;
+            let out = stateful_job(&ssc);
+            Ok((ssc, out))
+        };
+        let (ssc, out) = build().unwrap();
+        ssc.checkpoint(dir.path());
+        ssc.run_batches(k).unwrap();
+        ssc.stop(false).unwrap();
+        merged.extend(by_time(&out));
+        let mut collector = None;
+        let ssc = StreamingContext::get_or_create(dir.path(), || {
+            let (ssc, out) = build()?;
+            collector = Some(out);
+            Ok(ssc)
+        })
+        .unwrap();
+        ssc.start().unwrap();
+        let now = ssc.manual_clock().unwrap().now_millis();
+        assert!(now < START + k * 1000, "recovered from a checkpoint before batch {k}");
+        ssc.run_batches((START + 14_000 - now) / 1000).unwrap();
+        ssc.stop(false).unwrap();
+        merged.extend(by_time(collector.as_ref().unwrap()));
+        assert_eq!(merged, straight, "stopped at batch {k} and recovered");
+    }
+}
+
+fn small_job(dir: &Path, with_extra_output: bool, factor: u64) -> ember::Result<StreamingContext> {
+    let ssc = StreamingContext::new(manual_conf(), Duration::from_secs(1))?;
+    ssc.checkpoint(dir);
+    let text = GeneratedText { lines_per_second: 5, words_per_line: 2, vocabulary: 5, skew: 0.0, seed: 1 };
+    let counts = ssc.generated_text_stream_with(text).map(move |l: String| (l, factor)).reduce_by_key(|a, b| a + b);
+    counts.count().collect_batches();
+    if with_extra_output {
+        counts.print();
+    }
+    Ok(ssc)
+}
+
+fn make_checkpoints(dir: &Path, batches: u64) {
+    let ssc = small_job(dir, false, 1).unwrap();
+    ssc.run_batches(batches).unwrap();
+    ssc.stop(false).unwrap();
+}
+
+#[test]
+fn a_changed_graph_is_an_error_a_changed_closure_is_not() {
+    let _g = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    make_checkpoints(dir.path(), 12);
+    let e = StreamingContext::get_or_create(dir.path(), || small_job(dir.path(), true, 1))
+        .err()
+        .expect("a changed graph must not recover");
+    let e = e.to_string();
+    assert!(e.contains("differ from the checkpoint's") && e.contains("print"), "{e}");
+    // Same graph, another closure: recovers.
+    let ssc = StreamingContext::get_or_create(dir.path(), || small_job(dir.path(), false, 7)).unwrap();
+    ssc.run_batches(1).unwrap();
+    ssc.stop(false).unwrap();
+}
+
+#[test]
+fn a_corrupt_checkpoint_falls_back_to_the_previous_one() {
+    let _g = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    make_checkpoints(dir.path(), 31);
+    let commits = dir.path().join("commits");
+    let mut times: Vec<u64> = std::fs::read_dir(&commits)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+        .collect();
+    times.sort();
+    assert_eq!(times.len(), 3, "older checkpoints are pruned");
+    // Flip a byte of the newest commit record.
+    let newest = commits.join(times[2].to_string());
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&newest, bytes).unwrap();
+    let ssc = StreamingContext::get_or_create(dir.path(), || small_job(dir.path(), false, 1)).unwrap();
+    ssc.start().unwrap();
+    assert_eq!(ssc.manual_clock().unwrap().now_millis(), times[1], "recovered from the previous checkpoint");
+    ssc.stop(false).unwrap();
+    // Truncate the others too: no readable checkpoint is an error, not a fresh start.
+    for t in &times {
+        let p = commits.join(t.to_string());
+        let len = std::fs::metadata(&p).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(len / 2).unwrap();
+    }
+    let e = StreamingContext::get_or_create(dir.path(), || small_job(dir.path(), false, 1))
+        .err()
+        .expect("no readable checkpoint");
+    assert!(e.to_string().contains("none is readable"), "{e}");
+}
+
+#[test]
+fn an_unusable_checkpoint_directory_is_a_clear_error() {
+    let _g = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let ssc = small_job(&file.join("ckpt"), false, 1).unwrap();
+    let e = ssc.start().unwrap_err().to_string();
+    assert!(e.contains("checkpoint directory") && e.contains("a-file"), "{e}");
+}
