@@ -22,6 +22,9 @@ cargo fmt --all --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "build the examples (the recovery tests run one as a child process)"
+cargo build --examples -q
+
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
@@ -33,7 +36,6 @@ step "doctests"
 cargo test --workspace --doc
 
 step "examples on bounded input"
-cargo build --examples -q
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"; [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null || true' EXIT
 
@@ -65,5 +67,12 @@ mkdir -p "$tmp/in"
 ( sleep 1; printf 'hello file stream\nhello again\n' > "$tmp/words.txt"; mv "$tmp/words.txt" "$tmp/in/" ) &
 cargo run -q --example hdfs_word_count -- "$tmp/in" --batches 3 > "$tmp/files.out"
 grep -q '^(hello,2)$' "$tmp/files.out" || { echo "hdfs_word_count: no counts"; cat "$tmp/files.out"; exit 1; }
+
+# The recoverable word count: stop it half way, start it again, and get the uninterrupted totals.
+mkdir -p "$tmp/rin"
+for i in 1 2 3 4 5 6; do printf 'to be or not to be\n' > "$tmp/rin/f$i.txt"; touch -d "@$((1700000000 + i))" "$tmp/rin/f$i.txt"; done
+cargo run -q --example recoverable_word_count -- "$tmp/rin" "$tmp/rout" "$tmp/rck" --manual-clock 1700000000000 --batches 4
+cargo run -q --example recoverable_word_count -- "$tmp/rin" "$tmp/rout" "$tmp/rck" --manual-clock 1700000000000 --batches 9
+grep -qx '(be,12)' "$tmp"/rout/totals-1700000009000/part-* || { echo "recoverable_word_count: wrong totals after a restart"; cat "$tmp"/rout/totals-1700000009000/part-*; exit 1; }
 
 step "all checks passed"

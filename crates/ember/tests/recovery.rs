@@ -275,3 +275,25 @@ fn an_unusable_checkpoint_directory_is_a_clear_error() {
     let e = ssc.start().unwrap_err().to_string();
     assert!(e.contains("checkpoint directory") && e.contains("a-file"), "{e}");
 }
+
+#[test]
+fn a_graceful_stop_writes_a_final_checkpoint() {
+    let _g = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let ssc = small_job(dir.path(), false, 1).unwrap();
+    ssc.run_batches(4).unwrap(); // the interval is 10 s: no checkpoint yet
+    assert!(
+        !dir.path().join("commits").exists() || std::fs::read_dir(dir.path().join("commits")).unwrap().next().is_none()
+    );
+    ssc.stop(true).unwrap();
+    let commits: Vec<String> = std::fs::read_dir(dir.path().join("commits"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(commits, vec![(START + 5000).to_string()], "the open batch ran and was checkpointed");
+    let ssc = StreamingContext::get_or_create(dir.path(), || small_job(dir.path(), false, 1)).unwrap();
+    ssc.start().unwrap();
+    assert_eq!(ssc.manual_clock().unwrap().now_millis(), START + 5000);
+    ssc.stop(false).unwrap();
+}
