@@ -1,14 +1,16 @@
 //! Input streams: queue, socket text, text files and the built-in generated text.
 //!
 //! Every input stream gets an id (0, 1, ... in creation order) and a display name such as
-//! `socket text stream [0]`. Queue and file streams are read on the driver worker; a socket
-//! stream's receiver runs beside worker `id % workers`; the generated text is produced by every
-//! worker. Inputs read on one worker are spread evenly over all workers right after the source,
+//! `socket text stream [0]`. Queue and file streams are read on the driver worker; receivers
+//! (socket, custom [`receiver::Receiver`]s) run beside worker `id % workers`, a channel stream's
+//! beside the driver; the generated text is produced by every worker. Inputs read on one worker are spread evenly over all workers right after the source,
 //! so the stateless steps run in parallel.
 
+pub mod channel;
 pub mod file;
 pub mod generated;
 pub mod queue;
+pub mod receiver;
 pub mod socket;
 
 use std::sync::Arc;

@@ -1,0 +1,274 @@
+//! Receivers: inputs pushed to Ember by a thread of their own (spec §2.5).
+//!
+//! A [`Receiver`] runs on a dedicated thread beside one worker, chosen round-robin by input
+//! stream id, and stores records through its [`ReceiverContext`]. Unlike Spark's `onStart`, which
+//! must not block, Ember's [`Receiver::on_start`] *is* the receiving loop: it blocks, storing
+//! records, until it fails, ends, or `ctx.is_stopped()`. The receiver is supervised: whenever
+//! `on_start` returns while the context runs — an error, a `restart`, or simply the end of its
+//! input — Ember calls `on_stop`, reports the reason to listeners, waits
+//! `receiver.restart_delay`, and starts it again.
+//!
+//! Stored records wait in a buffer of at most `receiver.max_buffered_records`; while it is full,
+//! `store` blocks, so a receiver that reads a connection stops reading and the sender is pushed
+//! back. `store_block` is the reliable form: it returns only once the block is held by Ember, so a
+//! receiver may acknowledge its source afterwards.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::clock::lock;
+use crate::context::StreamingContext;
+use crate::dstream::DStream;
+use crate::exec::runtime::Runtime;
+use crate::exec::source::{source, SourceDriver, SourceEnv};
+use crate::listener::{Event, ReceiverInfo};
+use crate::time::Time;
+use crate::Data;
+
+/// An input that pushes records into Ember from its own thread.
+pub trait Receiver<T>: Send + 'static {
+    /// The receiver's name, for listeners and logs.
+    fn name(&self) -> String {
+        "receiver".to_owned()
+    }
+
+    /// Receives, storing records through `ctx`, until an error (`Err(reason)`), the end of the
+    /// input (`Ok(())`), or `ctx.is_stopped()`. Ember starts it again after
+    /// `receiver.restart_delay` while the context runs.
+    fn on_start(&mut self, ctx: &ReceiverContext<T>) -> Result<(), String>;
+
+    /// Releases what `on_start` set up; called after every run.
+    fn on_stop(&mut self) {}
+}
+
+/// What a receiver stores through, and how it learns that the context stops.
+pub struct ReceiverContext<T> {
+    shared: Arc<Shared<T>>,
+    rt: Arc<Runtime>,
+    activator: timely::scheduling::SyncActivator,
+    stream_id: usize,
+    worker: usize,
+    name: String,
+}
+
+struct Shared<T> {
+    records: Mutex<Vec<T>>,
+    drained: Condvar,
+    stopped: AtomicBool,
+    restart: Mutex<Option<String>>,
+    interrupt: Mutex<Option<Box<dyn Fn() + Send>>>,
+}
+
+impl<T> ReceiverContext<T> {
+    /// Stores one record.
+    pub fn store(&self, record: T) {
+        self.store_many(vec![record]);
+    }
+
+    /// Stores records; blocks while Ember's buffer for this receiver is full.
+    pub fn store_many(&self, mut records: Vec<T>) {
+        if records.is_empty() {
+            return;
+        }
+        let n = records.len() as u64;
+        let max = self.rt.settings.max_buffered_records;
+        let mut held = lock(&self.shared.records);
+        while held.len() >= max && !self.is_stopped() {
+            held =
+                self.shared.drained.wait_timeout(held, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        held.append(&mut records);
+        drop(held);
+        let _ = self.activator.activate();
+        self.rt.add_received(n);
+    }
+
+    /// Stores a block reliably: when this returns, Ember holds the block, and the receiver may
+    /// acknowledge it to its source.
+    pub fn store_block(&self, records: Vec<T>) -> crate::Result<()> {
+        self.store_many(records);
+        Ok(())
+    }
+
+    /// Asks Ember to restart the receiver: `on_start` should return soon after.
+    pub fn restart(&self, reason: impl Into<String>) {
+        *lock(&self.shared.restart) = Some(reason.into());
+    }
+
+    /// Whether a restart was asked for, or the context stops: `on_start` should return.
+    pub fn should_return(&self) -> bool {
+        self.is_stopped() || lock(&self.shared.restart).is_some()
+    }
+
+    /// Reports an error to listeners; receiving goes on.
+    pub fn report_error(&self, message: impl Into<String>) {
+        let message = message.into();
+        tracing::warn!("{}: {message}", self.name);
+        self.rt.post(Event::ReceiverError(self.info(true, Some(&message))));
+    }
+
+    /// Whether the context stops: `on_start` must return.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::Acquire) || self.rt.stopping()
+    }
+
+    /// Sets what unblocks `on_start` when the context stops (e.g. shutting a socket down).
+    pub fn on_interrupt(&self, f: impl Fn() + Send + 'static) {
+        *lock(&self.shared.interrupt) = Some(Box::new(f));
+    }
+
+    /// The runtime, for counters.
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
+    fn info(&self, active: bool, error: Option<&str>) -> ReceiverInfo {
+        ReceiverInfo {
+            stream_id: self.stream_id,
+            name: self.name.clone(),
+            active,
+            worker: self.worker,
+            last_error_message: error.unwrap_or_default().to_owned(),
+            last_error_time: error.map(|_| self.rt.now()),
+        }
+    }
+}
+
+/// Runs `receiver` until the context stops, restarting it after every return.
+fn supervise<T, R: Receiver<T>>(mut receiver: R, ctx: ReceiverContext<T>) {
+    let rt = Arc::clone(&ctx.rt);
+    rt.post(Event::ReceiverStarted(ctx.info(true, None)));
+    let delay = Duration::from_millis(rt.settings.restart_delay_ms);
+    loop {
+        let outcome = receiver.on_start(&ctx);
+        receiver.on_stop();
+        if ctx.is_stopped() {
+            break;
+        }
+        let reason = match (lock(&ctx.shared.restart).take(), outcome) {
+            (Some(r), _) => format!("restart requested: {r}"),
+            (None, Err(e)) => e,
+            (None, Ok(())) => "the receiver ended".to_owned(),
+        };
+        tracing::warn!("{}: {reason}; restarting in {} ms", ctx.name, delay.as_millis());
+        rt.post(Event::ReceiverError(ctx.info(true, Some(&reason))));
+        if !rt.sleeper.sleep(delay) {
+            break;
+        }
+    }
+    rt.post(Event::ReceiverStopped(ctx.info(false, None)));
+}
+
+struct ReceiverDriver<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T: Data> SourceDriver<T> for ReceiverDriver<T> {
+    fn poll(&mut self, _open: Time, out: &mut Vec<T>) -> bool {
+        out.append(&mut lock(&self.shared.records));
+        self.shared.drained.notify_all();
+        false
+    }
+
+    fn close(&mut self, t: Time, out: &mut Vec<T>) {
+        self.poll(t, out);
+    }
+
+    fn finish(&mut self) {
+        self.shared.stopped.store(true, Ordering::Release);
+        self.shared.drained.notify_all();
+        if let Some(f) = lock(&self.shared.interrupt).as_ref() {
+            f();
+        }
+    }
+}
+
+/// Where a receiver runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// Beside worker `input id % workers`.
+    RoundRobin,
+    /// Beside the driver worker (inputs that live in process 0, such as a channel).
+    Driver,
+}
+
+impl StreamingContext {
+    /// A stream of what `receiver` stores (Spark's `receiverStream`).
+    ///
+    /// ```
+    /// # use ember::testing::*;
+    /// use ember::source::receiver::{Receiver, ReceiverContext};
+    /// struct Numbers;
+    /// impl Receiver<u32> for Numbers {
+    ///     fn on_start(&mut self, ctx: &ReceiverContext<u32>) -> Result<(), String> {
+    ///         ctx.store_many((0..10).collect());
+    ///         while !ctx.should_return() { ctx.wait_for_stop(); }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let ssc = manual_context("local[2]");
+    /// let out = ssc.receiver_stream(Numbers).count().collect_batches();
+    /// ssc.start().unwrap();
+    /// assert!(ssc.wait_for_received(10, std::time::Duration::from_secs(10)).unwrap());
+    /// ssc.run_batches(1).unwrap();
+    /// ssc.stop(false).unwrap();
+    /// assert_eq!(out.batches()[0].1, vec![10]);
+    /// ```
+    pub fn receiver_stream<T: Data, R: Receiver<T>>(&self, receiver: R) -> DStream<T> {
+        self.receiver_stream_placed(receiver, Placement::RoundRobin)
+    }
+
+    pub(crate) fn receiver_stream_placed<T: Data, R: Receiver<T>>(
+        &self,
+        receiver: R,
+        placement: Placement,
+    ) -> DStream<T> {
+        let name = receiver.name();
+        let receiver = Mutex::new(Some(receiver));
+        self.input_stream("receiver stream", move |env, id, label| {
+            let owner = match placement {
+                Placement::RoundRobin => id % env.peers == env.index,
+                Placement::Driver => env.is_driver(),
+            };
+            let taken = if owner { lock(&receiver).take() } else { None };
+            let name = format!("{name}-{id}");
+            let s = source(env, label, id, move |senv: SourceEnv| {
+                let shared = Arc::new(Shared {
+                    records: Mutex::new(Vec::new()),
+                    drained: Condvar::new(),
+                    stopped: AtomicBool::new(false),
+                    restart: Mutex::new(None),
+                    interrupt: Mutex::new(None),
+                });
+                if let Some(r) = taken {
+                    let ctx = ReceiverContext {
+                        shared: Arc::clone(&shared),
+                        rt: senv.rt,
+                        activator: senv.activator,
+                        stream_id: id,
+                        worker: senv.index,
+                        name,
+                    };
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("ember-receiver-{id}"))
+                        .spawn(move || supervise(r, ctx));
+                    if let Err(e) = spawned {
+                        tracing::error!("receiver {id}: could not start its thread: {e}");
+                    }
+                }
+                Box::new(ReceiverDriver { shared })
+            });
+            env.round_robin(s)
+        })
+    }
+}
+
+impl<T> ReceiverContext<T> {
+    /// Blocks until the context stops or a restart is asked for (up to 100 ms at a time), for
+    /// receivers with nothing more to do.
+    pub fn wait_for_stop(&self) {
+        let held = lock(&self.shared.records);
+        let _ = self.shared.drained.wait_timeout(held, Duration::from_millis(100));
+    }
+}
