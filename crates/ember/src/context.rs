@@ -296,8 +296,21 @@ impl StreamingContext {
         if let Some(dir) = &inner.checkpoint_dir {
             let interval = checkpoint_interval(s.batch_ms, &inner.stateful, &inner.checkpoint_intervals);
             tracing::info!("checkpointing to {} every {interval} ms", dir.display());
-            rt.checkpoints =
-                Some(Arc::new(crate::checkpoint::Checkpoints::open(dir, interval, zero, s.settings.checkpoint_sync)?));
+            rt.checkpoints = Some(Arc::new(crate::checkpoint::Checkpoints::open(
+                dir,
+                interval,
+                zero,
+                s.settings.checkpoint_sync,
+                s.settings.wal_sync,
+            )?));
+        }
+        if s.settings.wal && inner.checkpoint_dir.is_none() {
+            return Err(Error::Config {
+                key: "receiver.write_ahead_log.enable".into(),
+                value: "true".into(),
+                expected: "a checkpoint directory as well (StreamingContext::checkpoint), where the log is written"
+                    .into(),
+            });
         }
         rt.recovered = inner.recovered.clone();
         let rt = Arc::new(rt);

@@ -297,3 +297,56 @@ fn a_graceful_stop_writes_a_final_checkpoint() {
     assert_eq!(ssc.manual_clock().unwrap().now_millis(), START + 5000);
     ssc.stop(false).unwrap();
 }
+
+fn wal_job(dir: &Path, port: u16) -> ember::Result<(StreamingContext, ember::BatchCollector<String>)> {
+    let conf = manual_conf().set("receiver.write_ahead_log.enable", "true").set("receiver.restart_delay", "20ms");
+    let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
+    ssc.checkpoint(dir);
+    let out = ssc.socket_text_stream("127.0.0.1", port).checkpoint(Duration::from_secs(2)).collect_batches();
+    Ok((ssc, out))
+}
+
+#[test]
+fn lines_in_the_write_ahead_log_survive_a_stop_exactly_once() {
+    use std::io::Write;
+    let _g = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let mut merged: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+
+    let (ssc, out) = wal_job(dir.path(), port).unwrap();
+    ssc.start().unwrap();
+    let (mut conn, _) = server.accept().unwrap();
+    let first: Vec<String> = (0..100).map(|i| format!("first {i}")).collect();
+    conn.write_all(format!("{}\n", first.join("\n")).as_bytes()).unwrap();
+    assert!(ssc.wait_for_received(100, Duration::from_secs(20)).unwrap());
+    ssc.run_batches(3).unwrap();
+    let second: Vec<String> = (0..50).map(|i| format!("second {i}")).collect();
+    conn.write_all(format!("{}\n", second.join("\n")).as_bytes()).unwrap();
+    assert!(ssc.wait_for_received(150, Duration::from_secs(20)).unwrap());
+    // An immediate stop drops the open batch: the second lines are only in the write-ahead log.
+    ssc.stop(false).unwrap();
+    drop(conn);
+    merged.extend(out.batches().into_iter().map(|(t, b)| (t.millis(), b)));
+    assert!(merged.values().flatten().all(|l| l.starts_with("first")));
+
+    let mut collector = None;
+    let ssc = StreamingContext::get_or_create(dir.path(), || {
+        let (ssc, out) = wal_job(dir.path(), port)?;
+        collector = Some(out);
+        Ok(ssc)
+    })
+    .unwrap();
+    ssc.start().unwrap();
+    let (_conn, _) = server.accept().unwrap(); // the receiver reconnects; nothing more is sent
+    ssc.run_batches(3).unwrap();
+    ssc.stop(false).unwrap();
+    merged.extend(collector.unwrap().batches().into_iter().map(|(t, b)| (t.millis(), b)));
+
+    let mut got: Vec<String> = merged.into_values().flatten().collect();
+    got.sort();
+    let mut want: Vec<String> = first.into_iter().chain(second).collect();
+    want.sort();
+    assert_eq!(got, want, "every logged line once");
+}

@@ -54,14 +54,21 @@ pub(crate) struct Commit {
 /// The checkpoint directory of a running job, shared by its workers.
 pub(crate) struct Checkpoints {
     store: Arc<dyn CheckpointStore>,
+    /// The write-ahead log's store: the same directory, with its own sync setting.
+    wal: Arc<dyn CheckpointStore>,
     /// The checkpoint interval in milliseconds.
     pub interval: u64,
     pub zero: u64,
 }
 
 impl Checkpoints {
-    pub fn open(dir: &Path, interval: u64, zero: u64, sync: bool) -> Result<Self> {
-        Ok(Checkpoints { store: Arc::new(LocalStore::open(dir, sync)?), interval, zero })
+    pub fn open(dir: &Path, interval: u64, zero: u64, sync: bool, wal_sync: bool) -> Result<Self> {
+        Ok(Checkpoints {
+            store: Arc::new(LocalStore::open(dir, sync)?),
+            wal: Arc::new(LocalStore::open(dir, wal_sync)?),
+            interval,
+            zero,
+        })
     }
 
     /// Whether a checkpoint is taken after batch `t`.
@@ -101,6 +108,62 @@ impl Checkpoints {
 
     pub fn get_batch_log<L: serde::de::DeserializeOwned>(&self, t: u64, input: usize) -> Result<Option<L>> {
         let what = format!("batchlog/{t}/{input}");
+        self.store.get(&what)?.map(|b| codec::decode(Kind::BatchLog, &b, &what)).transpose()
+    }
+
+    /// Writes block `seq` of a receiver's write-ahead log (`log` names the receiver).
+    pub fn put_block(&self, log: &str, seq: u64, records: &[u8]) -> Result<()> {
+        self.wal.put(&format!("wal/{log}/{seq:020}"), &codec::frame_bytes(Kind::Block, records))
+    }
+
+    /// Reads block `seq` of a write-ahead log.
+    pub fn get_block(&self, log: &str, seq: u64) -> Result<Vec<u8>> {
+        let what = format!("wal/{log}/{seq:020}");
+        let bytes = self
+            .store
+            .get(&what)?
+            .ok_or_else(|| Error::Recovery(format!("write-ahead log block {what} is missing")))?;
+        Ok(codec::unframe(Kind::Block, &bytes, &what)?.to_vec())
+    }
+
+    /// The block numbers in a write-ahead log, ascending.
+    pub fn blocks(&self, log: &str) -> Result<Vec<u64>> {
+        let mut seqs: Vec<u64> =
+            self.store.list(&format!("wal/{log}"))?.iter().filter_map(|n| n.rsplit('/').next()?.parse().ok()).collect();
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
+    /// Removes the blocks up to `seq` of a write-ahead log.
+    pub fn delete_blocks_through(&self, log: &str, seq: u64) -> Result<()> {
+        for s in self.blocks(log)?.into_iter().take_while(|&s| s <= seq) {
+            self.store.delete(&format!("wal/{log}/{s:020}"))?;
+        }
+        Ok(())
+    }
+
+    /// The batch-log entries of `key` for batches after `after`.
+    pub fn batch_logs_after<L: serde::de::DeserializeOwned>(&self, key: &str, after: u64) -> Result<Vec<(u64, L)>> {
+        let mut out = Vec::new();
+        for dir in self.store.list("batchlog")? {
+            let Some(t) = dir.rsplit('/').next().and_then(|s| s.parse::<u64>().ok()) else { continue };
+            if t <= after {
+                continue;
+            }
+            let what = format!("batchlog/{t}/{key}");
+            if let Some(b) = self.store.get(&what)? {
+                out.push((t, codec::decode(Kind::BatchLog, &b, &what)?));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn put_keyed_batch_log<L: Serialize>(&self, t: u64, key: &str, entry: &L) -> Result<()> {
+        self.store.put(&format!("batchlog/{t}/{key}"), &codec::encode(Kind::BatchLog, entry)?)
+    }
+
+    pub fn get_keyed_batch_log<L: serde::de::DeserializeOwned>(&self, t: u64, key: &str) -> Result<Option<L>> {
+        let what = format!("batchlog/{t}/{key}");
         self.store.get(&what)?.map(|b| codec::decode(Kind::BatchLog, &b, &what)).transpose()
     }
 

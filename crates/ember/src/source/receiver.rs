@@ -53,44 +53,72 @@ pub struct ReceiverContext<T> {
 }
 
 struct Shared<T> {
-    records: Mutex<Vec<T>>,
+    records: Mutex<Buffer<T>>,
+    /// The next write-ahead-log block number.
+    next_seq: std::sync::atomic::AtomicU64,
+    /// The write-ahead log's name (`<input>-w<worker>`), when the log is on.
+    wal: Option<String>,
     drained: Condvar,
     stopped: AtomicBool,
     restart: Mutex<Option<String>>,
     interrupt: Mutex<Option<Box<dyn Fn() + Send>>>,
 }
 
-impl<T> ReceiverContext<T> {
+/// Records stored and not yet taken by a batch, with the write-ahead-log blocks they came in.
+struct Buffer<T> {
+    records: Vec<T>,
+    blocks: Vec<u64>,
+}
+
+impl<T: Data> ReceiverContext<T> {
     /// Stores one record.
     pub fn store(&self, record: T) {
         self.store_many(vec![record]);
     }
 
-    /// Stores records; blocks while Ember's buffer for this receiver is full.
-    pub fn store_many(&self, mut records: Vec<T>) {
+    /// Stores records as one block; blocks while Ember's buffer for this receiver is full. With
+    /// the write-ahead log on, the block is in the log when this returns; a failed log write is
+    /// reported to listeners and to the job (use `store_block` to handle it).
+    pub fn store_many(&self, records: Vec<T>) {
+        if let Err(e) = self.store_block(records) {
+            self.report_error(e.to_string());
+            self.rt.report_error(e);
+        }
+    }
+
+    /// Stores a block reliably: when this returns `Ok`, Ember holds the block — in the
+    /// write-ahead log when it is on — and the receiver may acknowledge it to its source.
+    pub fn store_block(&self, mut records: Vec<T>) -> crate::Result<()> {
         if records.is_empty() {
-            return;
+            return Ok(());
         }
         let n = records.len() as u64;
+        let seq = match (&self.shared.wal, self.rt.checkpoints.as_deref()) {
+            (Some(log), Some(ck)) => {
+                let seq = self.shared.next_seq.fetch_add(1, Ordering::SeqCst);
+                let bytes = bincode::serialize(&records)
+                    .map_err(|e| crate::Error::Internal(format!("encoding a received block: {e}")))?;
+                ck.put_block(log, seq, &bytes)?;
+                Some(seq)
+            }
+            _ => None,
+        };
         let max = self.rt.settings.max_buffered_records;
         let mut held = lock(&self.shared.records);
-        while held.len() >= max && !self.is_stopped() {
+        while held.records.len() >= max && !self.is_stopped() {
             held =
                 self.shared.drained.wait_timeout(held, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
         }
-        held.append(&mut records);
+        held.records.append(&mut records);
+        held.blocks.extend(seq);
         drop(held);
         let _ = self.activator.activate();
         self.rt.add_received(n);
-    }
-
-    /// Stores a block reliably: when this returns, Ember holds the block, and the receiver may
-    /// acknowledge it to its source.
-    pub fn store_block(&self, records: Vec<T>) -> crate::Result<()> {
-        self.store_many(records);
         Ok(())
     }
+}
 
+impl<T> ReceiverContext<T> {
     /// Asks Ember to restart the receiver: `on_start` should return soon after.
     pub fn restart(&self, reason: impl Into<String>) {
         *lock(&self.shared.restart) = Some(reason.into());
@@ -162,17 +190,121 @@ fn supervise<T, R: Receiver<T>>(mut receiver: R, ctx: ReceiverContext<T>) {
 
 struct ReceiverDriver<T> {
     shared: Arc<Shared<T>>,
+    rt: Arc<Runtime>,
+    /// The last write-ahead-log block assigned to a batch.
+    last_assigned: u64,
+    /// Blocks logged before a crash and assigned to no batch: they join the first new batch.
+    unassigned: Vec<u64>,
+    /// Positions written at earlier checkpoints (for cleaning the log up).
+    saved: std::collections::VecDeque<u64>,
+}
+
+impl<T: Data> ReceiverDriver<T> {
+    fn take(&self, out: &mut Vec<T>) -> Vec<u64> {
+        let mut held = lock(&self.shared.records);
+        out.append(&mut held.records);
+        let blocks = std::mem::take(&mut held.blocks);
+        drop(held);
+        self.shared.drained.notify_all();
+        blocks
+    }
+
+    fn read_block(
+        &self,
+        ck: &crate::checkpoint::Checkpoints,
+        log: &str,
+        seq: u64,
+        out: &mut Vec<T>,
+    ) -> crate::Result<()> {
+        let bytes = ck.get_block(log, seq)?;
+        let records: Vec<T> = bincode::deserialize(&bytes)
+            .map_err(|e| crate::Error::Corrupt { what: format!("wal/{log}/{seq}"), reason: e.to_string() })?;
+        out.extend(records);
+        Ok(())
+    }
+
+    /// Batch `t` with the write-ahead log: a batch logged before a crash replays its blocks; a new
+    /// batch takes the unassigned and the newly stored blocks, and logs them before it is emitted.
+    fn close_logged(
+        &mut self,
+        t: u64,
+        log: &str,
+        ck: &crate::checkpoint::Checkpoints,
+        out: &mut Vec<T>,
+    ) -> crate::Result<()> {
+        if let Some(blocks) = ck.get_keyed_batch_log::<Vec<u64>>(t, log)? {
+            for &seq in &blocks {
+                self.read_block(ck, log, seq, out)?;
+            }
+            self.last_assigned = blocks.iter().copied().max().unwrap_or(self.last_assigned).max(self.last_assigned);
+            return Ok(());
+        }
+        let mut blocks = std::mem::take(&mut self.unassigned);
+        for &seq in &blocks {
+            self.read_block(ck, log, seq, out)?;
+        }
+        blocks.extend(self.take(out));
+        ck.put_keyed_batch_log(t, log, &blocks)?;
+        self.last_assigned = blocks.iter().copied().max().unwrap_or(self.last_assigned).max(self.last_assigned);
+        if self.rt.checkpoint_at(t).is_some() {
+            // Blocks already in batches two checkpoints ago are covered by a committed checkpoint
+            // (batches in flight are bounded), so nothing will replay them: remove them.
+            self.saved.push_back(self.last_assigned);
+            if self.saved.len() > 2 {
+                if let Some(through) = self.saved.pop_front() {
+                    ck.delete_blocks_through(log, through)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<T: Data> SourceDriver<T> for ReceiverDriver<T> {
     fn poll(&mut self, _open: Time, out: &mut Vec<T>) -> bool {
-        out.append(&mut lock(&self.shared.records));
-        self.shared.drained.notify_all();
+        // With the write-ahead log, records join their batch at its close, after the batch log.
+        if self.shared.wal.is_none() {
+            self.take(out);
+        }
         false
     }
 
     fn close(&mut self, t: Time, out: &mut Vec<T>) {
-        self.poll(t, out);
+        match (self.shared.wal.clone(), self.rt.checkpoints.clone()) {
+            (Some(log), Some(ck)) => {
+                if let Err(e) = self.close_logged(t.millis(), &log, &ck, out) {
+                    self.rt.checkpoint_failed(e);
+                }
+            }
+            _ => {
+                self.take(out);
+            }
+        }
+    }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        self.shared.wal.as_ref()?;
+        Some(self.last_assigned.to_le_bytes().to_vec())
+    }
+
+    fn restore(&mut self, position: &[u8]) -> crate::Result<()> {
+        let (Some(log), Some(ck)) = (self.shared.wal.clone(), self.rt.checkpoints.clone()) else { return Ok(()) };
+        let bytes: [u8; 8] = position
+            .try_into()
+            .map_err(|_| crate::Error::Corrupt { what: format!("position of {log}"), reason: "not 8 bytes".into() })?;
+        self.last_assigned = u64::from_le_bytes(bytes);
+        let after = self.rt.recovered.as_ref().map_or(0, |c| c.time);
+        let logged: std::collections::HashSet<u64> =
+            ck.batch_logs_after::<Vec<u64>>(&log, after)?.into_iter().flat_map(|(_, b)| b).collect();
+        self.unassigned =
+            ck.blocks(&log)?.into_iter().filter(|s| *s > self.last_assigned && !logged.contains(s)).collect();
+        if !self.unassigned.is_empty() {
+            tracing::info!(
+                "{log}: {} logged block(s) joined no batch before the restart; they join the first new batch",
+                self.unassigned.len()
+            );
+        }
+        Ok(())
     }
 
     fn finish(&mut self) {
@@ -233,14 +365,28 @@ impl StreamingContext {
             };
             let taken = if owner { lock(&receiver).take() } else { None };
             let name = format!("{name}-{id}");
+            let wal = env.rt.settings.wal.then(|| format!("{id}-w{}", env.index));
+            let next_seq = match (&wal, env.rt.checkpoints.as_deref()) {
+                (Some(log), Some(ck)) => match ck.blocks(log) {
+                    Ok(seqs) => seqs.last().map_or(0, |s| s + 1),
+                    Err(e) => {
+                        env.fail(e);
+                        0
+                    }
+                },
+                _ => 0,
+            };
             let s = source(env, label, id, move |senv: SourceEnv| {
                 let shared = Arc::new(Shared {
-                    records: Mutex::new(Vec::new()),
+                    records: Mutex::new(Buffer { records: Vec::new(), blocks: Vec::new() }),
+                    next_seq: std::sync::atomic::AtomicU64::new(next_seq),
+                    wal,
                     drained: Condvar::new(),
                     stopped: AtomicBool::new(false),
                     restart: Mutex::new(None),
                     interrupt: Mutex::new(None),
                 });
+                let rt = Arc::clone(&senv.rt);
                 if let Some(r) = taken {
                     let ctx = ReceiverContext {
                         shared: Arc::clone(&shared),
@@ -257,7 +403,13 @@ impl StreamingContext {
                         tracing::error!("receiver {id}: could not start its thread: {e}");
                     }
                 }
-                Box::new(ReceiverDriver { shared })
+                Box::new(ReceiverDriver {
+                    shared,
+                    rt: Arc::clone(&rt),
+                    last_assigned: 0,
+                    unassigned: Vec::new(),
+                    saved: Default::default(),
+                })
             });
             env.round_robin(s)
         })
