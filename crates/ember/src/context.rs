@@ -51,6 +51,7 @@ pub(crate) struct Shared {
     pub clock: Arc<dyn Clock>,
     manual: Option<Arc<ManualClock>>,
     listeners: Listeners,
+    accumulators: Mutex<Vec<crate::Accumulator>>,
     inner: Mutex<Inner>,
 }
 
@@ -154,6 +155,7 @@ impl StreamingContext {
                 clock,
                 manual,
                 listeners: Arc::new(Mutex::new(Vec::new())),
+                accumulators: Mutex::new(Vec::new()),
                 inner: Mutex::new(Inner {
                     state: State::Initialized,
                     graph: Graph::default(),
@@ -192,6 +194,19 @@ impl StreamingContext {
     /// The zero time once started: batch `k` has time `zero + k * interval` (spec §0.2).
     pub fn zero_time(&self) -> Option<Time> {
         self.runtime().and_then(|rt| rt.zero()).map(Time::from_millis)
+    }
+
+    /// A named counter whose value is part of every checkpoint (see [`crate::Accumulator`]).
+    /// A recovered context starts it at the checkpoint's value.
+    pub fn accumulator(&self, name: impl Into<String>) -> crate::Accumulator {
+        let name = name.into();
+        let mut accs = lock(&self.shared.accumulators);
+        if let Some(a) = accs.iter().find(|a| a.name == name) {
+            return a.clone();
+        }
+        let a = crate::Accumulator { name, value: Arc::new(std::sync::atomic::AtomicI64::new(0)) };
+        accs.push(a.clone());
+        a
     }
 
     /// Adds a listener; events reach it on the listener-bus thread of process 0.
@@ -313,6 +328,12 @@ impl StreamingContext {
             });
         }
         rt.recovered = inner.recovered.clone();
+        rt.accumulators = lock(&s.accumulators).clone();
+        if let Some(c) = &inner.recovered {
+            for a in &rt.accumulators {
+                a.value.store(c.accumulators.get(&a.name).copied().unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         let rt = Arc::new(rt);
         rt.set_zero(zero);
         rt.post(Event::StreamingStarted(now));

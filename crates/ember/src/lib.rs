@@ -66,6 +66,7 @@
 
 #![forbid(missing_docs)]
 
+mod accumulator;
 mod checkpoint;
 pub mod clock;
 pub mod conf;
@@ -85,6 +86,7 @@ use std::hash::Hash;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use accumulator::Accumulator;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use conf::Conf;
 pub use context::{State, StreamingContext};

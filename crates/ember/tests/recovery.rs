@@ -350,3 +350,56 @@ fn lines_in_the_write_ahead_log_survive_a_stop_exactly_once() {
     want.sort();
     assert_eq!(got, want, "every logged line once");
 }
+
+fn counting_job(dir: Option<&Path>) -> ember::Result<(StreamingContext, ember::Accumulator)> {
+    let ssc = StreamingContext::new(manual_conf(), Duration::from_secs(1))?;
+    if let Some(d) = dir {
+        ssc.checkpoint(d);
+    }
+    let records = ssc.accumulator("records");
+    let acc = records.clone();
+    let text = GeneratedText { lines_per_second: 7, words_per_line: 1, vocabulary: 3, skew: 0.0, seed: 3 };
+    ssc.generated_text_stream_with(text)
+        .checkpoint(Duration::from_secs(3))
+        .foreach_batch(move |_t, lines: Vec<String>| acc.add(lines.len() as i64));
+    Ok((ssc, records))
+}
+
+#[test]
+fn accumulators_are_recovered_and_count_outputs_once() {
+    let _g = exclusive();
+    let (ssc, acc) = counting_job(None).unwrap();
+    ssc.run_batches(10).unwrap();
+    ssc.stop(false).unwrap();
+    assert_eq!(acc.value(), 70);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (ssc, acc) = counting_job(Some(dir.path())).unwrap();
+    ssc.run_batches(7).unwrap(); // checkpoints at 3 and 6; batch 7 runs again after recovery
+    ssc.stop(false).unwrap();
+    assert_eq!(acc.value(), 49);
+    let mut recovered = None;
+    let ssc = StreamingContext::get_or_create(dir.path(), || {
+        let (ssc, acc) = counting_job(Some(dir.path()))?;
+        recovered = Some(acc);
+        Ok(ssc)
+    })
+    .unwrap();
+    ssc.start().unwrap();
+    let acc = recovered.unwrap();
+    assert_eq!(acc.value(), 42, "the value at the checkpoint of batch 6");
+    ssc.run_batches(4).unwrap();
+    ssc.stop(false).unwrap();
+    assert_eq!(acc.value(), 70, "the same total as the uninterrupted run");
+}
+
+proptest::proptest! {
+    #[test]
+    fn garbage_in_place_of_a_commit_record_is_never_taken_for_one(time in 0u64..u64::MAX / 2, text in ".{0,64}") {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("commits")).unwrap();
+        std::fs::write(dir.path().join("commits").join(time.to_string()), text.as_bytes()).unwrap();
+        let e = StreamingContext::get_or_create(dir.path(), || small_job(dir.path(), false, 1)).err();
+        proptest::prop_assert!(e.is_some_and(|e| e.to_string().contains("none is readable")));
+    }
+}

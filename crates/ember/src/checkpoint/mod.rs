@@ -236,3 +236,57 @@ pub(crate) fn latest_commit(dir: &Path) -> Result<Option<Commit>> {
 fn safe(name: &str) -> String {
     name.replace('/', "_")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn commit_records_round_trip(
+            time in any::<u64>(), zero in any::<u64>(), workers in 1usize..512,
+            fingerprint in proptest::collection::vec(".{0,40}", 0..8),
+            accs in proptest::collection::btree_map(".{0,10}", any::<i64>(), 0..5),
+        ) {
+            let c = Commit { time, zero, batch_ms: 1000, workers, fingerprint, accumulators: accs };
+            let bytes = codec::encode(Kind::Commit, &c).unwrap();
+            prop_assert_eq!(codec::decode::<Commit>(Kind::Commit, &bytes, "commit").unwrap(), c);
+        }
+
+        #[test]
+        fn batch_logs_and_positions_round_trip(files in proptest::collection::vec(".{0,30}", 0..10), seqs in proptest::collection::vec(any::<u64>(), 0..20)) {
+            let dir = tempfile::tempdir().unwrap();
+            let ck = Checkpoints::open(dir.path(), 1000, 0, false, false).unwrap();
+            let paths: Vec<std::path::PathBuf> = files.iter().map(std::path::PathBuf::from).collect();
+            ck.put_batch_log(5000, 0, &paths).unwrap();
+            prop_assert_eq!(ck.get_batch_log::<Vec<std::path::PathBuf>>(5000, 0).unwrap(), Some(paths));
+            ck.put_keyed_batch_log(5000, "1-w0", &seqs).unwrap();
+            prop_assert_eq!(ck.get_keyed_batch_log::<Vec<u64>>(5000, "1-w0").unwrap(), Some(seqs.clone()));
+            ck.put_position(5000, 2, 1, &seqs).unwrap();
+            prop_assert_eq!(ck.get_position::<Vec<u64>>(5000, 2, 1).unwrap(), Some(seqs));
+        }
+    }
+
+    #[test]
+    fn write_ahead_log_blocks_round_trip_and_clean_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = Checkpoints::open(dir.path(), 1000, 0, false, false).unwrap();
+        for seq in 0..5u64 {
+            ck.put_block("0-w0", seq, &seq.to_le_bytes()).unwrap();
+        }
+        assert_eq!(ck.blocks("0-w0").unwrap(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(ck.get_block("0-w0", 3).unwrap(), 3u64.to_le_bytes().to_vec());
+        ck.delete_blocks_through("0-w0", 2).unwrap();
+        assert_eq!(ck.blocks("0-w0").unwrap(), vec![3, 4]);
+        let e = ck.get_block("0-w0", 1).unwrap_err().to_string();
+        assert!(e.contains("missing"), "{e}");
+        // A flipped byte in a block is a clear error.
+        let path = dir.path().join(format!("wal/0-w0/{:020}", 4));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[15] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let e = ck.get_block("0-w0", 4).unwrap_err().to_string();
+        assert!(e.contains("checksum"), "{e}");
+    }
+}

@@ -177,6 +177,8 @@ pub(crate) fn key_hash<K: Hash + ?Sized>(k: &K) -> u64 {
 #[derive(Default)]
 pub(crate) struct DriverLog {
     pub batches: BTreeMap<u64, BatchInfo>,
+    /// Accumulator values right after the outputs of a checkpointed batch ran.
+    pub accumulators: BTreeMap<u64, BTreeMap<String, i64>>,
     /// When the previous batch completed (clock millis).
     pub last_completion: u64,
 }
@@ -359,7 +361,7 @@ fn track_completion(
                     batch_ms: rt.batch_ms,
                     workers: peers,
                     fingerprint: rt.graph.describe(),
-                    accumulators: Default::default(),
+                    accumulators: log.accumulators.remove(&t).unwrap_or_default(),
                 };
                 match ck.commit(&commit) {
                     Ok(()) => tracing::info!("checkpoint {t} committed"),

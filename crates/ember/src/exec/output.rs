@@ -165,6 +165,10 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
                         log.borrow_mut().record_output(t, rt.now(), info);
                     }
                 }
+                if is_driver && rt.checkpoint_at(t).is_some() {
+                    let values = rt.accumulators.iter().map(|a| (a.name.clone(), a.value())).collect();
+                    log.borrow_mut().accumulators.insert(t, values);
+                }
             });
             if cap.is_none() {
                 for p in ports.iter_mut() {

@@ -52,6 +52,8 @@ pub(crate) struct Runtime {
     pub recovered: Option<crate::checkpoint::Commit>,
     /// Whether the final batch of a graceful stop is checkpointed.
     final_checkpoint: AtomicBool,
+    /// The job's accumulators.
+    pub accumulators: Vec<crate::Accumulator>,
     progress: Mutex<Progress>,
     changed: Condvar,
     workers: Mutex<Vec<Thread>>,
@@ -87,6 +89,7 @@ impl Runtime {
             checkpoints: None,
             recovered: None,
             final_checkpoint: AtomicBool::new(false),
+            accumulators: Vec::new(),
             progress: Mutex::new(Progress::default()),
             changed: Condvar::new(),
             workers: Mutex::new(Vec::new()),
