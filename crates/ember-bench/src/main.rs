@@ -246,6 +246,74 @@ fn state(workers: u64, keys: u64, touched: u64, batches: u64) -> anyhow::Result<
     Ok(())
 }
 
+/// The cost of checkpointing `keys` keys of update_state_by_key state, and of recovering them.
+fn checkpoint_cost(keys: u64, batches: u64) -> anyhow::Result<()> {
+    const START: u64 = 1_700_000_000_000;
+    let root = std::env::temp_dir().join(format!("ember-bench-ckpt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let (input, ck) = (root.join("in"), root.join("ck"));
+    std::fs::create_dir_all(&input)?;
+    let set_mtime = |path: &std::path::Path, ms: u64| -> anyhow::Result<()> {
+        let f = std::fs::OpenOptions::new().write(true).open(path)?;
+        f.set_modified(std::time::UNIX_EPOCH + Duration::from_millis(ms))?;
+        Ok(())
+    };
+    let all: String = (0..keys).map(|k| format!("key{k}\n")).collect();
+    std::fs::write(input.join("all.txt"), all)?;
+    set_mtime(&input.join("all.txt"), START + 500)?;
+    for b in 1..=batches + 2 {
+        let some: String = (0..1000u64).map(|i| format!("key{}\n", (i * 7919 + b * 104_729) % keys)).collect();
+        let path = input.join(format!("b{b}.txt"));
+        std::fs::write(&path, some)?;
+        set_mtime(&path, START + b * 1000 + 500)?;
+    }
+    let build = |checkpoint: Option<&std::path::Path>| -> ember::Result<StreamingContext> {
+        let conf = Conf::new().master("local[2]").manual_clock(true).set("clock.manual.start", START.to_string());
+        let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
+        if let Some(d) = checkpoint {
+            ssc.checkpoint(d);
+        }
+        ssc.text_file_stream(&input)
+            .map(|w: String| (w, 1u64))
+            .update_state_by_key(|vs: Vec<u64>, st: Option<u64>| Some(st.unwrap_or(0) + vs.len() as u64))
+            .checkpoint(Duration::from_secs(1))
+            .foreach_partition(|_t, xs| {
+                black_box(xs.len());
+            });
+        Ok(ssc)
+    };
+    for with in [false, true] {
+        let ssc = build(with.then_some(ck.as_path()))?;
+        ssc.run_batches(1)?; // loads the keys
+        let watch = Stopwatch::start();
+        ssc.run_batches(batches)?;
+        let per_batch = watch.elapsed().as_secs_f64() * 1000.0 / batches as f64;
+        ssc.stop(false)?;
+        println!(
+            "update_state_by_key with {keys} keys, checkpointing every batch: {with}: {per_batch:.1} ms per batch"
+        );
+    }
+    let newest = std::fs::read_dir(ck.join("state"))?.flatten().map(|e| e.path()).max().context("no state")?;
+    let bytes = walk(&newest);
+    println!("one checkpoint's state: {:.1} MB, {:.1} bytes per key", bytes as f64 / 1e6, bytes as f64 / keys as f64);
+    let watch = Stopwatch::start();
+    let ssc = StreamingContext::get_or_create(&ck, || build(Some(ck.as_path())))?;
+    ssc.run_batches(1)?;
+    println!("recovery (restore {keys} keys, run one batch): {:.0} ms", watch.elapsed().as_secs_f64() * 1000.0);
+    ssc.stop(false)?;
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
+
+fn walk(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| if e.path().is_dir() { walk(&e.path()) } else { e.metadata().map_or(0, |m| m.len()) })
+            .sum()
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -270,6 +338,7 @@ fn main() -> anyhow::Result<()> {
         }
         Some("loadgen") => loadgen::main(&args[1..]),
         Some("socket") => socket::main(&args[1..]),
+        Some("checkpoint") => checkpoint_cost(arg(&args, "--keys", 1_000_000)?, arg(&args, "--batches", 5)?),
         Some("windowed") => windowed(arg(&args, "--workers", 2)?, arg(&args, "--lines-per-batch", 500_000)?, arg(&args, "--batches", 10)?),
         Some("state") => state(arg(&args, "--workers", 2)?, arg(&args, "--keys", 1_000_000)?, arg(&args, "--touched", 10_000)?, arg(&args, "--batches", 5)?),
         Some("stability") => stability(

@@ -58,7 +58,8 @@ struct AdEvent {
     event_type: String,
 }
 
-/// `ember-bench socket --workload W --port P [--workers N] [--batch-ms B] [--seconds S] --csv FILE`
+/// `ember-bench socket --workload W --port P [--workers N] [--batch-ms B] [--seconds S] --csv FILE
+/// [--wal CHECKPOINT_DIR]`
 pub fn main(args: &[String]) -> anyhow::Result<()> {
     let watch = Stopwatch::start();
     let get = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
@@ -69,8 +70,15 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     let seconds: u64 = get("--seconds").map_or(Ok(60), |w| w.parse())?;
     let csv = get("--csv").context("--csv is required")?;
 
-    let conf = Conf::new().master(format!("local[{workers}]")).app_name(format!("bench-{workload}"));
+    let wal = get("--wal");
+    let mut conf = Conf::new().master(format!("local[{workers}]")).app_name(format!("bench-{workload}"));
+    if wal.is_some() {
+        conf = conf.set("receiver.write_ahead_log.enable", "true");
+    }
     let ssc = StreamingContext::new(conf, Duration::from_millis(batch_ms))?;
+    if let Some(dir) = &wal {
+        ssc.checkpoint(dir);
+    }
     let out = Arc::new(Mutex::new(std::fs::File::create(&csv).with_context(|| format!("creating {csv}"))?));
     writeln!(
         out.lock().unwrap_or_else(|e| e.into_inner()),
