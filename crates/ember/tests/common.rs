@@ -20,6 +20,17 @@ pub fn run_child(name: &str, env: &[(&str, String)]) -> Child {
 pub struct Child(std::process::Child);
 
 impl Child {
+    /// Whether the child ended (and how), without waiting.
+    pub fn try_finished(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.try_wait().expect("poll child")
+    }
+
+    /// SIGKILLs the child and reaps it.
+    pub fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
     /// Waits for the child; panics with its output if it failed.
     pub fn finish(self) -> Output {
         let out = self.0.wait_with_output().expect("wait for child");

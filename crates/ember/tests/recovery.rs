@@ -403,3 +403,119 @@ proptest::proptest! {
         proptest::prop_assert!(e.is_some_and(|e| e.to_string().contains("none is readable")));
     }
 }
+
+/// Child side of the WAL kill test: a socket stream with the write-ahead log, saved per batch.
+#[test]
+#[ignore = "run as a child process by `kill_9_with_the_write_ahead_log_loses_no_logged_line`"]
+fn wal_kill_child() {
+    let dir = PathBuf::from(std::env::var("WAL_TEST_DIR").unwrap());
+    let port: u16 = std::env::var("WAL_TEST_PORT").unwrap().parse().unwrap();
+    let batches: u64 = std::env::var("WAL_TEST_BATCHES").unwrap().parse().unwrap();
+    let ck = dir.join("ck");
+    let build = || {
+        let conf = manual_conf().set("receiver.write_ahead_log.enable", "true").set("receiver.restart_delay", "10ms");
+        let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
+        ssc.checkpoint(&ck);
+        ssc.socket_text_stream("127.0.0.1", port)
+            .checkpoint(Duration::from_secs(2))
+            .save_as_text_files(dir.join("out").join("lines").to_string_lossy().into_owned(), "");
+        Ok(ssc)
+    };
+    let ssc = StreamingContext::get_or_create(&ck, build).unwrap();
+    let clock = ssc.manual_clock().unwrap();
+    ssc.start().unwrap();
+    while clock.now_millis() < START + batches * 1000 {
+        ember::clock::real_sleep(Duration::from_millis(3)); // lets lines arrive between batches
+        ssc.run_batches(1).unwrap();
+    }
+    ssc.stop(false).unwrap();
+}
+
+/// The lines in the write-ahead-log blocks under `dir`.
+fn logged_lines(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    let Ok(logs) = std::fs::read_dir(dir) else { return lines };
+    for log in logs.flatten() {
+        for block in std::fs::read_dir(log.path()).unwrap().flatten() {
+            if block.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let bytes = std::fs::read(block.path()).unwrap();
+            // magic, version, kind, length (14 bytes), payload, CRC-32 (4 bytes)
+            let records: Vec<String> = bincode::deserialize(&bytes[14..bytes.len() - 4]).unwrap();
+            lines.extend(records);
+        }
+    }
+    lines
+}
+
+#[test]
+fn kill_9_with_the_write_ahead_log_loses_no_logged_line() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    const BATCHES: u64 = 600;
+    let dir = tempfile::tempdir().unwrap();
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let (sent, done) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+    let (sent2, done2) = (Arc::clone(&sent), Arc::clone(&done));
+    server.set_nonblocking(true).unwrap();
+    // The server: every connection gets fresh numbered lines until it breaks (lines in flight
+    // when a job dies are lost: the socket source cannot replay them).
+    let feeder = std::thread::spawn(move || {
+        while !done2.load(Ordering::SeqCst) {
+            match server.accept() {
+                Ok((mut conn, _)) => {
+                    conn.set_nonblocking(false).unwrap();
+                    while !done2.load(Ordering::SeqCst) {
+                        let start = sent2.fetch_add(20, Ordering::SeqCst);
+                        let chunk: String = (start..start + 20).map(|i| format!("line {i}\n")).collect();
+                        if conn.write_all(chunk.as_bytes()).is_err() {
+                            break;
+                        }
+                        ember::clock::real_sleep(Duration::from_millis(1));
+                    }
+                }
+                Err(_) => ember::clock::real_sleep(Duration::from_millis(2)),
+            }
+        }
+    });
+    let env = [
+        ("WAL_TEST_DIR", dir.path().to_string_lossy().into_owned()),
+        ("WAL_TEST_PORT", port.to_string()),
+        ("WAL_TEST_BATCHES", BATCHES.to_string()),
+    ];
+    let mut logged = std::collections::BTreeSet::new();
+    let mut r = common::rng(11);
+    let mut kills = 0;
+    for attempt in 0.. {
+        assert!(attempt < 300, "the job did not finish");
+        let mut child = common::run_child("wal_kill_child", &env);
+        if kills < 20 {
+            ember::clock::real_sleep(Duration::from_millis(20 + r() % 60));
+            if child.try_finished().is_none() {
+                child.kill();
+                kills += 1;
+                logged.extend(logged_lines(&dir.path().join("ck").join("wal")));
+                continue;
+            }
+        }
+        child.finish();
+        break;
+    }
+    done.store(true, Ordering::SeqCst);
+    feeder.join().unwrap();
+    // Lines logged after the last batch closed stay in the log for the next start.
+    let pending: std::collections::BTreeSet<String> =
+        logged_lines(&dir.path().join("ck").join("wal")).into_iter().collect();
+    let out = output_tree(&dir.path().join("out"));
+    let lines: Vec<&String> = out.values().flatten().collect();
+    let unique: std::collections::BTreeSet<&String> = lines.iter().copied().collect();
+    assert_eq!(lines.len(), unique.len(), "no line appears twice");
+    let missing: Vec<&String> =
+        logged.iter().filter(|l| !unique.contains(l) && !pending.contains(*l)).take(5).collect();
+    assert!(missing.is_empty(), "lines that reached the log are missing from the output: {missing:?}");
+    assert!(kills >= 20, "only {kills} kill points");
+    assert!(logged.len() > 100 && unique.len() > 100, "{} logged, {} output", logged.len(), unique.len());
+}

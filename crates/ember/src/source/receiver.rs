@@ -366,15 +366,25 @@ impl StreamingContext {
             let taken = if owner { lock(&receiver).take() } else { None };
             let name = format!("{name}-{id}");
             let wal = env.rt.settings.wal.then(|| format!("{id}-w{}", env.index));
-            let next_seq = match (&wal, env.rt.checkpoints.as_deref()) {
-                (Some(log), Some(ck)) => match ck.blocks(log) {
-                    Ok(seqs) => seqs.last().map_or(0, |s| s + 1),
-                    Err(e) => {
+            // Blocks already in the log continue the numbering; those that joined no batch (a
+            // crash before their batch was logged) join the first new batch. Recovery from a
+            // checkpoint refines this in `restore`.
+            let (next_seq, unassigned) = match (&wal, env.rt.checkpoints.as_deref()) {
+                (Some(log), Some(ck)) => {
+                    let found = ck.blocks(log).and_then(|seqs| {
+                        let logged: std::collections::HashSet<u64> =
+                            ck.batch_logs_after::<Vec<u64>>(log, 0)?.into_iter().flat_map(|(_, b)| b).collect();
+                        Ok((
+                            seqs.last().map_or(0, |s| s + 1),
+                            seqs.into_iter().filter(|s| !logged.contains(s)).collect(),
+                        ))
+                    });
+                    found.unwrap_or_else(|e| {
                         env.fail(e);
-                        0
-                    }
-                },
-                _ => 0,
+                        (0, Vec::new())
+                    })
+                }
+                _ => (0, Vec::new()),
             };
             let s = source(env, label, id, move |senv: SourceEnv| {
                 let shared = Arc::new(Shared {
@@ -407,7 +417,7 @@ impl StreamingContext {
                     shared,
                     rt: Arc::clone(&rt),
                     last_assigned: 0,
-                    unassigned: Vec::new(),
+                    unassigned,
                     saved: Default::default(),
                 })
             });
