@@ -519,3 +519,29 @@ fn kill_9_with_the_write_ahead_log_loses_no_logged_line() {
     assert!(kills >= 20, "only {kills} kill points");
     assert!(logged.len() > 100 && unique.len() > 100, "{} logged, {} output", logged.len(), unique.len());
 }
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_stops_the_job_and_keeps_the_last_good_one() {
+    let _g = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let (ssc, _acc) = counting_job(Some(dir.path())).unwrap();
+    ssc.run_batches(3).unwrap(); // checkpoint 3 committed
+                                 // The state area becomes unwritable (a file where a directory must go).
+    std::fs::remove_dir_all(dir.path().join("positions")).unwrap();
+    std::fs::write(dir.path().join("positions"), "in the way").unwrap();
+    let e = ssc.run_batches(3).unwrap_err().to_string();
+    assert!(e.contains("positions"), "the error names what could not be written: {e}");
+    let _ = ssc.stop(false);
+    std::fs::remove_file(dir.path().join("positions")).unwrap();
+    let mut recovered = None;
+    let ssc = StreamingContext::get_or_create(dir.path(), || {
+        let (ssc, acc) = counting_job(Some(dir.path()))?;
+        recovered = Some(acc);
+        Ok(ssc)
+    })
+    .unwrap();
+    ssc.start().unwrap();
+    assert_eq!(ssc.manual_clock().unwrap().now_millis(), START + 3000, "the last good checkpoint");
+    assert_eq!(recovered.unwrap().value(), 21);
+    ssc.stop(false).unwrap();
+}

@@ -354,7 +354,8 @@ fn track_completion(
             );
             rt.post(Event::BatchCompleted(info));
             rt.run_commits(t);
-            if let Some(ck) = rt.checkpoint_at(t) {
+            let broken = rt.checkpoint_broken.load(std::sync::atomic::Ordering::Acquire);
+            if let Some(ck) = rt.checkpoint_at(t).filter(|_| !broken) {
                 let commit = crate::checkpoint::Commit {
                     time: t,
                     zero: grid.zero,

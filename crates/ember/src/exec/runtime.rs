@@ -54,6 +54,8 @@ pub(crate) struct Runtime {
     final_checkpoint: AtomicBool,
     /// The job's accumulators.
     pub accumulators: Vec<crate::Accumulator>,
+    /// A part of a checkpoint could not be written: no later checkpoint may commit.
+    pub checkpoint_broken: AtomicBool,
     progress: Mutex<Progress>,
     changed: Condvar,
     workers: Mutex<Vec<Thread>>,
@@ -90,6 +92,7 @@ impl Runtime {
             recovered: None,
             final_checkpoint: AtomicBool::new(false),
             accumulators: Vec::new(),
+            checkpoint_broken: AtomicBool::new(false),
             progress: Mutex::new(Progress::default()),
             changed: Condvar::new(),
             workers: Mutex::new(Vec::new()),
@@ -184,6 +187,7 @@ impl Runtime {
     /// A write to the checkpoint directory failed: the job stops with the error, and the last
     /// committed checkpoint stays as it was.
     pub fn checkpoint_failed(&self, e: Error) {
+        self.checkpoint_broken.store(true, Ordering::Release);
         self.report_error(e);
         if !self.stopping() {
             let done = self.completed();

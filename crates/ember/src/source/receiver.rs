@@ -197,6 +197,9 @@ struct ReceiverDriver<T> {
     unassigned: Vec<u64>,
     /// Positions written at earlier checkpoints (for cleaning the log up).
     saved: std::collections::VecDeque<u64>,
+    /// The first block number of this run: blocks from here on are this run's, still in the
+    /// buffer, never to be replayed from the log.
+    first_new_seq: u64,
 }
 
 impl<T: Data> ReceiverDriver<T> {
@@ -296,8 +299,12 @@ impl<T: Data> SourceDriver<T> for ReceiverDriver<T> {
         let after = self.rt.recovered.as_ref().map_or(0, |c| c.time);
         let logged: std::collections::HashSet<u64> =
             ck.batch_logs_after::<Vec<u64>>(&log, after)?.into_iter().flat_map(|(_, b)| b).collect();
-        self.unassigned =
-            ck.blocks(&log)?.into_iter().filter(|s| *s > self.last_assigned && !logged.contains(s)).collect();
+        let first_new = self.first_new_seq;
+        self.unassigned = ck
+            .blocks(&log)?
+            .into_iter()
+            .filter(|s| *s > self.last_assigned && *s < first_new && !logged.contains(s))
+            .collect();
         if !self.unassigned.is_empty() {
             tracing::info!(
                 "{log}: {} logged block(s) joined no batch before the restart; they join the first new batch",
@@ -419,6 +426,7 @@ impl StreamingContext {
                     last_assigned: 0,
                     unassigned,
                     saved: Default::default(),
+                    first_new_seq: next_seq,
                 })
             });
             env.round_robin(s)
