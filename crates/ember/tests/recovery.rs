@@ -71,10 +71,10 @@ fn output_tree(out: &Path) -> BTreeMap<String, Vec<String>> {
 
 #[test]
 fn kill_9_at_random_points_changes_nothing() {
-    const BATCHES: u64 = 40;
+    const BATCHES: u64 = 120;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
-    write_input(&input, 60, BATCHES);
+    write_input(&input, 150, BATCHES);
 
     let watch = ember::clock::Stopwatch::start();
     let status = run_example(&input, &dir.path().join("a"), &dir.path().join("ck-a"), BATCHES).status().unwrap();
@@ -89,24 +89,22 @@ fn kill_9_at_random_points_changes_nothing() {
     for attempt in 0.. {
         assert!(attempt < 400, "the job did not finish after {attempt} starts");
         let mut child = run_example(&input, &out, &ck, BATCHES).spawn().unwrap();
-        // A kill point somewhere in the first few percent of an uninterrupted run, so that a run
-        // makes some progress and is killed more than 20 times on the way.
-        let delay = straight.mul_f64(0.01 + (r() % 1000) as f64 / 1000.0 * 0.06);
-        ember::clock::real_sleep(delay);
-        match child.try_wait().unwrap() {
-            Some(status) => {
-                assert!(status.success(), "a restarted run failed: {status}");
-                if kills >= 20 {
-                    break;
-                }
-                // Finished before 20 kills: go on killing fresh restarts (they recover and end).
-            }
-            None => {
+        if kills < 20 {
+            // A kill point somewhere in the first few percent of an uninterrupted run (at least
+            // 30 ms in, past the start-up), so that each run makes some progress before it dies.
+            let delay = Duration::from_millis(30) + straight.mul_f64(0.005 + (r() % 1000) as f64 / 1000.0 * 0.025);
+            ember::clock::real_sleep(delay);
+            if child.try_wait().unwrap().is_none() {
                 child.kill().unwrap(); // SIGKILL
                 child.wait().unwrap();
                 kills += 1;
+                continue;
             }
         }
+        // 20 kills done (or it finished early): let it run to the end.
+        let status = child.wait().unwrap();
+        assert!(status.success(), "a restarted run failed: {status}");
+        break;
     }
     assert!(kills >= 20, "only {kills} kill points");
     let got = output_tree(&out);
