@@ -74,6 +74,16 @@ pub const KEYS: &[Key] = &[
     Key { name: "cluster.workers", kind: Kind::Int, default: "1", doc: "Cluster mode: worker threads per process." },
     Key { name: "flow.max_batches_in_flight", kind: Kind::Int, default: "2",
         doc: "Sources close a batch only while fewer than this many closed batches wait to complete; when processing falls behind, input waits at the source instead of piling up in the dataflow (Ember's own, beyond Spark)." },
+    Key { name: "receiver.max_rate", kind: Kind::Float, default: "0",
+        doc: "Records per second each receiver may store (0: no limit); enforced smoothly by a token bucket, and the cap of backpressure's estimates." },
+    Key { name: "backpressure.enabled", kind: Kind::Bool, default: "false",
+        doc: "Adapt each receiver's rate to what the job processes, with Spark's PID estimator." },
+    Key { name: "backpressure.initial_rate", kind: Kind::Float, default: "0",
+        doc: "With backpressure: the rate of the first batches, before an estimate exists (0: receiver.max_rate)." },
+    Key { name: "backpressure.pid.proportional", kind: Kind::Float, default: "1.0", doc: "The PID estimator's proportional term (>= 0)." },
+    Key { name: "backpressure.pid.integral", kind: Kind::Float, default: "0.2", doc: "The PID estimator's integral term (>= 0)." },
+    Key { name: "backpressure.pid.derived", kind: Kind::Float, default: "0.0", doc: "The PID estimator's derivative term (>= 0)." },
+    Key { name: "backpressure.pid.min_rate", kind: Kind::Float, default: "100", doc: "The lowest rate the PID estimator sets, records per second (> 0)." },
     Key { name: "checkpoint.sync", kind: Kind::Bool, default: "true",
         doc: "Sync checkpoint files and their directories to disk before a checkpoint counts as written." },
     Key { name: "receiver.write_ahead_log.enable", kind: Kind::Bool, default: "false",
@@ -197,6 +207,15 @@ impl Conf {
             max_batches_in_flight: conf.int("flow.max_batches_in_flight")?.max(1),
             checkpoint_sync: conf.bool("checkpoint.sync")?,
             wal: conf.bool("receiver.write_ahead_log.enable")?,
+            max_rate: conf.float("receiver.max_rate")?,
+            backpressure: conf.bool("backpressure.enabled")?,
+            initial_rate: conf.float("backpressure.initial_rate")?,
+            pid: [
+                conf.float("backpressure.pid.proportional")?,
+                conf.float("backpressure.pid.integral")?,
+                conf.float("backpressure.pid.derived")?,
+                conf.float("backpressure.pid.min_rate")?,
+            ],
             wal_sync: conf.bool("receiver.write_ahead_log.sync")?,
             max_buffered_records: (conf.int("receiver.max_buffered_records")? as usize).max(1),
             restart_delay_ms: conf.millis("receiver.restart_delay")?,
@@ -316,6 +335,11 @@ pub(crate) struct Settings {
     pub max_batches_in_flight: u64,
     pub checkpoint_sync: bool,
     pub wal: bool,
+    pub max_rate: f64,
+    pub backpressure: bool,
+    pub initial_rate: f64,
+    /// proportional, integral, derived, min rate
+    pub pid: [f64; 4],
     pub wal_sync: bool,
     pub max_buffered_records: usize,
     pub restart_delay_ms: u64,
@@ -337,6 +361,34 @@ impl Settings {
         match &self.master {
             Master::Local(n) => *n,
             Master::Cluster { workers, .. } => *workers,
+        }
+    }
+}
+
+impl Settings {
+    /// A new estimator with the configured PID parameters.
+    pub fn estimator(&self, batch_ms: u64) -> Result<crate::rate::PidRateEstimator> {
+        let [p, i, d, m] = self.pid;
+        crate::rate::PidRateEstimator::new(batch_ms, p, i, d, m)
+    }
+
+    /// A receiver's rate before any estimate: the initial rate under backpressure, capped by
+    /// the static limit (0: none).
+    pub fn initial_receiver_rate(&self) -> f64 {
+        let cap = |r: f64| if self.max_rate > 0.0 { r.min(self.max_rate) } else { r };
+        if self.backpressure && self.initial_rate > 0.0 {
+            cap(self.initial_rate)
+        } else {
+            self.max_rate
+        }
+    }
+
+    /// A backpressure estimate, capped by the static limit.
+    pub fn capped_rate(&self, estimate: f64) -> f64 {
+        if self.max_rate > 0.0 {
+            estimate.min(self.max_rate)
+        } else {
+            estimate
         }
     }
 }

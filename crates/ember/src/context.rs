@@ -319,6 +319,9 @@ impl StreamingContext {
                 s.settings.wal_sync,
             )?));
         }
+        if s.settings.backpressure {
+            s.settings.estimator(s.batch_ms)?;
+        }
         if s.settings.wal && inner.checkpoint_dir.is_none() {
             return Err(Error::Config {
                 key: "receiver.write_ahead_log.enable".into(),

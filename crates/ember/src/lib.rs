@@ -77,6 +77,7 @@ pub(crate) mod exec;
 mod graph;
 pub mod listener;
 mod print;
+pub mod rate;
 pub mod source;
 pub mod testing;
 mod time;

@@ -18,12 +18,14 @@ use crate::clock::lock;
 use crate::time::Time;
 
 /// Records of one input stream in one batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StreamInputInfo {
     /// The input stream's id (0, 1, ... in creation order).
     pub input_stream_id: usize,
     /// Records it contributed to the batch.
     pub num_records: u64,
+    /// The stream's receiver rate limit (records/s) when the batch completed, if limited.
+    pub rate_limit: Option<f64>,
 }
 
 /// One output operation's run in one batch.
@@ -51,7 +53,7 @@ impl OutputOperationInfo {
 }
 
 /// What is known of one batch (Spark's `BatchInfo`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BatchInfo {
     /// The batch time.
     pub batch_time: Time,
@@ -90,7 +92,7 @@ impl BatchInfo {
 }
 
 /// A receiver's status (Spark's `ReceiverInfo`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReceiverInfo {
     /// The input stream's id.
     pub stream_id: usize,
@@ -104,6 +106,8 @@ pub struct ReceiverInfo {
     pub last_error_message: String,
     /// When the last error happened (clock millis), if any.
     pub last_error_time: Option<u64>,
+    /// The receiver's current rate limit (records/s), if limited.
+    pub rate_limit: Option<f64>,
 }
 
 /// Receives streaming events. Every method has a no-op default.

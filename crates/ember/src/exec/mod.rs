@@ -200,7 +200,9 @@ impl DriverLog {
         for &(id, n) in counts {
             match b.stream_input_info.iter_mut().find(|s| s.input_stream_id == id) {
                 Some(s) => s.num_records += n,
-                None => b.stream_input_info.push(StreamInputInfo { input_stream_id: id, num_records: n }),
+                None => {
+                    b.stream_input_info.push(StreamInputInfo { input_stream_id: id, num_records: n, rate_limit: None })
+                }
             }
         }
     }
@@ -345,6 +347,7 @@ fn track_completion(
             });
             info.processing_start_time.get_or_insert(now);
             info.processing_end_time = Some(now);
+            rt.control_rates(&mut info);
             log.last_completion = now;
             tracing::info!(
                 "Total delay: {:.3} s for time {} (execution: {:.3} s)",

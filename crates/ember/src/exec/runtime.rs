@@ -66,6 +66,10 @@ pub(crate) struct Runtime {
     /// Input lines that were not valid UTF-8 (decoded with replacement characters).
     pub invalid_utf8: AtomicU64,
     commits: Mutex<BTreeMap<u64, Vec<Commit>>>,
+    /// Rate limiters of this process's receivers, by input stream id.
+    limiters: Mutex<BTreeMap<usize, Arc<crate::rate::RateLimiter>>>,
+    /// Backpressure estimators, by input stream id (on the driver).
+    estimators: Mutex<BTreeMap<usize, crate::rate::PidRateEstimator>>,
     /// Cancelled when the context stops, to cut receivers' back-off waits short.
     pub sleeper: Arc<crate::clock::Sleeper>,
 }
@@ -100,6 +104,8 @@ impl Runtime {
             oversized: AtomicU64::new(0),
             invalid_utf8: AtomicU64::new(0),
             commits: Mutex::new(BTreeMap::new()),
+            limiters: Mutex::new(BTreeMap::new()),
+            estimators: Mutex::new(BTreeMap::new()),
             sleeper: Arc::new(crate::clock::Sleeper::default()),
         }
     }
@@ -275,6 +281,40 @@ impl Runtime {
         lock(&self.progress).error.is_some()
     }
 
+    /// Registers the rate limiter of a receiver of this process.
+    pub fn register_limiter(&self, stream: usize, limiter: Arc<crate::rate::RateLimiter>) {
+        lock(&self.limiters).insert(stream, limiter);
+    }
+
+    /// After a completed batch: feeds each receiver's estimator (with backpressure on) and sets
+    /// the new limits; records the limits in the batch's info.
+    pub fn control_rates(&self, info: &mut crate::listener::BatchInfo) {
+        let limiters = lock(&self.limiters);
+        if limiters.is_empty() {
+            return;
+        }
+        let mut estimators = lock(&self.estimators);
+        let (end, proc, sched) = (info.processing_end_time, info.processing_delay(), info.scheduling_delay());
+        for input in &mut info.stream_input_info {
+            let Some(limiter) = limiters.get(&input.input_stream_id) else { continue };
+            if self.settings.backpressure {
+                if !estimators.contains_key(&input.input_stream_id) {
+                    // The parameters were checked at start.
+                    let Ok(e) = self.settings.estimator(self.batch_ms) else { continue };
+                    estimators.insert(input.input_stream_id, e);
+                }
+                let Some(estimator) = estimators.get_mut(&input.input_stream_id) else { continue };
+                if let (Some(end), Some(proc), Some(sched)) = (end, proc, sched) {
+                    if let Some(rate) = estimator.compute(end as i64, input.num_records, proc, sched) {
+                        limiter.set_rate(self.settings.capped_rate(rate));
+                    }
+                }
+            }
+            let rate = limiter.rate();
+            input.rate_limit = (rate > 0.0).then_some(rate);
+        }
+    }
+
     pub fn add_commit(&self, t: u64, c: Commit) {
         lock(&self.commits).entry(t).or_default().push(c);
     }
@@ -292,5 +332,69 @@ impl Runtime {
                 self.report_error(e);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listener::{BatchInfo, StreamInputInfo};
+    use crate::time::Time;
+
+    fn runtime(conf: crate::Conf) -> Runtime {
+        let settings = Arc::new(conf.settings().unwrap());
+        let clock: Arc<dyn Clock> = Arc::new(crate::ManualClock::new(0));
+        let bus = ListenerBus::start(Arc::new(Mutex::new(Vec::new())));
+        Runtime::new(settings, clock, 1000, Arc::new(Graph::default()), bus)
+    }
+
+    fn batch(t: u64, records: u64, start: u64, end: u64) -> BatchInfo {
+        BatchInfo {
+            batch_time: Time::from_millis(t),
+            stream_input_info: vec![StreamInputInfo { input_stream_id: 0, num_records: records, rate_limit: None }],
+            submission_time: t,
+            processing_start_time: Some(start),
+            processing_end_time: Some(end),
+            output_operation_infos: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn backpressure_sets_receiver_limits_from_the_estimator() {
+        let conf = crate::Conf::new()
+            .set("backpressure.enabled", "true")
+            .set("backpressure.initial_rate", "5000")
+            .set("receiver.max_rate", "1500");
+        let rt = runtime(conf);
+        let limiter = Arc::new(crate::rate::RateLimiter::new(rt.settings.initial_receiver_rate()));
+        assert_eq!(limiter.rate(), 1500.0, "the initial rate is capped by the static limit");
+        rt.register_limiter(0, Arc::clone(&limiter));
+        // 1000 records in 500 ms: primes the estimator; the limit stays.
+        let mut b = batch(1000, 1000, 1000, 1500);
+        rt.control_rates(&mut b);
+        assert_eq!(b.stream_input_info[0].rate_limit, Some(1500.0));
+        // The same again: the estimate is 2000, capped at 1500.
+        let mut b = batch(2000, 1000, 2000, 2500);
+        rt.control_rates(&mut b);
+        assert_eq!(limiter.rate(), 1500.0);
+        // A slow batch that waited 500 ms: 2000 - 1000 - 0.2 * 500 = 900.
+        let mut b = batch(3000, 1000, 3500, 4500);
+        rt.control_rates(&mut b);
+        assert_eq!(limiter.rate(), 900.0);
+        assert_eq!(b.stream_input_info[0].rate_limit, Some(900.0));
+        rt.bus.shutdown();
+    }
+
+    #[test]
+    fn without_backpressure_limits_stay_static() {
+        let rt = runtime(crate::Conf::new().set("receiver.max_rate", "250"));
+        let limiter = Arc::new(crate::rate::RateLimiter::new(rt.settings.initial_receiver_rate()));
+        rt.register_limiter(0, Arc::clone(&limiter));
+        for t in 1..5 {
+            let mut b = batch(t * 1000, 1000, t * 1000 + 500, t * 1000 + 1500);
+            rt.control_rates(&mut b);
+            assert_eq!(b.stream_input_info[0].rate_limit, Some(250.0));
+        }
+        rt.bus.shutdown();
     }
 }

@@ -47,6 +47,7 @@ pub struct ReceiverContext<T> {
     shared: Arc<Shared<T>>,
     rt: Arc<Runtime>,
     activator: timely::scheduling::SyncActivator,
+    limiter: Arc<crate::rate::RateLimiter>,
     stream_id: usize,
     worker: usize,
     name: String,
@@ -79,7 +80,10 @@ impl<T: Data> ReceiverContext<T> {
     /// Stores records as one block; blocks while Ember's buffer for this receiver is full. With
     /// the write-ahead log on, the block is in the log when this returns; a failed log write is
     /// reported to listeners and to the job (use `store_block` to handle it).
+    /// These forms wait for the receiver's rate limit (`receiver.max_rate`, backpressure); the
+    /// reliable `store_block` does not (a reliable receiver paces itself, as in Spark).
     pub fn store_many(&self, records: Vec<T>) {
+        self.limiter.acquire(records.len() as u64);
         if let Err(e) = self.store_block(records) {
             self.report_error(e.to_string());
             self.rt.report_error(e);
@@ -159,6 +163,7 @@ impl<T> ReceiverContext<T> {
             worker: self.worker,
             last_error_message: error.unwrap_or_default().to_owned(),
             last_error_time: error.map(|_| self.rt.now()),
+            rate_limit: Some(self.limiter.rate()).filter(|r| *r > 0.0),
         }
     }
 }
@@ -404,11 +409,14 @@ impl StreamingContext {
                     interrupt: Mutex::new(None),
                 });
                 let rt = Arc::clone(&senv.rt);
+                let limiter = Arc::new(crate::rate::RateLimiter::new(rt.settings.initial_receiver_rate()));
                 if let Some(r) = taken {
+                    rt.register_limiter(id, Arc::clone(&limiter));
                     let ctx = ReceiverContext {
                         shared: Arc::clone(&shared),
                         rt: senv.rt,
                         activator: senv.activator,
+                        limiter,
                         stream_id: id,
                         worker: senv.index,
                         name,
