@@ -298,12 +298,14 @@ impl Runtime {
         for input in &mut info.stream_input_info {
             let Some(limiter) = limiters.get(&input.input_stream_id) else { continue };
             if self.settings.backpressure {
-                if !estimators.contains_key(&input.input_stream_id) {
-                    // The parameters were checked at start.
-                    let Ok(e) = self.settings.estimator(self.batch_ms) else { continue };
-                    estimators.insert(input.input_stream_id, e);
-                }
-                let Some(estimator) = estimators.get_mut(&input.input_stream_id) else { continue };
+                let estimator = match estimators.entry(input.input_stream_id) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        // The parameters were checked at start.
+                        let Ok(e) = self.settings.estimator(self.batch_ms) else { continue };
+                        v.insert(e)
+                    }
+                };
                 if let (Some(end), Some(proc), Some(sched)) = (end, proc, sched) {
                     if let Some(rate) = estimator.compute(end as i64, input.num_records, proc, sched) {
                         limiter.set_rate(self.settings.capped_rate(rate));
