@@ -8,9 +8,32 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 # --- services -------------------------------------------------------------------------------
-# The engine core needs no external service. Sources and sinks that do (Kafka, MQTT, S3,
-# PostgreSQL, Redis) add their start-up here, each checked with a probe first so a running
-# service is left alone.
+# Each service is probed first; a running one is left alone. Everything listens on 127.0.0.1.
+SERVICES=${EMBER_SERVICES_DIR:-/tmp/ember-services}
+mkdir -p "$SERVICES"
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+apt_install() {
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  else
+    sudo apt-get update -qq >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  fi
+}
+
+# MQTT: Mosquitto on 1883 (the ember-mqtt tests; they also start brokers of their own).
+PATH="$PATH:/usr/sbin"
+if ! command -v mosquitto >/dev/null; then
+  step "installing mosquitto"
+  apt_install mosquitto
+fi
+if ! listening 1883; then
+  step "starting mosquitto on 127.0.0.1:1883"
+  printf 'listener 1883 127.0.0.1\nallow_anonymous true\npersistence false\n' > "$SERVICES/mosquitto.conf"
+  mosquitto -d -c "$SERVICES/mosquitto.conf"
+  for _ in $(seq 50); do listening 1883 && break; sleep 0.1; done
+  listening 1883 || { echo "mosquitto did not start on 127.0.0.1:1883" >&2; exit 1; }
+fi
 
 # --- toolchain ------------------------------------------------------------------------------
 if ! cargo fmt --version >/dev/null 2>&1; then rustup component add rustfmt; fi

@@ -150,6 +150,11 @@ impl<T> ReceiverContext<T> {
         *lock(&self.shared.interrupt) = Some(Box::new(f));
     }
 
+    /// Counts records that were not valid UTF-8 (see `StreamingContext::input_counters`).
+    pub fn count_invalid_utf8(&self, n: u64) {
+        self.rt.invalid_utf8.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// The runtime, for counters.
     pub(crate) fn runtime(&self) -> &Runtime {
         &self.rt

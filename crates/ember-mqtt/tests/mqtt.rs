@@ -1,0 +1,210 @@
+//! The MQTT receiver against a real Mosquitto on 127.0.0.1 (`scripts/test.sh` starts one on port
+//! 1883 when none runs).
+
+use std::net::TcpStream;
+use std::process::{Child, Command};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ember::testing::exclusive;
+use ember::{Conf, StreamingContext};
+use ember_mqtt::{mqtt_paired_stream, mqtt_stream, MqttSpec};
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn shared_broker() -> u16 {
+    assert!(
+        TcpStream::connect("127.0.0.1:1883").is_ok(),
+        "no MQTT broker on 127.0.0.1:1883: run scripts/test.sh (it installs and starts mosquitto), or `mosquitto -d -c <conf>` with `listener 1883 127.0.0.1` and `allow_anonymous true`"
+    );
+    1883
+}
+
+fn unique(prefix: &str) -> String {
+    static N: Mutex<u32> = Mutex::new(0);
+    let mut n = N.lock().unwrap();
+    *n += 1;
+    format!("{prefix}-{}-{}", std::process::id(), *n)
+}
+
+/// Publishes `messages` (topic, payload) at QoS 1 and returns once the broker acknowledged all.
+fn publish(port: u16, messages: &[(String, Vec<u8>)]) {
+    let (client, mut connection) = Client::new(MqttOptions::new(unique("pub"), "127.0.0.1", port), 64);
+    let to_send: Vec<(String, Vec<u8>)> = messages.to_vec();
+    let sender = std::thread::spawn(move || {
+        for (topic, payload) in to_send {
+            client.publish(topic, QoS::AtLeastOnce, false, payload).unwrap();
+        }
+        client
+    });
+    let mut acked = 0;
+    for event in connection.iter() {
+        if let Ok(Event::Incoming(Packet::PubAck(_))) = event {
+            acked += 1;
+            if acked == messages.len() {
+                break;
+            }
+        }
+        event.expect("the publisher's connection");
+    }
+    let client = sender.join().unwrap();
+    let _ = client.disconnect();
+}
+
+fn context() -> StreamingContext {
+    let conf = Conf::new().master("local[2]").manual_clock(true).set("receiver.restart_delay", "100ms");
+    StreamingContext::new(conf, Duration::from_secs(1)).unwrap()
+}
+
+#[test]
+fn wildcard_topics_at_qos_1() {
+    let _g = exclusive();
+    let port = shared_broker();
+    let root = unique("ember-test");
+    let ssc = context();
+    let spec = MqttSpec::new(format!("tcp://127.0.0.1:{port}"), [format!("{root}/+/temp")])
+        .client_id(unique("sub"))
+        .clean_session(true);
+    let out =
+        mqtt_paired_stream(&ssc, spec).map(|(topic, _)| (topic, 1u64)).reduce_by_key(|a, b| a + b).collect_batches();
+    ssc.start().unwrap();
+    // The subscription must be in place before publishing: wait for a probe message.
+    let mut probes = 0;
+    while ssc.received_records() == 0 {
+        assert!(probes < 300, "the receiver never subscribed");
+        publish(port, &[(format!("{root}/probe/temp"), b"probe".to_vec())]);
+        probes += 1;
+        if ssc.wait_for_received(1, Duration::from_millis(100)).unwrap() {
+            break;
+        }
+    }
+    let already = ssc.received_records();
+    let mut messages: Vec<(String, Vec<u8>)> =
+        (0..500).map(|i| (format!("{root}/s{}/temp", i % 5), format!("{i}").into_bytes())).collect();
+    messages.push((format!("{root}/s1/humidity"), b"not subscribed".to_vec()));
+    publish(port, &messages);
+    assert!(ssc.wait_for_received(already + 500, WAIT).unwrap());
+    ssc.run_batches(1).unwrap();
+    ssc.stop(false).unwrap();
+    let mut counts = out.batches()[0].1.clone();
+    counts.retain(|(t, _)| !t.contains("probe"));
+    counts.sort();
+    let want: Vec<(String, u64)> = (0..5).map(|s| (format!("{root}/s{s}/temp"), 100)).collect();
+    assert_eq!(counts, want);
+}
+
+#[test]
+fn payloads_that_are_not_utf8_are_counted() {
+    let _g = exclusive();
+    let port = shared_broker();
+    let topic = unique("ember-bad");
+    let ssc = context();
+    let spec =
+        MqttSpec::new(format!("tcp://127.0.0.1:{port}"), [topic.clone()]).client_id(unique("sub")).clean_session(true);
+    let out = mqtt_stream(&ssc, spec).collect_batches();
+    ssc.start().unwrap();
+    let mut n = 0;
+    while !ssc.wait_for_received(1, Duration::from_millis(100)).unwrap() {
+        assert!(n < 300, "the receiver never subscribed");
+        publish(port, &[(topic.clone(), b"ok".to_vec())]);
+        n += 1;
+    }
+    let before = ssc.received_records();
+    publish(port, &[(topic.clone(), vec![0x66, 0xff, 0x6f]), (topic.clone(), b"fine".to_vec())]);
+    assert!(ssc.wait_for_received(before + 2, WAIT).unwrap());
+    ssc.run_batches(1).unwrap();
+    let counters = ssc.input_counters();
+    ssc.stop(false).unwrap();
+    let batch = &out.batches()[0].1;
+    assert!(batch.contains(&"f\u{fffd}o".to_string()) && batch.contains(&"fine".to_string()), "{batch:?}");
+    assert_eq!(counters.invalid_utf8, 1);
+}
+
+/// A Mosquitto of this test's own, on a free port, that it may stop and start.
+struct OwnBroker {
+    port: u16,
+    conf: tempfile::NamedTempFile,
+    child: Option<Child>,
+}
+
+impl OwnBroker {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let conf = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(conf.path(), format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"))
+            .unwrap();
+        let mut b = OwnBroker { port, conf, child: None };
+        b.up();
+        b
+    }
+
+    fn up(&mut self) {
+        let bin =
+            if std::path::Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" };
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(self.conf.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mosquitto is not installed: run scripts/test.sh, which installs it");
+        self.child = Some(child);
+        for _ in 0..500 {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            ember::clock::real_sleep(Duration::from_millis(10));
+        }
+        panic!("mosquitto did not start on port {}", self.port);
+    }
+
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+#[test]
+fn the_receiver_reconnects_after_a_broker_restart() {
+    let _g = exclusive();
+    let mut broker = OwnBroker::start();
+    let port = broker.port;
+    let topic = unique("ember-restart");
+    let ssc = context();
+    let spec = MqttSpec::new(format!("tcp://127.0.0.1:{port}"), [topic.clone()]).client_id(unique("sub"));
+    let out = mqtt_stream(&ssc, spec).collect_batches();
+    ssc.start().unwrap();
+    let wait_subscribed = |ssc: &StreamingContext, tag: &str| {
+        let before = ssc.received_records();
+        let mut n = 0;
+        while !ssc.wait_for_received(before + 1, Duration::from_millis(100)).unwrap() {
+            assert!(n < 300, "the receiver never subscribed");
+            publish(port, &[(topic.clone(), format!("probe {tag}").into_bytes())]);
+            n += 1;
+        }
+    };
+    wait_subscribed(&ssc, "a");
+    let before = ssc.received_records();
+    publish(port, &(0..50).map(|i| (topic.clone(), format!("before {i}").into_bytes())).collect::<Vec<_>>());
+    assert!(ssc.wait_for_received(before + 50, WAIT).unwrap());
+    broker.down();
+    broker.up();
+    wait_subscribed(&ssc, "b");
+    let before = ssc.received_records();
+    publish(port, &(0..50).map(|i| (topic.clone(), format!("after {i}").into_bytes())).collect::<Vec<_>>());
+    assert!(ssc.wait_for_received(before + 50, WAIT).unwrap());
+    ssc.run_batches(1).unwrap();
+    ssc.stop(false).unwrap();
+    let got: Vec<String> = out.batches()[0].1.iter().filter(|m| !m.starts_with("probe")).cloned().collect();
+    assert_eq!(got.iter().filter(|m| m.starts_with("before")).count(), 50);
+    assert_eq!(got.iter().filter(|m| m.starts_with("after")).count(), 50);
+}
