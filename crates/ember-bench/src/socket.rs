@@ -28,14 +28,16 @@ impl StreamingListener for CsvListener {
         let mut first = self.first_done.lock().unwrap_or_else(|e| e.into_inner());
         first.get_or_insert(self.watch.elapsed().as_secs_f64() * 1000.0);
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let limit = b.stream_input_info.iter().filter_map(|s| s.rate_limit).fold(0.0, |a, b| a + b);
         let _ = writeln!(
             out,
-            "{},{},{},{},{}",
+            "{},{},{},{},{},{:.0}",
             b.batch_time.millis(),
             b.num_records(),
             b.scheduling_delay().unwrap_or(0),
             b.processing_delay().unwrap_or(0),
-            b.total_delay().unwrap_or(0)
+            b.total_delay().unwrap_or(0),
+            limit
         );
     }
 }
@@ -72,6 +74,14 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
 
     let wal = get("--wal");
     let mut conf = Conf::new().master(format!("local[{workers}]")).app_name(format!("bench-{workload}"));
+    // `--conf key=value`, repeatable: any Ember setting (e.g. backpressure.enabled=true).
+    for (i, a) in args.iter().enumerate() {
+        if a == "--conf" {
+            let kv = args.get(i + 1).context("--conf needs key=value")?;
+            let (k, v) = kv.split_once('=').context("--conf needs key=value")?;
+            conf = conf.set(k, v);
+        }
+    }
     if wal.is_some() {
         conf = conf.set("receiver.write_ahead_log.enable", "true");
     }
@@ -82,7 +92,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     let out = Arc::new(Mutex::new(std::fs::File::create(&csv).with_context(|| format!("creating {csv}"))?));
     writeln!(
         out.lock().unwrap_or_else(|e| e.into_inner()),
-        "batch_ms,num_records,sched_delay_ms,proc_delay_ms,total_delay_ms"
+        "batch_ms,num_records,sched_delay_ms,proc_delay_ms,total_delay_ms,rate_limit"
     )?;
     let first_done = Arc::new(Mutex::new(None));
     ssc.add_streaming_listener(CsvListener { out, first_done: Arc::clone(&first_done), watch });
