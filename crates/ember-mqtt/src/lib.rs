@@ -18,12 +18,16 @@
 //!
 //! With QoS 1, a message is acknowledged to the broker only after Ember stored it — in the
 //! write-ahead log when `receiver.write_ahead_log.enable` is on — so a crash before that makes
-//! the broker deliver it again (at least once). Payloads that are not UTF-8 are kept with U+FFFD
+//! the broker deliver it again: delivery is at least once. With the log on, a redelivery (flagged
+//! as a duplicate by the broker) of a message still in the log — same packet id, topic and
+//! payload — is acknowledged and not stored again; a redelivery of a message whose block the log
+//! already cleaned up is stored again. Exactly-once across crashes is not yet guaranteed. Payloads that are not UTF-8 are kept with U+FFFD
 //! replacement characters and counted in `input_counters().invalid_utf8`. When the broker goes
 //! away, the receiver reports the error and reconnects after `receiver.restart_delay`.
 
 #![forbid(missing_docs)]
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use ember::source::receiver::{Receiver, ReceiverContext};
@@ -113,21 +117,42 @@ struct MqttReceiver {
     spec: MqttSpec,
 }
 
-impl Receiver<(String, String)> for MqttReceiver {
+/// A received message as the receiver stores it: with its packet id, so that after a crash a
+/// redelivery of a message already in the write-ahead log is recognised.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Message {
+    topic: String,
+    payload: String,
+    pkid: u16,
+}
+
+impl Receiver<Message> for MqttReceiver {
     fn name(&self) -> String {
         "MqttReceiver".to_owned()
     }
 
-    fn on_start(&mut self, ctx: &ReceiverContext<(String, String)>) -> Result<(), String> {
-        let (client, mut connection) = Client::new(self.spec.options()?, 256);
+    fn on_start(&mut self, ctx: &ReceiverContext<Message>) -> Result<(), String> {
+        // Messages logged before a crash may not have been acknowledged: the broker delivers them
+        // again, flagged as duplicates. Those already in the log are acknowledged, not stored.
+        let logged: HashSet<(u16, String, String)> = ctx
+            .logged_records()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|m| (m.pkid, m.topic, m.payload))
+            .collect();
+        // The request queue must never fill: acknowledgements wait in it until the event loop
+        // below runs again, and a full queue would block the very thread that runs it.
+        let (client, mut connection) = Client::new(self.spec.options()?, 65_536);
         let qos = if self.spec.qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce };
         for topic in &self.spec.topics {
             client.subscribe(topic.clone(), qos).map_err(|e| format!("subscribing to {topic}: {e}"))?;
         }
         let stopper = client.clone();
         ctx.on_interrupt(move || {
-            let _ = stopper.disconnect();
+            // Called on a worker thread: never block it.
+            let _ = stopper.try_disconnect();
         });
+        let mut unacked: Vec<rumqttc::Publish> = Vec::new();
         for event in connection.iter() {
             if ctx.should_return() {
                 return Ok(());
@@ -141,9 +166,14 @@ impl Receiver<(String, String)> for MqttReceiver {
                             String::from_utf8_lossy(e.as_bytes()).into_owned()
                         }
                     };
-                    // Reliable: acknowledged only once stored (and logged, with the WAL on).
-                    ctx.store_block(vec![(p.topic.clone(), payload)]).map_err(|e| e.to_string())?;
-                    client.ack(&p).map_err(|e| format!("acknowledging: {e}"))?;
+                    let key = (p.pkid, p.topic.clone(), payload);
+                    if !(p.dup && logged.contains(&key)) {
+                        let (pkid, topic, payload) = key;
+                        // Reliable: acknowledged only once stored (and logged, with the WAL on).
+                        ctx.store_block(vec![Message { topic, payload, pkid }]).map_err(|e| e.to_string())?;
+                    }
+                    unacked.push(p);
+                    unacked.retain(|p| client.try_ack(p).is_err());
                 }
                 Ok(_) => {}
                 Err(e) if ctx.should_return() => {
@@ -160,7 +190,7 @@ impl Receiver<(String, String)> for MqttReceiver {
 /// The `(topic, payload)` pairs of the messages on `spec`'s topics (Spark's
 /// `MQTTUtils.createPairedStream`).
 pub fn mqtt_paired_stream(ssc: &StreamingContext, spec: MqttSpec) -> DStream<(String, String)> {
-    ssc.receiver_stream(MqttReceiver { spec })
+    ssc.receiver_stream(MqttReceiver { spec }).map(|m: Message| (m.topic, m.payload))
 }
 
 /// The payloads of the messages on `spec`'s topics (Spark's `MQTTUtils.createStream`).

@@ -122,6 +122,23 @@ impl<T: Data> ReceiverContext<T> {
     }
 }
 
+impl<T: Data> ReceiverContext<T> {
+    /// The records in this receiver's write-ahead log now (empty when the log is off): blocks
+    /// that a crash may have left stored but not acknowledged to their source. A receiver whose
+    /// source redelivers unacknowledged records uses them to recognise those redeliveries.
+    pub fn logged_records(&self) -> crate::Result<Vec<T>> {
+        let (Some(log), Some(ck)) = (&self.shared.wal, self.rt.checkpoints.as_deref()) else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for seq in ck.blocks(log)? {
+            let bytes = ck.get_block(log, seq)?;
+            let records: Vec<T> = bincode::deserialize(&bytes)
+                .map_err(|e| crate::Error::Corrupt { what: format!("wal/{log}/{seq}"), reason: e.to_string() })?;
+            out.extend(records);
+        }
+        Ok(out)
+    }
+}
+
 impl<T> ReceiverContext<T> {
     /// Asks Ember to restart the receiver: `on_start` should return soon after.
     pub fn restart(&self, reason: impl Into<String>) {
