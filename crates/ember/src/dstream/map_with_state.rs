@@ -220,13 +220,11 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                         if let Some(m) = func(t, &k, Some(v), &mut state) {
                             out.push(Emitted::Mapped(m));
                         }
-                        // Stored with the batch time when updated, or whenever a timeout is set.
+                        // Stored with the batch time when updated, or whenever a timeout is set
+                        // (`remove` cleared the value, so a removed key is not stored).
                         if let Some(s) = state.value {
-                            if !state.removed && (state.updated || timeout.is_some()) {
-                                states.values.insert(k, (s, now));
-                            } else if !state.removed {
-                                states.values.insert(k, (s, 0));
-                            }
+                            let last = if state.updated || timeout.is_some() { now } else { 0 };
+                            states.values.insert(k, (s, last));
                         }
                     }
                     if let Some(idle) = timeout {

@@ -40,12 +40,9 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     pub fn flat_map_values<W: Data, I>(&self, f: impl Fn(V) -> I + Send + Sync + 'static) -> DStream<(K, W)>
     where
         I: IntoIterator<Item = W> + 'static,
+        I::IntoIter: 'static,
     {
-        let f = Arc::new(f);
-        self.flat_map(move |(k, v): (K, V)| {
-            let f = Arc::clone(&f);
-            f(v).into_iter().map(move |w| (k.clone(), w)).collect::<Vec<_>>()
-        })
+        self.flat_map(move |(k, v): (K, V)| f(v).into_iter().map(move |w| (k.clone(), w)))
     }
 
     /// Merges the values of each key with `f` (associative and commutative), per batch.

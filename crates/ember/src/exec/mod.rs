@@ -185,14 +185,19 @@ pub(crate) struct DriverLog {
 
 impl DriverLog {
     pub fn batch(&mut self, t: u64, now: u64) -> &mut BatchInfo {
-        self.batches.entry(t).or_insert_with(|| BatchInfo {
+        self.batches.entry(t).or_insert_with(|| Self::blank(t, now))
+    }
+
+    /// What is known of batch `t` before anything was recorded for it.
+    fn blank(t: u64, now: u64) -> BatchInfo {
+        BatchInfo {
             batch_time: Time::from_millis(t),
             stream_input_info: Vec::new(),
             submission_time: now,
             processing_start_time: None,
             processing_end_time: None,
             output_operation_infos: Vec::new(),
-        })
+        }
     }
 
     pub fn record_inputs(&mut self, t: u64, now: u64, counts: &[(usize, u64)]) {
@@ -341,10 +346,7 @@ fn track_completion(
         let mut log = log.borrow_mut();
         let mut t = completed + grid.slide;
         while t <= through {
-            let mut info = log.batches.remove(&t).unwrap_or_else(|| {
-                let mut l = DriverLog::default();
-                l.batch(t, now).clone()
-            });
+            let mut info = log.batches.remove(&t).unwrap_or_else(|| DriverLog::blank(t, now));
             info.processing_start_time.get_or_insert(now);
             info.processing_end_time = Some(now);
             rt.control_rates(&mut info);
