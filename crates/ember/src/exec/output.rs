@@ -34,6 +34,8 @@ pub(crate) trait OutputPort {
     fn pull(&mut self);
     /// Runs the operation for batch `t` (also when empty).
     fn run(&mut self, t: Time) -> std::result::Result<(), String>;
+    /// Drops batch `t`'s records without running the operation (its input failed).
+    fn run_skipped(&mut self, t: Time);
     /// Drops buffered records (after the final batch).
     fn discard(&mut self);
 }
@@ -59,6 +61,10 @@ impl<T: Data, P: Pull<Message<u64, Vec<T>>>> OutputPort for Port<T, P> {
             Ok(r) => r,
             Err(panic) => Err(panic_message(&panic)),
         }
+    }
+
+    fn run_skipped(&mut self, t: Time) {
+        self.pending.remove(&t.millis());
     }
 
     fn discard(&mut self) {
@@ -109,7 +115,7 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
     let grids: Vec<_> = graph.outputs.iter().map(|o| env.grid(o.slide)).collect();
     let names: Vec<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
     let metrics = env.scope.concatenate(std::mem::take(&mut env.metrics));
-    let mut metrics_in = builder.new_input(metrics, to_driver::<(usize, u64)>());
+    let mut metrics_in = builder.new_input(metrics, to_driver::<super::InputReport>());
     let (_out, stream) = builder.new_output::<Vec<()>>();
     let batch_grid = env.grid(rt.batch_ms);
     let is_driver = env.is_driver();
@@ -120,7 +126,7 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
         if let Some(c) = cap.as_mut() {
             c.downgrade(&batch_grid.first_after(rt.start()));
         }
-        let mut counts: BTreeMap<u64, Vec<(usize, u64)>> = BTreeMap::new();
+        let mut counts: BTreeMap<u64, Vec<super::InputReport>> = BTreeMap::new();
         move |frontiers| {
             for p in ports.iter_mut() {
                 p.pull();
@@ -133,14 +139,23 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
                 if is_driver {
                     let now = rt.now();
                     let mut log = log.borrow_mut();
-                    log.record_inputs(t, now, &counts.remove(&t).unwrap_or_default());
+                    log.record_inputs(t, now, counts.remove(&t).unwrap_or_default());
                     let last = log.last_completion;
                     let info = log.batch(t, now);
+                    rt.publish_metadata(t, &info.stream_input_info);
                     info.processing_start_time = Some(info.submission_time.max(last));
                     rt.post(Event::BatchStarted(info.clone()));
                 }
+                let input_failed = rt.input_failed_at(t);
                 for (id, port) in ports.iter_mut().enumerate() {
                     if !grids[id].contains(t) {
+                        continue;
+                    }
+                    if input_failed {
+                        // An input could not read this batch: running its outputs on partial
+                        // input would record wrong results (and, with offsets stored beside them,
+                        // lose data). The job is stopping with the input's error.
+                        port.run_skipped(time);
                         continue;
                     }
                     let mut info = OutputOperationInfo {

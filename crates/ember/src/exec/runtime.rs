@@ -66,8 +66,13 @@ pub(crate) struct Runtime {
     /// Input lines that were not valid UTF-8 (decoded with replacement characters).
     pub invalid_utf8: AtomicU64,
     commits: Mutex<BTreeMap<u64, Vec<Commit>>>,
-    /// Rate limiters of this process's receivers, by input stream id.
-    limiters: Mutex<BTreeMap<usize, Arc<crate::rate::RateLimiter>>>,
+    /// Rate limiters of this process's sources, by input stream id, and whether the static
+    /// receiver limit (`receiver.max_rate`) caps them (direct streams apply their own caps).
+    limiters: Mutex<BTreeMap<usize, (Arc<crate::rate::RateLimiter>, bool)>>,
+    /// Where direct streams' per-batch metadata is published for output operations.
+    pub metadata: BTreeMap<usize, crate::source::direct::BatchMetadata>,
+    /// The first batch an input could not read (`NOT_SET`: none).
+    input_failed: AtomicU64,
     /// Backpressure estimators, by input stream id (on the driver).
     estimators: Mutex<BTreeMap<usize, crate::rate::PidRateEstimator>>,
     /// Cancelled when the context stops, to cut receivers' back-off waits short.
@@ -105,6 +110,8 @@ impl Runtime {
             invalid_utf8: AtomicU64::new(0),
             commits: Mutex::new(BTreeMap::new()),
             limiters: Mutex::new(BTreeMap::new()),
+            metadata: BTreeMap::new(),
+            input_failed: AtomicU64::new(NOT_SET),
             estimators: Mutex::new(BTreeMap::new()),
             sleeper: Arc::new(crate::clock::Sleeper::default()),
         }
@@ -283,7 +290,41 @@ impl Runtime {
 
     /// Registers the rate limiter of a receiver of this process.
     pub fn register_limiter(&self, stream: usize, limiter: Arc<crate::rate::RateLimiter>) {
-        lock(&self.limiters).insert(stream, limiter);
+        lock(&self.limiters).insert(stream, (limiter, true));
+    }
+
+    /// The rate of a direct stream, shared by its readers in this process: backpressure sets
+    /// it (uncapped: the readers apply their own per-partition caps).
+    pub fn direct_rate(&self, stream: usize) -> Arc<crate::rate::RateLimiter> {
+        let initial = if self.settings.backpressure { self.settings.initial_rate } else { 0.0 };
+        let mut limiters = lock(&self.limiters);
+        let entry = limiters.entry(stream).or_insert_with(|| (Arc::new(crate::rate::RateLimiter::new(initial)), false));
+        Arc::clone(&entry.0)
+    }
+
+    /// Batch `t` of an input could not be read: its outputs and later ones do not run, and the
+    /// job stops with `e`.
+    pub fn fail_input(&self, t: u64, e: Error) {
+        self.input_failed.fetch_min(t, Ordering::AcqRel);
+        self.checkpoint_broken.store(true, Ordering::Release);
+        self.report_error(e);
+        if !self.stopping() {
+            self.request_stop(self.completed());
+        }
+    }
+
+    /// Whether an input failed at or before batch `t`.
+    pub fn input_failed_at(&self, t: u64) -> bool {
+        self.input_failed.load(Ordering::Acquire) <= t
+    }
+
+    /// Hands batch `t`'s source metadata to the direct streams' handles (on the driver, before
+    /// the batch's outputs run), forgetting batches long done.
+    pub fn publish_metadata(&self, t: u64, inputs: &[crate::listener::StreamInputInfo]) {
+        for (id, handle) in &self.metadata {
+            let meta = inputs.iter().find(|i| i.input_stream_id == *id).map(|i| i.metadata.clone()).unwrap_or_default();
+            handle.publish(t, meta, t.saturating_sub(100 * self.batch_ms));
+        }
     }
 
     /// After a completed batch: feeds each receiver's estimator (with backpressure on) and sets
@@ -296,7 +337,7 @@ impl Runtime {
         let mut estimators = lock(&self.estimators);
         let (end, proc, sched) = (info.processing_end_time, info.processing_delay(), info.scheduling_delay());
         for input in &mut info.stream_input_info {
-            let Some(limiter) = limiters.get(&input.input_stream_id) else { continue };
+            let Some((limiter, capped)) = limiters.get(&input.input_stream_id) else { continue };
             if self.settings.backpressure {
                 let estimator = match estimators.entry(input.input_stream_id) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
@@ -308,7 +349,7 @@ impl Runtime {
                 };
                 if let (Some(end), Some(proc), Some(sched)) = (end, proc, sched) {
                     if let Some(rate) = estimator.compute(end as i64, input.num_records, proc, sched) {
-                        limiter.set_rate(self.settings.capped_rate(rate));
+                        limiter.set_rate(if *capped { self.settings.capped_rate(rate) } else { rate });
                     }
                 }
             }
@@ -353,7 +394,12 @@ mod tests {
     fn batch(t: u64, records: u64, start: u64, end: u64) -> BatchInfo {
         BatchInfo {
             batch_time: Time::from_millis(t),
-            stream_input_info: vec![StreamInputInfo { input_stream_id: 0, num_records: records, rate_limit: None }],
+            stream_input_info: vec![StreamInputInfo {
+                input_stream_id: 0,
+                num_records: records,
+                rate_limit: None,
+                metadata: Default::default(),
+            }],
             submission_time: t,
             processing_start_time: Some(start),
             processing_end_time: Some(end),

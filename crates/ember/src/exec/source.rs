@@ -14,7 +14,7 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::scheduling::SyncActivator;
 
 use super::runtime::Runtime;
-use super::{Batches, BuildEnv};
+use super::{Batches, BuildEnv, InputReport};
 use crate::time::Time;
 use crate::Data;
 
@@ -31,6 +31,11 @@ pub(crate) trait SourceDriver<T>: 'static {
 
     /// The source ends (the context stops).
     fn finish(&mut self) {}
+
+    /// Facts of the batch just closed, for the listener (`StreamInputInfo::metadata`).
+    fn metadata(&mut self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 
     /// The position to checkpoint after a closed batch (encoded), if the source has one.
     fn position(&self) -> Option<Vec<u8>> {
@@ -61,9 +66,9 @@ pub(crate) fn source<'s, T: Data>(
     let mut builder = OperatorBuilder::new(name.to_owned(), env.scope);
     let info = builder.operator_info();
     let (data_out, data) = builder.new_output::<Vec<T>>();
-    let (count_out, counts) = builder.new_output::<Vec<(usize, u64)>>();
+    let (count_out, counts) = builder.new_output::<Vec<InputReport>>();
     let mut data_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<T>>>::from(data_out);
-    let mut count_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<(usize, u64)>>>::from(count_out);
+    let mut count_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<InputReport>>>::from(count_out);
 
     let activator = env.scope.activator_for(info.address.clone());
     env.sources.push(activator.clone());
@@ -119,8 +124,9 @@ pub(crate) fn source<'s, T: Data>(
                 if !buf.is_empty() {
                     data_session.session(&*dcap).give_container(&mut buf);
                 }
-                if records > 0 {
-                    count_session.session(&*ccap).give((stream_id, records));
+                let metadata = driver.metadata();
+                if records > 0 || !metadata.is_empty() {
+                    count_session.session(&*ccap).give(InputReport { stream: stream_id, records, metadata });
                 }
                 records = 0;
                 if let Some(ck) = rt.checkpoint_at(open) {

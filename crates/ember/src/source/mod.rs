@@ -7,6 +7,7 @@
 //! so the stateless steps run in parallel.
 
 pub mod channel;
+pub mod direct;
 pub mod file;
 pub mod generated;
 pub mod queue;
@@ -27,6 +28,15 @@ impl StreamingContext {
         kind: &str,
         make: impl for<'s> Fn(&mut BuildEnv<'s>, usize, &str) -> Batches<'s, T> + Send + Sync + 'static,
     ) -> DStream<T> {
+        self.input_stream_with_id(kind, make).0
+    }
+
+    /// Like `input_stream`, and returns the stream's input id.
+    pub(crate) fn input_stream_with_id<T: Data>(
+        &self,
+        kind: &str,
+        make: impl for<'s> Fn(&mut BuildEnv<'s>, usize, &str) -> Batches<'s, T> + Send + Sync + 'static,
+    ) -> (DStream<T>, usize) {
         let shared = &self.shared;
         let id = shared.add_input(kind);
         let name = format!("{kind} [{id}]");
@@ -41,6 +51,6 @@ impl StreamingContext {
                 Ok(())
             }),
         );
-        DStream::from_node(Arc::clone(shared), node, shared.batch_ms)
+        (DStream::from_node(Arc::clone(shared), node, shared.batch_ms), id)
     }
 }

@@ -1,0 +1,74 @@
+//! Decoding helpers: a record that does not decode is skipped, counted and logged, never a
+//! failed batch.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ember::{DStream, Data};
+use serde::de::DeserializeOwned;
+
+use crate::{ConsumerRecord, KafkaStream};
+
+/// Counts a skipped record and logs the first 10, then every 1000th.
+fn skipped(bad: &AtomicU64, r: &ConsumerRecord, why: &str) {
+    let n = bad.fetch_add(1, Ordering::Relaxed) + 1;
+    if n <= 10 || n % 1000 == 0 {
+        tracing::warn!("kafka: skipped record {}-{}@{} ({why}); {n} skipped so far", r.topic, r.partition, r.offset);
+    }
+}
+
+impl KafkaStream {
+    /// The values as UTF-8 text. A value that is not valid UTF-8 (or a tombstone) is skipped
+    /// and counted in [`bad_records`](Self::bad_records).
+    pub fn values_utf8(&self) -> DStream<String> {
+        let bad = Arc::clone(&self.bad);
+        self.stream.flat_map(move |r: ConsumerRecord| match r.value.as_deref().map(std::str::from_utf8) {
+            Some(Ok(s)) => Some(s.to_owned()),
+            Some(Err(_)) => {
+                skipped(&bad, &r, "the value is not valid UTF-8");
+                None
+            }
+            None => {
+                skipped(&bad, &r, "the value is null");
+                None
+            }
+        })
+    }
+
+    /// (key, value) pairs as UTF-8 text (a missing key is the empty string); records that do not
+    /// decode are skipped and counted.
+    pub fn pairs_utf8(&self) -> DStream<(String, String)> {
+        let bad = Arc::clone(&self.bad);
+        self.stream.flat_map(move |r: ConsumerRecord| {
+            let key = match r.key.as_deref().map(std::str::from_utf8) {
+                None => Some(String::new()),
+                Some(Ok(k)) => Some(k.to_owned()),
+                Some(Err(_)) => None,
+            };
+            match (key, r.value.as_deref().map(std::str::from_utf8)) {
+                (Some(k), Some(Ok(v))) => Some((k, v.to_owned())),
+                _ => {
+                    skipped(&bad, &r, "the key or value is not valid UTF-8, or the value is null");
+                    None
+                }
+            }
+        })
+    }
+
+    /// The values decoded from JSON into `T`; a value that is not JSON of that shape is skipped
+    /// and counted.
+    pub fn values_json<T: Data + DeserializeOwned>(&self) -> DStream<T> {
+        let bad = Arc::clone(&self.bad);
+        self.stream.flat_map(move |r: ConsumerRecord| match r.value.as_deref().map(serde_json::from_slice::<T>) {
+            Some(Ok(v)) => Some(v),
+            Some(Err(e)) => {
+                skipped(&bad, &r, &format!("not the expected JSON: {e}"));
+                None
+            }
+            None => {
+                skipped(&bad, &r, "the value is null");
+                None
+            }
+        })
+    }
+}

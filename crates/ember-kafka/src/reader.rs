@@ -1,0 +1,721 @@
+//! One worker's share of a direct stream: its partitions, their offsets, and the reads.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CString;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ember::clock::Stopwatch;
+use ember::source::direct::{DirectEnv, DirectReader};
+use ember::Time;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerContext};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use regex::Regex;
+
+use crate::{CommitQueue, ConsumerRecord, ConsumerStrategy, KafkaParams, OffsetRange, RateLimits, TopicPartition};
+
+type Queue = rdkafka::consumer::base_consumer::PartitionQueue<DefaultConsumerContext>;
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long planning waits for a newly assigned partition's first fetch response.
+const FIRST_FETCH_WAIT: Duration = Duration::from_secs(2);
+
+/// What `auto.offset.reset` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reset {
+    Earliest,
+    Latest,
+    None,
+}
+
+impl Reset {
+    fn parse(v: Option<&str>) -> Result<Self, String> {
+        match v.unwrap_or("earliest") {
+            "earliest" | "smallest" | "beginning" => Ok(Reset::Earliest),
+            "latest" | "largest" | "end" => Ok(Reset::Latest),
+            "none" | "error" => Ok(Reset::None),
+            other => Err(format!("`auto.offset.reset` must be earliest, latest or none, not `{other}`")),
+        }
+    }
+}
+
+/// Where a partition starts when its requested offset is outside the log `[low, high]`:
+/// below `low` (deleted) or above `high` (a log that was recreated or lost).
+pub(crate) fn resolve_start(
+    tp: &TopicPartition,
+    requested: i64,
+    low: i64,
+    high: i64,
+    reset: Reset,
+) -> Result<i64, String> {
+    if (low..=high).contains(&requested) {
+        return Ok(requested);
+    }
+    let what = if requested < low {
+        format!("offset {requested} of {tp} no longer exists (the log starts at {low})")
+    } else {
+        format!("offset {requested} of {tp} is past the end of the log ({high}); the log was recreated or lost")
+    };
+    match reset {
+        Reset::Earliest => {
+            tracing::warn!("kafka: {what}; starting at the earliest offset {low} (auto.offset.reset=earliest)");
+            Ok(low)
+        }
+        Reset::Latest => {
+            tracing::warn!("kafka: {what}; starting at the latest offset {high} (auto.offset.reset=latest)");
+            Ok(high)
+        }
+        Reset::None => Err(format!("{what}, and auto.offset.reset is none")),
+    }
+}
+
+/// The worker that reads a partition: stable when partitions are added.
+pub(crate) fn owner(tp: &TopicPartition, workers: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in tp.topic.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h.wrapping_add(tp.partition as u64) % workers as u64) as usize
+}
+
+/// The end offset of each range (spec §8.3). `parts` holds (partition, from, latest); `rate` is
+/// this worker's share of the backpressure rate.
+pub(crate) fn clamp(
+    parts: &[(TopicPartition, i64, i64)],
+    rate: Option<f64>,
+    limits: &RateLimits,
+    batch_ms: u64,
+) -> Vec<i64> {
+    let secs = batch_ms as f64 / 1000.0;
+    let lag = |from: i64, latest: i64| (latest - from).max(0) as f64;
+    let total_lag: f64 = parts.iter().map(|(_, f, l)| lag(*f, *l)).sum();
+    let limit: Vec<f64> = parts
+        .iter()
+        .map(|(tp, from, latest)| {
+            let max = limits.max_for(tp);
+            match rate.filter(|r| *r > 0.0) {
+                Some(r) => {
+                    let share = if total_lag > 0.0 { lag(*from, *latest) / total_lag * r } else { 0.0 };
+                    if max > 0.0 {
+                        share.min(max)
+                    } else {
+                        share
+                    }
+                }
+                None => max,
+            }
+        })
+        .collect();
+    if limit.iter().sum::<f64>() <= 0.0 {
+        return parts.iter().map(|(_, f, l)| (*l).max(*f)).collect();
+    }
+    parts
+        .iter()
+        .zip(limit)
+        .map(|((tp, from, latest), lim)| {
+            let most = ((secs * lim).floor()).max(limits.min_for(tp)) as i64;
+            (*from + most).min(*latest).max(*from)
+        })
+        .collect()
+}
+
+pub(crate) struct KafkaReader {
+    consumer: Arc<BaseConsumer>,
+    worker: usize,
+    workers: usize,
+    batch_ms: u64,
+    strategy: ConsumerStrategy,
+    pattern: Option<Regex>,
+    limits: RateLimits,
+    commits: Arc<CommitQueue>,
+    reset: Reset,
+    group: bool,
+    servers: String,
+    read_timeout: Duration,
+    discovery_ms: u64,
+    last_discovery: Option<u64>,
+    /// This worker's partitions, with the next offset to plan from.
+    current: BTreeMap<TopicPartition, i64>,
+    /// Partitions of the stream on all workers (for this worker's share of the rate).
+    total_partitions: usize,
+    queues: BTreeMap<TopicPartition, Queue>,
+    /// The offset each partition's queue delivers next.
+    fetch_pos: BTreeMap<TopicPartition, i64>,
+    /// A record read past the end of a range, kept for the next one.
+    stash: BTreeMap<TopicPartition, ConsumerRecord>,
+    warned: BTreeSet<String>,
+    last_error: Option<String>,
+    /// Partitions assigned whose first fetch response has not been waited for.
+    unfetched: BTreeSet<TopicPartition>,
+}
+
+impl KafkaReader {
+    pub(crate) fn new(
+        env: &DirectEnv,
+        strategy: ConsumerStrategy,
+        params: KafkaParams,
+        limits: RateLimits,
+        commits: Arc<CommitQueue>,
+    ) -> Result<Self, String> {
+        let reset = Reset::parse(params.get("auto.offset.reset"))?;
+        let servers = params
+            .get("bootstrap.servers")
+            .or_else(|| params.get("metadata.broker.list"))
+            .ok_or("the Kafka parameters have no `bootstrap.servers`")?
+            .to_owned();
+        let pattern = match &strategy {
+            ConsumerStrategy::SubscribePattern { pattern, .. } => Some(
+                Regex::new(&format!("^(?:{pattern})$"))
+                    .map_err(|e| format!("the topic pattern `{pattern}` is not a regular expression: {e}"))?,
+            ),
+            _ => None,
+        };
+        let read_timeout = Duration::from_millis(params.ember_millis("ember.read.timeout.ms", 60_000)?);
+        let discovery_ms = params.ember_millis("ember.partition.discovery.interval.ms", 5_000)?;
+        let group = params.get("group.id").is_some();
+        let mut overrides = vec![
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            // Ember decides where partitions start; a fetch out of range is reported, not reset.
+            ("auto.offset.reset", "error"),
+        ];
+        if !group {
+            // librdkafka needs a group id to assign partitions; nothing is committed without one.
+            overrides.push(("group.id", "ember-direct-stream"));
+        }
+        let mut config = params.client_config(&overrides);
+        if params.get("isolation.level").is_none() {
+            config.set("isolation.level", "read_uncommitted");
+        }
+        let consumer: BaseConsumer =
+            config.create().map_err(|e| format!("cannot create a Kafka consumer for {servers}: {e}"))?;
+        Ok(KafkaReader {
+            consumer: Arc::new(consumer),
+            worker: env.worker,
+            workers: env.workers,
+            batch_ms: env.batch_ms,
+            strategy,
+            pattern,
+            limits,
+            commits,
+            reset,
+            group,
+            servers,
+            read_timeout,
+            discovery_ms,
+            last_discovery: None,
+            current: BTreeMap::new(),
+            total_partitions: 0,
+            queues: BTreeMap::new(),
+            fetch_pos: BTreeMap::new(),
+            stash: BTreeMap::new(),
+            warned: BTreeSet::new(),
+            last_error: None,
+            unfetched: BTreeSet::new(),
+        })
+    }
+
+    /// Commits what `commit_async` queued (worker 0 only).
+    fn commit_queued(&mut self, mode: CommitMode) {
+        if self.worker != 0 {
+            return;
+        }
+        let pending = self.commits.take();
+        if pending.is_empty() {
+            return;
+        }
+        if !self.group {
+            tracing::error!(
+                "kafka: commit_async needs a `group.id` in the Kafka parameters; {} offsets dropped",
+                pending.len()
+            );
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (tp, offset) in &pending {
+            if let Err(e) = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset)) {
+                tracing::error!("kafka: cannot commit {tp} at {offset}: {e}");
+            }
+        }
+        match self.consumer.commit(&tpl, mode) {
+            Ok(()) => tracing::debug!("kafka: committed {} partition offsets", pending.len()),
+            Err(e) => tracing::warn!("kafka: committing offsets failed: {e}"),
+        }
+    }
+
+    /// Serves the consumer's events (errors, commit results); keeps the last error.
+    fn serve_events(&mut self) {
+        while let Some(r) = self.consumer.poll(Duration::ZERO) {
+            match r {
+                Err(e) => {
+                    tracing::debug!("kafka: {e}");
+                    self.last_error = Some(e.to_string());
+                }
+                Ok(m) => tracing::debug!("kafka: unexpected record on the main queue: {}-{}", m.topic(), m.partition()),
+            }
+        }
+    }
+
+    /// Every partition the strategy names now, from the cluster's metadata. `Ok(Err(..))` when
+    /// the brokers cannot be reached (worth retrying), `Err` when the strategy cannot be met.
+    fn all_partitions(&mut self, timeout: Duration) -> Result<Result<Vec<TopicPartition>, String>, String> {
+        let md = match self.consumer.fetch_metadata(None, timeout) {
+            Ok(md) => md,
+            Err(e) => return Ok(Err(format!("cannot read the cluster's metadata from {}: {e}", self.servers))),
+        };
+        let topics: BTreeMap<&str, i32> = md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name(), t.partitions().len() as i32))
+            .collect();
+        let mut all = Vec::new();
+        match &self.strategy {
+            ConsumerStrategy::Subscribe { topics: wanted, .. } => {
+                for t in wanted {
+                    match topics.get(t.as_str()) {
+                        Some(&n) => all.extend((0..n).map(|p| TopicPartition::new(t.clone(), p))),
+                        None => {
+                            if self.warned.insert(t.clone()) {
+                                tracing::warn!("kafka: subscribed topic `{t}` does not exist (yet); its batches stay empty until it does");
+                            }
+                        }
+                    }
+                }
+            }
+            ConsumerStrategy::SubscribePattern { .. } => {
+                let re = self.pattern.as_ref().expect("a pattern strategy has a regex");
+                for (t, &n) in &topics {
+                    if !t.starts_with("__") && re.is_match(t) {
+                        all.extend((0..n).map(|p| TopicPartition::new(*t, p)));
+                    }
+                }
+            }
+            ConsumerStrategy::Assign { partitions } => {
+                for tp in partitions.keys() {
+                    match topics.get(tp.topic.as_str()) {
+                        None => return Err(format!("assigned topic `{}` does not exist", tp.topic)),
+                        Some(&n) if tp.partition >= n || tp.partition < 0 => {
+                            return Err(format!("assigned partition {tp} does not exist: `{}` has {n}", tp.topic))
+                        }
+                        Some(_) => all.push(tp.clone()),
+                    }
+                }
+            }
+        }
+        Ok(Ok(all))
+    }
+
+    /// Finds partitions (at the first batch: retrying with back-off until the read timeout).
+    fn discover(&mut self, t: u64) -> Result<(), String> {
+        let first = self.last_discovery.is_none();
+        if !first && t < self.last_discovery.unwrap_or(0) + self.discovery_ms {
+            return Ok(());
+        }
+        let watch = Stopwatch::start();
+        let mut backoff = Duration::from_millis(100);
+        let all = loop {
+            let left = self.read_timeout.saturating_sub(watch.elapsed()).max(Duration::from_millis(100));
+            match self.all_partitions(left.min(REQUEST_TIMEOUT))? {
+                Ok(all) => break all,
+                Err(e) if first && watch.elapsed() < self.read_timeout => {
+                    tracing::warn!("kafka: {e}; retrying in {} ms", backoff.as_millis());
+                    ember::clock::real_sleep(backoff.min(self.read_timeout.saturating_sub(watch.elapsed())));
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(e) if first => return Err(format!("{e} (gave up after {} ms)", self.read_timeout.as_millis())),
+                Err(e) => {
+                    tracing::warn!("kafka: partition discovery failed: {e}; keeping the known partitions");
+                    return Ok(());
+                }
+            }
+        };
+        self.last_discovery = Some(t);
+        self.total_partitions = all.len().max(self.current.len());
+        let new: Vec<TopicPartition> = all
+            .into_iter()
+            .filter(|tp| owner(tp, self.workers) == self.worker && !self.current.contains_key(tp))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let starts = self.starting_offsets(&new)?;
+        for (tp, offset) in new.into_iter().zip(starts) {
+            tracing::info!("kafka: worker {} reads {tp} from offset {offset}", self.worker);
+            self.current.insert(tp, offset);
+        }
+        self.reassign()
+    }
+
+    /// Where new partitions start: given offsets, then the group's committed ones, then the
+    /// reset policy; each checked against the log.
+    fn starting_offsets(&mut self, parts: &[TopicPartition]) -> Result<Vec<i64>, String> {
+        let given: BTreeMap<TopicPartition, i64> = match &self.strategy {
+            ConsumerStrategy::Subscribe { offsets, .. } | ConsumerStrategy::SubscribePattern { offsets, .. } => {
+                offsets.clone()
+            }
+            ConsumerStrategy::Assign { partitions } => {
+                partitions.iter().filter_map(|(tp, o)| o.map(|o| (tp.clone(), o))).collect()
+            }
+        };
+        let mut committed = BTreeMap::new();
+        if self.group && parts.iter().any(|tp| !given.contains_key(tp)) {
+            let mut tpl = TopicPartitionList::new();
+            for tp in parts.iter().filter(|tp| !given.contains_key(*tp)) {
+                tpl.add_partition(&tp.topic, tp.partition);
+            }
+            match self.consumer.committed_offsets(tpl, REQUEST_TIMEOUT) {
+                Ok(list) => {
+                    for e in list.elements() {
+                        if let Offset::Offset(o) = e.offset() {
+                            committed.insert(TopicPartition::new(e.topic(), e.partition()), o);
+                        }
+                    }
+                }
+                Err(e) => return Err(format!("cannot read the group's committed offsets: {e}")),
+            }
+        }
+        let mut out = Vec::with_capacity(parts.len());
+        for tp in parts {
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(&tp.topic, tp.partition, REQUEST_TIMEOUT)
+                .map_err(|e| format!("cannot read the offsets of {tp}: {e}"))?;
+            let start = match given.get(tp).or_else(|| committed.get(tp)) {
+                // A requested offset above ListOffsets' end is not checked: some brokers
+                // under-report it (see the crate docs); a fetch past the end is caught later.
+                Some(&o) => resolve_start(tp, o, low, high.max(o), self.reset)?,
+                None => match self.reset {
+                    Reset::Earliest => low,
+                    Reset::Latest => high,
+                    Reset::None => {
+                        return Err(format!("{tp} has no committed offset for the group and auto.offset.reset is none"))
+                    }
+                },
+            };
+            out.push(start);
+        }
+        Ok(out)
+    }
+
+    /// Assigns this worker's partitions at their current offsets, with one queue each.
+    fn reassign(&mut self) -> Result<(), String> {
+        let mut tpl = TopicPartitionList::new();
+        for (tp, offset) in &self.current {
+            tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
+                .map_err(|e| format!("cannot assign {tp}: {e}"))?;
+        }
+        self.queues.clear();
+        self.consumer.assign(&tpl).map_err(|e| format!("cannot assign partitions: {e}"))?;
+        for tp in self.current.keys() {
+            let q = self
+                .consumer
+                .split_partition_queue(&tp.topic, tp.partition)
+                .ok_or_else(|| format!("cannot open a queue for {tp}"))?;
+            self.queues.insert(tp.clone(), q);
+        }
+        self.fetch_pos = self.current.clone();
+        self.stash.clear();
+        self.unfetched = self.current.keys().cloned().collect();
+        Ok(())
+    }
+
+    /// The partition's end as the consumer's fetch responses reported it (`None` before the
+    /// first response).
+    fn fetched_high(&self, tp: &TopicPartition) -> Option<i64> {
+        let topic = CString::new(tp.topic.as_str()).ok()?;
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the consumer's handle is alive for the call, `topic` is a valid C string, and
+        // librdkafka writes the two offsets through the given pointers only.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                topic.as_ptr(),
+                tp.partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+    }
+
+    /// The end of `tp` to plan to: fetch responses first, ListOffsets before any.
+    fn latest(&mut self, tp: &TopicPartition, from: i64) -> Result<i64, String> {
+        if self.unfetched.remove(tp) {
+            // Just assigned: give the consumer a moment for its first fetch response, so that a
+            // batch right after the start sees what the log holds.
+            let watch = Stopwatch::start();
+            while self.fetched_high(tp).is_none() && watch.elapsed() < FIRST_FETCH_WAIT.min(self.read_timeout) {
+                self.serve_events();
+                ember::clock::real_sleep(Duration::from_millis(2));
+            }
+        }
+        if let Some(high) = self.fetched_high(tp) {
+            if high < from {
+                // The log is shorter than what was read: it was recreated or lost.
+                let (low, end) =
+                    self.consumer.fetch_watermarks(&tp.topic, tp.partition, REQUEST_TIMEOUT).unwrap_or((0, high));
+                let start = resolve_start(tp, from, low, end.max(high), self.reset)?;
+                self.current.insert(tp.clone(), start);
+                return Ok(high.max(start));
+            }
+            return Ok(high);
+        }
+        // Before the first fetch response: ListOffsets, which may under-report (never over).
+        match self.consumer.fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(1)) {
+            Ok((_, high)) => Ok(high.max(from)),
+            Err(e) => {
+                tracing::debug!("kafka: no end offset for {tp} yet: {e}");
+                Ok(from)
+            }
+        }
+    }
+
+    fn record(m: &BorrowedMessage<'_>) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+        }
+    }
+
+    /// The consumer's position in `tp` (past gaps such as transaction markers).
+    fn position(&self, tp: &TopicPartition) -> Option<i64> {
+        let list = self.consumer.position().ok()?;
+        let e = list.find_partition(&tp.topic, tp.partition)?;
+        match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Reads `[from, until)` of one partition into `out`.
+    fn read_range(&mut self, r: &OffsetRange, out: &mut Vec<ConsumerRecord>) -> Result<(), String> {
+        let tp = r.topic_partition();
+        if !self.queues.contains_key(&tp) {
+            // A logged range of a partition not assigned yet (a re-run after a recovery).
+            self.current.insert(tp.clone(), r.from_offset);
+            self.reassign()?;
+        }
+        if self.fetch_pos.get(&tp) != Some(&r.from_offset) {
+            self.stash.remove(&tp);
+            self.consumer
+                .seek(&tp.topic, tp.partition, Offset::Offset(r.from_offset), REQUEST_TIMEOUT)
+                .map_err(|e| format!("cannot seek {tp} to {}: {e}", r.from_offset))?;
+            self.fetch_pos.insert(tp.clone(), r.from_offset);
+        }
+        let mut next = r.from_offset;
+        if let Some(rec) = self.stash.remove(&tp) {
+            if rec.offset >= r.until_offset {
+                self.stash.insert(tp.clone(), rec);
+                next = r.until_offset;
+            } else if rec.offset >= next {
+                next = rec.offset + 1;
+                out.push(rec);
+            }
+        }
+        let mut idle = Stopwatch::start();
+        while next < r.until_offset {
+            let polled = self.queues[&tp].poll(Duration::from_millis(100));
+            match polled {
+                Some(Ok(m)) => {
+                    let offset = m.offset();
+                    if offset < next {
+                        continue;
+                    }
+                    let rec = Self::record(&m);
+                    drop(m);
+                    if offset >= r.until_offset {
+                        self.stash.insert(tp.clone(), rec);
+                        break;
+                    }
+                    out.push(rec);
+                    next = offset + 1;
+                    idle = Stopwatch::start();
+                }
+                Some(Err(e)) => {
+                    tracing::debug!("kafka: {tp}: {e}");
+                    self.last_error = Some(e.to_string());
+                }
+                None => {
+                    self.serve_events();
+                    if self.position(&tp).is_some_and(|p| p >= r.until_offset) {
+                        break; // the rest of the range is a gap (transaction markers, compaction)
+                    }
+                    if idle.elapsed() > self.read_timeout {
+                        return Err(format!(
+                            "could not read offsets {next}..{} of {tp} from {} within {} ms{}",
+                            r.until_offset,
+                            self.servers,
+                            self.read_timeout.as_millis(),
+                            self.last_error.as_deref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
+                        ));
+                    }
+                }
+            }
+        }
+        self.fetch_pos.insert(tp.clone(), r.until_offset);
+        self.current.insert(tp, r.until_offset);
+        Ok(())
+    }
+}
+
+impl DirectReader for KafkaReader {
+    type Item = ConsumerRecord;
+    type Plan = Vec<OffsetRange>;
+
+    fn plan(&mut self, batch: Time, rate: Option<f64>) -> Result<Vec<OffsetRange>, String> {
+        self.commit_queued(CommitMode::Async);
+        self.serve_events();
+        self.discover(batch.millis())?;
+        let mut parts = Vec::with_capacity(self.current.len());
+        let tps: Vec<TopicPartition> = self.current.keys().cloned().collect();
+        for tp in tps {
+            let from = self.current[&tp];
+            let latest = self.latest(&tp, from)?;
+            // `latest` may have moved the partition's start (a log that was recreated).
+            parts.push((tp.clone(), self.current[&tp], latest));
+        }
+        let share = rate.map(|r| r * parts.len() as f64 / self.total_partitions.max(1) as f64);
+        let until = clamp(&parts, share, &self.limits, self.batch_ms);
+        Ok(parts
+            .into_iter()
+            .zip(until)
+            .map(|((tp, from, _), until)| OffsetRange {
+                topic: tp.topic,
+                partition: tp.partition,
+                from_offset: from,
+                until_offset: until,
+            })
+            .collect())
+    }
+
+    fn read(&mut self, _batch: Time, plan: &Vec<OffsetRange>, out: &mut Vec<ConsumerRecord>) -> Result<(), String> {
+        for r in plan {
+            if r.count() > 0 {
+                self.read_range(r, out)?;
+            } else {
+                self.current.insert(r.topic_partition(), r.until_offset);
+            }
+        }
+        Ok(())
+    }
+
+    fn metadata(&self, plan: &Vec<OffsetRange>) -> Vec<(String, String)> {
+        if plan.is_empty() {
+            return Vec::new();
+        }
+        let offsets = plan.iter().map(OffsetRange::to_line).collect::<Vec<_>>().join("\n");
+        let mut nonempty: Vec<&OffsetRange> = plan.iter().filter(|r| r.count() > 0).collect();
+        nonempty.sort_by_key(|r| std::cmp::Reverse(r.count()));
+        let description = nonempty
+            .iter()
+            .map(|r| {
+                format!(
+                    "topic: {}\tpartition: {}\toffsets: {} to {}\tcount: {}",
+                    r.topic,
+                    r.partition,
+                    r.from_offset,
+                    r.until_offset,
+                    r.count()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut meta = vec![("offsets".to_owned(), offsets)];
+        if !description.is_empty() {
+            meta.push(("Description".to_owned(), description));
+        }
+        meta
+    }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        let list: Vec<(&str, i32, i64)> =
+            self.current.iter().map(|(tp, o)| (tp.topic.as_str(), tp.partition, *o)).collect();
+        serde_json::to_vec(&list).ok()
+    }
+
+    fn restore(&mut self, position: &[u8]) -> Result<(), String> {
+        let list: Vec<(String, i32, i64)> =
+            serde_json::from_slice(position).map_err(|e| format!("not a Kafka stream position: {e}"))?;
+        self.current = list.into_iter().map(|(t, p, o)| (TopicPartition::new(t, p), o)).collect();
+        if !self.current.is_empty() {
+            self.reassign()?;
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        // Unlike Spark (SPARK-20050), offsets queued in the last batches are committed.
+        self.commit_queued(CommitMode::Sync);
+        self.queues.clear();
+        self.stash.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition::new("t", p)
+    }
+
+    #[test]
+    fn clamp_follows_spark_per_partition_limits() {
+        let parts = vec![(tp(0), 0, 1000), (tp(1), 100, 150), (tp(2), 7, 7)];
+        // No limits and no backpressure: everything available.
+        assert_eq!(clamp(&parts, None, &RateLimits::default(), 2000), vec![1000, 150, 7]);
+        // maxRatePerPartition 100/s over 2 s batches: 200 each at most.
+        assert_eq!(clamp(&parts, None, &RateLimits::max_per_partition(100.0), 2000), vec![200, 150, 7]);
+        // Backpressure 300/s over a lag of 1000 + 50: shares 285.7 and 14.3 per second;
+        // 2 s → 571 and 28 records; the idle partition gets its minimum of 1 but has no data.
+        assert_eq!(clamp(&parts, Some(300.0), &RateLimits::default(), 2000), vec![571, 128, 7]);
+        // Both: the share is capped by the maximum.
+        assert_eq!(clamp(&parts, Some(300.0), &RateLimits::max_per_partition(100.0), 2000), vec![200, 128, 7]);
+        // The minimum rate lifts a tiny share: 1 s × 0.5/s = 0 → at least 3.
+        let limits = RateLimits { min_rate_per_partition: 3.0, ..RateLimits::max_per_partition(0.5) };
+        assert_eq!(clamp(&parts, None, &limits, 1000), vec![3, 103, 7]);
+        // Per-partition limits override the common one.
+        let mut limits = RateLimits::max_per_partition(100.0);
+        limits.per_partition.insert(tp(0), (10.0, 1.0));
+        assert_eq!(clamp(&parts, None, &limits, 1000), vec![10, 150, 7]);
+    }
+
+    #[test]
+    fn starting_offsets_outside_the_log_follow_the_reset_policy() {
+        let p = tp(0);
+        assert_eq!(resolve_start(&p, 5, 0, 10, Reset::None), Ok(5));
+        assert_eq!(resolve_start(&p, 10, 0, 10, Reset::None), Ok(10));
+        assert_eq!(resolve_start(&p, 2, 5, 10, Reset::Earliest), Ok(5));
+        assert_eq!(resolve_start(&p, 2, 5, 10, Reset::Latest), Ok(10));
+        let e = resolve_start(&p, 2, 5, 10, Reset::None).unwrap_err();
+        assert!(e.contains("offset 2 of t-0 no longer exists (the log starts at 5)"), "{e}");
+        let e = resolve_start(&p, 50, 0, 10, Reset::None).unwrap_err();
+        assert!(e.contains("past the end"), "{e}");
+        assert_eq!(resolve_start(&p, 50, 0, 10, Reset::Earliest), Ok(0));
+        assert!(Reset::parse(Some("sometimes")).unwrap_err().contains("earliest, latest or none"));
+    }
+
+    #[test]
+    fn partitions_spread_evenly_and_stay_put_when_added() {
+        let counts = (0..12).fold([0; 3], |mut c, p| {
+            c[owner(&tp(p), 3)] += 1;
+            c
+        });
+        assert_eq!(counts, [4, 4, 4]);
+        assert_eq!(owner(&tp(5), 3), owner(&tp(5), 3));
+    }
+
+    #[test]
+    fn offset_ranges_round_trip_through_metadata_lines() {
+        let r = OffsetRange { topic: "a.b-c".into(), partition: 3, from_offset: 10, until_offset: 42 };
+        assert_eq!(OffsetRange::from_line(&r.to_line()), Some(r));
+        assert_eq!(OffsetRange::from_line("x\t1\t2"), None);
+        assert_eq!(OffsetRange::from_line("x\t1\t2\t3\t4"), None);
+    }
+}

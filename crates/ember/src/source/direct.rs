@@ -1,0 +1,250 @@
+//! Direct input streams: sources without receivers whose batches are defined by a *plan*.
+//!
+//! A [`DirectReader`] runs on every worker and reads that worker's share of an external log (a
+//! Kafka direct stream reads the partitions placed on its worker). When batch `t` closes, the
+//! reader decides what the batch reads (its plan, e.g. offset ranges), the plan is written to the
+//! checkpoint directory's batch log **before** anything is read, and then the reader reads exactly
+//! what the plan says. After a crash, the batches after the last checkpoint are re-run with their
+//! logged plans, so they hold the same records as the first time. This is Spark's direct Kafka
+//! stream, generalised.
+//!
+//! What each worker reports of a batch ([`DirectReader::metadata`]) reaches the listener in
+//! [`StreamInputInfo::metadata`](crate::StreamInputInfo::metadata) and output operations through
+//! the stream's [`BatchMetadata`] handle, before the batch's outputs run.
+//!
+//! With `backpressure.enabled`, the reader gets the stream's estimated rate (records/s for the
+//! whole stream, from the PID estimator; `backpressure.initial_rate` before the first estimate)
+//! when it plans a batch. If a read fails, the batch's outputs do not run and the job stops with
+//! [`Error::Input`](crate::Error::Input); a restart from the checkpoint re-reads the logged plan.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::clock::lock;
+use crate::context::StreamingContext;
+use crate::dstream::DStream;
+use crate::error::Error;
+use crate::exec::runtime::Runtime;
+use crate::exec::source::{source, SourceDriver};
+use crate::rate::RateLimiter;
+use crate::time::Time;
+use crate::Data;
+
+/// One worker's share of a direct input stream.
+pub trait DirectReader: 'static {
+    /// The records of the stream.
+    type Item: Data;
+    /// What defines one batch on this worker (written to the batch log).
+    type Plan: Serialize + DeserializeOwned + 'static;
+
+    /// Decides what batch `batch` reads. `rate` is the stream's backpressure rate in records per
+    /// second for the whole stream, when backpressure is on and a rate is known.
+    fn plan(&mut self, batch: Time, rate: Option<f64>) -> Result<Self::Plan, String>;
+
+    /// Reads exactly what `plan` says into `out`. The plan may be one logged by an earlier run
+    /// of the job (after a recovery), so it need not continue from the reader's last read.
+    fn read(&mut self, batch: Time, plan: &Self::Plan, out: &mut Vec<Self::Item>) -> Result<(), String>;
+
+    /// Facts of the batch for the listener and output operations (key, value). Values of the
+    /// same key from several workers are joined with newlines.
+    fn metadata(&self, _plan: &Self::Plan) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// The reader's position, saved with every checkpoint (e.g. the next offset per partition).
+    fn position(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Restores a position saved by [`position`](Self::position) when the job recovers.
+    fn restore(&mut self, _position: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The context stops: release connections.
+    fn stop(&mut self) {}
+}
+
+/// Where a direct reader runs.
+#[derive(Debug, Clone)]
+pub struct DirectEnv {
+    /// This worker's index (0-based) and the number of workers in the job.
+    pub worker: usize,
+    /// Workers in the job.
+    pub workers: usize,
+    /// The input stream's id.
+    pub stream_id: usize,
+    /// The batch interval in milliseconds.
+    pub batch_ms: u64,
+    /// Whether the job is recovering from a checkpoint (the reader's position will be restored).
+    pub recovering: bool,
+}
+
+/// The per-batch metadata of a direct stream, as output operations see it: each batch's entry is
+/// published on the driver before the batch's outputs run, and kept for 100 batches.
+#[derive(Debug, Clone, Default)]
+pub struct BatchMetadata {
+    batches: Arc<Mutex<BTreeMap<u64, BTreeMap<String, String>>>>,
+}
+
+impl BatchMetadata {
+    /// The metadata of batch `t` (empty when the batch reported none or is unknown).
+    pub fn get(&self, t: Time) -> BTreeMap<String, String> {
+        lock(&self.batches).get(&t.millis()).cloned().unwrap_or_default()
+    }
+
+    pub(crate) fn publish(&self, t: u64, meta: BTreeMap<String, String>, forget_before: u64) {
+        let mut batches = lock(&self.batches);
+        batches.insert(t, meta);
+        let keep = batches.split_off(&forget_before);
+        *batches = keep;
+    }
+}
+
+struct DirectDriver<R: DirectReader> {
+    reader: R,
+    rt: Arc<Runtime>,
+    name: String,
+    key: String,
+    rate: Arc<RateLimiter>,
+    failed: bool,
+    meta: Vec<(String, String)>,
+}
+
+impl<R: DirectReader> DirectDriver<R> {
+    fn fail(&mut self, t: Time, message: String) {
+        self.failed = true;
+        self.rt.fail_input(t.millis(), Error::Input { stream: self.name.clone(), time: t, message });
+    }
+
+    fn plan(&mut self, t: Time) -> Option<R::Plan> {
+        let ck = self.rt.checkpoints.clone();
+        if let Some(ck) = ck.as_deref() {
+            match ck.get_keyed_batch_log::<R::Plan>(t.millis(), &self.key) {
+                Ok(Some(plan)) => return Some(plan),
+                Ok(None) => {}
+                Err(e) => {
+                    self.fail(t, format!("its batch log does not read back: {e}"));
+                    return None;
+                }
+            }
+        }
+        let rate = self.rt.settings.backpressure.then(|| self.rate.rate()).filter(|r| *r > 0.0);
+        let plan = match self.reader.plan(t, rate) {
+            Ok(p) => p,
+            Err(m) => {
+                self.fail(t, m);
+                return None;
+            }
+        };
+        if let Some(ck) = ck.as_deref() {
+            // The plan is durable before the batch is read: a re-run reads the same records.
+            if let Err(e) = ck.put_keyed_batch_log(t.millis(), &self.key, &plan) {
+                self.fail(t, format!("cannot write its batch log: {e}"));
+                return None;
+            }
+        }
+        Some(plan)
+    }
+}
+
+impl<R: DirectReader> SourceDriver<R::Item> for DirectDriver<R> {
+    fn close(&mut self, t: Time, out: &mut Vec<R::Item>) {
+        if self.failed {
+            return;
+        }
+        let Some(plan) = self.plan(t) else { return };
+        if let Err(m) = self.reader.read(t, &plan, out) {
+            out.clear();
+            self.fail(t, m);
+            return;
+        }
+        self.meta = self.reader.metadata(&plan);
+    }
+
+    fn metadata(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.meta)
+    }
+
+    fn finish(&mut self) {
+        self.reader.stop();
+    }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        self.reader.position()
+    }
+
+    fn restore(&mut self, position: &[u8]) -> crate::Result<()> {
+        self.reader
+            .restore(position)
+            .map_err(|m| Error::Recovery(format!("{}: cannot restore its position: {m}", self.name)))
+    }
+}
+
+/// Stands in for a reader that could not be created: the job fails at its first batch.
+struct Broken {
+    rt: Arc<Runtime>,
+    name: String,
+    message: Option<String>,
+}
+
+impl<T> SourceDriver<T> for Broken {
+    fn close(&mut self, t: Time, _out: &mut Vec<T>) {
+        if let Some(message) = self.message.take() {
+            self.rt.fail_input(t.millis(), Error::Input { stream: self.name.clone(), time: t, message });
+        }
+    }
+}
+
+impl StreamingContext {
+    /// Declares a direct input stream of kind `kind` (its display name is `kind [id]`): `make`
+    /// creates each worker's [`DirectReader`]. Returns the stream and the handle through which
+    /// output operations read each batch's metadata.
+    pub fn direct_stream<R: DirectReader>(
+        &self,
+        kind: &str,
+        make: impl Fn(&DirectEnv) -> Result<R, String> + Send + Sync + 'static,
+    ) -> (DStream<R::Item>, BatchMetadata) {
+        let handle = BatchMetadata::default();
+        let make = Arc::new(make);
+        let (stream, id) = self.input_stream_with_id(kind, move |env, id, name| {
+            let make = Arc::clone(&make);
+            let denv = DirectEnv {
+                worker: env.index,
+                workers: env.peers,
+                stream_id: id,
+                batch_ms: env.rt.batch_ms,
+                recovering: env.rt.recovered.is_some(),
+            };
+            let label = name.to_owned();
+            let s = source(env, name, id, move |senv| -> Box<dyn SourceDriver<R::Item>> {
+                match make(&denv) {
+                    Ok(reader) => {
+                        let rate = senv.rt.direct_rate(id);
+                        Box::new(DirectDriver {
+                            reader,
+                            rt: senv.rt,
+                            key: format!("{id}-w{}", senv.index),
+                            name: label,
+                            rate,
+                            failed: false,
+                            meta: Vec::new(),
+                        })
+                    }
+                    Err(message) => {
+                        tracing::error!("{label}: {message}");
+                        Box::new(Broken { rt: senv.rt, name: label, message: Some(message) })
+                    }
+                }
+            });
+            // Each worker reads its own share (one Kafka partition stays on one worker, as one
+            // Spark partition per Kafka partition): no exchange after the source.
+            s
+        });
+        self.shared.add_metadata_handle(id, handle.clone());
+        (stream, handle)
+    }
+}
