@@ -45,29 +45,11 @@ fn build(input: &str, output: &str, checkpoint: &str, manual_start: Option<u64>)
 fn main() -> anyhow::Result<()> {
     common::init_logging();
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let batches = common::batches_arg(&mut args)?;
-    let manual = match args.iter().position(|a| a == "--manual-clock") {
-        Some(i) => {
-            let start: u64 = args.get(i + 1).ok_or_else(|| anyhow::anyhow!("--manual-clock needs a start"))?.parse()?;
-            args.drain(i..i + 2);
-            Some(start)
-        }
-        None => None,
-    };
+    let opts = common::Opts::take(&mut args)?;
     let [input, output, checkpoint] = args.as_slice() else {
         anyhow::bail!("usage: recoverable_word_count <input dir> <output dir> <checkpoint dir> [--manual-clock START --batches N]")
     };
-    let ssc = StreamingContext::get_or_create(Path::new(checkpoint), || build(input, output, checkpoint, manual))?;
-    match (manual, batches) {
-        (Some(start), Some(n)) => {
-            let clock = ssc.manual_clock().ok_or_else(|| anyhow::anyhow!("no manual clock"))?;
-            ssc.start()?;
-            while clock.now_millis() < start + n * 1000 {
-                ssc.run_batches(1)?;
-            }
-            ssc.stop(false)?;
-            Ok(())
-        }
-        _ => common::run(&ssc, batches),
-    }
+    let ssc =
+        StreamingContext::get_or_create(Path::new(checkpoint), || build(input, output, checkpoint, opts.manual_start))?;
+    opts.run(&ssc)
 }

@@ -3,7 +3,7 @@
 
 use std::sync::mpsc;
 
-use ember::{BatchInfo, StreamingContext, StreamingListener};
+use ember::{BatchInfo, Clock, StreamingContext, StreamingListener};
 
 /// Records are allocated on a receiver's thread and freed on the workers': an allocator built for
 /// that (here mimalloc) makes a word count about 1.6x faster than glibc's malloc.
@@ -60,4 +60,47 @@ pub fn run(ssc: &StreamingContext, batches: Option<u64>) -> anyhow::Result<()> {
     ssc.stop(true)?;
     ssc.await_termination()?;
     Ok(())
+}
+
+/// Options of the examples that run on Kafka: `--max-rate R`, `--manual-clock START`, `--batches N`.
+pub struct Opts {
+    pub max_rate: f64,
+    pub manual_start: Option<u64>,
+    pub batches: Option<u64>,
+}
+
+impl Opts {
+    pub fn take(args: &mut Vec<String>) -> anyhow::Result<Opts> {
+        let batches = batches_arg(args)?;
+        let mut value = |flag: &str| -> anyhow::Result<Option<String>> {
+            match args.iter().position(|a| a == flag) {
+                None => Ok(None),
+                Some(i) => {
+                    let v = args.get(i + 1).ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?.clone();
+                    args.drain(i..i + 2);
+                    Ok(Some(v))
+                }
+            }
+        };
+        let max_rate = value("--max-rate")?.map(|v| v.parse()).transpose()?.unwrap_or(0.0);
+        let manual_start = value("--manual-clock")?.map(|v| v.parse()).transpose()?;
+        Ok(Opts { max_rate, manual_start, batches })
+    }
+
+    /// On the manual clock: batch after batch until batch N after the start, then a stop.
+    /// Otherwise: until N batches completed or Ctrl-C.
+    pub fn run(&self, ssc: &StreamingContext) -> anyhow::Result<()> {
+        match (self.manual_start, self.batches) {
+            (Some(start), Some(n)) => {
+                let clock = ssc.manual_clock().ok_or_else(|| anyhow::anyhow!("no manual clock"))?;
+                ssc.start()?;
+                while clock.now_millis() < start + n * 1000 {
+                    ssc.run_batches(1)?;
+                }
+                ssc.stop(false)?;
+                Ok(())
+            }
+            _ => run(ssc, self.batches),
+        }
+    }
 }

@@ -379,6 +379,24 @@ impl KafkaStream {
     }
 }
 
+/// The partitions of `topic` (for a job that stores offsets itself, e.g. to initialise them).
+pub fn partitions_of(bootstrap_servers: &str, topic: &str) -> Result<Vec<TopicPartition>, String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = KafkaParams::new(bootstrap_servers)
+        .client_config(&[("group.id", "ember-metadata")])
+        .create()
+        .map_err(|e| format!("cannot create a Kafka client for {bootstrap_servers}: {e}"))?;
+    let md = consumer
+        .fetch_metadata(None, std::time::Duration::from_secs(10))
+        .map_err(|e| format!("cannot read the cluster's metadata from {bootstrap_servers}: {e}"))?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .ok_or_else(|| format!("topic `{topic}` does not exist"))?;
+    Ok((0..t.partitions().len() as i32).map(|p| TopicPartition::new(topic, p)).collect())
+}
+
 /// Creates a direct stream (Spark's `KafkaUtils.createDirectStream`) with no rate limits beyond
 /// backpressure.
 pub fn create_direct_stream(ssc: &StreamingContext, strategy: ConsumerStrategy, params: KafkaParams) -> KafkaStream {

@@ -1,0 +1,177 @@
+//! The two exactly-once recipes, as shipped in the examples, killed with SIGKILL at random points
+//! and restarted: the result equals an uninterrupted run.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const START: u64 = 1_700_000_000_000;
+const WORDS: [&str; 8] = ["ember", "spark", "stream", "batch", "window", "state", "kafka", "timely"];
+
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary");
+    let path = exe.parent().and_then(Path::parent).expect("target dir").join("examples").join(name);
+    assert!(path.exists(), "{} is missing: build the examples first (`cargo build --examples`)", path.display());
+    path
+}
+
+/// A topic of 3 partitions holding `lines` lines of words; returns the expected word counts.
+fn fill_topic(servers: &str, topic: &str, lines: usize) -> BTreeMap<String, i64> {
+    common::create_topic(servers, topic, 3);
+    let mut seed = 17u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut want = BTreeMap::new();
+    let records: Vec<(i32, Vec<u8>)> = (0..lines)
+        .map(|i| {
+            let words: Vec<&str> = (0..(next() % 5 + 1)).map(|_| WORDS[(next() % 8) as usize]).collect();
+            for w in &words {
+                *want.entry(w.to_string()).or_insert(0) += 1;
+            }
+            ((i % 3) as i32, words.join(" ").into_bytes())
+        })
+        .collect();
+    common::produce(&common::producer(servers), topic, &records);
+    want
+}
+
+/// Starts `cmd` again and again, killing it (SIGKILL) at a random point `kills` times, then lets
+/// it run to the end.
+fn kill_and_restart(mut cmd: impl FnMut() -> Command, kills: usize, straight: Duration) -> usize {
+    let mut seed = 7u64;
+    let mut done = 0;
+    for attempt in 0.. {
+        assert!(attempt < 200, "the job did not finish after {attempt} starts");
+        let mut child = cmd().spawn().unwrap();
+        if done < kills {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let fraction = (seed >> 33) as f64 / (1u64 << 31) as f64;
+            ember::clock::real_sleep(Duration::from_millis(40) + straight.mul_f64(0.01 + 0.08 * fraction));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                done += 1;
+                continue;
+            }
+        }
+        let status = child.wait().unwrap();
+        assert!(status.success(), "a restarted run failed: {status}");
+        break;
+    }
+    done
+}
+
+/// Every committed output directory with its sorted lines.
+fn output_tree(out: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut tree = BTreeMap::new();
+    for e in std::fs::read_dir(out).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.contains("._") {
+            continue;
+        }
+        let mut lines: Vec<String> = std::fs::read_dir(e.path())
+            .unwrap()
+            .flatten()
+            .filter(|p| p.file_name().to_string_lossy().starts_with("part-"))
+            .flat_map(|p| std::fs::read_to_string(p.path()).unwrap().lines().map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        lines.sort();
+        tree.insert(name, lines);
+    }
+    tree
+}
+
+#[test]
+fn idempotent_output_survives_kill_9_at_random_points() {
+    const BATCHES: u64 = 40;
+    let servers = common::broker();
+    let topic = common::topic("eo-files");
+    let want = fill_topic(servers, &topic, 600);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |out: &str, ck: &str| {
+        let mut cmd = Command::new(example("kafka_word_count"));
+        cmd.args([servers, topic.as_str()])
+            .arg(dir.path().join(out))
+            .arg(dir.path().join(ck))
+            .args(["--max-rate", "7", "--manual-clock", &START.to_string(), "--batches", &BATCHES.to_string()])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    };
+    let watch = ember::clock::Stopwatch::start();
+    assert!(run("a", "ck-a").status().unwrap().success(), "the uninterrupted run failed");
+    let straight = watch.elapsed();
+    let expected = output_tree(&dir.path().join("a"));
+    assert_eq!(expected.len(), BATCHES as usize, "one output per batch");
+    // 600 lines at 7 per partition and batch: the last totals hold every word.
+    let last: BTreeMap<String, i64> = expected
+        .values()
+        .last()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let (w, n) = l.trim_matches(|c| c == '(' || c == ')').split_once(',').unwrap();
+            (w.to_owned(), n.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(last, want, "the uninterrupted run counted every record once");
+
+    let kills = kill_and_restart(|| run("b", "ck-b"), 12, straight);
+    assert!(kills >= 8, "only {kills} kills landed");
+    let got = output_tree(&dir.path().join("b"));
+    assert_eq!(got, expected, "the output after {kills} kills equals the uninterrupted run's");
+}
+
+fn db_url() -> String {
+    std::env::var("EMBER_POSTGRES").unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres".to_owned())
+}
+
+fn database(name: &str) -> String {
+    let url = db_url();
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap_or_else(|e| {
+        panic!("no PostgreSQL at `{url}`: {e}; start one with `scripts/test.sh` (or set EMBER_POSTGRES)")
+    });
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    format!("{url} dbname={name}")
+}
+
+fn table(url: &str) -> BTreeMap<String, i64> {
+    let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    c.query("SELECT word, n FROM word_counts", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+#[test]
+fn transactional_output_survives_kill_9_at_random_points() {
+    const BATCHES: u64 = 40;
+    let servers = common::broker();
+    let topic = common::topic("eo-db");
+    let want = fill_topic(servers, &topic, 600);
+    let run = |url: &str| {
+        let mut cmd = Command::new(example("kafka_transactional"));
+        cmd.args([servers, topic.as_str(), url])
+            .args(["--max-rate", "7", "--manual-clock", &START.to_string(), "--batches", &BATCHES.to_string()])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    };
+    let straight_db = database(&format!("ember_eo_a_{}", std::process::id()));
+    let watch = ember::clock::Stopwatch::start();
+    assert!(run(&straight_db).status().unwrap().success(), "the uninterrupted run failed");
+    let straight = watch.elapsed();
+    assert_eq!(table(&straight_db), want, "the uninterrupted run counted every record once");
+
+    let killed_db = database(&format!("ember_eo_b_{}", std::process::id()));
+    let kills = kill_and_restart(|| run(&killed_db), 12, straight);
+    assert!(kills >= 8, "only {kills} kills landed");
+    assert_eq!(table(&killed_db), want, "the table after {kills} kills equals the uninterrupted run's");
+}
