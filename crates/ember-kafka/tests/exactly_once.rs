@@ -68,26 +68,6 @@ fn kill_and_restart(mut cmd: impl FnMut() -> Command, kills: usize, straight: Du
     done
 }
 
-/// Every committed output directory with its sorted lines.
-fn output_tree(out: &Path) -> BTreeMap<String, Vec<String>> {
-    let mut tree = BTreeMap::new();
-    for e in std::fs::read_dir(out).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.contains("._") {
-            continue;
-        }
-        let mut lines: Vec<String> = std::fs::read_dir(e.path())
-            .unwrap()
-            .flatten()
-            .filter(|p| p.file_name().to_string_lossy().starts_with("part-"))
-            .flat_map(|p| std::fs::read_to_string(p.path()).unwrap().lines().map(str::to_owned).collect::<Vec<_>>())
-            .collect();
-        lines.sort();
-        tree.insert(name, lines);
-    }
-    tree
-}
-
 #[test]
 fn idempotent_output_survives_kill_9_at_random_points() {
     const BATCHES: u64 = 40;
@@ -109,7 +89,7 @@ fn idempotent_output_survives_kill_9_at_random_points() {
     let watch = ember::clock::Stopwatch::start();
     assert!(run("a", "ck-a").status().unwrap().success(), "the uninterrupted run failed");
     let straight = watch.elapsed();
-    let expected = output_tree(&dir.path().join("a"));
+    let expected = ember::testing::committed_outputs(&dir.path().join("a"));
     assert_eq!(expected.len(), BATCHES as usize, "one output per batch");
     // 600 lines at 7 per partition and batch: the last totals hold every word.
     let last: BTreeMap<String, i64> = expected
@@ -126,7 +106,7 @@ fn idempotent_output_survives_kill_9_at_random_points() {
 
     let kills = kill_and_restart(|| run("b", "ck-b"), 12, straight);
     assert!(kills >= 8, "only {kills} kills landed");
-    let got = output_tree(&dir.path().join("b"));
+    let got = ember::testing::committed_outputs(&dir.path().join("b"));
     assert_eq!(got, expected, "the output after {kills} kills equals the uninterrupted run's");
 }
 

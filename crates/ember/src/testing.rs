@@ -71,3 +71,32 @@ pub fn sorted<U: Ord>(mut batches: Vec<Vec<U>>) -> Vec<Vec<U>> {
     }
     batches
 }
+
+/// The output directories `save_as_text_files` committed under `dir`, each with its lines sorted
+/// (staging and replaced directories of an interrupted commit are left out).
+///
+/// # Panics
+/// When `dir` cannot be read, or a committed directory has no `_SUCCESS` marker (a test helper).
+pub fn committed_outputs(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut tree = std::collections::BTreeMap::new();
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.contains("._") {
+            continue;
+        }
+        assert!(e.path().join("_SUCCESS").exists(), "{name} has no _SUCCESS");
+        let mut lines: Vec<String> = std::fs::read_dir(e.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|p| p.file_name().to_string_lossy().starts_with("part-"))
+            .flat_map(|p| {
+                std::fs::read_to_string(p.path()).unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>()
+            })
+            .collect();
+        lines.sort();
+        tree.insert(name, lines);
+    }
+    tree
+}

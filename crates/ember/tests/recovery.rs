@@ -48,27 +48,6 @@ fn run_example(input: &Path, out: &Path, ck: &Path, batches: u64) -> Command {
     cmd
 }
 
-/// Every committed output directory with its sorted lines.
-fn output_tree(out: &Path) -> BTreeMap<String, Vec<String>> {
-    let mut tree = BTreeMap::new();
-    for e in std::fs::read_dir(out).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.contains("._") {
-            continue; // staging or old directories of an interrupted commit
-        }
-        assert!(e.path().join("_SUCCESS").exists(), "{name} has no _SUCCESS");
-        let mut lines: Vec<String> = std::fs::read_dir(e.path())
-            .unwrap()
-            .flatten()
-            .filter(|p| p.file_name().to_string_lossy().starts_with("part-"))
-            .flat_map(|p| std::fs::read_to_string(p.path()).unwrap().lines().map(str::to_owned).collect::<Vec<_>>())
-            .collect();
-        lines.sort();
-        tree.insert(name, lines);
-    }
-    tree
-}
-
 #[test]
 fn kill_9_at_random_points_changes_nothing() {
     const BATCHES: u64 = 120;
@@ -80,7 +59,7 @@ fn kill_9_at_random_points_changes_nothing() {
     let status = run_example(&input, &dir.path().join("a"), &dir.path().join("ck-a"), BATCHES).status().unwrap();
     assert!(status.success(), "the uninterrupted run failed");
     let straight = watch.elapsed();
-    let want = output_tree(&dir.path().join("a"));
+    let want = ember::testing::committed_outputs(&dir.path().join("a"));
     assert_eq!(want.len(), 2 * BATCHES as usize, "two outputs per batch");
 
     let (out, ck) = (dir.path().join("b"), dir.path().join("ck-b"));
@@ -107,7 +86,7 @@ fn kill_9_at_random_points_changes_nothing() {
         break;
     }
     assert!(kills >= 20, "only {kills} kill points");
-    let got = output_tree(&out);
+    let got = ember::testing::committed_outputs(&out);
     assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "the same batches have output");
     for (name, lines) in &want {
         assert_eq!(&got[name], lines, "output {name} after {kills} kills");
@@ -507,7 +486,7 @@ fn kill_9_with_the_write_ahead_log_loses_no_logged_line() {
     // Lines logged after the last batch closed stay in the log for the next start.
     let pending: std::collections::BTreeSet<String> =
         logged_lines(&dir.path().join("ck").join("wal")).into_iter().collect();
-    let out = output_tree(&dir.path().join("out"));
+    let out = ember::testing::committed_outputs(&dir.path().join("out"));
     let lines: Vec<&String> = out.values().flatten().collect();
     let unique: std::collections::BTreeSet<&String> = lines.iter().copied().collect();
     assert_eq!(lines.len(), unique.len(), "no line appears twice");
