@@ -16,8 +16,12 @@
 //! ember-bench socket --workload wordcount|windowed|yahoo --port P [--workers N] [--batch-ms B]
 //!         [--seconds S] --csv FILE
 //!     the side-by-side workloads on the load generator's lines, one CSV row per batch
+//! ember-bench kafka [--brokers B] [--records N] [--workers W] [--batches K]
+//!     Kafka (3 partitions, 100-byte records) -> word count -> Kafka sink, against the client alone
+//!     and a hand-written consume-count-produce loop
 //! Numbers are reported, never asserted; `scripts/bench.sh` runs the comparison with Spark.
 
+mod kafka;
 mod loadgen;
 mod socket;
 
@@ -337,6 +341,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some("loadgen") => loadgen::main(&args[1..]),
+        Some("kafka") => kafka::main(&args[1..]),
         Some("socket") => socket::main(&args[1..]),
         Some("checkpoint") => checkpoint_cost(arg(&args, "--keys", 1_000_000)?, arg(&args, "--batches", 5)?),
         Some("windowed") => windowed(arg(&args, "--workers", 2)?, arg(&args, "--lines-per-batch", 500_000)?, arg(&args, "--batches", 10)?),
