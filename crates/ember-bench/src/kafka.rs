@@ -125,7 +125,7 @@ fn hand_loop(brokers: &str, topic: &str, out: &str, n: u64, batch: u64) -> anyho
                 }
             }
             seen += 1;
-            if seen % batch == 0 || seen == n {
+            if seen.is_multiple_of(batch) || seen == n {
                 for (w, c) in counts.drain() {
                     send(&p, out, None, w.as_bytes(), c.to_string().as_bytes());
                 }
