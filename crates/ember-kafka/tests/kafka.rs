@@ -472,3 +472,40 @@ fn the_sink_produces_every_batch_and_reports_records_it_cannot_deliver() {
     assert!(e.contains(&topic) && e.contains("save_to_kafka") || e.contains(&topic), "{e}");
     let _ = ssc.stop(false);
 }
+
+#[test]
+fn backpressure_rates_the_direct_stream() {
+    let _g = exclusive();
+    let servers = common::broker();
+    let topic = common::topic("backpressure");
+    common::create_topic(servers, &topic, 3);
+    common::produce(&common::producer(servers), &topic, &values(300, "p"));
+    common::logs();
+    let conf = Conf::new()
+        .master("local[1]")
+        .manual_clock(true)
+        .set("backpressure.enabled", "true")
+        .set("backpressure.initial_rate", "30");
+    let ssc = StreamingContext::new(conf, Duration::from_secs(1)).unwrap();
+    let kafka = create_direct_stream(&ssc, ConsumerStrategy::subscribe([topic.clone()]), KafkaParams::new(servers));
+    let seen = collect(&kafka);
+    let infos: Arc<Mutex<Vec<BatchInfo>>> = Arc::default();
+    struct L(Arc<Mutex<Vec<BatchInfo>>>);
+    impl StreamingListener for L {
+        fn on_batch_completed(&mut self, b: &BatchInfo) {
+            self.0.lock().unwrap().push(b.clone());
+        }
+    }
+    ssc.add_streaming_listener(L(Arc::clone(&infos)));
+    ssc.run_batches(3).unwrap();
+    ssc.stop(false).unwrap();
+    // 30 records/s over three partitions with equal lag: 10 per partition and 1 s batch (the
+    // manual clock's batches take no time, so the estimator never moves the rate).
+    let seen = seen.lock().unwrap();
+    for (t, records, ranges) in seen.iter() {
+        assert_eq!(records.len(), 30, "batch {t}");
+        assert!(ranges.iter().all(|r| r.count() == 10), "batch {t}: {ranges:?}");
+    }
+    let infos = infos.lock().unwrap();
+    assert!(infos.iter().all(|b| b.stream_input_info.iter().all(|s| s.rate_limit == Some(30.0))), "{infos:?}");
+}
