@@ -5,19 +5,24 @@
 //!
 //! ```no_run
 //! use ember::prelude::*;
-//! use ember_kafka::{ConsumerStrategy, KafkaParams};
-//!
+//! use ember_kafka::{ConsumerStrategy, KafkaParams, SaveToKafka};
 //! # fn main() -> ember::Result<()> {
 //! let ssc = StreamingContext::new(Conf::new().master("local[2]"), Duration::from_secs(1))?;
-//! let params = KafkaParams::new("127.0.0.1:9092").group_id("word-count");
-//! let kafka = ember_kafka::create_direct_stream(&ssc, ConsumerStrategy::subscribe(["words"]), params);
-//! let lines = kafka.values_utf8();
-//! lines.flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>()).count_by_value().print();
-//! let (ranges, stream) = (kafka.offset_ranges(), kafka.clone());
-//! kafka.stream().foreach_batch(move |t, _records| {
-//!     // ... write the batch's results ...
-//!     stream.commit_async(&ranges.get(t)); // then commit its offsets to the consumer group
+//! let kafka = ember_kafka::create_direct_stream(
+//!     &ssc,
+//!     ConsumerStrategy::subscribe(["lines"]),                      // or subscribe_pattern, assign, assign_at
+//!     KafkaParams::new("127.0.0.1:9092").group_id("word-count"),   // every librdkafka key passes through
+//! );
+//! let counts = kafka
+//!     .values_utf8()                                               // bad UTF-8 is skipped and counted
+//!     .flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
+//!     .count_by_value();
+//! counts.save_to_kafka("counts", KafkaParams::new("127.0.0.1:9092"), |(w, n)| {
+//!     (Some(w.clone().into_bytes()), n.to_string().into_bytes())   // idempotent producer, flushed per batch
 //! });
+//! let (ranges, stream) = (kafka.offset_ranges(), kafka.clone());
+//! // After the batch's outputs: commit its offsets to the consumer group.
+//! kafka.stream().foreach_batch(move |t, _| stream.commit_async(&ranges.get(t)));
 //! ssc.start()?;
 //! # Ok(()) }
 //! ```

@@ -203,6 +203,43 @@ impl StreamingContext {
     /// Declares a direct input stream of kind `kind` (its display name is `kind [id]`): `make`
     /// creates each worker's [`DirectReader`]. Returns the stream and the handle through which
     /// output operations read each batch's metadata.
+    ///
+    /// ```
+    /// use ember::prelude::*;
+    /// use ember::source::direct::{DirectEnv, DirectReader};
+    ///
+    /// /// Reads the numbers of an endless log, 10 per batch; worker `w` of `n` reads those ≡ w (mod n).
+    /// struct Numbers { next: u64, worker: u64, workers: u64 }
+    /// impl DirectReader for Numbers {
+    ///     type Item = u64;
+    ///     type Plan = (u64, u64);
+    ///     fn plan(&mut self, _t: Time, _rate: Option<f64>) -> Result<(u64, u64), String> {
+    ///         Ok((self.next, self.next + 10))
+    ///     }
+    ///     fn read(&mut self, _t: Time, &(from, until): &(u64, u64), out: &mut Vec<u64>) -> Result<(), String> {
+    ///         out.extend((from..until).filter(|n| n % self.workers == self.worker));
+    ///         self.next = until;
+    ///         Ok(())
+    ///     }
+    ///     fn metadata(&self, &(from, until): &(u64, u64)) -> Vec<(String, String)> {
+    ///         vec![("range".into(), format!("{from}..{until}"))]
+    ///     }
+    /// }
+    ///
+    /// let _g = ember::testing::exclusive();
+    /// let ssc = ember::testing::manual_context("local[2]");
+    /// let (numbers, meta) = ssc.direct_stream("numbers", |env: &DirectEnv| {
+    ///     Ok(Numbers { next: 0, worker: env.worker as u64, workers: env.workers as u64 })
+    /// });
+    /// let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// numbers.reduce(|a, b| a + b).foreach_batch(move |t, sum| sink.lock().unwrap().push((sum, meta.get(t)["range"].clone())));
+    /// ssc.run_batches(2)?;
+    /// ssc.stop(false)?;
+    /// // Both workers report their range; the driver joins them with a newline.
+    /// assert_eq!(*seen.lock().unwrap(), vec![(vec![45], "0..10\n0..10".to_owned()), (vec![145], "10..20\n10..20".to_owned())]);
+    /// # Ok::<(), ember::Error>(())
+    /// ```
     pub fn direct_stream<R: DirectReader>(
         &self,
         kind: &str,
