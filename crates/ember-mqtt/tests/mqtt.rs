@@ -208,3 +208,134 @@ fn the_receiver_reconnects_after_a_broker_restart() {
     assert_eq!(got.iter().filter(|m| m.starts_with("before")).count(), 50);
     assert_eq!(got.iter().filter(|m| m.starts_with("after")).count(), 50);
 }
+
+/// Child side of the kill test: QoS 1 with the write-ahead log, every batch saved as text files,
+/// on the manual clock (a batch every few milliseconds of real time).
+#[test]
+#[ignore = "run as a child process by `qos_1_messages_survive_kill_9_once_each_with_the_write_ahead_log`"]
+fn wal_kill_child() {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
+    let (dir, port, topic) =
+        (std::path::PathBuf::from(var("MQTT_KILL_DIR")), var("MQTT_KILL_PORT"), var("MQTT_KILL_TOPIC"));
+    let ck = dir.join("ck");
+    let out = dir.join("out");
+    let build = || {
+        let conf = Conf::new()
+            .master("local[2]")
+            .manual_clock(true)
+            .set("clock.manual.start", "1700000000000")
+            .set("receiver.write_ahead_log.enable", "true")
+            .set("receiver.restart_delay", "50ms");
+        let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
+        ssc.checkpoint(&ck);
+        let spec =
+            MqttSpec::new(format!("tcp://127.0.0.1:{port}"), [topic.clone()]).qos(1).client_id("ember-kill-test");
+        mqtt_stream(&ssc, spec).save_as_text_files(out.join("batch").to_string_lossy(), "");
+        Ok(ssc)
+    };
+    let ssc = StreamingContext::get_or_create(&ck, build).unwrap();
+    ssc.start().unwrap();
+    let stop = dir.join("stop");
+    while !stop.exists() {
+        ember::clock::real_sleep(Duration::from_millis(5)); // lets messages arrive between batches
+        ssc.run_batches(1).unwrap();
+    }
+    ssc.stop(true).unwrap();
+}
+
+#[test]
+fn qos_1_messages_survive_kill_9_once_each_with_the_write_ahead_log() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    const MESSAGES: usize = 3000;
+    // A broker of our own that keeps every message of an offline persistent session (Mosquitto
+    // keeps 1000 by default and drops the rest).
+    let mut broker = OwnBroker::start();
+    broker.down();
+    std::fs::write(
+        broker.conf.path(),
+        format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n", broker.port),
+    )
+    .unwrap();
+    broker.up();
+    let port = broker.port;
+    let topic = unique("kill");
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("MQTT_KILL_DIR", dir.path().to_string_lossy().into_owned()),
+        ("MQTT_KILL_PORT", port.to_string()),
+        ("MQTT_KILL_TOPIC", topic.clone()),
+    ];
+    let child = || {
+        Command::new(std::env::current_exe().unwrap())
+            .args(["wal_kill_child", "--exact", "--ignored", "--nocapture"])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // The first start subscribes, so the broker keeps the session's messages from then on.
+    let first = child();
+    let sub = dir.path().join("ck");
+    for _ in 0..500 {
+        if sub.join("commits").exists() || sub.join("batchlog").exists() {
+            break;
+        }
+        ember::clock::real_sleep(Duration::from_millis(10));
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (topic, done) = (topic.clone(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            for chunk in (0..MESSAGES).collect::<Vec<_>>().chunks(50) {
+                let batch: Vec<(String, Vec<u8>)> =
+                    chunk.iter().map(|i| (topic.clone(), format!("m{i}").into_bytes())).collect();
+                publish(port, &batch);
+                ember::clock::real_sleep(Duration::from_millis(5));
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    let mut seed = 3u64;
+    let mut kills = 0;
+    let mut current = first;
+    while !done.load(Ordering::SeqCst) || kills < 10 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ember::clock::real_sleep(Duration::from_millis(60 + (seed >> 33) % 120));
+        let _ = current.kill(); // SIGKILL
+        let _ = current.wait();
+        kills += 1;
+        current = child();
+        assert!(kills < 200, "the publisher did not finish");
+    }
+    publisher.join().unwrap();
+    // Let the last start take in everything, then stop it gracefully.
+    let out = dir.path().join("out");
+    let seen = || -> Vec<String> {
+        if !out.exists() {
+            return Vec::new();
+        }
+        ember::testing::committed_outputs(&out).into_values().flatten().collect()
+    };
+    let before = seen().len();
+    assert!(before > 0, "the killed runs saved nothing: the kills did not land mid-stream");
+    let watch = ember::clock::Stopwatch::start();
+    while seen().len() < MESSAGES && watch.elapsed() < WAIT {
+        ember::clock::real_sleep(Duration::from_millis(50));
+    }
+    std::fs::write(dir.path().join("stop"), "").unwrap();
+    assert!(current.wait().unwrap().success(), "the last run failed");
+    let lines = seen();
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for l in &lines {
+        *counts.entry(l.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "messages counted more than once after {kills} kills: {twice:?}");
+    let missing: Vec<String> =
+        (0..MESSAGES).map(|i| format!("m{i}")).filter(|m| !counts.contains_key(m.as_str())).take(5).collect();
+    assert!(missing.is_empty(), "messages lost after {kills} kills: {missing:?}");
+    assert_eq!(lines.len(), MESSAGES);
+}
