@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use ember::clock::Stopwatch;
 use ember::prelude::*;
 use ember::LineGenerator;
@@ -16,10 +15,6 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 
 const PARTITIONS: i32 = 3;
-
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
-}
 
 fn create_topic(brokers: &str, topic: &str) -> anyhow::Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -80,15 +75,21 @@ fn fill(brokers: &str, topic: &str, n: u64) -> anyhow::Result<Duration> {
     Ok(watch.elapsed())
 }
 
-/// The client alone: one consumer per partition range, records read and dropped.
-fn client_only(brokers: &str, topic: &str, n: u64) -> anyhow::Result<Duration> {
+/// A consumer of every partition of `topic` from its first record.
+fn from_the_beginning(brokers: &str, topic: &str, group: &str) -> anyhow::Result<BaseConsumer> {
     let consumer: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", "bench-raw").create()?;
+        ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create()?;
     let mut tpl = rdkafka::TopicPartitionList::new();
     for p in 0..PARTITIONS {
         tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
+    Ok(consumer)
+}
+
+/// The client alone: one consumer per partition range, records read and dropped.
+fn client_only(brokers: &str, topic: &str, n: u64) -> anyhow::Result<Duration> {
+    let consumer = from_the_beginning(brokers, topic, "bench-raw")?;
     let watch = Stopwatch::start();
     let mut seen = 0u64;
     let mut bytes = 0usize;
@@ -105,13 +106,7 @@ fn client_only(brokers: &str, topic: &str, n: u64) -> anyhow::Result<Duration> {
 
 /// The hand-written loop: consume, count words in a map per `batch` records, produce the counts.
 fn hand_loop(brokers: &str, topic: &str, out: &str, n: u64, batch: u64) -> anyhow::Result<Duration> {
-    let consumer: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", "bench-hand").create()?;
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
+    let consumer = from_the_beginning(brokers, topic, "bench-hand")?;
     let p = producer(brokers)?;
     let watch = Stopwatch::start();
     let mut seen = 0u64;
@@ -180,10 +175,14 @@ fn ember_job(
 }
 
 pub fn main(args: &[String]) -> anyhow::Result<()> {
-    let brokers = flag(args, "--brokers").unwrap_or_else(|| "127.0.0.1:9092".to_owned());
-    let n: u64 = flag(args, "--records").map(|v| v.parse()).transpose().context("--records")?.unwrap_or(1_000_000);
-    let workers: u64 = flag(args, "--workers").map(|v| v.parse()).transpose().context("--workers")?.unwrap_or(2);
-    let batches: u64 = flag(args, "--batches").map(|v| v.parse()).transpose().context("--batches")?.unwrap_or(10);
+    let brokers = args
+        .iter()
+        .position(|a| a == "--brokers")
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| "127.0.0.1:9092".to_owned());
+    let n = crate::arg(args, "--records", 1_000_000)?;
+    let workers = crate::arg(args, "--workers", 2)?;
+    let batches = crate::arg(args, "--batches", 10)?;
     let run = format!("{}-{}", std::process::id(), ember::clock::Stopwatch::start().elapsed().as_nanos());
     let (input, out_ember, out_hand) =
         (format!("bench-in-{run}"), format!("bench-out-{run}"), format!("bench-hand-{run}"));

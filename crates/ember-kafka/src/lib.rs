@@ -70,6 +70,7 @@
 //! know; with `read_committed`, a range may wait for an open transaction to end).
 
 mod decode;
+mod plan;
 mod reader;
 mod sink;
 

@@ -18,6 +18,18 @@ fn example(name: &str) -> PathBuf {
     path
 }
 
+/// A run of example `name` with `args`, 7 records/s per partition, on the manual clock for
+/// `batches` batches, quiet.
+fn example_run(name: &str, args: &[&std::ffi::OsStr], batches: u64) -> Command {
+    let mut cmd = Command::new(example(name));
+    cmd.args(args)
+        .args(["--max-rate", "7", "--manual-clock", &START.to_string(), "--batches", &batches.to_string()])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
 /// A topic of 3 partitions holding `lines` lines of words; returns the expected word counts.
 fn fill_topic(servers: &str, topic: &str, lines: usize) -> BTreeMap<String, i64> {
     common::create_topic(servers, topic, 3);
@@ -76,15 +88,8 @@ fn idempotent_output_survives_kill_9_at_random_points() {
     let want = fill_topic(servers, &topic, 600);
     let dir = tempfile::tempdir().unwrap();
     let run = |out: &str, ck: &str| {
-        let mut cmd = Command::new(example("kafka_word_count"));
-        cmd.args([servers, topic.as_str()])
-            .arg(dir.path().join(out))
-            .arg(dir.path().join(ck))
-            .args(["--max-rate", "7", "--manual-clock", &START.to_string(), "--batches", &BATCHES.to_string()])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        cmd
+        let (out, ck) = (dir.path().join(out), dir.path().join(ck));
+        example_run("kafka_word_count", &[servers.as_ref(), topic.as_ref(), out.as_os_str(), ck.as_os_str()], BATCHES)
     };
     let watch = ember::clock::Stopwatch::start();
     assert!(run("a", "ck-a").status().unwrap().success(), "the uninterrupted run failed");
@@ -135,15 +140,8 @@ fn transactional_output_survives_kill_9_at_random_points() {
     let servers = common::broker();
     let topic = common::topic("eo-db");
     let want = fill_topic(servers, &topic, 600);
-    let run = |url: &str| {
-        let mut cmd = Command::new(example("kafka_transactional"));
-        cmd.args([servers, topic.as_str(), url])
-            .args(["--max-rate", "7", "--manual-clock", &START.to_string(), "--batches", &BATCHES.to_string()])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        cmd
-    };
+    let run =
+        |url: &str| example_run("kafka_transactional", &[servers.as_ref(), topic.as_ref(), url.as_ref()], BATCHES);
     let straight_db = database(&format!("ember_eo_a_{}", std::process::id()));
     let watch = ember::clock::Stopwatch::start();
     assert!(run(&straight_db).status().unwrap().success(), "the uninterrupted run failed");
