@@ -7,13 +7,14 @@
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ember::clock::{real_sleep, Stopwatch};
 use ember::prelude::*;
-use ember::BatchInfo;
+use ember::{BatchInfo, ReceiverInfo};
 
 use crate::loadgen::campaign_table;
 
@@ -21,10 +22,22 @@ struct CsvListener {
     out: Arc<Mutex<std::fs::File>>,
     first_done: Arc<Mutex<Option<f64>>>,
     watch: Stopwatch,
+    processed: Arc<AtomicU64>,
+    /// Told once when the receiver reports the end of its connection's data.
+    eof: Option<mpsc::Sender<()>>,
 }
 
 impl StreamingListener for CsvListener {
+    fn on_receiver_error(&mut self, info: &ReceiverInfo) {
+        if info.last_error_message.contains("no more data") {
+            if let Some(tx) = self.eof.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+
     fn on_batch_completed(&mut self, b: &BatchInfo) {
+        self.processed.fetch_add(b.num_records(), Ordering::Relaxed);
         let mut first = self.first_done.lock().unwrap_or_else(|e| e.into_inner());
         first.get_or_insert(self.watch.elapsed().as_secs_f64() * 1000.0);
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
@@ -61,7 +74,11 @@ struct AdEvent {
 }
 
 /// `ember-bench socket --workload W --port P [--workers N] [--batch-ms B] [--seconds S] --csv FILE
-/// [--wal CHECKPOINT_DIR]`
+/// [--wal CHECKPOINT_DIR] [--record-us U] [--until-eof] [--conf key=value]...`
+///
+/// Runs for `S` seconds and stops at once, or with `--until-eof` until the sender closes the
+/// connection (at most `S` + 300 s), then stops gracefully so every line read is processed.
+/// Prints `BENCH` lines: time to the first completed batch, lines processed, peak RSS.
 pub fn main(args: &[String]) -> anyhow::Result<()> {
     let watch = Stopwatch::start();
     let get = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
@@ -95,7 +112,17 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         "batch_ms,num_records,sched_delay_ms,proc_delay_ms,total_delay_ms,rate_limit"
     )?;
     let first_done = Arc::new(Mutex::new(None));
-    ssc.add_streaming_listener(CsvListener { out, first_done: Arc::clone(&first_done), watch });
+    let processed = Arc::new(AtomicU64::new(0));
+    let until_eof = args.iter().any(|a| a == "--until-eof");
+    let (eof_tx, eof_rx) = mpsc::channel();
+    ssc.add_streaming_listener(CsvListener {
+        out,
+        first_done: Arc::clone(&first_done),
+        watch,
+        processed: Arc::clone(&processed),
+        eof: Some(eof_tx),
+    });
+    let record_cost = Duration::from_micros(get("--record-us").map_or(Ok(20), |w| w.parse())?);
     let lines = ssc.socket_text_stream("127.0.0.1", port);
     match workload.as_str() {
         "wordcount" => consume(&words(&lines).reduce_by_key(|a, b| a + b)),
@@ -116,12 +143,36 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
                 .reduce_by_key_and_window(|a, b| a + b, Duration::from_secs(10), Duration::from_secs(10));
             consume(&per_campaign);
         }
-        other => bail!("unknown workload `{other}` (wordcount, windowed, yahoo)"),
+        // An output that spends a fixed time per line, as a remote store would: its sustainable
+        // rate is known and does not depend on how busy the machine's cores are.
+        "slow_sink" => lines.foreach_partition(move |_t, part: Vec<String>| {
+            black_box(part.iter().map(String::len).sum::<usize>());
+            real_sleep(record_cost * part.len() as u32);
+        }),
+        other => bail!("unknown workload `{other}` (wordcount, windowed, yahoo, slow_sink)"),
     }
     ssc.start()?;
-    real_sleep(Duration::from_secs(seconds));
+    if until_eof {
+        if eof_rx.recv_timeout(Duration::from_secs(seconds + 300)).is_err() {
+            bail!("the sender did not close the connection within {} s", seconds + 300);
+        }
+    } else {
+        real_sleep(Duration::from_secs(seconds));
+    }
     let first = *first_done.lock().unwrap_or_else(|e| e.into_inner());
-    ssc.stop(false)?;
+    ssc.stop(until_eof)?;
     println!("BENCH start_to_first_batch_done_ms={:.0}", first.unwrap_or(-1.0));
+    println!("BENCH processed_lines={}", processed.load(Ordering::Relaxed));
+    println!("BENCH peak_rss_kib={}", peak_rss_kib());
     Ok(())
+}
+
+/// The process's peak resident set (`VmHWM`), in KiB; 0 where `/proc` does not say.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }

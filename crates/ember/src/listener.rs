@@ -64,7 +64,9 @@ pub struct BatchInfo {
     pub batch_time: Time,
     /// Records per input stream.
     pub stream_input_info: Vec<StreamInputInfo>,
-    /// When the batch was submitted (clock millis).
+    /// When the batch was submitted (clock millis): when the clock reached the batch time, so
+    /// usually the batch time itself, even when a busy driver worker posts the event later (a
+    /// batch closed early by a graceful stop: the stop time). Scheduling delay counts from here.
     pub submission_time: u64,
     /// When processing started.
     pub processing_start_time: Option<u64>,

@@ -279,3 +279,51 @@ fn a_panicking_transformation_fails_the_job_without_hanging_stop() {
     let _ = ssc.stop(false); // returns, whatever the surviving worker does
     assert_eq!(ssc.state(), State::Stopped);
 }
+
+/// Batch time, submission time and scheduling delay of each completed batch, also sent on.
+struct Delays(std::sync::mpsc::Sender<(u64, u64, Option<u64>)>);
+
+impl StreamingListener for Delays {
+    fn on_batch_completed(&mut self, i: &BatchInfo) {
+        let _ = self.0.send((i.batch_time.millis(), i.submission_time, i.scheduling_delay()));
+    }
+}
+
+#[test]
+fn scheduling_delay_counts_from_the_batch_time_when_the_driver_worker_was_busy() {
+    use std::sync::mpsc::channel;
+    let _g = exclusive();
+    let ssc = manual_context("local[1]");
+    let (completed, delays) = channel();
+    ssc.add_streaming_listener(Delays(completed));
+    let (started, started_rx) = channel();
+    let (gate, gate_rx) = channel::<()>();
+    let gate_rx = Mutex::new(gate_rx);
+    ssc.queue_stream(vec![vec![1]; 5], true).foreach_batch(move |t, _x: Vec<i32>| {
+        if t.millis() == 1000 {
+            let _ = started.send(());
+            let _ = gate_rx.lock().unwrap().recv_timeout(Duration::from_secs(20));
+        }
+    });
+    ssc.start().unwrap();
+    let clock = ssc.manual_clock().unwrap();
+    clock.advance(1000);
+    started_rx.recv_timeout(Duration::from_secs(20)).expect("batch 1000 started");
+    // Batches 2000..4000 become due while the only worker runs batch 1000's output.
+    clock.advance(3000);
+    gate.send(()).unwrap();
+    let mut got: Vec<_> = (0..4).map(|_| delays.recv_timeout(Duration::from_secs(20)).expect("completed")).collect();
+    ssc.run_batches(1).unwrap();
+    ssc.stop(false).unwrap();
+    got.extend(delays.try_iter());
+    assert_eq!(
+        got,
+        vec![
+            (1000, 1000, Some(0)),
+            (2000, 2000, Some(2000)),
+            (3000, 3000, Some(1000)),
+            (4000, 4000, Some(0)),
+            (5000, 5000, Some(0))
+        ]
+    );
+}

@@ -108,3 +108,66 @@ fn channel_stream_takes_what_the_program_sends() {
     ssc.stop(false).unwrap();
     assert_eq!(out.batches().into_iter().map(|(_, c)| c[0]).collect::<Vec<_>>(), vec![1000, 0]);
 }
+
+/// Stores each value it is given, one `store` at a time, and acknowledges it once stored.
+struct Stepped {
+    values: Option<std::sync::mpsc::Receiver<u32>>,
+    stored: std::sync::mpsc::Sender<u32>,
+}
+
+impl Receiver<u32> for Stepped {
+    fn on_start(&mut self, ctx: &ReceiverContext<u32>) -> Result<(), String> {
+        let values = self.values.take().ok_or("runs once")?;
+        while !ctx.should_return() {
+            if let Ok(v) = values.recv_timeout(Duration::from_millis(20)) {
+                ctx.store(v);
+                let _ = self.stored.send(v);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_receiver_waits_while_its_batch_is_due_and_the_job_is_behind() {
+    use std::sync::mpsc::{channel, RecvTimeoutError};
+    let _g = exclusive();
+    // One worker: while it runs batch 1000's output, batch 2000 cannot close.
+    let conf = Conf::new().master("local[1]").manual_clock(true).set("flow.max_batches_in_flight", "1");
+    let ssc = StreamingContext::new(conf, Duration::from_secs(1)).unwrap();
+    let (values, values_rx) = channel();
+    let (stored_tx, stored) = channel();
+    let (started_tx, started) = channel();
+    let (gate, gate_rx) = channel::<()>();
+    let gate_rx = Mutex::new(gate_rx);
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&batches);
+    ssc.receiver_stream(Stepped { values: Some(values_rx), stored: stored_tx }).foreach_partition(
+        move |t, mut part: Vec<u32>| {
+            part.sort();
+            seen.lock().unwrap().push((t.millis(), part));
+            if t.millis() == 1000 {
+                let _ = started_tx.send(());
+                let _ = gate_rx.lock().unwrap().recv_timeout(WAIT);
+            }
+        },
+    );
+    ssc.start().unwrap();
+    let clock = ssc.manual_clock().unwrap();
+    values.send(1).unwrap();
+    assert_eq!(stored.recv_timeout(WAIT), Ok(1));
+    clock.advance(1000);
+    started.recv_timeout(WAIT).expect("batch 1000's output started");
+    values.send(2).unwrap();
+    assert_eq!(stored.recv_timeout(WAIT), Ok(2), "batch 2000 is open: its records are stored");
+    clock.advance(1000);
+    values.send(3).unwrap();
+    // Batch 2000 is due, but its worker is busy: the receiver must not add to it.
+    assert_eq!(stored.recv_timeout(Duration::from_millis(300)), Err(RecvTimeoutError::Timeout));
+    gate.send(()).unwrap();
+    assert_eq!(stored.recv_timeout(WAIT), Ok(3), "stored once batch 2000 closed");
+    ssc.run_batches(1).unwrap();
+    ssc.stop(false).unwrap();
+    let got: Vec<(u64, Vec<u32>)> = batches.lock().unwrap().iter().filter(|(_, p)| !p.is_empty()).cloned().collect();
+    assert_eq!(got, vec![(1000, vec![1]), (2000, vec![2]), (3000, vec![3])]);
+}

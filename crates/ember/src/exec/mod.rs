@@ -188,12 +188,13 @@ impl DriverLog {
         self.batches.entry(t).or_insert_with(|| Self::blank(t, now))
     }
 
-    /// What is known of batch `t` before anything was recorded for it.
+    /// What is known of batch `t` before anything was recorded for it. It was submitted when the
+    /// clock reached `t`; a driver worker busy running outputs may only see that later, at `now`.
     fn blank(t: u64, now: u64) -> BatchInfo {
         BatchInfo {
             batch_time: Time::from_millis(t),
             stream_input_info: Vec::new(),
-            submission_time: now,
+            submission_time: t.min(now),
             processing_start_time: None,
             processing_end_time: None,
             output_operation_infos: Vec::new(),

@@ -334,6 +334,19 @@ impl Runtime {
         if limiters.is_empty() {
             return;
         }
+        // Every rate-controlled input appears in every batch, with its rate, as in Spark's
+        // batch info; one that took no records in this batch has a zero count.
+        for &stream in limiters.keys() {
+            if !info.stream_input_info.iter().any(|s| s.input_stream_id == stream) {
+                info.stream_input_info.push(crate::listener::StreamInputInfo {
+                    input_stream_id: stream,
+                    num_records: 0,
+                    rate_limit: None,
+                    metadata: Default::default(),
+                });
+            }
+        }
+        info.stream_input_info.sort_by_key(|s| s.input_stream_id);
         let mut estimators = lock(&self.estimators);
         let (end, proc, sched) = (info.processing_end_time, info.processing_delay(), info.scheduling_delay());
         for input in &mut info.stream_input_info {
@@ -443,6 +456,26 @@ mod tests {
             rt.control_rates(&mut b);
             assert_eq!(b.stream_input_info[0].rate_limit, Some(250.0));
         }
+        rt.bus.shutdown();
+    }
+
+    #[test]
+    fn an_input_that_got_nothing_still_shows_its_rate_and_keeps_its_estimate() {
+        let rt = runtime(crate::Conf::new().set("backpressure.enabled", "true"));
+        let limiter = Arc::new(crate::rate::RateLimiter::new(rt.settings.initial_receiver_rate()));
+        rt.register_limiter(3, Arc::clone(&limiter));
+        let mut b = batch(1000, 0, 1000, 1001);
+        b.stream_input_info.clear();
+        rt.control_rates(&mut b);
+        assert_eq!(b.stream_input_info.len(), 1);
+        assert_eq!((b.stream_input_info[0].input_stream_id, b.stream_input_info[0].num_records), (3, 0));
+        assert_eq!(b.stream_input_info[0].rate_limit, None, "no estimate yet: no limit");
+        limiter.set_rate(700.0);
+        let mut b = batch(2000, 0, 2000, 2001);
+        b.stream_input_info[0].input_stream_id = 3;
+        rt.control_rates(&mut b);
+        assert_eq!(limiter.rate(), 700.0, "an empty batch does not move the estimate (as in Spark)");
+        assert_eq!(b.stream_input_info[0].rate_limit, Some(700.0));
         rt.bus.shutdown();
     }
 }

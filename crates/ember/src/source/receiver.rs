@@ -8,12 +8,14 @@
 //! input — Ember calls `on_stop`, reports the reason to listeners, waits
 //! `receiver.restart_delay`, and starts it again.
 //!
-//! Stored records wait in a buffer of at most `receiver.max_buffered_records`; while it is full,
-//! `store` blocks, so a receiver that reads a connection stops reading and the sender is pushed
-//! back. `store_block` is the reliable form: it returns only once the block is held by Ember, so a
+//! Stored records join the open batch. `store` blocks while that batch is due but not closed —
+//! its worker is busy, or the bound on batches in flight (`flow.max_batches_in_flight`) holds it
+//! back — and while more than `receiver.max_buffered_records` wait to be taken; so when the job
+//! is behind, a receiver that reads a connection stops reading and the sender is pushed back, and
+//! no batch holds more than one interval of input. `store_block` is the reliable form: it returns only once the block is held by Ember, so a
 //! receiver may acknowledge its source afterwards.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -63,6 +65,8 @@ struct Shared<T> {
     stopped: AtomicBool,
     restart: Mutex<Option<String>>,
     interrupt: Mutex<Option<Box<dyn Fn() + Send>>>,
+    /// The time of the batch that stored records join (0: not known yet).
+    open: AtomicU64,
 }
 
 /// Records stored and not yet taken by a batch, with the write-ahead-log blocks they came in.
@@ -82,11 +86,19 @@ impl<T: Data> ReceiverContext<T> {
     /// reported to listeners and to the job (use `store_block` to handle it).
     /// These forms wait for the receiver's rate limit (`receiver.max_rate`, backpressure); the
     /// reliable `store_block` does not (a reliable receiver paces itself, as in Spark).
-    pub fn store_many(&self, records: Vec<T>) {
-        self.limiter.acquire(records.len() as u64);
-        if let Err(e) = self.store_block(records) {
-            self.report_error(e.to_string());
-            self.rt.report_error(e);
+    /// Under a rate limit, a large block is stored in pieces of about 50 ms of the rate each, so
+    /// it is paced smoothly and a new rate applies to its rest.
+    pub fn store_many(&self, mut records: Vec<T>) {
+        while !records.is_empty() {
+            let piece = self.limiter.piece();
+            let rest = if records.len() > piece { records.split_off(piece) } else { Vec::new() };
+            self.limiter.acquire(records.len() as u64);
+            if let Err(e) = self.store_block(records) {
+                self.report_error(e.to_string());
+                self.rt.report_error(e);
+                return;
+            }
+            records = rest;
         }
     }
 
@@ -109,7 +121,7 @@ impl<T: Data> ReceiverContext<T> {
         };
         let max = self.rt.settings.max_buffered_records;
         let mut held = lock(&self.shared.records);
-        while held.records.len() >= max && !self.is_stopped() {
+        while (held.records.len() >= max || self.batch_is_late()) && !self.is_stopped() {
             held =
                 self.shared.drained.wait_timeout(held, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
         }
@@ -119,6 +131,17 @@ impl<T: Data> ReceiverContext<T> {
         let _ = self.activator.activate();
         self.rt.add_received(n);
         Ok(())
+    }
+}
+
+impl<T> ReceiverContext<T> {
+    /// Whether the batch that stored records would join is due and not yet closed: its worker
+    /// is busy, or the bound on batches in flight holds it back. The job is behind, so the
+    /// receiver waits (and a connection it reads pushes back on its sender) instead of adding
+    /// more to that batch.
+    fn batch_is_late(&self) -> bool {
+        let open = self.shared.open.load(Ordering::Acquire);
+        open != 0 && self.rt.now() >= open
     }
 }
 
@@ -217,6 +240,8 @@ fn supervise<T, R: Receiver<T>>(mut receiver: R, ctx: ReceiverContext<T>) {
 
 struct ReceiverDriver<T> {
     shared: Arc<Shared<T>>,
+    /// The receiver's rate limit, closed when the source finishes so no wait outlives it.
+    limiter: Arc<crate::rate::RateLimiter>,
     rt: Arc<Runtime>,
     /// The last write-ahead-log block assigned to a batch.
     last_assigned: u64,
@@ -291,7 +316,8 @@ impl<T: Data> ReceiverDriver<T> {
 }
 
 impl<T: Data> SourceDriver<T> for ReceiverDriver<T> {
-    fn poll(&mut self, _open: Time, out: &mut Vec<T>) -> bool {
+    fn poll(&mut self, open: Time, out: &mut Vec<T>) -> bool {
+        self.shared.open.store(open.millis(), Ordering::Release);
         // With the write-ahead log, records join their batch at its close, after the batch log.
         if self.shared.wal.is_none() {
             self.take(out);
@@ -300,6 +326,8 @@ impl<T: Data> SourceDriver<T> for ReceiverDriver<T> {
     }
 
     fn close(&mut self, t: Time, out: &mut Vec<T>) {
+        // Stored records join the next batch from now on (`take` wakes a waiting receiver).
+        self.shared.open.store(t.millis() + self.rt.batch_ms, Ordering::Release);
         match (self.shared.wal.clone(), self.rt.checkpoints.clone()) {
             (Some(log), Some(ck)) => {
                 if let Err(e) = self.close_logged(t.millis(), &log, &ck, out) {
@@ -343,6 +371,7 @@ impl<T: Data> SourceDriver<T> for ReceiverDriver<T> {
 
     fn finish(&mut self) {
         self.shared.stopped.store(true, Ordering::Release);
+        self.limiter.close();
         self.shared.drained.notify_all();
         if let Some(f) = lock(&self.shared.interrupt).as_ref() {
             f();
@@ -429,6 +458,7 @@ impl StreamingContext {
                     stopped: AtomicBool::new(false),
                     restart: Mutex::new(None),
                     interrupt: Mutex::new(None),
+                    open: AtomicU64::new(0),
                 });
                 let rt = Arc::clone(&senv.rt);
                 let limiter = Arc::new(crate::rate::RateLimiter::new(rt.settings.initial_receiver_rate()));
@@ -438,7 +468,7 @@ impl StreamingContext {
                         shared: Arc::clone(&shared),
                         rt: senv.rt,
                         activator: senv.activator,
-                        limiter,
+                        limiter: Arc::clone(&limiter),
                         stream_id: id,
                         worker: senv.index,
                         name,
@@ -452,6 +482,7 @@ impl StreamingContext {
                 }
                 Box::new(ReceiverDriver {
                     shared,
+                    limiter,
                     rt: Arc::clone(&rt),
                     last_assigned: 0,
                     unassigned,
