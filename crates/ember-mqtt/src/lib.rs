@@ -2,7 +2,8 @@
 //!
 //! Spark's `MQTTUtils.createStream` and `createPairedStream` (spec §2.9), as an Ember
 //! [`Receiver`](ember::source::receiver::Receiver) on rumqttc: topics with wildcards, QoS 0 or 1,
-//! username and password, TLS (`mqtts://`), a persistent session by default.
+//! username and password, TLS (`mqtts://`, with a private CA and client certificates if needed),
+//! a persistent session by default.
 //!
 //! ```no_run
 //! use ember::prelude::*;
@@ -40,8 +41,8 @@ use ember::source::receiver::{Receiver, ReceiverContext};
 use ember::{DStream, StreamingContext};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS, Transport};
 
-/// What to subscribe to, and how.
-#[derive(Debug, Clone)]
+/// What to subscribe to, and how. Its `Debug` form leaves out the password and the key.
+#[derive(Clone)]
 pub struct MqttSpec {
     broker: String,
     topics: Vec<String>,
@@ -50,11 +51,29 @@ pub struct MqttSpec {
     credentials: Option<(String, String)>,
     clean_session: bool,
     keep_alive: Duration,
+    tls_ca: Option<Vec<u8>>,
+    tls_client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for MqttSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttSpec")
+            .field("broker", &self.broker)
+            .field("topics", &self.topics)
+            .field("qos", &self.qos)
+            .field("client_id", &self.client_id)
+            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("clean_session", &self.clean_session)
+            .field("keep_alive", &self.keep_alive)
+            .field("tls_ca", &self.tls_ca.is_some())
+            .field("tls_client_auth", &self.tls_client.is_some())
+            .finish()
+    }
 }
 
 impl MqttSpec {
-    /// `broker` is `tcp://host:port` (or `mqtt://`), or `mqtts://host:port` for TLS with the
-    /// system's root certificates; `topics` may hold `+` and `#` wildcards. QoS 1 by default.
+    /// `broker` is `tcp://host:port` (or `mqtt://`), or `mqtts://host:port` (or `ssl://`) for TLS
+    /// with the system's root certificates or [`tls_ca`](Self::tls_ca); `topics` may hold `+` and `#` wildcards. QoS 1 by default.
     pub fn new<S: Into<String>>(broker: impl Into<String>, topics: impl IntoIterator<Item = S>) -> Self {
         MqttSpec {
             broker: broker.into(),
@@ -64,6 +83,8 @@ impl MqttSpec {
             credentials: None,
             clean_session: false,
             keep_alive: Duration::from_secs(30),
+            tls_ca: None,
+            tls_client: None,
         }
     }
 
@@ -82,6 +103,20 @@ impl MqttSpec {
     /// Username and password.
     pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
         self.credentials = Some((user.into(), password.into()));
+        self
+    }
+
+    /// For `mqtts://`: trust the CA certificates in `ca_pem` (PEM) instead of the system's roots,
+    /// as a broker with a private CA needs.
+    pub fn tls_ca(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca = Some(ca_pem.into());
+        self
+    }
+
+    /// For `mqtts://` with [`tls_ca`](Self::tls_ca): the client certificate and its private key
+    /// (both PEM), for brokers that require one (`require_certificate true`).
+    pub fn tls_client_auth(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_client = Some((cert_pem.into(), key_pem.into()));
         self
     }
 
@@ -108,12 +143,22 @@ impl MqttSpec {
         if let Some((u, p)) = &self.credentials {
             o.set_credentials(u.clone(), p.clone());
         }
-        match scheme {
-            "tcp" | "mqtt" => {}
-            "ssl" | "mqtts" => {
+        let tls_asked = self.tls_ca.is_some() || self.tls_client.is_some();
+        match (scheme, &self.tls_ca) {
+            ("tcp" | "mqtt", _) if tls_asked => {
+                return Err(format!("TLS settings were given but broker `{}` is not mqtts:// or ssl://", self.broker))
+            }
+            ("tcp" | "mqtt", _) => {}
+            ("ssl" | "mqtts", Some(ca)) => {
+                o.set_transport(Transport::tls(ca.clone(), self.tls_client.clone(), None));
+            }
+            ("ssl" | "mqtts", None) if self.tls_client.is_some() => {
+                return Err("a TLS client certificate needs the broker's CA too (`tls_ca`)".to_owned())
+            }
+            ("ssl" | "mqtts", None) => {
                 o.set_transport(Transport::tls_with_default_config());
             }
-            other => return Err(format!("broker scheme `{other}` is not tcp, mqtt, ssl or mqtts")),
+            (other, _) => return Err(format!("broker scheme `{other}` is not tcp, mqtt, ssl or mqtts")),
         }
         Ok(o)
     }
@@ -202,4 +247,29 @@ pub fn mqtt_paired_stream(ssc: &StreamingContext, spec: MqttSpec) -> DStream<(St
 /// The payloads of the messages on `spec`'s topics (Spark's `MQTTUtils.createStream`).
 pub fn mqtt_stream(ssc: &StreamingContext, spec: MqttSpec) -> DStream<String> {
     mqtt_paired_stream(ssc, spec).map(|(_topic, payload)| payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_settings_need_a_tls_broker_and_a_client_certificate_needs_a_ca() {
+        let spec = MqttSpec::new("tcp://127.0.0.1:1883", ["t"]).tls_ca(b"pem".to_vec());
+        assert!(spec.options().unwrap_err().contains("not mqtts:// or ssl://"));
+        let spec = MqttSpec::new("mqtts://127.0.0.1:8883", ["t"]).tls_client_auth(b"c".to_vec(), b"k".to_vec());
+        assert!(spec.options().unwrap_err().contains("needs the broker's CA"));
+        assert!(MqttSpec::new("ws://127.0.0.1:1", ["t"]).options().unwrap_err().contains("scheme `ws`"));
+        assert!(MqttSpec::new("mqtts://127.0.0.1:8883", ["t"]).tls_ca(b"pem".to_vec()).options().is_ok());
+    }
+
+    #[test]
+    fn the_debug_form_leaves_out_secrets() {
+        let spec = MqttSpec::new("mqtts://h:8883", ["t"])
+            .credentials("ann", "s3cret")
+            .tls_ca(b"CA".to_vec())
+            .tls_client_auth(b"CERT".to_vec(), b"PRIVATE KEY".to_vec());
+        let text = format!("{spec:?}");
+        assert!(text.contains("ann") && !text.contains("s3cret") && !text.contains("PRIVATE"), "{text}");
+    }
 }

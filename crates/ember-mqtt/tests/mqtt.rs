@@ -30,7 +30,16 @@ fn unique(prefix: &str) -> String {
 
 /// Publishes `messages` (topic, payload) at QoS 1 and returns once the broker acknowledged all.
 fn publish(port: u16, messages: &[(String, Vec<u8>)]) {
-    let (client, mut connection) = Client::new(MqttOptions::new(unique("pub"), "127.0.0.1", port), 64);
+    publish_as(port, None, messages);
+}
+
+/// `publish`, logged in as `user` (name, password) when given.
+fn publish_as(port: u16, user: Option<(&str, &str)>, messages: &[(String, Vec<u8>)]) {
+    let mut options = MqttOptions::new(unique("pub"), "127.0.0.1", port);
+    if let Some((name, password)) = user {
+        options.set_credentials(name, password);
+    }
+    let (client, mut connection) = Client::new(options, 64);
     let to_send: Vec<(String, Vec<u8>)> = messages.to_vec();
     let sender = std::thread::spawn(move || {
         for (topic, payload) in to_send {
@@ -130,10 +139,14 @@ struct OwnBroker {
 
 impl OwnBroker {
     fn start() -> Self {
+        Self::start_with("allow_anonymous true\n")
+    }
+
+    /// A broker whose configuration is its plain listener, then `settings`.
+    fn start_with(settings: &str) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let conf = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(conf.path(), format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"))
-            .unwrap();
+        std::fs::write(conf.path(), format!("listener {port} 127.0.0.1\npersistence false\n{settings}")).unwrap();
         let mut b = OwnBroker { port, conf, child: None };
         b.up();
         b
@@ -338,4 +351,143 @@ fn qos_1_messages_survive_kill_9_once_each_with_the_write_ahead_log() {
         (0..MESSAGES).map(|i| format!("m{i}")).filter(|m| !counts.contains_key(m.as_str())).take(5).collect();
     assert!(missing.is_empty(), "messages lost after {kills} kills: {missing:?}");
     assert_eq!(lines.len(), MESSAGES);
+}
+
+/// Each receiver error's message, sent on.
+struct Errors(std::sync::mpsc::Sender<String>);
+
+impl ember::StreamingListener for Errors {
+    fn on_receiver_error(&mut self, i: &ember::ReceiverInfo) {
+        let _ = self.0.send(i.last_error_message.clone());
+    }
+}
+
+/// A directory for a broker's files that the broker can read even when it runs as root and
+/// drops its privileges (Mosquitto then reads them as user `mosquitto`).
+fn broker_files() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// Runs a stream on `spec` (publishing to the broker's plain listener on `port` as `user`) until
+/// `n` messages published after it subscribed arrived; returns them.
+fn receive(spec: MqttSpec, port: u16, user: Option<(&str, &str)>, topic: &str, n: usize) -> Vec<String> {
+    let ssc = context();
+    let out = mqtt_stream(&ssc, spec).collect_batches();
+    ssc.start().unwrap();
+    let mut probes = 0;
+    while !ssc.wait_for_received(1, Duration::from_millis(100)).unwrap() {
+        assert!(probes < 300, "the receiver never subscribed");
+        publish_as(port, user, &[(topic.to_owned(), b"probe".to_vec())]);
+        probes += 1;
+    }
+    let before = ssc.received_records();
+    let messages: Vec<_> = (0..n).map(|i| (topic.to_owned(), format!("m{i}").into_bytes())).collect();
+    publish_as(port, user, &messages);
+    assert!(ssc.wait_for_received(before + n as u64, WAIT).unwrap());
+    ssc.run_batches(1).unwrap();
+    ssc.stop(false).unwrap();
+    out.batches()[0].1.iter().filter(|m| *m != "probe").cloned().collect()
+}
+
+/// Starts a stream on `spec` and returns the first receiver error it reports.
+fn first_error(spec: MqttSpec) -> String {
+    let ssc = context();
+    let (tx, errors) = std::sync::mpsc::channel();
+    ssc.add_streaming_listener(Errors(tx));
+    let _out = mqtt_stream(&ssc, spec).collect_batches();
+    ssc.start().unwrap();
+    let e = errors.recv_timeout(WAIT).expect("the receiver reports an error");
+    eprintln!("the receiver reported: {e}");
+    assert_eq!(ssc.received_records(), 0);
+    ssc.stop(false).unwrap();
+    e
+}
+
+#[test]
+fn credentials_are_passed_through_and_a_wrong_password_is_reported() {
+    let _g = exclusive();
+    let files = broker_files();
+    let passwd = files.path().join("passwd");
+    let made = Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(&passwd)
+        .args(["ember", "right-password"])
+        .status()
+        .expect("mosquitto_passwd is missing: run scripts/test.sh, which installs mosquitto");
+    assert!(made.success());
+    let broker = OwnBroker::start_with(&format!("allow_anonymous false\npassword_file {}\n", passwd.display()));
+    let topic = unique("ember-auth");
+    let spec = |password: &str| {
+        MqttSpec::new(format!("tcp://127.0.0.1:{}", broker.port), [topic.clone()])
+            .client_id(unique("sub"))
+            .clean_session(true)
+            .credentials("ember", password)
+    };
+    let e = first_error(spec("wrong-password"));
+    assert!(e.contains("NotAuthorized") || e.contains("BadUserNamePassword"), "{e}");
+    let got = receive(spec("right-password"), broker.port, Some(("ember", "right-password")), &topic, 20);
+    assert_eq!(got.len(), 20, "{got:?}");
+}
+
+#[test]
+fn tls_with_a_private_ca_and_a_client_certificate() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let _g = exclusive();
+    let ca_of = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        (params.self_signed(&key).unwrap(), key)
+    };
+    let signed = |name: &str, ca: &(rcgen::Certificate, KeyPair)| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![name.to_owned()]).unwrap().signed_by(&key, &ca.0, &ca.1).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let ca = ca_of("Ember test CA");
+    let (server_cert, server_key) = signed("localhost", &ca);
+    let (client_cert, client_key) = signed("ember-client", &ca);
+    let files = broker_files();
+    let write = |name: &str, text: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = files.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        path.display().to_string()
+    };
+    let (ca_file, cert_file, key_file) =
+        (write("ca.pem", &ca.0.pem()), write("server.pem", &server_cert), write("server.key", &server_key));
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // The plain listener is for the test's publisher; the receiver connects over TLS and must
+    // show a certificate of the same CA.
+    let broker = OwnBroker::start_with(&format!(
+        "allow_anonymous true\nlistener {tls_port} 127.0.0.1\ncafile {ca_file}\ncertfile {cert_file}\nkeyfile {key_file}\nrequire_certificate true\n"
+    ));
+    for _ in 0..500 {
+        if TcpStream::connect(("127.0.0.1", tls_port)).is_ok() {
+            break;
+        }
+        ember::clock::real_sleep(Duration::from_millis(10));
+    }
+    let topic = unique("ember-tls");
+    let spec = || {
+        MqttSpec::new(format!("mqtts://localhost:{tls_port}"), [topic.clone()])
+            .client_id(unique("sub"))
+            .clean_session(true)
+    };
+    let trusted = spec().tls_ca(ca.0.pem()).tls_client_auth(client_cert.clone(), client_key.clone());
+    let got = receive(trusted, broker.port, None, &topic, 20);
+    assert_eq!(got.len(), 20, "{got:?}");
+
+    // A broker certificate from a CA the client does not trust is refused.
+    let other = ca_of("Another CA");
+    let e = first_error(spec().tls_ca(other.0.pem()).tls_client_auth(client_cert, client_key));
+    assert!(e.contains("invalid peer certificate"), "{e}");
+    // Without a client certificate, this broker refuses the connection.
+    let e = first_error(spec().tls_ca(ca.0.pem()));
+    assert!(e.contains("CertificateRequired") || e.contains("alert"), "{e}");
 }
