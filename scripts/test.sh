@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what the tests need (idempotently), then runs every check and test:
-# formatting, clippy with warnings as errors, all tests and doctests, and every example on
-# bounded input. Safe to run again; leaves running services alone.
+# formatting, clippy with warnings as errors, API docs without warnings, all tests and doctests,
+# and every example on bounded input. Safe to run again; leaves running services alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -82,6 +82,9 @@ cargo fmt --all --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo doc -D warnings (broken intra-doc links fail)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 
 step "build the examples (the recovery tests run one as a child process)"
 cargo build --examples -q

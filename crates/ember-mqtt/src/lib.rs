@@ -1,7 +1,7 @@
 //! # ember-mqtt: MQTT input for Ember
 //!
 //! Spark's `MQTTUtils.createStream` and `createPairedStream` (spec §2.9), as an Ember
-//! [`Receiver`](ember::source::receiver::Receiver) on rumqttc: topics with wildcards, QoS 0 or 1,
+//! [`Receiver`] on rumqttc: topics with wildcards, QoS 0 or 1,
 //! username and password, TLS (`mqtts://`, with a private CA and client certificates if needed),
 //! a persistent session by default.
 //!

@@ -4,16 +4,16 @@
 //! time of its grid. Operations take `&self` and return a new stream, as in Spark, so one stream
 //! can feed several operations. Each operation family lives in its own file:
 //!
-//! - [`map`](self::map): map, flat_map, filter, map_partitions, glom, repartition, union, transform
-//! - [`aggregate`](self::aggregate): count, reduce, count_by_value
-//! - [`pair`](self::pair): map_values, flat_map_values, reduce_by_key, combine_by_key, group_by_key
-//! - [`join`](self::join): join, left/right/full outer join, cogroup
-//! - [`window`](self::window): window, reduce_by_window (plain and inverse), count_by_window
-//! - [`reduce_by_key_and_window`](self::reduce_by_key_and_window): reduce_by_key_and_window (plain
+//! - [`map`]: map, flat_map, filter, map_partitions, glom, repartition, union, transform
+//! - [`aggregate`]: count, reduce, count_by_value
+//! - [`pair`]: map_values, flat_map_values, reduce_by_key, combine_by_key, group_by_key
+//! - [`join`]: join, left/right/full outer join, cogroup
+//! - [`window`]: window, reduce_by_window (plain and inverse), count_by_window
+//! - [`reduce_by_key_and_window`]: reduce_by_key_and_window (plain
 //!   and inverse, with an optional filter), count_by_value_and_window, group_by_key_and_window
-//! - [`update_state_by_key`](self::update_state_by_key) and [`map_with_state`](self::map_with_state):
+//! - [`update_state_by_key`] and [`map_with_state`]:
 //!   state per key across batches
-//! - [`output`](self::output): print, foreach_batch, foreach_partition, save_as_text_files,
+//! - [`output`]: print, foreach_batch, foreach_partition, save_as_text_files,
 //!   collect_batches
 //!
 //! Within a batch, the order of records gathered from several workers is unspecified (as the order

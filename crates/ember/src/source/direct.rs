@@ -15,7 +15,7 @@
 //! With `backpressure.enabled`, the reader gets the stream's estimated rate (records/s for the
 //! whole stream, from the PID estimator; `backpressure.initial_rate` before the first estimate)
 //! when it plans a batch. If a read fails, the batch's outputs do not run and the job stops with
-//! [`Error::Input`](crate::Error::Input); a restart from the checkpoint re-reads the logged plan.
+//! [`Error::Input`]; a restart from the checkpoint re-reads the logged plan.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
