@@ -120,14 +120,20 @@ impl Chunk {
     }
 }
 
-/// The per-second log: `second,target,sent`.
+/// The per-second log, `second,target,sent`, and the run's total of lines sent.
 struct SecondLog<'a> {
     out: &'a mut dyn Write,
     second: u64,
     sent: u64,
+    total: u64,
 }
 
 impl SecondLog<'_> {
+    fn count(&mut self, lines: u64) {
+        self.sent += lines;
+        self.total += lines;
+    }
+
     /// Writes the rows of the seconds that ended by `now_ms`.
     fn advance(&mut self, now_ms: u64, target: u64) -> std::io::Result<()> {
         while now_ms >= (self.second + 1) * 1000 {
@@ -143,9 +149,8 @@ impl SecondLog<'_> {
 ///
 /// The schedule is wall time and the rate a ceiling: lines that a blocked connection kept from
 /// going out are not sent later (beyond 100 ms of them), so `sent < offered` measures how hard the
-/// consumer pushed back. Only whole
-/// lines count and the connection ends on a line boundary, so a consumer that reads to the end
-/// has exactly `sent` lines.
+/// consumer pushed back. Only whole lines count and the connection ends on a line boundary, so a
+/// consumer that reads to the end has exactly `sent` lines.
 pub fn serve(port: u16, schedule: &[Step], json: bool, log: &mut dyn Write) -> anyhow::Result<Sent> {
     let lines = pool(json);
     let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding 127.0.0.1:{port}"))?;
@@ -157,7 +162,7 @@ pub fn serve(port: u16, schedule: &[Step], json: bool, log: &mut dyn Write) -> a
     use ember::Clock;
     eprintln!("loadgen: start_ms={}", ember::SystemClock.now_millis());
     writeln!(log, "second,target,sent")?;
-    let mut per_second = SecondLog { out: log, second: 0, sent: 0 };
+    let mut per_second = SecondLog { out: log, second: 0, sent: 0, total: 0 };
     let watch = Stopwatch::start();
     let elapsed_ms = || watch.elapsed().as_millis() as u64;
     let mut total = Sent::default();
@@ -198,7 +203,7 @@ pub fn serve(port: u16, schedule: &[Step], json: bool, log: &mut dyn Write) -> a
                 }
             }
             match chunk.write(&mut conn) {
-                Ok(n) => (total.sent, per_second.sent) = (total.sent + n, per_second.sent + n),
+                Ok(n) => per_second.count(n),
                 Err(e) => {
                     eprintln!("loadgen: client gone ({e}); stopping");
                     gone = true;
@@ -211,10 +216,11 @@ pub fn serve(port: u16, schedule: &[Step], json: bool, log: &mut dyn Write) -> a
     let finishing = Stopwatch::start();
     while !gone && !chunk.is_out() && finishing.elapsed() < Duration::from_secs(60) {
         match chunk.write(&mut conn) {
-            Ok(n) => (total.sent, per_second.sent) = (total.sent + n, per_second.sent + n),
+            Ok(n) => per_second.count(n),
             Err(_) => gone = true,
         }
     }
+    total.sent = per_second.total;
     per_second.advance(step_start_ms, schedule.last().map_or(0, |s| s.rate))?;
     per_second.out.flush()?;
     drop(conn);

@@ -1,9 +1,9 @@
 //! # ember-mqtt: MQTT input for Ember
 //!
 //! Spark's `MQTTUtils.createStream` and `createPairedStream` (spec §2.9), as an Ember
-//! [`Receiver`] on rumqttc: topics with wildcards, QoS 0 or 1,
-//! username and password, TLS (`mqtts://`, with a private CA and client certificates if needed),
-//! a persistent session by default.
+//! [`Receiver`] on rumqttc: topics with wildcards, QoS 0 or 1, username and password, TLS
+//! (`mqtts://`, with a private CA and client certificates if needed), a persistent session by
+//! default.
 //!
 //! ```no_run
 //! use ember::prelude::*;
@@ -73,7 +73,8 @@ impl std::fmt::Debug for MqttSpec {
 
 impl MqttSpec {
     /// `broker` is `tcp://host:port` (or `mqtt://`), or `mqtts://host:port` (or `ssl://`) for TLS
-    /// with the system's root certificates or [`tls_ca`](Self::tls_ca); `topics` may hold `+` and `#` wildcards. QoS 1 by default.
+    /// with the system's root certificates or [`tls_ca`](Self::tls_ca); `topics` may hold `+` and
+    /// `#` wildcards. QoS 1 by default.
     pub fn new<S: Into<String>>(broker: impl Into<String>, topics: impl IntoIterator<Item = S>) -> Self {
         MqttSpec {
             broker: broker.into(),
@@ -143,22 +144,25 @@ impl MqttSpec {
         if let Some((u, p)) = &self.credentials {
             o.set_credentials(u.clone(), p.clone());
         }
-        let tls_asked = self.tls_ca.is_some() || self.tls_client.is_some();
-        match (scheme, &self.tls_ca) {
-            ("tcp" | "mqtt", _) if tls_asked => {
+        let tls = match scheme {
+            "tcp" | "mqtt" => false,
+            "ssl" | "mqtts" => true,
+            other => return Err(format!("broker scheme `{other}` is not tcp, mqtt, ssl or mqtts")),
+        };
+        match (tls, &self.tls_ca, &self.tls_client) {
+            (false, None, None) => {}
+            (false, ..) => {
                 return Err(format!("TLS settings were given but broker `{}` is not mqtts:// or ssl://", self.broker))
             }
-            ("tcp" | "mqtt", _) => {}
-            ("ssl" | "mqtts", Some(ca)) => {
-                o.set_transport(Transport::tls(ca.clone(), self.tls_client.clone(), None));
+            (true, Some(ca), client) => {
+                o.set_transport(Transport::tls(ca.clone(), client.clone(), None));
             }
-            ("ssl" | "mqtts", None) if self.tls_client.is_some() => {
+            (true, None, Some(_)) => {
                 return Err("a TLS client certificate needs the broker's CA too (`tls_ca`)".to_owned())
             }
-            ("ssl" | "mqtts", None) => {
+            (true, None, None) => {
                 o.set_transport(Transport::tls_with_default_config());
             }
-            (other, _) => return Err(format!("broker scheme `{other}` is not tcp, mqtt, ssl or mqtts")),
         }
         Ok(o)
     }

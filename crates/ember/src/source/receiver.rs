@@ -12,8 +12,8 @@
 //! its worker is busy, or the bound on batches in flight (`flow.max_batches_in_flight`) holds it
 //! back — and while more than `receiver.max_buffered_records` wait to be taken; so when the job
 //! is behind, a receiver that reads a connection stops reading and the sender is pushed back, and
-//! no batch holds more than one interval of input. `store_block` is the reliable form: it returns only once the block is held by Ember, so a
-//! receiver may acknowledge its source afterwards.
+//! no batch holds more than one interval of input. `store_block` is the reliable form: it returns
+//! only once the block is held by Ember, so a receiver may acknowledge its source afterwards.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
