@@ -198,6 +198,29 @@ impl Conf {
                 Master::Cluster { hosts, process, workers }
             }
         };
+        // Values of the right type that would make no sense: a clear error, never a busy loop or
+        // a silent floor.
+        let at_least = |key: &str, min: u64, why: &str| -> Result<()> {
+            let v = if matches!(KEYS.iter().find(|k| k.name == key).map(|k| k.kind), Some(Kind::Millis)) {
+                conf.millis(key)?
+            } else {
+                conf.int(key)?
+            };
+            if v < min {
+                return Err(invalid(key, &conf.text(key), &format!("at least {min}{why}")));
+            }
+            Ok(())
+        };
+        at_least("receiver.restart_delay", 1, " ms (0 would reconnect in a busy loop)")?;
+        at_least("receiver.max_line_bytes", 1, " byte")?;
+        at_least("receiver.max_buffered_records", 1, " record")?;
+        at_least("flow.max_batches_in_flight", 1, " batch")?;
+        at_least("generated.vocabulary", 1, " word")?;
+        for key in ["receiver.max_rate", "backpressure.initial_rate"] {
+            if conf.float(key)? < 0.0 {
+                return Err(invalid(key, &conf.text(key), "a rate of at least 0 records per second (0: no limit)"));
+            }
+        }
         Ok(Settings {
             master,
             app_name: conf.text("app.name"),
@@ -426,6 +449,23 @@ mod tests {
         assert!(err.contains("`receiver.restart_delay`") && err.contains("2s"), "{err}");
         let err = Conf::new().set("clock.manual", "yes").settings().unwrap_err().to_string();
         assert!(err.contains("`clock.manual`") && err.contains("`true` or `false`"), "{err}");
+    }
+
+    #[test]
+    fn values_that_make_no_sense_are_rejected() {
+        for (key, value, says) in [
+            ("receiver.restart_delay", "0", "busy loop"),
+            ("receiver.max_rate", "-5", "at least 0"),
+            ("backpressure.initial_rate", "-1", "at least 0"),
+            ("receiver.max_line_bytes", "0", "at least 1"),
+            ("receiver.max_buffered_records", "0", "at least 1"),
+            ("flow.max_batches_in_flight", "0", "at least 1"),
+        ] {
+            let err = Conf::new().set(key, value).settings().unwrap_err().to_string();
+            assert!(err.contains(&format!("`{key}`")) && err.contains(says), "{key}={value}: {err}");
+        }
+        assert!(Conf::new().set("receiver.restart_delay", "1ms").settings().is_ok());
+        assert!(Conf::new().set("receiver.max_rate", "0").settings().is_ok());
     }
 
     #[test]

@@ -373,8 +373,8 @@ impl StreamingContext {
                 crate::exec::run_worker(worker, Arc::clone(&rt), cluster)
             }));
             result.unwrap_or_else(|p| {
-                let e = Error::Internal(format!("a worker panicked: {}", panic_text(&p)));
-                rt.report_error(e.clone());
+                let e = Error::Internal(format!("a worker panicked: {}", crate::exec::runtime::panic_text(&p)));
+                rt.fail_batch(rt.completed() + rt.batch_ms, e.clone());
                 rt.worker_finished();
                 Err(e)
             })
@@ -616,11 +616,4 @@ fn release_active(id: usize) {
     if *active == Some(id) {
         *active = None;
     }
-}
-
-fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }

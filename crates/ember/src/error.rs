@@ -50,6 +50,17 @@ pub enum Error {
         /// The failure.
         message: String,
     },
+    /// The user's function of an operation panicked while processing a batch; the batch's outputs
+    /// do not run, no checkpoint at or after it commits, and the job stops.
+    #[error("the function of `{operation}` panicked at batch {time}: {message}")]
+    UserCode {
+        /// The operation, as named in the API (or the timely operator's name).
+        operation: String,
+        /// The batch.
+        time: Time,
+        /// The panic's message.
+        message: String,
+    },
     /// An input/output error of the file system or the network.
     #[error("{context}: {message}")]
     Io {

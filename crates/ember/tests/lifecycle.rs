@@ -270,14 +270,16 @@ fn a_bound_of_one_batch_in_flight_still_runs_every_batch() {
 fn a_panicking_transformation_fails_the_job_without_hanging_stop() {
     let _g = exclusive();
     let ssc = manual_context("local[2]");
-    ssc.queue_stream(vec![(0..100).collect::<Vec<u32>>()], true)
+    let out = ssc
+        .queue_stream(vec![(0..100).collect::<Vec<u32>>()], true)
         .map(|x| if x == 57 { panic!("bad record {x}") } else { x })
         .reduce(|a, b| a + b)
         .collect_batches();
     let e = err_text(ssc.run_batches(1));
-    assert!(e.contains("a worker panicked") && e.contains("bad record 57"), "{e}");
-    let _ = ssc.stop(false); // returns, whatever the surviving worker does
+    assert!(e.contains("the function of `map` panicked at batch 1000 ms: bad record 57"), "{e}");
+    let _ = ssc.stop(false);
     assert_eq!(ssc.state(), State::Stopped);
+    assert_eq!(out.batches(), vec![], "no output ran on the failed batch's partial records");
 }
 
 /// Batch time, submission time and scheduling delay of each completed batch, also sent on.

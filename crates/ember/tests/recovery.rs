@@ -503,13 +503,14 @@ fn a_checkpoint_that_cannot_be_written_stops_the_job_and_keeps_the_last_good_one
     let dir = tempfile::tempdir().unwrap();
     let (ssc, _acc) = counting_job(Some(dir.path())).unwrap();
     ssc.run_batches(3).unwrap(); // checkpoint 3 committed
-                                 // The state area becomes unwritable (a file where a directory must go).
-    std::fs::remove_dir_all(dir.path().join("positions")).unwrap();
-    std::fs::write(dir.path().join("positions"), "in the way").unwrap();
+                                 // The next checkpoint's position area is unwritable (a file where a directory must go); the
+                                 // committed checkpoint's files stay intact.
+    let in_the_way = dir.path().join(format!("positions/{}", START + 6000));
+    std::fs::write(&in_the_way, "in the way").unwrap();
     let e = ssc.run_batches(3).unwrap_err().to_string();
     assert!(e.contains("positions"), "the error names what could not be written: {e}");
     let _ = ssc.stop(false);
-    std::fs::remove_file(dir.path().join("positions")).unwrap();
+    std::fs::remove_file(&in_the_way).unwrap();
     let mut recovered = None;
     let ssc = StreamingContext::get_or_create(dir.path(), || {
         let (ssc, acc) = counting_job(Some(dir.path()))?;

@@ -49,6 +49,38 @@ pub(crate) struct Commit {
     pub fingerprint: Vec<String>,
     /// Accumulator values at `t`.
     pub accumulators: BTreeMap<String, i64>,
+    /// Every state and position file of the checkpoint with its size: recovery checks them all
+    /// before it takes the checkpoint, and falls back to an older one when one is damaged.
+    pub parts: Vec<(String, u64)>,
+}
+
+/// A commit record as written before commit records listed their parts; read, never written.
+#[derive(Deserialize)]
+struct CommitV1 {
+    time: u64,
+    zero: u64,
+    batch_ms: u64,
+    workers: usize,
+    fingerprint: Vec<String>,
+    accumulators: BTreeMap<String, i64>,
+}
+
+impl Commit {
+    /// Reads a commit record of either format.
+    fn decode(bytes: &[u8], what: &str) -> Result<Commit> {
+        codec::decode::<Commit>(Kind::Commit, bytes, what).or_else(|e| {
+            let v1: CommitV1 = codec::decode(Kind::Commit, bytes, what).map_err(|_| e)?;
+            Ok(Commit {
+                time: v1.time,
+                zero: v1.zero,
+                batch_ms: v1.batch_ms,
+                workers: v1.workers,
+                fingerprint: v1.fingerprint,
+                accumulators: v1.accumulators,
+                parts: Vec::new(),
+            })
+        })
+    }
 }
 
 /// The checkpoint directory of a running job, shared by its workers.
@@ -167,10 +199,29 @@ impl Checkpoints {
         self.store.get(&what)?.map(|b| codec::decode(Kind::BatchLog, &b, &what)).transpose()
     }
 
-    /// Writes the commit record of `commit.time`, then prunes what older checkpoints left.
+    /// Writes the commit record of `commit.time`, listing the checkpoint's state and position
+    /// files, then prunes what older checkpoints left.
     pub fn commit(&self, commit: &Commit) -> Result<()> {
-        self.store.put(&format!("commits/{}", commit.time), &codec::encode(Kind::Commit, commit)?)?;
+        let mut commit = commit.clone();
+        commit.parts = self.parts(commit.time)?;
+        self.store.put(&format!("commits/{}", commit.time), &codec::encode(Kind::Commit, &commit)?)?;
         self.prune()
+    }
+
+    /// The state and position files of checkpoint `t`, with their sizes.
+    fn parts(&self, t: u64) -> Result<Vec<(String, u64)>> {
+        let mut names = self.store.list(&format!("positions/{t}"))?;
+        for worker in self.store.list(&format!("state/{t}"))? {
+            names.extend(self.store.list(&worker)?);
+        }
+        let mut parts = Vec::with_capacity(names.len());
+        for name in names {
+            let len = self.store.len(&name)?.ok_or_else(|| {
+                Error::Internal(format!("checkpoint part {name} vanished while checkpoint {t} was committed"))
+            })?;
+            parts.push((name, len));
+        }
+        Ok(parts)
     }
 
     fn prune(&self) -> Result<()> {
@@ -203,9 +254,10 @@ fn committed_times(store: &dyn CheckpointStore) -> Result<Vec<u64>> {
     Ok(times)
 }
 
-/// The newest commit record of `dir` that reads back intact; corrupt ones are skipped with a
-/// warning. `Ok(None)` when the directory holds no commit record at all; an error when it holds
-/// some and none is readable (never a silent fresh start).
+/// The newest checkpoint of `dir` that reads back whole: its commit record decodes and every
+/// part it lists is there, of its size, with an intact frame. Damaged ones are skipped with a
+/// warning (the older ones kept are tried). `Ok(None)` when the directory holds no commit record
+/// at all; an error when it holds some and none is usable (never a silent fresh start).
 pub(crate) fn latest_commit(dir: &Path) -> Result<Option<Commit>> {
     let store = LocalStore::open(dir, false)?;
     let times = committed_times(&store)?;
@@ -215,21 +267,50 @@ pub(crate) fn latest_commit(dir: &Path) -> Result<Option<Commit>> {
     let mut problems = Vec::new();
     for t in times.iter().rev() {
         let what = format!("commits/{t}");
-        match store.get(&what)?.map(|b| codec::decode::<Commit>(Kind::Commit, &b, &what)) {
-            Some(Ok(c)) => return Ok(Some(c)),
-            Some(Err(e)) => {
-                tracing::warn!("skipping checkpoint {t}: {e}");
-                problems.push(e.to_string());
+        let checked = store.get(&what).and_then(|b| match b {
+            None => Ok(None),
+            Some(b) => {
+                let c = Commit::decode(&b, &what)?;
+                check_parts(&store, &c)?;
+                Ok(Some(c))
             }
-            None => {}
+        });
+        match checked {
+            Ok(Some(c)) => {
+                if !problems.is_empty() {
+                    tracing::warn!("recovering from the older checkpoint {t}");
+                }
+                return Ok(Some(c));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!("skipping checkpoint {t}: {e}");
+                problems.push(format!("checkpoint {t}: {e}"));
+            }
         }
     }
     Err(Error::Recovery(format!(
-        "the checkpoint directory {} holds {} commit record(s) and none is readable: {}",
+        "the checkpoint directory {} holds {} commit record(s) and none is readable with all its parts: {}",
         dir.display(),
         times.len(),
         problems.join("; ")
     )))
+}
+
+/// Every part a commit record lists is present, of its size, and its frame is intact.
+fn check_parts(store: &dyn CheckpointStore, c: &Commit) -> Result<()> {
+    for (name, len) in &c.parts {
+        let kind = if name.starts_with("state/") { Kind::State } else { Kind::Position };
+        let bytes = store.get(name)?.ok_or_else(|| Error::Corrupt { what: name.clone(), reason: "missing".into() })?;
+        if bytes.len() as u64 != *len {
+            return Err(Error::Corrupt {
+                what: name.clone(),
+                reason: format!("{} bytes where the commit record says {len}", bytes.len()),
+            });
+        }
+        codec::unframe(kind, &bytes, name)?;
+    }
+    Ok(())
 }
 
 /// File names may not carry `/`.
@@ -249,9 +330,9 @@ mod tests {
             fingerprint in proptest::collection::vec(".{0,40}", 0..8),
             accs in proptest::collection::btree_map(".{0,10}", any::<i64>(), 0..5),
         ) {
-            let c = Commit { time, zero, batch_ms: 1000, workers, fingerprint, accumulators: accs };
+            let c = Commit { time, zero, batch_ms: 1000, workers, fingerprint, accumulators: accs, parts: vec![("state/1/w0/x".into(), 7)] };
             let bytes = codec::encode(Kind::Commit, &c).unwrap();
-            prop_assert_eq!(codec::decode::<Commit>(Kind::Commit, &bytes, "commit").unwrap(), c);
+            prop_assert_eq!(Commit::decode(&bytes, "commit").unwrap(), c);
         }
 
         #[test]

@@ -27,14 +27,16 @@ impl<T: Data> DStream<T> {
     /// ```
     pub fn map<U: Data>(&self, f: impl Fn(T) -> U + Send + Sync + 'static) -> DStream<U> {
         let f = Arc::new(f);
-        self.derive("map", move |_env, s| {
-            let f = Arc::clone(&f);
+        self.derive("map", move |env, s| {
+            let (f, rt) = (Arc::clone(&f), Arc::clone(&env.rt));
             s.unary(local(), "Map", move |_, _| {
                 let mut out = Vec::new();
                 move |input, output| {
                     input.for_each(|cap, data| {
-                        out.extend(data.drain(..).map(|x| f(x)));
-                        output.session(&cap).give_container(&mut out);
+                        if rt.user_code("map", *cap.time(), || out.extend(data.drain(..).map(|x| f(x)))).is_some() {
+                            output.session(&cap).give_container(&mut out);
+                        }
+                        out.clear();
                     });
                 }
             })
@@ -55,16 +57,21 @@ impl<T: Data> DStream<T> {
         I: IntoIterator<Item = U> + 'static,
     {
         let f = Arc::new(f);
-        self.derive("flat_map", move |_env, s| {
-            let f = Arc::clone(&f);
+        self.derive("flat_map", move |env, s| {
+            let (f, rt) = (Arc::clone(&f), Arc::clone(&env.rt));
             s.unary(local(), "FlatMap", move |_, _| {
                 let mut out = Vec::new();
                 move |input, output| {
                     input.for_each(|cap, data| {
-                        for x in data.drain(..) {
-                            out.extend(f(x));
+                        let done = rt.user_code("flat_map", *cap.time(), || {
+                            for x in data.drain(..) {
+                                out.extend(f(x));
+                            }
+                        });
+                        if done.is_some() {
+                            output.session(&cap).give_container(&mut out);
                         }
-                        output.session(&cap).give_container(&mut out);
+                        out.clear();
                     });
                 }
             })
@@ -80,13 +87,14 @@ impl<T: Data> DStream<T> {
     /// ```
     pub fn filter(&self, p: impl Fn(&T) -> bool + Send + Sync + 'static) -> DStream<T> {
         let p = Arc::new(p);
-        self.derive("filter", move |_env, s| {
-            let p = Arc::clone(&p);
+        self.derive("filter", move |env, s| {
+            let (p, rt) = (Arc::clone(&p), Arc::clone(&env.rt));
             s.unary(local(), "Filter", move |_, _| {
                 move |input, output| {
                     input.for_each(|cap, data| {
-                        data.retain(|x| p(x));
-                        output.session(&cap).give_container(data);
+                        if rt.user_code("filter", *cap.time(), || data.retain(|x| p(x))).is_some() {
+                            output.session(&cap).give_container(data);
+                        }
                     });
                 }
             })

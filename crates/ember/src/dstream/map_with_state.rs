@@ -212,40 +212,43 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 Vec::new,
                 |acc: &mut Vec<(K, V)>, data| acc.append(data),
                 move |t, records, out| {
-                    let states = &mut *states.borrow_mut();
                     let now = t.millis();
-                    for (k, v) in records {
-                        let prev = states.values.remove(&k).map(|(s, _)| s);
-                        let mut state = State::new(prev, false);
-                        if let Some(m) = func(t, &k, Some(v), &mut state) {
-                            out.push(Emitted::Mapped(m));
+                    {
+                        let states = &mut *states.borrow_mut();
+                        for (k, v) in records {
+                            let prev = states.values.remove(&k).map(|(s, _)| s);
+                            let mut state = State::new(prev, false);
+                            if let Some(m) = func(t, &k, Some(v), &mut state) {
+                                out.push(Emitted::Mapped(m));
+                            }
+                            // Stored with the batch time when updated, or whenever a timeout is set
+                            // (`remove` cleared the value, so a removed key is not stored).
+                            if let Some(s) = state.value {
+                                let last = if state.updated || timeout.is_some() { now } else { 0 };
+                                states.values.insert(k, (s, last));
+                            }
                         }
-                        // Stored with the batch time when updated, or whenever a timeout is set
-                        // (`remove` cleared the value, so a removed key is not stored).
-                        if let Some(s) = state.value {
-                            let last = if state.updated || timeout.is_some() { now } else { 0 };
-                            states.values.insert(k, (s, last));
-                        }
-                    }
-                    if let Some(idle) = timeout {
-                        let expired: Vec<K> = states
-                            .values
-                            .iter()
-                            .filter(|(_, (_, last))| *last + idle < now)
-                            .map(|(k, _)| k.clone())
-                            .collect();
-                        for k in expired {
-                            if let Some((s, _)) = states.values.remove(&k) {
-                                let mut state = State::new(Some(s), true);
-                                if let Some(m) = func(t, &k, None, &mut state) {
-                                    out.push(Emitted::Mapped(m));
+                        if let Some(idle) = timeout {
+                            let expired: Vec<K> = states
+                                .values
+                                .iter()
+                                .filter(|(_, (_, last))| *last + idle < now)
+                                .map(|(k, _)| k.clone())
+                                .collect();
+                            for k in expired {
+                                if let Some((s, _)) = states.values.remove(&k) {
+                                    let mut state = State::new(Some(s), true);
+                                    if let Some(m) = func(t, &k, None, &mut state) {
+                                        out.push(Emitted::Mapped(m));
+                                    }
                                 }
                             }
                         }
+                        if want.load(Ordering::Acquire) {
+                            out.extend(states.values.iter().map(|(k, (s, _))| Emitted::Snapshot(k.clone(), s.clone())));
+                        }
                     }
-                    if want.load(Ordering::Acquire) {
-                        out.extend(states.values.iter().map(|(k, (s, _))| Emitted::Snapshot(k.clone(), s.clone())));
-                    }
+                    // The borrow above has ended: the saver reads the same cell.
                     saver.after_batch(now);
                 },
             )

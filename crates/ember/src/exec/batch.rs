@@ -30,9 +30,16 @@ pub(crate) fn fire_ready(
 ) {
     while let Some(c) = cap.as_mut() {
         let t = *c.time();
+        // Once the context stops, no batch after the final one runs, even where a slower input
+        // (a window's) still holds the frontier below a later time.
+        let end = rt.final_time();
+        if end.is_some_and(|end| t > end) {
+            *cap = None;
+            return;
+        }
         let ready = match frontier {
             Some(f) => t < f,
-            None => rt.final_time().is_some_and(|end| t <= end),
+            None => end.is_some(),
         };
         if !ready {
             if frontier.is_none() {
@@ -63,7 +70,8 @@ where
     A: 'static,
     P: ParallelizationContract<u64, Vec<T>>,
 {
-    stream.unary_frontier::<CapacityContainerBuilder<Vec<U>>, _, _, _>(pact, name, move |mut cap, _| {
+    let name = name.to_owned();
+    stream.unary_frontier::<CapacityContainerBuilder<Vec<U>>, _, _, _>(pact, &name.clone(), move |mut cap, _| {
         cap.downgrade(&grid.first_after(rt.start()));
         let mut cap = Some(cap);
         let mut pending: BTreeMap<u64, A> = BTreeMap::new();
@@ -71,16 +79,17 @@ where
         move |(input, frontier), output| {
             input.for_each(|c, data| {
                 let t = grid.ceil(*c.time());
-                absorb(pending.entry(t).or_insert_with(&init), data);
+                let acc = pending.entry(t).or_insert_with(&init);
+                rt.user_code(&name, t, || absorb(acc, data));
             });
             let f = frontier.frontier().first().copied();
             fire_ready(&mut cap, grid, f, &rt, |c| {
                 let t = *c.time();
                 let acc = pending.remove(&t).unwrap_or_else(&init);
-                fire(Time::from_millis(t), acc, &mut out);
-                if !out.is_empty() {
+                if rt.user_code(&name, t, || fire(Time::from_millis(t), acc, &mut out)).is_some() && !out.is_empty() {
                     output.session(c).give_container(&mut out);
                 }
+                out.clear();
             });
             if cap.is_none() {
                 pending.clear();
@@ -112,11 +121,12 @@ where
     P1: ParallelizationContract<u64, Vec<T1>>,
     P2: ParallelizationContract<u64, Vec<T2>>,
 {
+    let name = name.to_owned();
     left.binary_frontier::<_, CapacityContainerBuilder<Vec<U>>, _, _, _, _>(
         right,
         pacts.0,
         pacts.1,
-        name,
+        &name.clone(),
         move |mut cap, _| {
             cap.downgrade(&grid.first_after(rt.start()));
             let mut cap = Some(cap);
@@ -125,11 +135,13 @@ where
             move |(in1, f1), (in2, f2), output| {
                 in1.for_each(|c, data| {
                     let t = grid.ceil(*c.time());
-                    absorb_left(&mut pending.entry(t).or_insert_with(&init).0, data);
+                    let acc = &mut pending.entry(t).or_insert_with(&init).0;
+                    rt.user_code(&name, t, || absorb_left(acc, data));
                 });
                 in2.for_each(|c, data| {
                     let t = grid.ceil(*c.time());
-                    absorb_right(&mut pending.entry(t).or_insert_with(&init).1, data);
+                    let acc = &mut pending.entry(t).or_insert_with(&init).1;
+                    rt.user_code(&name, t, || absorb_right(acc, data));
                 });
                 let f = match (f1.frontier().first().copied(), f2.frontier().first().copied()) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -138,10 +150,11 @@ where
                 fire_ready(&mut cap, grid, f, &rt, |c| {
                     let t = *c.time();
                     let (a, b) = pending.remove(&t).unwrap_or_else(&init);
-                    fire(Time::from_millis(t), a, b, &mut out);
-                    if !out.is_empty() {
+                    let fired = rt.user_code(&name, t, || fire(Time::from_millis(t), a, b, &mut out));
+                    if fired.is_some() && !out.is_empty() {
                         output.session(c).give_container(&mut out);
                     }
+                    out.clear();
                 });
                 if cap.is_none() {
                     pending.clear();

@@ -270,6 +270,7 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
 
     let probe = ProbeHandle::new();
     let driver_log = Rc::new(RefCell::new(DriverLog::default()));
+    let mut restore_failed = None;
     let (sources, states) =
         worker.dataflow::<u64, _, _>(|scope| -> Result<(Vec<Activator>, Vec<(String, state::StateHandle)>)> {
             let mut env = BuildEnv {
@@ -286,20 +287,26 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
                 states: Vec::new(),
                 failed: None,
             };
+            // Every worker builds the whole dataflow, also when a restore failed on it, so that
+            // all workers have the same operators and channels and can wind down together.
             for (id, node) in rt.graph.nodes.iter().enumerate() {
                 env.current = id;
                 (node.build)(&mut env)?;
-                if let Some(e) = env.failed.take() {
-                    return Err(e);
-                }
             }
             let done = output::build_stage(&mut env)?;
             done.probe_with(&probe);
+            restore_failed = env.failed.take();
             Ok((std::mem::take(&mut env.sources), std::mem::take(&mut env.states)))
         })?;
 
-    let is_driver = index == 0;
     let start = rt.start();
+    if let Some(e) = restore_failed {
+        // No batch runs: the job stops before its first batch, on every worker, with the error.
+        rt.fail_batch(start + grid.slide, e);
+    }
+    let is_driver = index == 0;
+    let in_flight = rt.settings.max_batches_in_flight;
+    let mut submitted = start;
     let mut next_boundary = grid.first_after(start);
     let mut completed = start;
     let mut seen_completed = 0u64;
@@ -313,16 +320,21 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
                 a.activate();
             }
         }
-        if now >= next_boundary || stopping {
-            if is_driver && now >= next_boundary {
+        if is_driver && !stopping {
+            // Batches are submitted as the sources may close them: after a long down time, the
+            // missed batches are announced as they run, not all at once before anything else.
+            let due = grid.floor(now).unwrap_or(start);
+            let limit = due.min(rt.completed().max(start) + in_flight * grid.slide);
+            if submitted < limit {
                 let mut log = driver_log.borrow_mut();
-                let mut t = next_boundary;
-                while t <= now {
-                    let info = log.batch(t, now).clone();
+                while submitted < limit {
+                    submitted += grid.slide;
+                    let info = log.batch(submitted, now).clone();
                     rt.post(Event::BatchSubmitted(info));
-                    t += grid.slide;
                 }
             }
+        }
+        if now >= next_boundary || stopping {
             for a in &sources {
                 a.activate();
             }
@@ -399,6 +411,7 @@ fn track_completion(
                     workers: peers,
                     fingerprint: rt.graph.describe(),
                     accumulators: log.accumulators.remove(&t).unwrap_or_default(),
+                    parts: Vec::new(),
                 };
                 match ck.commit(&commit) {
                     Ok(()) => tracing::info!("checkpoint {t} committed"),

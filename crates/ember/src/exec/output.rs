@@ -146,15 +146,16 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
                     info.processing_start_time = Some(info.submission_time.max(last));
                     rt.post(Event::BatchStarted(info.clone()));
                 }
-                let input_failed = rt.input_failed_at(t);
+                let batch_failed = rt.failed_at(t);
                 for (id, port) in ports.iter_mut().enumerate() {
                     if !grids[id].contains(t) {
                         continue;
                     }
-                    if input_failed {
-                        // An input could not read this batch: running its outputs on partial
-                        // input would record wrong results (and, with offsets stored beside them,
-                        // lose data). The job is stopping with the input's error.
+                    if batch_failed || rt.failed_at(t) {
+                        // An input could not read this batch, user code panicked on it, or an
+                        // earlier output of it failed: running its outputs on partial input would
+                        // record wrong results (and, with offsets stored beside them, lose data).
+                        // The job is stopping with the error.
                         port.run_skipped(time);
                         continue;
                     }
@@ -173,7 +174,7 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
                     info.end_time = Some(rt.now());
                     if let Err(message) = result {
                         info.failure_reason = Some(message.clone());
-                        rt.report_error(Error::Output { id, name: names[id].clone(), time, message });
+                        rt.output_failed(t, Error::Output { id, name: names[id].clone(), time, message });
                     }
                     if is_driver {
                         rt.post(Event::OutputCompleted(info.clone()));

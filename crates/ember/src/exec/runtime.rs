@@ -71,8 +71,9 @@ pub(crate) struct Runtime {
     limiters: Mutex<BTreeMap<usize, (Arc<crate::rate::RateLimiter>, bool)>>,
     /// Where direct streams' per-batch metadata is published for output operations.
     pub metadata: BTreeMap<usize, crate::source::direct::BatchMetadata>,
-    /// The first batch an input could not read (`NOT_SET`: none).
-    input_failed: AtomicU64,
+    /// The first batch that failed: an input could not read it, user code panicked on it, or
+    /// (with checkpoints) one of its outputs failed (`NOT_SET`: none).
+    failed_from: AtomicU64,
     /// Backpressure estimators, by input stream id (on the driver).
     estimators: Mutex<BTreeMap<usize, crate::rate::PidRateEstimator>>,
     /// Cancelled when the context stops, to cut receivers' back-off waits short.
@@ -87,7 +88,10 @@ impl Runtime {
         graph: Arc<Graph>,
         bus: ListenerBus,
     ) -> Self {
+        // Every worker of this process counts from the start: one that ends before the others
+        // registered must not mark the process finished.
         Runtime {
+            progress: Mutex::new(Progress { running_workers: settings.local_workers(), ..Progress::default() }),
             settings,
             clock,
             batch_ms,
@@ -102,7 +106,6 @@ impl Runtime {
             final_checkpoint: AtomicBool::new(false),
             accumulators: Vec::new(),
             checkpoint_broken: AtomicBool::new(false),
-            progress: Mutex::new(Progress::default()),
             changed: Condvar::new(),
             workers: Mutex::new(Vec::new()),
             received: AtomicU64::new(0),
@@ -111,7 +114,7 @@ impl Runtime {
             commits: Mutex::new(BTreeMap::new()),
             limiters: Mutex::new(BTreeMap::new()),
             metadata: BTreeMap::new(),
-            input_failed: AtomicU64::new(NOT_SET),
+            failed_from: AtomicU64::new(NOT_SET),
             estimators: Mutex::new(BTreeMap::new()),
             sleeper: Arc::new(crate::clock::Sleeper::default()),
         }
@@ -157,7 +160,6 @@ impl Runtime {
     pub fn register_worker(&self, t: Thread) {
         self.clock.register_waker(t.clone());
         lock(&self.workers).push(t);
-        lock(&self.progress).running_workers += 1;
     }
 
     pub fn wake_workers(&self) {
@@ -302,10 +304,11 @@ impl Runtime {
         Arc::clone(&entry.0)
     }
 
-    /// Batch `t` of an input could not be read: its outputs and later ones do not run, and the
-    /// job stops with `e`.
-    pub fn fail_input(&self, t: u64, e: Error) {
-        self.input_failed.fetch_min(t, Ordering::AcqRel);
+    /// Batch `t` failed (an input could not read it, user code panicked on it, an output failed
+    /// with checkpoints on): no output runs for it or a later batch, no checkpoint at or after it
+    /// commits, and the job stops with `e`, so that a recovery re-runs `t`.
+    pub fn fail_batch(&self, t: u64, e: Error) {
+        self.failed_from.fetch_min(t, Ordering::AcqRel);
         self.checkpoint_broken.store(true, Ordering::Release);
         self.report_error(e);
         if !self.stopping() {
@@ -313,9 +316,27 @@ impl Runtime {
         }
     }
 
-    /// Whether an input failed at or before batch `t`.
-    pub fn input_failed_at(&self, t: u64) -> bool {
-        self.input_failed.load(Ordering::Acquire) <= t
+    /// Whether batch `t` or an earlier one failed.
+    pub fn failed_at(&self, t: u64) -> bool {
+        self.failed_from.load(Ordering::Acquire) <= t
+    }
+
+    /// Runs user code of operation `op` on batch `t`. A panic is caught here, on the worker that
+    /// met it and before any progress of batch `t` leaves the operator, and fails batch `t`
+    /// (see [`fail_batch`](Self::fail_batch)); the operator then drops the batch's records.
+    pub fn user_code<R>(&self, op: &str, t: u64, f: impl FnOnce() -> R) -> Option<R> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(r) => Some(r),
+            Err(panic) => {
+                let e = Error::UserCode {
+                    operation: op.to_owned(),
+                    time: crate::time::Time::from_millis(t),
+                    message: panic_text(&panic),
+                };
+                self.fail_batch(t, e);
+                None
+            }
+        }
     }
 
     /// Hands batch `t`'s source metadata to the direct streams' handles (on the driver, before
@@ -375,20 +396,44 @@ impl Runtime {
         lock(&self.commits).entry(t).or_default().push(c);
     }
 
-    /// Runs the commits of every batch up to `t`.
+    /// Runs the commits of every batch up to `t`; a failed batch's commits are dropped (its
+    /// outputs are incomplete).
     pub fn run_commits(&self, t: u64) {
-        let due: Vec<Commit> = {
+        let due: Vec<(u64, Vec<Commit>)> = {
             let mut commits = lock(&self.commits);
             let later = commits.split_off(&(t + 1));
-            let due = std::mem::replace(&mut *commits, later);
-            due.into_values().flatten().collect()
+            std::mem::replace(&mut *commits, later).into_iter().collect()
         };
-        for c in due {
-            if let Err(e) = c() {
-                self.report_error(e);
+        for (bt, cs) in due {
+            for c in cs {
+                if self.failed_at(bt) {
+                    break;
+                }
+                if let Err(e) = c() {
+                    self.output_failed(bt, e);
+                }
             }
         }
     }
+
+    /// An output operation of batch `t` failed. With checkpoints, the batch fails (the job stops
+    /// and no checkpoint at or after `t` commits, so a recovery runs `t` again); without, the
+    /// error is reported and the job goes on, as Spark's does.
+    pub fn output_failed(&self, t: u64, e: Error) {
+        if self.checkpoints.is_some() {
+            self.fail_batch(t, e);
+        } else {
+            self.report_error(e);
+        }
+    }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 #[cfg(test)]

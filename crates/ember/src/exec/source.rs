@@ -26,8 +26,18 @@ pub(crate) trait SourceDriver<T>: 'static {
         false
     }
 
-    /// The rest of batch `t`, which is closing.
+    /// The rest of batch `t`, which is closing. A driver with more than it should emit at once
+    /// (a large file) emits a part and says so in [`closing`](Self::closing).
     fn close(&mut self, t: Time, out: &mut Vec<T>);
+
+    /// Whether batch `t`, being closed, has more records to come: the operator then yields, so
+    /// that what it emitted moves on, and calls [`close_more`](Self::close_more) next time.
+    fn closing(&self) -> bool {
+        false
+    }
+
+    /// More of the batch being closed (see [`closing`](Self::closing)).
+    fn close_more(&mut self, _t: Time, _out: &mut Vec<T>) {}
 
     /// The source ends (the context stops).
     fn finish(&mut self) {}
@@ -99,6 +109,8 @@ pub(crate) fn source<'s, T: Data>(
         let mut open = grid.first_after(rt.start());
         let mut records = 0u64;
         let mut buf = Vec::new();
+        // Batch `open` is being closed in parts (see `SourceDriver::closing`).
+        let mut draining = false;
         move |_frontiers| {
             let (Some(dcap), Some(ccap)) = (data_cap.as_mut(), count_cap.as_mut()) else {
                 return;
@@ -119,10 +131,20 @@ pub(crate) fn source<'s, T: Data>(
             let mut data_session = data_out.activate();
             let mut count_session = count_out.activate();
             while open <= close_through {
-                driver.close(Time::from_millis(open), &mut buf);
+                if draining {
+                    driver.close_more(Time::from_millis(open), &mut buf);
+                } else {
+                    driver.close(Time::from_millis(open), &mut buf);
+                }
                 records += buf.len() as u64;
                 if !buf.is_empty() {
                     data_session.session(&*dcap).give_container(&mut buf);
+                }
+                draining = driver.closing();
+                if draining {
+                    // The rest of the batch on the next activation, once this part moved on.
+                    activator.activate();
+                    return;
                 }
                 let metadata = driver.metadata();
                 if records > 0 || !metadata.is_empty() {

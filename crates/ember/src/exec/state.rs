@@ -50,7 +50,13 @@ impl StateSaver {
     /// Writes the snapshot when `t` is checkpointed; a failed write stops the job.
     pub fn after_batch(&self, t: u64) {
         let Some(ck) = self.rt.checkpoint_at(t) else { return };
-        let saved = self.handle.borrow().snapshot().and_then(|bytes| ck.put_state(t, self.worker, &self.name, &bytes));
+        let saved = match self.handle.try_borrow() {
+            Ok(state) => state.snapshot(),
+            Err(_) => {
+                Err(Error::Internal(format!("state `{}` is still borrowed by its operator at batch {t}", self.name)))
+            }
+        };
+        let saved = saved.and_then(|bytes| ck.put_state(t, self.worker, &self.name, &bytes));
         if let Err(e) = saved {
             self.rt.checkpoint_failed(e);
         }

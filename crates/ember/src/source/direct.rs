@@ -117,7 +117,7 @@ struct DirectDriver<R: DirectReader> {
 impl<R: DirectReader> DirectDriver<R> {
     fn fail(&mut self, t: Time, message: String) {
         self.failed = true;
-        self.rt.fail_input(t.millis(), Error::Input { stream: self.name.clone(), time: t, message });
+        self.rt.fail_batch(t.millis(), Error::Input { stream: self.name.clone(), time: t, message });
     }
 
     fn plan(&mut self, t: Time) -> Option<R::Plan> {
@@ -194,7 +194,7 @@ struct Broken {
 impl<T> SourceDriver<T> for Broken {
     fn close(&mut self, t: Time, _out: &mut Vec<T>) {
         if let Some(message) = self.message.take() {
-            self.rt.fail_input(t.millis(), Error::Input { stream: self.name.clone(), time: t, message });
+            self.rt.fail_batch(t.millis(), Error::Input { stream: self.name.clone(), time: t, message });
         }
     }
 }

@@ -6,19 +6,44 @@
 //! `file_stream.min_remember` rounded up to whole batches; a file selected in a remembered batch
 //! is not selected again. Names starting with `.` or `_`, and the temporary names `*.tmp` and
 //! `*._COPYING_`, are ignored: write elsewhere and rename into the directory. A file's lines are
-//! read once, when it is selected. Unlike Spark, which reports 0 records for file streams, Ember
-//! reports the lines read. A missing directory logs a warning and gives an empty batch.
+//! read once, when it is selected, as a stream: a batch's files go into the dataflow a few
+//! megabytes at a time, so a file larger than memory does not need to fit in it. Lines longer
+//! than `receiver.max_line_bytes` are skipped, counted and logged, as on a socket. Unlike Spark,
+//! which reports 0 records for file streams, Ember reports the lines read. A missing directory
+//! logs a warning and gives an empty batch.
+//!
+//! The creation time in the threshold is the stream's first start: a job recovered from a
+//! checkpoint keeps it (as Spark does), so the batches it runs for the time it was down select the
+//! files that arrived meanwhile, as far back as the remember window reaches. Files that arrived
+//! longer than `file_stream.min_remember` before the restart are not read.
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::lines::Lines;
 use crate::context::StreamingContext;
 use crate::dstream::DStream;
 use crate::exec::runtime::Runtime;
 use crate::exec::source::{source, SourceDriver};
 use crate::time::Time;
+
+/// How many bytes of files a source emits before it yields (the rest of the batch follows).
+const CHUNK_BYTES: usize = 4 << 20;
+
+/// A file stream's position: what it selected per remembered batch, and the threshold of its
+/// first start, which a recovered stream keeps (Spark's `initialModTimeIgnoreThreshold`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Position {
+    initial_threshold: u64,
+    selected: BTreeMap<u64, Vec<PathBuf>>,
+}
+
+/// Marks the position format with the threshold; the first format held `selected` alone, and
+/// began with the map's length, which is never this.
+const POSITION_V2: u64 = u64::MAX;
 
 struct FileDriver {
     input: usize,
@@ -28,6 +53,9 @@ struct FileDriver {
     /// Files selected per remembered batch.
     selected: BTreeMap<u64, Vec<PathBuf>>,
     rt: Arc<Runtime>,
+    /// The batch being closed: files still to read, and the one being read.
+    to_read: VecDeque<PathBuf>,
+    reading: Option<(PathBuf, BufReader<File>, Lines)>,
 }
 
 /// Whether a file name is one the stream ignores.
@@ -73,25 +101,38 @@ impl FileDriver {
         found.into_iter().map(|(_, p)| p).collect()
     }
 
-    fn read(&self, path: &Path, out: &mut Vec<String>) {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!("file stream: cannot read {}: {e}; skipped", path.display());
-                return;
-            }
-        };
-        let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-        if body.is_empty() && bytes.is_empty() {
-            return;
-        }
-        for line in body.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            match std::str::from_utf8(line) {
-                Ok(s) => out.push(s.to_owned()),
-                Err(_) => {
-                    self.rt.invalid_utf8.fetch_add(1, Ordering::Relaxed);
-                    out.push(String::from_utf8_lossy(line).into_owned());
+    /// Reads lines of the batch's files into `out`, about `CHUNK_BYTES` at most; the rest stays
+    /// for `close_more`. A file is read as a stream, never whole into memory.
+    fn read_some(&mut self, out: &mut Vec<String>) {
+        let mut budget = CHUNK_BYTES;
+        while budget > 0 {
+            let Some((path, reader, lines)) = self.reading.as_mut() else {
+                let Some(path) = self.to_read.pop_front() else { return };
+                match File::open(&path) {
+                    Ok(f) => {
+                        let lines = Lines::new(self.rt.settings.max_line_bytes);
+                        self.reading = Some((path, BufReader::with_capacity(256 << 10, f), lines));
+                    }
+                    Err(e) => tracing::warn!("file stream: cannot read {}: {e}; skipped", path.display()),
+                }
+                continue;
+            };
+            let what = "file stream";
+            match reader.fill_buf() {
+                Ok([]) => {
+                    lines.finish(&self.rt, what, out);
+                    self.reading = None;
+                }
+                Ok(chunk) => {
+                    let n = chunk.len();
+                    lines.feed(chunk, &self.rt, what, out);
+                    reader.consume(n);
+                    budget = budget.saturating_sub(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!("file stream: reading {} failed: {e}; the rest of it is skipped", path.display());
+                    self.reading = None;
                 }
             }
         }
@@ -119,24 +160,43 @@ impl SourceDriver<String> for FileDriver {
                 files
             }
         };
-        for f in &files {
-            self.read(f, out);
-        }
         if !files.is_empty() {
             tracing::debug!("file stream: batch {t} ms reads {} file(s)", files.len());
         }
+        self.to_read = files.iter().cloned().collect();
         self.selected.insert(t, files);
         let keep_after = t.saturating_sub(self.remember_ms);
         self.selected.retain(|&bt, _| bt > keep_after);
+        self.read_some(out);
+    }
+
+    fn closing(&self) -> bool {
+        self.reading.is_some() || !self.to_read.is_empty()
+    }
+
+    fn close_more(&mut self, _t: Time, out: &mut Vec<String>) {
+        self.read_some(out);
     }
 
     fn position(&self) -> Option<Vec<u8>> {
-        bincode::serialize(&self.selected).ok()
+        let p = Position { initial_threshold: self.initial_threshold, selected: self.selected.clone() };
+        bincode::serialize(&(POSITION_V2, p)).ok()
     }
 
     fn restore(&mut self, position: &[u8]) -> crate::Result<()> {
-        self.selected = bincode::deserialize(position)
-            .map_err(|e| crate::Error::Corrupt { what: "file stream position".into(), reason: e.to_string() })?;
+        let corrupt =
+            |e: bincode::Error| crate::Error::Corrupt { what: "file stream position".into(), reason: e.to_string() };
+        let marker: u64 = bincode::deserialize(position).map_err(corrupt)?;
+        if marker == POSITION_V2 {
+            let (_, p): (u64, Position) = bincode::deserialize(position).map_err(corrupt)?;
+            self.initial_threshold = p.initial_threshold;
+            self.selected = p.selected;
+        } else {
+            // The first format: the threshold was not kept, so the batches after the checkpoint
+            // accept what the remember window allows.
+            self.selected = bincode::deserialize(position).map_err(corrupt)?;
+            self.initial_threshold = 0;
+        }
         Ok(())
     }
 }
@@ -160,6 +220,8 @@ impl StreamingContext {
                         remember_ms,
                         selected: BTreeMap::new(),
                         rt: senv.rt,
+                        to_read: VecDeque::new(),
+                        reading: None,
                     })
                 } else {
                     Box::new(Idle)

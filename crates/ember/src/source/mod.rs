@@ -10,6 +10,7 @@ pub mod channel;
 pub mod direct;
 pub mod file;
 pub mod generated;
+mod lines;
 pub mod queue;
 pub mod receiver;
 pub mod socket;

@@ -10,12 +10,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::Ordering;
 
+use super::lines::Lines;
 use super::receiver::{Receiver, ReceiverContext};
 use crate::context::StreamingContext;
 use crate::dstream::DStream;
-use crate::exec::runtime::Runtime;
 
 /// Reads lines from `host:port`.
 pub struct SocketReceiver {
@@ -47,64 +46,22 @@ impl Receiver<String> for SocketReceiver {
 /// Reads until the end of the stream; lines go to Ember as they arrive.
 fn read_lines(conn: TcpStream, ctx: &ReceiverContext<String>) -> std::io::Result<()> {
     let rt = ctx.runtime();
-    let max = rt.settings.max_line_bytes;
     let mut reader = BufReader::with_capacity(64 * 1024, conn);
-    let mut line: Vec<u8> = Vec::new();
-    let mut skipping = false;
+    let mut lines = Lines::new(rt.settings.max_line_bytes);
     let mut ready = Vec::new();
     loop {
         let chunk = reader.fill_buf()?;
         if chunk.is_empty() {
-            if !line.is_empty() && !skipping {
-                ready.push(decode(&line, rt));
-            }
-            ctx.store_many(std::mem::take(&mut ready));
+            lines.finish(rt, "socket receiver", &mut ready);
+            ctx.store_many(ready);
             return Ok(());
         }
         let n = chunk.len();
-        let mut rest = chunk;
-        while !rest.is_empty() {
-            let (part, found) = match rest.iter().position(|&b| b == b'\n') {
-                Some(i) => (&rest[..i], true),
-                None => (rest, false),
-            };
-            if !skipping {
-                if line.len() + part.len() > max {
-                    skipping = true;
-                    line = Vec::new();
-                } else {
-                    line.extend_from_slice(part);
-                }
-            }
-            if found {
-                if skipping {
-                    rt.oversized.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("socket receiver: skipped a line longer than {max} bytes");
-                } else {
-                    ready.push(decode(&line, rt));
-                }
-                line.clear();
-                skipping = false;
-                rest = &rest[part.len() + 1..];
-            } else {
-                rest = &[];
-            }
-        }
+        lines.feed(chunk, rt, "socket receiver", &mut ready);
         reader.consume(n);
         ctx.store_many(std::mem::take(&mut ready));
         if ctx.should_return() {
             return Ok(());
-        }
-    }
-}
-
-fn decode(bytes: &[u8], rt: &Runtime) -> String {
-    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(_) => {
-            rt.invalid_utf8.fetch_add(1, Ordering::Relaxed);
-            String::from_utf8_lossy(bytes).into_owned()
         }
     }
 }
