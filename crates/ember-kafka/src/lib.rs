@@ -189,6 +189,19 @@ impl ConsumerStrategy {
         ConsumerStrategy::Assign { partitions: offsets.into_iter().map(|(p, o)| (p, Some(o))).collect() }
     }
 
+    /// What the strategy reads, without starting offsets (they change from run to run): part of
+    /// a checkpoint's fingerprint.
+    fn source(&self) -> String {
+        match self {
+            ConsumerStrategy::Subscribe { topics, .. } => format!("topics {}", topics.join(",")),
+            ConsumerStrategy::SubscribePattern { pattern, .. } => format!("topics matching {pattern}"),
+            ConsumerStrategy::Assign { partitions } => {
+                let topics: std::collections::BTreeSet<&str> = partitions.keys().map(|p| p.topic.as_str()).collect();
+                format!("partitions of {}", topics.into_iter().collect::<Vec<_>>().join(","))
+            }
+        }
+    }
+
     /// Starting offsets for some partitions of a subscription.
     pub fn with_offsets(mut self, given: impl IntoIterator<Item = (TopicPartition, i64)>) -> Self {
         match &mut self {
@@ -418,7 +431,8 @@ pub fn create_direct_stream_with_limits(
 ) -> KafkaStream {
     let commits = Arc::new(CommitQueue::default());
     let queue = Arc::clone(&commits);
-    let (stream, meta) = ssc.direct_stream("kafka direct stream", move |env| {
+    let source = strategy.source();
+    let (stream, meta) = ssc.direct_stream_reading("kafka direct stream", &source, move |env| {
         reader::KafkaReader::new(env, strategy.clone(), params.clone(), limits.clone(), Arc::clone(&queue))
     });
     KafkaStream { stream, meta, commits, bad: Arc::new(AtomicU64::new(0)) }

@@ -186,6 +186,10 @@ impl Receiver<Message> for MqttReceiver {
         "MqttReceiver".to_owned()
     }
 
+    fn source(&self) -> String {
+        format!("{} topics {}", self.spec.broker, self.spec.topics.join(","))
+    }
+
     fn on_start(&mut self, ctx: &ReceiverContext<Message>) -> Result<(), String> {
         // Messages logged before a crash may not have been acknowledged: the broker delivers them
         // again, flagged as duplicates. Those already in the log are acknowledged, not stored.

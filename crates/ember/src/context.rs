@@ -71,8 +71,9 @@ impl Shared {
     }
 
     /// Registers an input stream; returns its input stream id.
-    pub(crate) fn add_input(&self, name: &str) -> usize {
+    pub(crate) fn add_input(&self, name: &str, source: &str) -> usize {
         let mut inner = lock(&self.inner);
+        inner.graph.sources.push(source.to_owned());
         inner.graph.inputs.push(name.to_owned());
         inner.graph.inputs.len() - 1
     }
@@ -523,15 +524,37 @@ impl StreamingContext {
                 commit.batch_ms, self.shared.batch_ms
             )));
         }
-        let now = inner.graph.describe();
-        if let Some(i) = (0..now.len().max(commit.fingerprint.len())).find(|&i| now.get(i) != commit.fingerprint.get(i))
-        {
-            let show = |l: Option<&String>| l.map_or("(nothing)".to_owned(), |l| format!("`{l}`"));
+        let show = |l: Option<&String>| l.map_or("(nothing)".to_owned(), |l| format!("`{l}`"));
+        let (now_id, now_plan): (Vec<String>, Vec<String>) = inner
+            .graph
+            .fingerprint(&self.shared.settings.app_name)
+            .into_iter()
+            .partition(|l| crate::graph::is_identity(l));
+        let (was_id, was_plan): (Vec<String>, Vec<String>) =
+            commit.fingerprint.iter().cloned().partition(|l| crate::graph::is_identity(l));
+        if let Some(i) = (0..now_plan.len().max(was_plan.len())).find(|&i| now_plan.get(i) != was_plan.get(i)) {
             return Err(Error::Recovery(format!(
                 "the program's streams differ from the checkpoint's at entry {i}: the checkpoint has {}, the program has {}",
-                show(commit.fingerprint.get(i)),
-                show(now.get(i))
+                show(was_plan.get(i)),
+                show(now_plan.get(i))
             )));
+        }
+        // A checkpoint of another job (another app name, other input paths, topics or hosts)
+        // with the same plan: an error, unless the user says the change is meant. Checkpoints
+        // written before inputs were fingerprinted have no identity lines and are not checked.
+        if !was_id.is_empty() && was_id != now_id {
+            let i = (0..now_id.len().max(was_id.len())).find(|&i| now_id.get(i) != was_id.get(i)).unwrap_or(0);
+            let what = format!(
+                "the checkpoint belongs to another job: it has {}, the program has {}",
+                show(was_id.get(i)),
+                show(now_id.get(i))
+            );
+            if !self.shared.settings.allow_changed_inputs {
+                return Err(Error::Recovery(format!(
+                    "{what}; set `checkpoint.allow_changed_inputs` to `true` to recover from it anyway"
+                )));
+            }
+            tracing::warn!("{what}; recovering anyway (checkpoint.allow_changed_inputs)");
         }
         if inner.graph.inputs.iter().any(|n| n == "queue stream") {
             return Err(Error::Recovery(

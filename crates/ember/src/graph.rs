@@ -52,6 +52,8 @@ pub(crate) struct Graph {
     pub outputs: Vec<OutputSpec>,
     /// Names of the input streams, by input stream id.
     pub inputs: Vec<String>,
+    /// What each input stream reads (a directory, `host:port`, topics), by input stream id.
+    pub sources: Vec<String>,
 }
 
 impl Graph {
@@ -71,4 +73,22 @@ impl Graph {
             .map(|(i, o)| format!("output {i}: {} <- {} every {} ms", o.name, o.node, o.slide));
         nodes.chain(outputs).collect()
     }
+
+    /// The checkpoint's fingerprint of the job: which job it is (`app ...`) and what its inputs
+    /// read (`input ...`), then the plan's shape (see [`describe`](Self::describe)).
+    pub fn fingerprint(&self, app_name: &str) -> Vec<String> {
+        let app = std::iter::once(format!("{APP}{app_name}"));
+        let inputs =
+            self.inputs.iter().zip(&self.sources).enumerate().map(|(i, (k, s))| format!("{INPUT}{i}: {k} reading {s}"));
+        app.chain(inputs).chain(self.describe()).collect()
+    }
+}
+
+/// How the identity lines of a fingerprint begin.
+pub(crate) const APP: &str = "app ";
+pub(crate) const INPUT: &str = "input ";
+
+/// Whether a fingerprint line says which job it is or what an input reads (not the plan's shape).
+pub(crate) fn is_identity(line: &str) -> bool {
+    line.starts_with(APP) || line.starts_with(INPUT)
 }

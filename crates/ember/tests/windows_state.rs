@@ -102,6 +102,8 @@ fn declare(ssc: &StreamingContext, seed: u64) -> impl FnOnce() -> Results {
     add(&mut r, "update_state_by_key".into(), a.update_state_by_key(update).collect_batches());
     let spec = StateSpec::function(track).timeout(ms(2000));
     let mapped = a.map_with_state(spec);
+    // With a checkpoint directory: every stateful operator saves its state every 2 s.
+    mapped.checkpoint(ms(2000));
     add(&mut r, "map_with_state".into(), (*mapped).clone().collect_batches());
     add(&mut r, "state_snapshots".into(), mapped.state_snapshots().collect_batches());
     move || r.into_iter().map(|(n, f)| (n, f())).collect()
@@ -239,26 +241,42 @@ fn check(got: &Results, want: &Results, label: &str) {
     assert_eq!(got.len(), want.len());
 }
 
-fn run(master: &str, seed: u64) {
+/// Runs the job, with a checkpoint directory when `checkpointed` (the state is saved every 2 s;
+/// results must not change).
+fn run(master: &str, seed: u64, checkpointed: bool) {
     let _g = exclusive();
     let ssc = manual_context(master);
+    let dir = tempfile::tempdir().unwrap();
+    if checkpointed {
+        ssc.checkpoint(dir.path());
+    }
     let read = declare(&ssc, seed);
     ssc.run_batches(N as u64).unwrap();
     ssc.stop(false).unwrap();
-    check(&read(), &expected(seed), &format!("{master}, seed {seed}"));
+    check(&read(), &expected(seed), &format!("{master}, seed {seed}, checkpointed: {checkpointed}"));
+    if checkpointed {
+        assert!(dir.path().join("commits/12000").exists(), "the checkpoint of batch 12 was committed");
+    }
 }
 
 #[test]
 fn windows_and_state_local_1() {
     for seed in 1..4 {
-        run("local[1]", seed);
+        run("local[1]", seed, false);
     }
 }
 
 #[test]
 fn windows_and_state_local_3() {
     for seed in 1..4 {
-        run("local[3]", seed);
+        run("local[3]", seed, false);
+    }
+}
+
+#[test]
+fn windows_and_state_with_a_checkpoint_directory() {
+    for master in ["local[1]", "local[3]"] {
+        run(master, 5, true);
     }
 }
 
@@ -266,6 +284,9 @@ fn windows_and_state_local_3() {
 #[ignore = "run as a child process by `windows_and_state_two_processes`"]
 fn windows_and_state_cluster_child() {
     let ssc = StreamingContext::new(Conf::new().manual_clock(true), Duration::from_secs(1)).unwrap();
+    if let Ok(dir) = std::env::var("EMBER_TEST_CHECKPOINT") {
+        ssc.checkpoint(dir);
+    }
     let read = declare(&ssc, 11);
     ssc.run_batches(N as u64).unwrap();
     ssc.stop(false).unwrap();
@@ -278,13 +299,18 @@ fn windows_and_state_cluster_child() {
 
 #[test]
 fn windows_and_state_two_processes() {
-    let outputs = common::run_cluster("windows_and_state_cluster_child", &[]);
-    let mut got: Results = BTreeMap::new();
-    for line in common::tagged(&outputs[0].stdout, "WS") {
-        let (op, b) = line.split_once('|').unwrap();
-        got.entry(op.to_string()).or_default().push(b.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let with_dir = [("EMBER_TEST_CHECKPOINT", dir.path().display().to_string())];
+    for extra in [&[][..], &with_dir[..]] {
+        let outputs = common::run_cluster("windows_and_state_cluster_child", extra);
+        let mut got: Results = BTreeMap::new();
+        for line in common::tagged(&outputs[0].stdout, "WS") {
+            let (op, b) = line.split_once('|').unwrap();
+            got.entry(op.to_string()).or_default().push(b.to_string());
+        }
+        check(&got, &expected(11), &format!("2 processes x 2 workers, checkpointed: {}", !extra.is_empty()));
     }
-    check(&got, &expected(11), "2 processes x 2 workers");
+    assert!(dir.path().join("commits/12000").exists(), "the checkpoint of batch 12 was committed");
 }
 
 #[test]

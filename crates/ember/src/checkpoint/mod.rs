@@ -349,6 +349,51 @@ mod tests {
         }
     }
 
+    /// Rewrites checkpoint `t`'s commit record in the first format, which listed no parts.
+    fn as_first_format(dir: &Path, t: u64) {
+        let path = dir.join(format!("commits/{t}"));
+        let c = Commit::decode(&std::fs::read(&path).unwrap(), "commit").unwrap();
+        let v1 = (c.time, c.zero, c.batch_ms, c.workers, c.fingerprint, c.accumulators);
+        std::fs::write(&path, codec::encode(Kind::Commit, &v1).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_state_that_does_not_restore_stops_every_worker_with_the_error() {
+        let _g = crate::testing::exclusive();
+        let dir = tempfile::tempdir().unwrap();
+        let job = || {
+            let conf = crate::Conf::new().master("local[2]").manual_clock(true).set("checkpoint.sync", "false");
+            let ssc = crate::StreamingContext::new(conf, std::time::Duration::from_secs(1))?;
+            ssc.checkpoint(dir.path());
+            let text =
+                crate::GeneratedText { lines_per_second: 20, words_per_line: 2, vocabulary: 7, skew: 0.0, seed: 3 };
+            ssc.generated_text_stream_with(text)
+                .map(|w: String| (w, 1u64))
+                .update_state_by_key(|n: Vec<u64>, s: Option<u64>| Some(s.unwrap_or(0) + n.len() as u64))
+                .count()
+                .collect_batches();
+            Ok(ssc)
+        };
+        let ssc = job().unwrap();
+        ssc.run_batches(10).unwrap();
+        ssc.stop(false).unwrap();
+        // A checkpoint in the first format cannot be checked before the start, and the driver
+        // worker's state is gone: the restore fails on one worker only.
+        as_first_format(dir.path(), 10_000);
+        std::fs::remove_dir_all(dir.path().join("state/10000/w0")).unwrap();
+        let ssc = crate::StreamingContext::get_or_create(dir.path(), job).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let e = ssc.run_batches(1).map_err(|e| e.to_string());
+            let stopped = ssc.stop(false).map_err(|e| e.to_string());
+            let _ = tx.send((e, stopped));
+        });
+        let (e, stopped) = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the job ended, no hang");
+        let e = e.unwrap_err();
+        assert!(e.contains("has no state for") && e.contains("worker 0"), "{e}");
+        assert!(stopped.is_ok(), "{stopped:?}");
+    }
+
     #[test]
     fn write_ahead_log_blocks_round_trip_and_clean_up() {
         let dir = tempfile::tempdir().unwrap();

@@ -409,7 +409,7 @@ fn track_completion(
                     zero: grid.zero,
                     batch_ms: rt.batch_ms,
                     workers: peers,
-                    fingerprint: rt.graph.describe(),
+                    fingerprint: rt.graph.fingerprint(&rt.settings.app_name),
                     accumulators: log.accumulators.remove(&t).unwrap_or_default(),
                     parts: Vec::new(),
                 };

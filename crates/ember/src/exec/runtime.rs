@@ -437,12 +437,13 @@ pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::listener::{BatchInfo, StreamInputInfo};
     use crate::time::Time;
 
-    fn runtime(conf: crate::Conf) -> Runtime {
+    /// A runtime of an empty plan on the manual clock, for tests of the parts that use one.
+    pub(crate) fn runtime(conf: crate::Conf) -> Runtime {
         let settings = Arc::new(conf.settings().unwrap());
         let clock: Arc<dyn Clock> = Arc::new(crate::ManualClock::new(0));
         let bus = ListenerBus::start(Arc::new(Mutex::new(Vec::new())));

@@ -245,9 +245,21 @@ impl StreamingContext {
         kind: &str,
         make: impl Fn(&DirectEnv) -> Result<R, String> + Send + Sync + 'static,
     ) -> (DStream<R::Item>, BatchMetadata) {
+        self.direct_stream_reading(kind, kind, make)
+    }
+
+    /// Like [`direct_stream`](Self::direct_stream); `reads` says what the stream reads (its
+    /// topics, say), part of the checkpoint's fingerprint, so that a checkpoint of a job that read
+    /// something else is not recovered by mistake.
+    pub fn direct_stream_reading<R: DirectReader>(
+        &self,
+        kind: &str,
+        reads: &str,
+        make: impl Fn(&DirectEnv) -> Result<R, String> + Send + Sync + 'static,
+    ) -> (DStream<R::Item>, BatchMetadata) {
         let handle = BatchMetadata::default();
         let make = Arc::new(make);
-        let (stream, id) = self.input_stream_with_id(kind, move |env, id, name| {
+        let (stream, id) = self.input_stream_with_id(kind, reads, move |env, id, name| {
             let make = Arc::clone(&make);
             let denv = DirectEnv {
                 worker: env.index,

@@ -208,7 +208,8 @@ impl StreamingContext {
         let created = self.shared.clock.now_millis();
         let batch = self.shared.batch_ms;
         let remember_ms = self.shared.settings.file_min_remember_ms.div_ceil(batch).max(1) * batch;
-        self.input_stream("file stream", move |env, id, name| {
+        let reads = dir.display().to_string();
+        self.input_stream("file stream", &reads, move |env, id, name| {
             let dir = dir.clone();
             let driver = env.is_driver();
             let s = source(env, name, id, move |senv| -> Box<dyn SourceDriver<String>> {
@@ -237,4 +238,51 @@ pub(crate) struct Idle;
 
 impl<T> SourceDriver<T> for Idle {
     fn close(&mut self, _t: Time, _out: &mut Vec<T>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_file_is_emitted_in_parts_never_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = "x".repeat(99);
+        let lines = 3 * CHUNK_BYTES / 100 + 17;
+        let mut text = String::with_capacity(lines * 100);
+        for _ in 0..lines {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        std::fs::write(dir.path().join("big.txt"), &text).unwrap();
+        drop(text);
+        let rt = Arc::new(crate::exec::runtime::tests::runtime(crate::Conf::new()));
+        let mut d = FileDriver {
+            input: 0,
+            dir: dir.path().to_path_buf(),
+            initial_threshold: 0,
+            remember_ms: 60_000,
+            selected: BTreeMap::new(),
+            rt: Arc::clone(&rt),
+            to_read: VecDeque::new(),
+            reading: None,
+        };
+        let mtime = std::fs::metadata(dir.path().join("big.txt")).unwrap().modified().unwrap();
+        let t = Time::from_millis(mtime.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64 + 1);
+        let (mut out, mut parts, mut total) = (Vec::new(), 0, 0);
+        d.close(t, &mut out);
+        loop {
+            parts += 1;
+            assert!(out.len() * 100 <= CHUNK_BYTES + 256 * 1024 + 100, "part {parts} holds {} lines", out.len());
+            total += out.len();
+            out.clear();
+            if !d.closing() {
+                break;
+            }
+            d.close_more(t, &mut out);
+        }
+        assert_eq!(total, lines);
+        assert!(parts >= 3, "{parts} parts");
+        rt.bus.shutdown();
+    }
 }

@@ -168,7 +168,7 @@ impl StreamingContext {
     pub fn generated_text_stream_with(&self, settings: GeneratedText) -> DStream<String> {
         let batch_ms = self.shared.batch_ms;
         let per_batch = (settings.lines_per_second as u128 * batch_ms as u128 / 1000) as u64;
-        self.input_stream("generated text", move |env, id, name| {
+        self.input_stream("generated text", &format!("seed {}", settings.seed), move |env, id, name| {
             let (index, peers) = (env.index, env.peers as u64);
             let share = per_batch / peers + u64::from((index as u64) < per_batch % peers);
             let settings = settings.clone();

@@ -83,15 +83,8 @@ fn decode(mut bytes: Vec<u8>, rt: &Runtime) -> String {
 mod tests {
     use super::*;
 
-    fn runtime() -> Runtime {
-        let settings = std::sync::Arc::new(crate::Conf::new().settings().unwrap());
-        let clock: std::sync::Arc<dyn crate::Clock> = std::sync::Arc::new(crate::ManualClock::new(0));
-        let bus = crate::listener::ListenerBus::start(std::sync::Arc::new(std::sync::Mutex::new(Vec::new())));
-        Runtime::new(settings, clock, 1000, std::sync::Arc::new(crate::graph::Graph::default()), bus)
-    }
-
     fn split(max: usize, chunks: &[&[u8]]) -> (Vec<String>, u64, u64) {
-        let rt = runtime();
+        let rt = crate::exec::runtime::tests::runtime(crate::Conf::new());
         let mut lines = Lines::new(max);
         let mut out = Vec::new();
         for c in chunks {

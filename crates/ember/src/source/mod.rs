@@ -27,19 +27,22 @@ impl StreamingContext {
     pub(crate) fn input_stream<T: Data>(
         &self,
         kind: &str,
+        source: &str,
         make: impl for<'s> Fn(&mut BuildEnv<'s>, usize, &str) -> Batches<'s, T> + Send + Sync + 'static,
     ) -> DStream<T> {
-        self.input_stream_with_id(kind, make).0
+        self.input_stream_with_id(kind, source, make).0
     }
 
-    /// Like `input_stream`, and returns the stream's input id.
+    /// Like `input_stream`, and returns the stream's input id; `source` says what the stream
+    /// reads (a directory, `host:port`, topics), for the checkpoint's fingerprint.
     pub(crate) fn input_stream_with_id<T: Data>(
         &self,
         kind: &str,
+        source: &str,
         make: impl for<'s> Fn(&mut BuildEnv<'s>, usize, &str) -> Batches<'s, T> + Send + Sync + 'static,
     ) -> (DStream<T>, usize) {
         let shared = &self.shared;
-        let id = shared.add_input(kind);
+        let id = shared.add_input(kind, source);
         let name = format!("{kind} [{id}]");
         let label = name.clone();
         let node = shared.add_node(

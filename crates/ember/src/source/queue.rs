@@ -87,7 +87,7 @@ impl StreamingContext {
     ) -> (DStream<T>, QueueHandle<T>) {
         let queue = Arc::new(Mutex::new(batches.into_iter().collect::<VecDeque<_>>()));
         let handle = QueueHandle { queue: Arc::clone(&queue) };
-        let stream = self.input_stream("queue stream", move |env, id, name| {
+        let stream = self.input_stream("queue stream", "a queue", move |env, id, name| {
             let q = env.is_driver().then(|| Arc::clone(&queue));
             let s = source(env, name, id, |_| Box::new(QueueDriver { queue: q, one_at_a_time }));
             env.round_robin(s)

@@ -35,6 +35,13 @@ pub trait Receiver<T>: Send + 'static {
         "receiver".to_owned()
     }
 
+    /// What the receiver reads (`host:port`, a broker and its topics), part of the checkpoint's
+    /// fingerprint: a checkpoint of a job that read something else is not recovered by mistake.
+    /// By default, the name.
+    fn source(&self) -> String {
+        self.name()
+    }
+
     /// Receives, storing records through `ctx`, until an error (`Err(reason)`), the end of the
     /// input (`Ok(())`), or `ctx.is_stopped()`. Ember starts it again after
     /// `receiver.restart_delay` while the context runs.
@@ -419,9 +426,9 @@ impl StreamingContext {
         receiver: R,
         placement: Placement,
     ) -> DStream<T> {
-        let name = receiver.name();
+        let (name, reads) = (receiver.name(), receiver.source());
         let receiver = Mutex::new(Some(receiver));
-        self.input_stream("receiver stream", move |env, id, label| {
+        self.input_stream("receiver stream", &reads, move |env, id, label| {
             let owner = match placement {
                 Placement::RoundRobin => id % env.peers == env.index,
                 Placement::Driver => env.is_driver(),

@@ -27,6 +27,10 @@ impl Receiver<String> for SocketReceiver {
         "SocketReceiver".to_owned()
     }
 
+    fn source(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
     fn on_start(&mut self, ctx: &ReceiverContext<String>) -> Result<(), String> {
         let conn = TcpStream::connect((self.host.as_str(), self.port))
             .map_err(|e| format!("Error connecting to {}:{}: {e}", self.host, self.port))?;
