@@ -581,7 +581,11 @@ fn a_file_stream_recovered_on_the_real_clock_reads_the_files_that_arrived_while_
     wait_until("the job starts", || ck.exists(), String::new);
     let want = write(0, 5);
     wait_until("the first files are counted", || latest_totals(&out) == want, || format!("{:?}", latest_totals(&out)));
-    wait_until("a checkpoint is committed", || ck.join("commits").read_dir().is_ok_and(|mut d| d.next().is_some()), String::new);
+    wait_until(
+        "a checkpoint is committed",
+        || ck.join("commits").read_dir().is_ok_and(|mut d| d.next().is_some()),
+        String::new,
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     // Files arrive while the job is down, then more once it is back.

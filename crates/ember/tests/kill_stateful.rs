@@ -1,0 +1,210 @@
+//! Every stateful operation with a checkpoint directory, killed with SIGKILL at random points and
+//! restarted, under `local[1]`, `local[3]` and 2 processes x 2 workers: the saved outputs of every
+//! batch equal those of an uninterrupted run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ember::dstream::map_with_state::{State, StateSpec};
+use ember::{Clock, Conf, StreamingContext};
+
+const START: u64 = 1_700_000_000_000;
+const BATCHES: u64 = 24;
+
+fn ms(x: u64) -> Duration {
+    Duration::from_millis(x)
+}
+
+/// Input files with modification times spread over the batches.
+fn write_input(dir: &Path) {
+    let mut r = common::rng(17);
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..60u64 {
+        let lines: Vec<String> = (0..(r() % 4 + 1))
+            .map(|_| (0..(r() % 5 + 1)).map(|_| format!("k{}", r() % 9)).collect::<Vec<_>>().join(" "))
+            .collect();
+        let path = dir.join(format!("part-{i:03}.txt"));
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let mtime = START + 1 + i * (BATCHES - 2) * 1000 / 60;
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + ms(mtime)).unwrap();
+    }
+}
+
+/// Running count per key; a key past 6 starts over.
+fn count(k: &String, v: Option<u64>, st: &mut State<u64>) -> (String, u64) {
+    if st.is_timing_out() {
+        return (format!("timed out {k}"), st.get().copied().unwrap_or(0));
+    }
+    let n = st.get().copied().unwrap_or(0) + v.unwrap_or(0);
+    let _ = if n > 6 { st.remove() } else { st.update(n) };
+    (k.clone(), n)
+}
+
+fn build(input: &Path, out: &Path, ck: &Path, master: &str) -> ember::Result<StreamingContext> {
+    let conf = Conf::new()
+        .master(master)
+        .manual_clock(true)
+        .set("clock.manual.start", START.to_string())
+        .set("checkpoint.sync", "false");
+    let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
+    ssc.checkpoint(ck);
+    let save = |name: &str| out.join(name).display().to_string();
+    let words = ssc
+        .text_file_stream(input)
+        .flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .map(|w| (w, 1u64));
+    let values = words.map(|(_, n)| n);
+    words.window(ms(3000), ms(1000)).count_by_value().save_as_text_files(save("window"), "");
+    values.reduce_by_window(|a, b| a + b, ms(4000), ms(2000)).save_as_text_files(save("reduce_by_window"), "");
+    values
+        .reduce_by_window_inverse(|a, b| a + b, |a, b| a - b, ms(3000), ms(1000))
+        .save_as_text_files(save("reduce_by_window_inverse"), "");
+    words.reduce_by_key_and_window(|a, b| a + b, ms(2000), ms(2000)).save_as_text_files(save("rbkw"), "");
+    words
+        .reduce_by_key_and_window_inverse(|a, b| a + b, |a, b| a - b, ms(4000), ms(1000))
+        .save_as_text_files(save("rbkw_inverse"), "");
+    words
+        .update_state_by_key(|n: Vec<u64>, s: Option<u64>| Some(s.unwrap_or(0) + n.iter().sum::<u64>()))
+        .checkpoint(ms(2000))
+        .save_as_text_files(save("update_state"), "");
+    words.map_with_state(StateSpec::function(count)).save_as_text_files(save("map_with_state"), "");
+    let timed = words.map_with_state(StateSpec::function(count).timeout(ms(2000)));
+    timed.save_as_text_files(save("map_with_state_timeout"), "");
+    timed.state_snapshots().save_as_text_files(save("snapshots"), "");
+    let records = ssc.accumulator("records");
+    let dir = accumulator_dir(out);
+    words.foreach_batch(move |t, batch| -> ember::Result<()> {
+        records.add(batch.len() as i64);
+        // Saved per batch, replaced when the batch runs again.
+        let (tmp, path) = (dir.join(format!(".acc-{}", t.millis())), dir.join(format!("acc-{}", t.millis())));
+        std::fs::create_dir_all(&dir)
+            .and_then(|_| std::fs::write(&tmp, records.value().to_string()))
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| ember::Error::Io { context: "saving the accumulator".into(), message: e.to_string() })
+    });
+    Ok(ssc)
+}
+
+#[test]
+#[ignore = "run as a child process by the tests below"]
+fn stateful_kill_child() {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+    let (input, out, ck) =
+        (PathBuf::from(var("KILL_IN")), PathBuf::from(var("KILL_OUT")), PathBuf::from(var("KILL_CK")));
+    let master = var("KILL_MASTER");
+    let ssc = StreamingContext::get_or_create(&ck, || build(&input, &out, &ck, &master)).unwrap();
+    let clock = ssc.manual_clock().unwrap();
+    ssc.start().unwrap();
+    while clock.now_millis() < START + BATCHES * 1000 {
+        ssc.run_batches(1).unwrap();
+    }
+    ssc.stop(false).unwrap();
+}
+
+/// Starts one run of the job: one child process, or two for `cluster`.
+fn start(master: &str, input: &Path, out: &Path, ck: &Path) -> Vec<common::Child> {
+    let env = |m: &str| {
+        vec![
+            ("KILL_IN", input.display().to_string()),
+            ("KILL_OUT", out.display().to_string()),
+            ("KILL_CK", ck.display().to_string()),
+            ("KILL_MASTER", m.to_string()),
+            ("RUST_LOG", "error".to_string()),
+        ]
+    };
+    if master != "cluster" {
+        return vec![common::run_child("stateful_kill_child", &env(master))];
+    }
+    let hosts = common::free_ports(2).iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    (0..2)
+        .map(|i| {
+            let mut e = env("local[1]");
+            e.push(("EMBER_CLUSTER_HOSTS", hosts.clone()));
+            e.push(("EMBER_CLUSTER_PROCESS", i.to_string()));
+            e.push(("EMBER_CLUSTER_WORKERS", "2".into()));
+            common::run_child("stateful_kill_child", &e)
+        })
+        .collect()
+}
+
+/// Where the accumulator's value after each batch is saved.
+fn accumulator_dir(out: &Path) -> PathBuf {
+    PathBuf::from(format!("{}-accumulator", out.display()))
+}
+
+/// The saved outputs: every batch's directory (sorted lines) and accumulator value.
+fn outputs(out: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut all = ember::testing::committed_outputs(out);
+    for e in std::fs::read_dir(accumulator_dir(out)).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("acc-") {
+            all.insert(name, vec![std::fs::read_to_string(e.path()).unwrap()]);
+        }
+    }
+    all
+}
+
+fn killed_and_straight_agree(master: &str, kills: usize, seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    write_input(&input);
+
+    let watch = ember::clock::Stopwatch::start();
+    for c in start(master, &input, &dir.path().join("a"), &dir.path().join("ck-a")) {
+        c.finish();
+    }
+    let straight = watch.elapsed();
+    let want = outputs(&dir.path().join("a"));
+    // Eight outputs every batch (the accumulator's among them), two every second batch.
+    assert_eq!(want.len() as u64, 8 * BATCHES + 2 * (BATCHES / 2), "every output of every batch");
+
+    let (out, ck) = (dir.path().join("b"), dir.path().join("ck-b"));
+    let mut r = common::rng(seed);
+    let (mut killed, mut after_a_checkpoint) = (0, 0);
+    for attempt in 0.. {
+        assert!(attempt < 200, "the job did not finish after {attempt} starts");
+        let mut children = start(master, &input, &out, &ck);
+        if killed < kills {
+            let delay = Duration::from_millis(30) + straight.mul_f64((r() % 1000) as f64 / 1000.0 * 0.6);
+            ember::clock::real_sleep(delay);
+            if children.iter_mut().any(|c| c.try_finished().is_none()) {
+                for c in children {
+                    c.kill(); // SIGKILL, every process of the job at once
+                }
+                killed += 1;
+                if ck.join("commits").read_dir().is_ok_and(|mut d| d.next().is_some()) {
+                    after_a_checkpoint += 1;
+                }
+                continue;
+            }
+        }
+        for c in children {
+            c.finish();
+        }
+        break;
+    }
+    let got = outputs(&out);
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{master}: the same outputs exist");
+    for (name, lines) in &want {
+        assert_eq!(&got[name], lines, "{master}: output {name} after {killed} kills");
+    }
+    assert!(after_a_checkpoint > 0, "{master}: no kill after a checkpoint ({killed} kills)");
+}
+
+#[test]
+fn every_stateful_operation_survives_sigkill_local_1() {
+    killed_and_straight_agree("local[1]", 6, 1);
+}
+
+#[test]
+fn every_stateful_operation_survives_sigkill_local_3() {
+    killed_and_straight_agree("local[3]", 6, 2);
+}
+
+#[test]
+fn every_stateful_operation_survives_sigkill_two_processes() {
+    killed_and_straight_agree("cluster", 6, 3);
+}
