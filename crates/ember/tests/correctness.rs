@@ -32,14 +32,15 @@ fn commits(ck: &Path) -> Vec<u64> {
 }
 
 /// Files of words, one per batch `1..=batches`, with modification times inside their batch.
-/// Batch 3's file also holds ten `boom` lines.
+/// Batch 3's file also holds 1,100 `boom` lines: more than one worker's block of a batch, so
+/// that some reach a worker other than the driver.
 fn write_words(dir: &Path, batches: u64) -> BTreeMap<String, u64> {
     std::fs::create_dir_all(dir).unwrap();
     let mut totals = BTreeMap::new();
     for b in 1..=batches {
         let mut lines: Vec<String> = (0..6).map(|i| format!("w{} w{}", (b + i) % 4, i % 3)).collect();
         if b == 3 {
-            lines.extend((0..10).map(|_| "boom".to_string()));
+            lines.extend((0..1100).map(|_| "boom".to_string()));
         }
         for w in lines.iter().flat_map(|l| l.split(' ')) {
             *totals.entry(w.to_string()).or_insert(0) += 1;
@@ -175,7 +176,7 @@ fn a_panic_on_another_worker_fails_the_batch_and_commits_nothing_past_it() {
     ssc.run_batches(4).unwrap();
     ssc.stop(false).unwrap();
     assert_eq!(totals_at(&out, START + 6000), expected_lines(&totals));
-    assert!(totals_at(&out, START + 3000).iter().any(|l| l == "(boom,10)"));
+    assert!(totals_at(&out, START + 3000).iter().any(|l| l == "(boom,1100)"));
 }
 
 #[test]

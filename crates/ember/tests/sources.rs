@@ -237,3 +237,43 @@ fn print_golden() {
     let want = std::fs::read_to_string(&path).unwrap();
     assert_eq!(got, want, "print output differs from {} (EMBER_BLESS=1 rewrites it)", path.display());
 }
+
+/// Child side of the print order test: `print_n` of a queue stream under `EMBER_PRINT_MASTER`.
+#[test]
+#[ignore = "run as a child process by `print_shows_the_first_records_in_arrival_order`"]
+fn print_order_child() {
+    let master = std::env::var("EMBER_PRINT_MASTER").unwrap();
+    let ssc = StreamingContext::new(Conf::new().master(master).manual_clock(true), Duration::from_secs(1)).unwrap();
+    let s = ssc.queue_stream(vec![(0..3000).collect::<Vec<i64>>(), (5000..5003).collect()], true);
+    s.print_n(10);
+    s.filter(|x| x % 7 == 3).print_n(5);
+    s.flat_map(|x| vec![x, -x]).print_n(4);
+    println!("BEGIN");
+    ssc.run_batches(2).unwrap();
+    ssc.stop(false).unwrap();
+    println!("END");
+}
+
+#[test]
+fn print_shows_the_first_records_in_arrival_order() {
+    use ember::dstream::output::format_batch;
+    let batches: Vec<Vec<i64>> = vec![(0..3000).collect(), (5000..5003).collect()];
+    let mut want = String::new();
+    for (i, b) in batches.iter().enumerate() {
+        let t = ember::Time::from_millis((i as u64 + 1) * 1000);
+        want.push_str(&format_batch(t, b, 10));
+        let kept: Vec<i64> = b.iter().copied().filter(|x| x % 7 == 3).collect();
+        want.push_str(&format_batch(t, &kept, 5));
+        let doubled: Vec<i64> = b.iter().flat_map(|&x| [x, -x]).collect();
+        want.push_str(&format_batch(t, &doubled, 4));
+    }
+    for master in ["local[2]", "local[3]"] {
+        for run in 0..3 {
+            let out = common::run_child("print_order_child", &[("EMBER_PRINT_MASTER", master.to_string())]).finish();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let begin = text.find("BEGIN\n").expect("BEGIN marker") + "BEGIN\n".len();
+            let end = text.find("END\n").expect("END marker");
+            assert_eq!(&text[begin..end], want, "{master}, run {run}");
+        }
+    }
+}

@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex};
 use super::DStream;
 use crate::clock::lock;
 use crate::error::Error;
+use crate::exec::batch::batch_unary;
 use crate::exec::output::{port, Action};
-use crate::exec::BuildEnv;
+use crate::exec::{local, BuildEnv};
 use crate::graph::{OutputSpec, Placement};
 use crate::print::Printable;
 use crate::time::Time;
@@ -122,11 +123,28 @@ impl<T: Data> DStream<T> {
     where
         T: Printable,
     {
-        // Like Spark's take(n + 1): each worker sends at most n + 1 records to the driver.
-        let limited =
-            self.per_partition("print (take)", move |_t, xs: Vec<T>, out| out.extend(xs.into_iter().take(n + 1)));
+        // Like Spark's take(n + 1), which reads partitions in order: each worker sends at most
+        // n + 1 records, tagged with its index, and the driver reads worker 0's first. Inputs
+        // read on one worker give worker 0 the head of every batch (see `spread_source`), so
+        // print shows the first records in arrival order.
+        let slide = self.slide;
+        let limited = self.derive("print (take)", move |env: &mut BuildEnv<'_>, s| {
+            let index = env.index;
+            batch_unary(
+                s,
+                local(),
+                "print (take)",
+                env.grid(slide),
+                Arc::clone(&env.rt),
+                Vec::new,
+                move |acc: &mut Vec<T>, data| acc.extend(data.drain(..).take((n + 1).saturating_sub(acc.len()))),
+                move |_t, acc, out| out.extend(acc.into_iter().map(|x| (index, x))),
+            )
+        });
         limited.output("print", Placement::Driver, move |_env| {
-            Box::new(move |t, records: Vec<T>| {
+            Box::new(move |t, mut tagged: Vec<(usize, T)>| {
+                tagged.sort_by_key(|(worker, _)| *worker);
+                let records: Vec<T> = tagged.into_iter().map(|(_, x)| x).collect();
                 let text = format_batch(t, &records, n);
                 let mut out = std::io::stdout().lock();
                 out.write_all(text.as_bytes()).and_then(|_| out.flush()).map_err(|e| format!("writing to stdout: {e}"))

@@ -23,7 +23,6 @@ use std::sync::Arc;
 
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::core::Probe;
-use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::{Scope, Stream};
 use timely::scheduling::Activator;
@@ -123,26 +122,6 @@ impl<'s> BuildEnv<'s> {
             .clone();
         // SAFETY: see `put`; this restores the lifetime the stream was built with.
         Ok(unsafe { std::mem::transmute::<Batches<'static, T>, Batches<'s, T>>(erased) })
-    }
-
-    /// Spreads records evenly over all workers (for inputs read on one worker).
-    pub fn round_robin<T: Data>(&self, stream: Batches<'s, T>) -> Batches<'s, T> {
-        if self.peers == 1 {
-            return stream;
-        }
-        let mut next = self.index as u64;
-        stream.unary(
-            Exchange::new(move |_: &T| {
-                next = next.wrapping_add(1);
-                next
-            }),
-            "RoundRobin",
-            |_, _| {
-                move |input, output| {
-                    input.for_each(|cap, data| output.session(&cap).give_container(data));
-                }
-            },
-        )
     }
 }
 

@@ -6,10 +6,14 @@
 //! downgrades its capability to `t + interval`. The frontier passing `t` downstream is then the
 //! signal that batch `t` is complete everywhere.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::scheduling::SyncActivator;
 
@@ -66,12 +70,57 @@ pub(crate) struct SourceEnv {
     pub activator: SyncActivator,
 }
 
+/// Records a source read on one worker sends to the same worker in a row, when spread.
+const SPREAD_BLOCK: u64 = 1024;
+
+/// Builds a source operator for an input read on one worker and spreads its records over all
+/// workers: the first `SPREAD_BLOCK` records of every batch go to worker 0, the next to worker 1,
+/// and so on in rotation. Each worker's share keeps the arrival order, so worker 0 holds the head
+/// of every batch, which is what `print` shows (as Spark's `take` reads partitions in order).
+pub(crate) fn spread_source<'s, T: Data>(
+    env: &mut BuildEnv<'s>,
+    name: &str,
+    stream_id: usize,
+    make: impl FnOnce(SourceEnv) -> Box<dyn SourceDriver<T>>,
+) -> Batches<'s, T> {
+    let batches = Rc::new(Cell::new(0u64));
+    let s = source_counting(env, name, stream_id, make, Some(Rc::clone(&batches)));
+    if env.peers == 1 {
+        return s;
+    }
+    // The exchange's function runs on the sending worker, in the order the source gives its
+    // records, so it can count them per batch; the source bumps `batches` when it closes one.
+    let (mut seen, mut n) = (0u64, 0u64);
+    s.unary(
+        Exchange::new(move |_: &T| {
+            if batches.get() != seen {
+                seen = batches.get();
+                n = 0;
+            }
+            n += 1;
+            (n - 1) / SPREAD_BLOCK
+        }),
+        "Spread",
+        |_, _| move |input, output| input.for_each(|cap, data| output.session(&cap).give_container(data)),
+    )
+}
+
 /// Builds a source operator for input stream `stream_id` on this worker.
 pub(crate) fn source<'s, T: Data>(
     env: &mut BuildEnv<'s>,
     name: &str,
     stream_id: usize,
     make: impl FnOnce(SourceEnv) -> Box<dyn SourceDriver<T>>,
+) -> Batches<'s, T> {
+    source_counting(env, name, stream_id, make, None)
+}
+
+fn source_counting<'s, T: Data>(
+    env: &mut BuildEnv<'s>,
+    name: &str,
+    stream_id: usize,
+    make: impl FnOnce(SourceEnv) -> Box<dyn SourceDriver<T>>,
+    closed: Option<Rc<Cell<u64>>>,
 ) -> Batches<'s, T> {
     let mut builder = OperatorBuilder::new(name.to_owned(), env.scope);
     let info = builder.operator_info();
@@ -161,6 +210,9 @@ pub(crate) fn source<'s, T: Data>(
                 open += grid.slide;
                 dcap.downgrade(&open);
                 ccap.downgrade(&open);
+                if let Some(c) = &closed {
+                    c.set(c.get() + 1);
+                }
             }
             if stop.is_some() {
                 driver.finish();

@@ -27,7 +27,7 @@ use super::lines::Lines;
 use crate::context::StreamingContext;
 use crate::dstream::DStream;
 use crate::exec::runtime::Runtime;
-use crate::exec::source::{source, SourceDriver};
+use crate::exec::source::{spread_source, SourceDriver};
 use crate::time::Time;
 
 /// How many bytes of files a source emits before it yields (the rest of the batch follows).
@@ -212,7 +212,7 @@ impl StreamingContext {
         self.input_stream("file stream", &reads, move |env, id, name| {
             let dir = dir.clone();
             let driver = env.is_driver();
-            let s = source(env, name, id, move |senv| -> Box<dyn SourceDriver<String>> {
+            spread_source(env, name, id, move |senv| -> Box<dyn SourceDriver<String>> {
                 if driver {
                     Box::new(FileDriver {
                         input: id,
@@ -227,8 +227,7 @@ impl StreamingContext {
                 } else {
                     Box::new(Idle)
                 }
-            });
-            env.round_robin(s)
+            })
         })
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use crate::clock::lock;
 use crate::context::StreamingContext;
 use crate::dstream::DStream;
-use crate::exec::source::{source, SourceDriver};
+use crate::exec::source::{spread_source, SourceDriver};
 use crate::time::Time;
 use crate::Data;
 
@@ -89,8 +89,7 @@ impl StreamingContext {
         let handle = QueueHandle { queue: Arc::clone(&queue) };
         let stream = self.input_stream("queue stream", "a queue", move |env, id, name| {
             let q = env.is_driver().then(|| Arc::clone(&queue));
-            let s = source(env, name, id, |_| Box::new(QueueDriver { queue: q, one_at_a_time }));
-            env.round_robin(s)
+            spread_source(env, name, id, |_| Box::new(QueueDriver { queue: q, one_at_a_time }))
         });
         (stream, handle)
     }

@@ -23,7 +23,7 @@ use crate::clock::lock;
 use crate::context::StreamingContext;
 use crate::dstream::DStream;
 use crate::exec::runtime::Runtime;
-use crate::exec::source::{source, SourceDriver, SourceEnv};
+use crate::exec::source::{spread_source, SourceDriver, SourceEnv};
 use crate::listener::{Event, ReceiverInfo};
 use crate::time::Time;
 use crate::Data;
@@ -456,7 +456,7 @@ impl StreamingContext {
                 }
                 _ => (0, Vec::new()),
             };
-            let s = source(env, label, id, move |senv: SourceEnv| {
+            spread_source(env, label, id, move |senv: SourceEnv| {
                 let shared = Arc::new(Shared {
                     records: Mutex::new(Buffer { records: Vec::new(), blocks: Vec::new() }),
                     next_seq: std::sync::atomic::AtomicU64::new(next_seq),
@@ -496,8 +496,7 @@ impl StreamingContext {
                     saved: Default::default(),
                     first_new_seq: next_seq,
                 })
-            });
-            env.round_robin(s)
+            })
         })
     }
 }
