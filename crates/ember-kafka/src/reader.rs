@@ -24,6 +24,10 @@ const FIRST_FETCH_WAIT: Duration = Duration::from_secs(2);
 
 pub(crate) struct KafkaReader {
     consumer: Arc<BaseConsumer>,
+    /// The consumer's configuration, to create it anew.
+    config: rdkafka::ClientConfig,
+    /// The brokers' connections were lost since the consumer was created (see `renew`).
+    lost: bool,
     worker: usize,
     workers: usize,
     batch_ms: u64,
@@ -94,6 +98,8 @@ impl KafkaReader {
             config.create().map_err(|e| format!("cannot create a Kafka consumer for {servers}: {e}"))?;
         Ok(KafkaReader {
             consumer: Arc::new(consumer),
+            config,
+            lost: false,
             worker: env.worker,
             workers: env.workers,
             batch_ms: env.batch_ms,
@@ -148,10 +154,14 @@ impl KafkaReader {
 
     /// Serves the consumer's events (errors, commit results); keeps the last error.
     fn serve_events(&mut self) {
+        use rdkafka::types::RDKafkaErrorCode::{AllBrokersDown, BrokerTransportFailure};
         while let Some(r) = self.consumer.poll(Duration::ZERO) {
             match r {
                 Err(e) => {
                     tracing::debug!("kafka: {e}");
+                    if matches!(e.rdkafka_error_code(), Some(AllBrokersDown | BrokerTransportFailure)) {
+                        self.lost = true;
+                    }
                     self.last_error = Some(e.to_string());
                 }
                 Ok(m) => tracing::debug!("kafka: unexpected record on the main queue: {}-{}", m.topic(), m.partition()),
@@ -164,7 +174,10 @@ impl KafkaReader {
     fn all_partitions(&mut self, timeout: Duration) -> Result<Result<Vec<TopicPartition>, String>, String> {
         let md = match self.consumer.fetch_metadata(None, timeout) {
             Ok(md) => md,
-            Err(e) => return Ok(Err(format!("cannot read the cluster's metadata from {}: {e}", self.servers))),
+            Err(e) => {
+                self.lost = true;
+                return Ok(Err(format!("cannot read the cluster's metadata from {}: {e}", self.servers)));
+            }
         };
         let topics: BTreeMap<&str, i32> = md
             .topics()
@@ -229,7 +242,9 @@ impl KafkaReader {
                 Err(e) if first => return Err(format!("{e} (gave up after {} ms)", self.read_timeout.as_millis())),
                 Err(e) => {
                     tracing::warn!("kafka: partition discovery failed: {e}; keeping the known partitions");
-                    return Ok(());
+                    // While the brokers are away, a consumer that knows no topic id replaces
+                    // this one (see `renew`).
+                    return self.renew();
                 }
             }
         };
@@ -299,6 +314,37 @@ impl KafkaReader {
             out.push(start);
         }
         Ok(out)
+    }
+
+    /// Creates the consumer anew once the brokers' connections were lost, and assigns it this
+    /// worker's partitions at their current offsets.
+    ///
+    /// librdkafka 2.12.1 crashes (SIGSEGV in `rd_kafka_metadata_cache_find`, on its own thread)
+    /// when a fetch response carries a partition leader change (KIP-951) for a topic whose id
+    /// it no longer knows: it then looks the topic up by a name it never set. A broker that comes
+    /// back without the topic it had (tansu, which keeps topics in memory; a topic deleted and
+    /// created again) sends such responses to a consumer of the old connection. A consumer
+    /// created while the brokers are away knows no topic id and fetches only once the metadata
+    /// names the topic again, so it never meets those responses. The brokers must stay away
+    /// until the next batch (or read) notices their loss; a faster restart is not covered.
+    fn renew(&mut self) -> Result<(), String> {
+        if !self.lost {
+            return Ok(());
+        }
+        self.lost = false;
+        tracing::info!(
+            "kafka: worker {}: the brokers' connections were lost; the consumer is created anew",
+            self.worker
+        );
+        self.queues.clear();
+        let consumer: BaseConsumer =
+            self.config.create().map_err(|e| format!("cannot create a Kafka consumer for {}: {e}", self.servers))?;
+        self.consumer = Arc::new(consumer);
+        self.unfetched.clear();
+        if self.current.is_empty() {
+            return Ok(());
+        }
+        self.reassign()
     }
 
     /// Assigns this worker's partitions at their current offsets, with one queue each.
@@ -445,6 +491,13 @@ impl KafkaReader {
                 }
                 None => {
                     self.serve_events();
+                    if self.lost {
+                        // Go on from `next` with a consumer of its own (see `renew`).
+                        self.current.insert(tp.clone(), next);
+                        self.stash.remove(&tp);
+                        self.renew()?;
+                        continue;
+                    }
                     if self.position(&tp).is_some_and(|p| p >= r.until_offset) {
                         break; // the rest of the range is a gap (transaction markers, compaction)
                     }
@@ -473,6 +526,7 @@ impl DirectReader for KafkaReader {
     fn plan(&mut self, batch: Time, rate: Option<f64>) -> Result<Vec<OffsetRange>, String> {
         self.commit_queued(CommitMode::Async);
         self.serve_events();
+        self.renew()?;
         self.discover(batch.millis())?;
         let mut parts = Vec::with_capacity(self.current.len());
         let tps: Vec<TopicPartition> = self.current.keys().cloned().collect();
@@ -497,6 +551,8 @@ impl DirectReader for KafkaReader {
     }
 
     fn read(&mut self, _batch: Time, plan: &Vec<OffsetRange>, out: &mut Vec<ConsumerRecord>) -> Result<(), String> {
+        self.serve_events();
+        self.renew()?;
         for r in plan {
             if r.count() > 0 {
                 self.read_range(r, out)?;

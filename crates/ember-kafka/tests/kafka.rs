@@ -512,3 +512,61 @@ fn backpressure_rates_the_direct_stream() {
     let infos = infos.lock().unwrap();
     assert!(infos.iter().all(|b| b.stream_input_info.iter().all(|s| s.rate_limit == Some(30.0))), "{infos:?}");
 }
+
+#[test]
+fn a_broker_killed_and_restarted_mid_run_never_crashes_the_job() {
+    let _g = exclusive();
+    let port = common::free_port();
+    let mut broker = common::OwnBroker::start(port);
+    let topic = common::topic("restart");
+    common::create_topic(&broker.servers, &topic, 3);
+    common::produce(&common::producer(&broker.servers), &topic, &values(40, "a"));
+
+    let ssc = manual("local[2]");
+    let kafka = create_direct_stream(
+        &ssc,
+        ConsumerStrategy::subscribe([topic.clone()]),
+        KafkaParams::new(broker.servers.clone())
+            .set("reconnect.backoff.max.ms", "200")
+            .set("ember.read.timeout.ms", "5000")
+            .set("ember.partition.discovery.interval.ms", "1000"),
+    );
+    let seen = collect(&kafka);
+    run_until(&ssc, 5, || count(&seen) >= 40);
+    // The broker dies; batches go on (empty or failing with a clear error), never a crash.
+    broker.kill();
+    let mut outcome = Ok(());
+    for _ in 0..3 {
+        outcome = ssc.run_batches(1);
+        if outcome.is_err() {
+            break;
+        }
+    }
+    // It comes back empty (tansu keeps topics in memory): the topic is created again and written.
+    let broker = common::OwnBroker::start(port);
+    if outcome.is_ok() {
+        common::create_topic(&broker.servers, &topic, 3);
+        common::produce(&common::producer(&broker.servers), &topic, &values(10, "b"));
+        let watch = ember::clock::Stopwatch::start();
+        while watch.elapsed() < Duration::from_secs(30) && outcome.is_ok() {
+            outcome = ssc.run_batches(1);
+            if values_of(&seen).iter().filter(|v| v.starts_with('b')).count() >= 10 {
+                break;
+            }
+        }
+    }
+    match &outcome {
+        Ok(()) => {
+            let b: Vec<String> = values_of(&seen).into_iter().filter(|v| v.starts_with('b')).collect();
+            assert_eq!(b.len(), 10, "the records written after the restart are read: {b:?}");
+        }
+        Err(e) => {
+            let e = e.to_string();
+            assert!(e.contains("kafka direct stream [0]"), "a clear error naming the stream: {e}");
+        }
+    }
+    let _ = ssc.stop(false);
+    let a: BTreeSet<String> = values_of(&seen).into_iter().filter(|v| v.starts_with('a')).collect();
+    assert_eq!(a.len(), 40, "the records read before the restart were each read once");
+    drop(broker);
+}
