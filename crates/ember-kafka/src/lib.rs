@@ -53,7 +53,13 @@
 //! - **Failures.** A broker that is down (at start or mid-stream) is retried with back-off; a batch
 //!   that cannot be read within `ember.read.timeout.ms` (default 60000) fails the job with
 //!   [`ember::Error::Input`], and its outputs do not run: restart from the checkpoint to re-read
-//!   it. Records are bytes, so no payload is bad to the stream itself; the decoding helpers
+//!   it. When the brokers become unreachable, each worker creates its consumer anew (and again
+//!   while they stay away), so that the consumer that meets the brokers again knows no topic id:
+//!   librdkafka 2.12.1 crashes the process (SIGSEGV in `rd_kafka_metadata_cache_find`) on a fetch
+//!   response carrying a partition leader change (KIP-951) for a topic id it lost, which a broker
+//!   that restarted without the topic (tansu keeps topics in memory) sends to the old consumer.
+//!   A broker that restarts faster than the next batch (or read) notices it is away is not covered.
+//!   Records are bytes, so no payload is bad to the stream itself; the decoding helpers
 //!   ([`KafkaStream::values_utf8`], [`KafkaStream::values_json`]) skip a record they cannot decode,
 //!   count it ([`KafkaStream::bad_records`]) and log it (the first 10, then every 1000th).
 //!   Records over the consumer's `fetch.max.bytes`/`message.max.bytes` are librdkafka's to fetch

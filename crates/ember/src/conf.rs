@@ -95,7 +95,7 @@ pub const KEYS: &[Key] = &[
     Key { name: "receiver.max_buffered_records", kind: Kind::Int, default: "1000000",
         doc: "A receiver holds at most this many records not yet taken by a batch (with the write-ahead log on, a whole batch waits here until it closes); when full it stops reading its connection, so TCP pushes back on the sender." },
     Key { name: "receiver.max_line_bytes", kind: Kind::Int, default: "1048576",
-        doc: "Socket text streams skip (count and log) lines longer than this many bytes, never buffering more." },
+        doc: "Socket and file text streams skip (count and log) lines longer than this many bytes, never buffering more." },
     Key { name: "receiver.restart_delay", kind: Kind::Millis, default: "2000ms",
         doc: "How long a receiver waits before reconnecting after an error or a closed connection (Spark's spark.streaming.receiverRestartDelay)." },
     Key { name: "file_stream.min_remember", kind: Kind::Millis, default: "60s",

@@ -63,6 +63,12 @@
 //! - File streams report the number of lines read (Spark reports 0).
 //! - `queue_stream` dequeues once per batch interval, whatever consumes it.
 //! - Partitions are workers: `repartition(n)` spreads over at most the number of workers.
+//! - A batch fails as a whole: a panic in a user function, on any worker, fails its batch (no
+//!   output runs for it, no checkpoint at or after it commits) and stops the job with an error
+//!   naming the operation and the batch. With a checkpoint directory, so does a failed output;
+//!   Spark reports it and goes on, checkpointing past the batch whose output was lost.
+//! - A checkpoint names the app and what its inputs read; recovering another job's checkpoint is
+//!   an error unless `checkpoint.allow_changed_inputs` is set.
 
 #![forbid(missing_docs)]
 
