@@ -135,6 +135,19 @@ fn accumulator_dir(out: &Path) -> PathBuf {
     PathBuf::from(format!("{}-accumulator", out.display()))
 }
 
+/// The newest batch whose accumulator value was saved (0: none yet).
+fn last_batch(out: &Path) -> u64 {
+    std::fs::read_dir(accumulator_dir(out))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_string_lossy().strip_prefix("acc-")?.parse::<u64>().ok())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+        .saturating_sub(START)
+}
+
 /// The saved outputs: every batch's directory (sorted lines) and accumulator value.
 fn outputs(out: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
     let mut all = ember::testing::committed_outputs(out);
@@ -152,11 +165,9 @@ fn killed_and_straight_agree(master: &str, kills: usize, seed: u64) {
     let input = dir.path().join("in");
     write_input(&input);
 
-    let watch = ember::clock::Stopwatch::start();
     for c in start(master, &input, &dir.path().join("a"), &dir.path().join("ck-a")) {
         c.finish();
     }
-    let straight = watch.elapsed();
     let want = outputs(&dir.path().join("a"));
     // Eight outputs every batch (the accumulator's among them), two every second batch.
     assert_eq!(want.len() as u64, 8 * BATCHES + 2 * (BATCHES / 2), "every output of every batch");
@@ -168,8 +179,18 @@ fn killed_and_straight_agree(master: &str, kills: usize, seed: u64) {
         assert!(attempt < 200, "the job did not finish after {attempt} starts");
         let mut children = start(master, &input, &out, &ck);
         if killed < kills {
-            let delay = Duration::from_millis(30) + straight.mul_f64((r() % 1000) as f64 / 1000.0 * 0.6);
-            ember::clock::real_sleep(delay);
+            // Killed once it ran 1 to 6 batches past where it started (however slow the machine
+            // is), at a random moment of the next one.
+            let from = last_batch(&out);
+            let target = from + (1 + r() % 6) * 1000;
+            let watch = ember::clock::Stopwatch::start();
+            while last_batch(&out) < target && watch.elapsed() < Duration::from_secs(60) {
+                if children.iter_mut().all(|c| c.try_finished().is_some()) {
+                    break;
+                }
+                ember::clock::real_sleep(Duration::from_millis(2));
+            }
+            ember::clock::real_sleep(Duration::from_millis(r() % 20));
             if children.iter_mut().any(|c| c.try_finished().is_none()) {
                 for c in children {
                     c.kill(); // SIGKILL, every process of the job at once

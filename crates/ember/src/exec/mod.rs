@@ -292,8 +292,11 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
     loop {
         let now = rt.now();
         let stopping = rt.stopping();
-        let progressed = rt.completed() != seen_completed;
-        seen_completed = rt.completed();
+        // One read: a batch completed between two reads would be taken as seen, and no source
+        // would be woken for it (sources held back by the in-flight bound then wait for ever).
+        let completed_now = rt.completed();
+        let progressed = completed_now != seen_completed;
+        seen_completed = completed_now;
         if progressed {
             for a in &sources {
                 a.activate();
