@@ -25,6 +25,11 @@ impl Child {
         self.0.try_wait().expect("poll child")
     }
 
+    /// The child's output, whether it succeeded or not (it has ended or is waited for).
+    pub fn output(self) -> Output {
+        self.0.wait_with_output().expect("wait for child")
+    }
+
     /// SIGKILLs the child and reaps it.
     pub fn kill(mut self) {
         let _ = self.0.kill();

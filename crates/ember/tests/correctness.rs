@@ -35,12 +35,16 @@ fn commits(ck: &Path) -> Vec<u64> {
 /// Batch 3's file also holds 1,100 `boom` lines: more than one worker's block of a batch, so
 /// that some reach a worker other than the driver.
 fn write_words(dir: &Path, batches: u64) -> BTreeMap<String, u64> {
+    write_words_with(dir, batches, 1100)
+}
+
+fn write_words_with(dir: &Path, batches: u64, booms: usize) -> BTreeMap<String, u64> {
     std::fs::create_dir_all(dir).unwrap();
     let mut totals = BTreeMap::new();
     for b in 1..=batches {
         let mut lines: Vec<String> = (0..6).map(|i| format!("w{} w{}", (b + i) % 4, i % 3)).collect();
         if b == 3 {
-            lines.extend((0..1100).map(|_| "boom".to_string()));
+            lines.extend((0..booms).map(|_| "boom".to_string()));
         }
         for w in lines.iter().flat_map(|l| l.split(' ')) {
             *totals.entry(w.to_string()).or_insert(0) += 1;
@@ -62,10 +66,16 @@ fn totals_job(input: &Path, out: &Path, ck: &Path, boom: bool) -> ember::Result<
 fn totals_job_with(conf: Conf, input: &Path, out: &Path, ck: &Path, boom: bool) -> ember::Result<StreamingContext> {
     let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
     ssc.checkpoint(ck);
+    // Failing workers: every one but the driver; in a job of two processes, the second one's.
+    let process = std::env::var("EMBER_CLUSTER_PROCESS").ok();
     let words = ssc
         .text_file_stream(input)
         .map(move |l: String| {
-            if boom && l == "boom" && std::thread::current().name() != Some("timely:work-0") {
+            let fails = match process.as_deref() {
+                Some(p) => p == "1",
+                None => std::thread::current().name() != Some("timely:work-0"),
+            };
+            if boom && l == "boom" && fails {
                 panic!("cannot take {l}");
             }
             l
@@ -356,4 +366,79 @@ fn batches_long_overdue_are_submitted_as_they_can_run_not_all_at_once() {
         }
     }
     assert_eq!((started, submitted), (500, 500_000));
+}
+
+/// Child side of the two-process panic test: the totals job with `boom`, as one process of two.
+#[test]
+#[ignore = "run as a child process by `a_panic_in_one_process_completes_the_batch_in_no_process`"]
+fn panic_cluster_child() {
+    let var = |k: &str| PathBuf::from(std::env::var(k).unwrap());
+    let (input, out, ck) = (var("PANIC_IN"), var("PANIC_OUT"), var("PANIC_CK"));
+    let ssc = totals_job_with(
+        Conf::new().manual_clock(true).set("clock.manual.start", START.to_string()),
+        &input,
+        &out,
+        &ck,
+        true,
+    )
+    .unwrap();
+    match ssc.run_batches(6) {
+        Ok(()) => println!("RESULT ok"),
+        Err(e) => println!("RESULT {e}"),
+    }
+    let _ = ssc.stop(false);
+    // The failing process stays a while: long enough for the other to complete the failed batch,
+    // were it able to.
+    ember::clock::real_sleep(Duration::from_secs(3));
+}
+
+#[test]
+fn a_panic_in_one_process_completes_the_batch_in_no_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out, ck) = (dir.path().join("in"), dir.path().join("out"), dir.path().join("ck"));
+    // 3,000 `boom` lines: blocks of 1,024 reach workers 0, 1 and 2; worker 2 is in the second process.
+    write_words_with(&input, 6, 3000);
+    let hosts = common::free_ports(2).iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let mut children: Vec<common::Child> = (0..2)
+        .map(|i| {
+            let env = [
+                ("EMBER_CLUSTER_HOSTS", hosts.clone()),
+                ("EMBER_CLUSTER_PROCESS", i.to_string()),
+                ("EMBER_CLUSTER_WORKERS", "2".to_string()),
+                ("PANIC_IN", input.display().to_string()),
+                ("PANIC_OUT", out.display().to_string()),
+                ("PANIC_CK", ck.display().to_string()),
+                ("RUST_LOG", "off".to_string()),
+            ];
+            common::run_child("panic_cluster_child", &env)
+        })
+        .collect();
+    // Both processes end: the failing one with the error, the other when it loses its peer.
+    let watch = ember::clock::Stopwatch::start();
+    while children.iter_mut().any(|c| c.try_finished().is_none()) {
+        if watch.elapsed() > Duration::from_secs(60) {
+            for c in children {
+                c.kill();
+            }
+            panic!("the processes did not end within a minute");
+        }
+        ember::clock::real_sleep(Duration::from_millis(20));
+    }
+    let outputs: Vec<String> =
+        if out.exists() { ember::testing::committed_outputs(&out).into_keys().collect() } else { Vec::new() };
+    assert!(
+        outputs.iter().all(|o| o == &format!("totals-{}", START + 1000) || o == &format!("totals-{}", START + 2000)),
+        "no output of the failed batch or a later one: {outputs:?}"
+    );
+    assert!(
+        commits(&ck).iter().all(|&t| t <= START + 2000),
+        "no checkpoint at or after the failed batch: {:?}",
+        commits(&ck)
+    );
+    let second = children.pop().unwrap().output();
+    let said = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        said.contains(&format!("the function of `map` panicked at batch {} ms: cannot take boom", START + 3000)),
+        "the failing process returns the error: {said}"
+    );
 }

@@ -28,13 +28,15 @@ impl<T: Data> DStream<T> {
     pub fn map<U: Data>(&self, f: impl Fn(T) -> U + Send + Sync + 'static) -> DStream<U> {
         let f = Arc::new(f);
         self.derive("map", move |env, s| {
-            let (f, rt) = (Arc::clone(&f), Arc::clone(&env.rt));
+            let (f, rt, mut hold) = (Arc::clone(&f), Arc::clone(&env.rt), env.hold());
             s.unary(local(), "Map", move |_, _| {
                 let mut out = Vec::new();
                 move |input, output| {
                     input.for_each(|cap, data| {
                         if rt.user_code("map", *cap.time(), || out.extend(data.drain(..).map(|x| f(x)))).is_some() {
                             output.session(&cap).give_container(&mut out);
+                        } else {
+                            hold.keep(|| cap.retain(0));
                         }
                         out.clear();
                     });
@@ -58,7 +60,7 @@ impl<T: Data> DStream<T> {
     {
         let f = Arc::new(f);
         self.derive("flat_map", move |env, s| {
-            let (f, rt) = (Arc::clone(&f), Arc::clone(&env.rt));
+            let (f, rt, mut hold) = (Arc::clone(&f), Arc::clone(&env.rt), env.hold());
             s.unary(local(), "FlatMap", move |_, _| {
                 let mut out = Vec::new();
                 move |input, output| {
@@ -70,6 +72,8 @@ impl<T: Data> DStream<T> {
                         });
                         if done.is_some() {
                             output.session(&cap).give_container(&mut out);
+                        } else {
+                            hold.keep(|| cap.retain(0));
                         }
                         out.clear();
                     });
@@ -88,12 +92,14 @@ impl<T: Data> DStream<T> {
     pub fn filter(&self, p: impl Fn(&T) -> bool + Send + Sync + 'static) -> DStream<T> {
         let p = Arc::new(p);
         self.derive("filter", move |env, s| {
-            let (p, rt) = (Arc::clone(&p), Arc::clone(&env.rt));
+            let (p, rt, mut hold) = (Arc::clone(&p), Arc::clone(&env.rt), env.hold());
             s.unary(local(), "Filter", move |_, _| {
                 move |input, output| {
                     input.for_each(|cap, data| {
                         if rt.user_code("filter", *cap.time(), || data.retain(|x| p(x))).is_some() {
                             output.session(&cap).give_container(data);
+                        } else {
+                            hold.keep(|| cap.retain(0));
                         }
                     });
                 }

@@ -15,7 +15,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 
 use super::runtime::Runtime;
-use super::Batches;
+use super::{Batches, Hold};
 use crate::time::{Grid, Time};
 use crate::Data;
 
@@ -71,6 +71,7 @@ where
     P: ParallelizationContract<u64, Vec<T>>,
 {
     let name = name.to_owned();
+    let mut hold = Hold::new(stream.scope().peers(), rt.settings.local_workers());
     stream.unary_frontier::<CapacityContainerBuilder<Vec<U>>, _, _, _>(pact, &name.clone(), move |mut cap, _| {
         cap.downgrade(&grid.first_after(rt.start()));
         let mut cap = Some(cap);
@@ -80,14 +81,18 @@ where
             input.for_each(|c, data| {
                 let t = grid.ceil(*c.time());
                 let acc = pending.entry(t).or_insert_with(&init);
-                rt.user_code(&name, t, || absorb(acc, data));
+                if rt.user_code(&name, t, || absorb(acc, data)).is_none() {
+                    hold.keep(|| c.retain(0));
+                }
             });
             let f = frontier.frontier().first().copied();
             fire_ready(&mut cap, grid, f, &rt, |c| {
                 let t = *c.time();
                 let acc = pending.remove(&t).unwrap_or_else(&init);
-                if rt.user_code(&name, t, || fire(Time::from_millis(t), acc, &mut out)).is_some() && !out.is_empty() {
-                    output.session(c).give_container(&mut out);
+                match rt.user_code(&name, t, || fire(Time::from_millis(t), acc, &mut out)) {
+                    Some(()) if !out.is_empty() => output.session(c).give_container(&mut out),
+                    Some(()) => {}
+                    None => hold.keep(|| c.clone()),
                 }
                 out.clear();
             });
@@ -122,6 +127,7 @@ where
     P2: ParallelizationContract<u64, Vec<T2>>,
 {
     let name = name.to_owned();
+    let mut hold = Hold::new(left.scope().peers(), rt.settings.local_workers());
     left.binary_frontier::<_, CapacityContainerBuilder<Vec<U>>, _, _, _, _>(
         right,
         pacts.0,
@@ -136,12 +142,16 @@ where
                 in1.for_each(|c, data| {
                     let t = grid.ceil(*c.time());
                     let acc = &mut pending.entry(t).or_insert_with(&init).0;
-                    rt.user_code(&name, t, || absorb_left(acc, data));
+                    if rt.user_code(&name, t, || absorb_left(acc, data)).is_none() {
+                        hold.keep(|| c.retain(0));
+                    }
                 });
                 in2.for_each(|c, data| {
                     let t = grid.ceil(*c.time());
                     let acc = &mut pending.entry(t).or_insert_with(&init).1;
-                    rt.user_code(&name, t, || absorb_right(acc, data));
+                    if rt.user_code(&name, t, || absorb_right(acc, data)).is_none() {
+                        hold.keep(|| c.retain(0));
+                    }
                 });
                 let f = match (f1.frontier().first().copied(), f2.frontier().first().copied()) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -150,9 +160,10 @@ where
                 fire_ready(&mut cap, grid, f, &rt, |c| {
                     let t = *c.time();
                     let (a, b) = pending.remove(&t).unwrap_or_else(&init);
-                    let fired = rt.user_code(&name, t, || fire(Time::from_millis(t), a, b, &mut out));
-                    if fired.is_some() && !out.is_empty() {
-                        output.session(c).give_container(&mut out);
+                    match rt.user_code(&name, t, || fire(Time::from_millis(t), a, b, &mut out)) {
+                        Some(()) if !out.is_empty() => output.session(c).give_container(&mut out),
+                        Some(()) => {}
+                        None => hold.keep(|| c.clone()),
                     }
                     out.clear();
                 });

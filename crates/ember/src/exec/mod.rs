@@ -72,6 +72,11 @@ impl<'s> BuildEnv<'s> {
         self.index == 0
     }
 
+    /// A hold for an operator of this worker (see [`Hold`]).
+    pub fn hold(&self) -> Hold {
+        Hold::new(self.peers, self.rt.settings.local_workers())
+    }
+
     /// Registers a stateful operator's container for checkpoints, named by node and operator;
     /// when recovering, restores it from the checkpoint first. The operator calls the returned
     /// saver after every batch it processed.
@@ -122,6 +127,33 @@ impl<'s> BuildEnv<'s> {
             .clone();
         // SAFETY: see `put`; this restores the lifetime the stream was built with.
         Ok(unsafe { std::mem::transmute::<Batches<'static, T>, Batches<'s, T>>(erased) })
+    }
+}
+
+/// Holds the frontier at a failed batch when the job runs as several processes.
+///
+/// A batch that failed on one worker (user code panicked, an input or output failed) must not
+/// complete anywhere. Within a process, [`Runtime::fail_batch`](runtime::Runtime::fail_batch)
+/// tells every worker; the other processes learn nothing from it and would see the batch pass
+/// once this worker's capabilities move on. So the operator that met the failure keeps a
+/// capability at the batch for good: no process can run the batch's outputs or commit a
+/// checkpoint at or after it, and the job stops with the error.
+pub(crate) struct Hold {
+    cluster: bool,
+    held: Option<timely::dataflow::operators::Capability<u64>>,
+}
+
+impl Hold {
+    /// A hold for an operator of a job of `peers` workers, of which `local` in this process.
+    pub fn new(peers: usize, local: usize) -> Self {
+        Hold { cluster: peers > local, held: None }
+    }
+
+    /// Batch `cap` failed: keep its capability (the first one) when other processes run too.
+    pub fn keep(&mut self, cap: impl FnOnce() -> timely::dataflow::operators::Capability<u64>) {
+        if self.cluster && self.held.is_none() {
+            self.held = Some(cap());
+        }
     }
 }
 

@@ -120,6 +120,7 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
     let batch_grid = env.grid(rt.batch_ms);
     let is_driver = env.is_driver();
     let log = Rc::clone(&env.driver_log);
+    let mut hold = env.hold();
 
     builder.build(move |mut caps| {
         let mut cap = caps.pop();
@@ -180,6 +181,11 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
                         rt.post(Event::OutputCompleted(info.clone()));
                         log.borrow_mut().record_output(t, rt.now(), info);
                     }
+                }
+                if rt.failed_at(t) {
+                    // The batch failed (here or elsewhere in this process): other processes must
+                    // not complete it either.
+                    hold.keep(|| c.clone());
                 }
                 if is_driver && rt.checkpoint_at(t).is_some() {
                     let values = rt.accumulators.iter().map(|a| (a.name.clone(), a.value())).collect();

@@ -148,6 +148,7 @@ fn source_counting<'s, T: Data>(
     let rt = Arc::clone(&env.rt);
     let grid = env.grid(rt.batch_ms);
     let in_flight = rt.settings.max_batches_in_flight;
+    let mut hold = env.hold();
 
     builder.build(move |mut caps| {
         let mut count_cap = caps.pop();
@@ -200,6 +201,9 @@ fn source_counting<'s, T: Data>(
                     count_session.session(&*ccap).give(InputReport { stream: stream_id, records, metadata });
                 }
                 records = 0;
+                if rt.failed_at(open) {
+                    hold.keep(|| dcap.clone());
+                }
                 if let Some(ck) = rt.checkpoint_at(open) {
                     if let Some(p) = driver.position() {
                         if let Err(e) = ck.put_position(open, stream_id, index, &p) {
