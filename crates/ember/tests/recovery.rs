@@ -538,6 +538,27 @@ fn latest_totals(out: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The newest batch time with saved totals (0: none).
+fn newest_totals_batch(out: &Path) -> u64 {
+    std::fs::read_dir(out)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_string_lossy().strip_prefix("totals-")?.parse::<u64>().ok())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+/// The committed checkpoint times in `ck`, ascending.
+fn committed_times(ck: &Path) -> Vec<u64> {
+    let mut t: Vec<u64> = std::fs::read_dir(ck.join("commits"))
+        .map(|d| d.flatten().filter_map(|e| e.file_name().to_string_lossy().parse().ok()).collect())
+        .unwrap_or_default();
+    t.sort();
+    t
+}
+
 /// Waits (real time, at most a minute) until `done` holds; panics with `what` and `show()` if not.
 fn wait_until(what: &str, mut done: impl FnMut() -> bool, show: impl Fn() -> String) {
     let watch = ember::clock::Stopwatch::start();
@@ -552,6 +573,13 @@ fn a_file_stream_recovered_on_the_real_clock_reads_the_files_that_arrived_while_
     let dir = tempfile::tempdir().unwrap();
     let (input, out, ck) = (dir.path().join("in"), dir.path().join("out"), dir.path().join("ck"));
     std::fs::create_dir_all(&input).unwrap();
+    // The job's log, shown when the test fails.
+    let log = dir.path().join("job.log");
+    let log_tail = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    };
     let mut totals: BTreeMap<String, u64> = BTreeMap::new();
     let mut write = |from: usize, to: usize| {
         for i in from..to {
@@ -571,9 +599,9 @@ fn a_file_stream_recovered_on_the_real_clock_reads_the_files_that_arrived_while_
     let start = || {
         let mut cmd = Command::new(example());
         cmd.args([input.as_os_str(), out.as_os_str(), ck.as_os_str()])
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
         cmd.spawn().unwrap()
     };
     let mut child = start();
@@ -581,10 +609,12 @@ fn a_file_stream_recovered_on_the_real_clock_reads_the_files_that_arrived_while_
     wait_until("the job starts", || ck.exists(), String::new);
     let want = write(0, 5);
     wait_until("the first files are counted", || latest_totals(&out) == want, || format!("{:?}", latest_totals(&out)));
+    // A checkpoint that holds them: one taken at or after the batch that counted them.
+    let counted = newest_totals_batch(&out);
     wait_until(
-        "a checkpoint is committed",
-        || ck.join("commits").read_dir().is_ok_and(|mut d| d.next().is_some()),
-        String::new,
+        "a checkpoint after the files were counted is committed",
+        || committed_times(&ck).last().is_some_and(|&t| t >= counted),
+        || format!("{:?}, counted at {counted}", committed_times(&ck)),
     );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -595,7 +625,7 @@ fn a_file_stream_recovered_on_the_real_clock_reads_the_files_that_arrived_while_
     wait_until(
         "every file is counted once after the restart",
         || latest_totals(&out) == want,
-        || format!("got {:?}, want {want:?}", latest_totals(&out)),
+        || format!("got {:?}, want {want:?}; the job's log ends:\n{}", latest_totals(&out), log_tail()),
     );
     child.kill().unwrap();
     child.wait().unwrap();
