@@ -202,22 +202,22 @@ impl Conf {
         };
         // Values of the right type that would make no sense: a clear error, never a busy loop or
         // a silent floor.
-        let at_least = |key: &str, min: u64, why: &str| -> Result<()> {
-            let v = if matches!(KEYS.iter().find(|k| k.name == key).map(|k| k.kind), Some(Kind::Millis)) {
-                conf.millis(key)?
-            } else {
-                conf.int(key)?
-            };
-            if v < min {
+        let at_least = |key: &str, value: u64, min: u64, why: &str| -> Result<()> {
+            if value < min {
                 return Err(invalid(key, &conf.text(key), &format!("at least {min}{why}")));
             }
             Ok(())
         };
-        at_least("receiver.restart_delay", 1, " ms (0 would reconnect in a busy loop)")?;
-        at_least("receiver.max_line_bytes", 1, " byte")?;
-        at_least("receiver.max_buffered_records", 1, " record")?;
-        at_least("flow.max_batches_in_flight", 1, " batch")?;
-        at_least("generated.vocabulary", 1, " word")?;
+        let restart_delay = "receiver.restart_delay";
+        at_least(restart_delay, conf.millis(restart_delay)?, 1, " ms (0 would reconnect in a busy loop)")?;
+        for (key, what) in [
+            ("receiver.max_line_bytes", " byte"),
+            ("receiver.max_buffered_records", " record"),
+            ("flow.max_batches_in_flight", " batch"),
+            ("generated.vocabulary", " word"),
+        ] {
+            at_least(key, conf.int(key)?, 1, what)?;
+        }
         for key in ["receiver.max_rate", "backpressure.initial_rate"] {
             if conf.float(key)? < 0.0 {
                 return Err(invalid(key, &conf.text(key), "a rate of at least 0 records per second (0: no limit)"));
@@ -229,7 +229,7 @@ impl Conf {
             manual_clock: conf.bool("clock.manual")?,
             manual_start: conf.millis("clock.manual.start")?,
             max_line_bytes: conf.int("receiver.max_line_bytes")? as usize,
-            max_batches_in_flight: conf.int("flow.max_batches_in_flight")?.max(1),
+            max_batches_in_flight: conf.int("flow.max_batches_in_flight")?,
             checkpoint_sync: conf.bool("checkpoint.sync")?,
             allow_changed_inputs: conf.bool("checkpoint.allow_changed_inputs")?,
             wal: conf.bool("receiver.write_ahead_log.enable")?,
@@ -243,13 +243,13 @@ impl Conf {
                 conf.float("backpressure.pid.min_rate")?,
             ],
             wal_sync: conf.bool("receiver.write_ahead_log.sync")?,
-            max_buffered_records: (conf.int("receiver.max_buffered_records")? as usize).max(1),
+            max_buffered_records: conf.int("receiver.max_buffered_records")? as usize,
             restart_delay_ms: conf.millis("receiver.restart_delay")?,
             file_min_remember_ms: conf.millis("file_stream.min_remember")?,
             generated: GeneratedSettings {
                 lines_per_second: conf.int("generated.lines_per_second")?,
                 words_per_line: conf.int("generated.words_per_line")? as usize,
-                vocabulary: (conf.int("generated.vocabulary")? as usize).max(1),
+                vocabulary: conf.int("generated.vocabulary")? as usize,
                 skew: conf.float("generated.skew")?,
                 seed: conf.int("generated.seed")?,
             },

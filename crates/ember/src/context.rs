@@ -532,7 +532,7 @@ impl StreamingContext {
             .partition(|l| crate::graph::is_identity(l));
         let (was_id, was_plan): (Vec<String>, Vec<String>) =
             commit.fingerprint.iter().cloned().partition(|l| crate::graph::is_identity(l));
-        if let Some(i) = (0..now_plan.len().max(was_plan.len())).find(|&i| now_plan.get(i) != was_plan.get(i)) {
+        if let Some(i) = first_difference(&was_plan, &now_plan) {
             return Err(Error::Recovery(format!(
                 "the program's streams differ from the checkpoint's at entry {i}: the checkpoint has {}, the program has {}",
                 show(was_plan.get(i)),
@@ -542,8 +542,7 @@ impl StreamingContext {
         // A checkpoint of another job (another app name, other input paths, topics or hosts)
         // with the same plan: an error, unless the user says the change is meant. Checkpoints
         // written before inputs were fingerprinted have no identity lines and are not checked.
-        if !was_id.is_empty() && was_id != now_id {
-            let i = (0..now_id.len().max(was_id.len())).find(|&i| now_id.get(i) != was_id.get(i)).unwrap_or(0);
+        if let Some(i) = first_difference(&was_id, &now_id).filter(|_| !was_id.is_empty()) {
             let what = format!(
                 "the checkpoint belongs to another job: it has {}, the program has {}",
                 show(was_id.get(i)),
@@ -639,4 +638,9 @@ fn release_active(id: usize) {
     if *active == Some(id) {
         *active = None;
     }
+}
+
+/// The first entry at which two fingerprints differ (one ending early counts as a difference).
+fn first_difference(a: &[String], b: &[String]) -> Option<usize> {
+    (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i))
 }

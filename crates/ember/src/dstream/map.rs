@@ -28,15 +28,21 @@ impl<T: Data> DStream<T> {
     pub fn map<U: Data>(&self, f: impl Fn(T) -> U + Send + Sync + 'static) -> DStream<U> {
         let f = Arc::new(f);
         self.derive("map", move |env, s| {
-            let (f, rt, mut hold) = (Arc::clone(&f), Arc::clone(&env.rt), env.hold());
+            let (f, mut guard) = (Arc::clone(&f), env.guard());
             s.unary(local(), "Map", move |_, _| {
                 let mut out = Vec::new();
                 move |input, output| {
                     input.for_each(|cap, data| {
-                        if rt.user_code("map", *cap.time(), || out.extend(data.drain(..).map(|x| f(x)))).is_some() {
+                        let done = guard.run(
+                            "map",
+                            *cap.time(),
+                            || cap.retain(0),
+                            || {
+                                out.extend(data.drain(..).map(|x| f(x)));
+                            },
+                        );
+                        if done.is_some() {
                             output.session(&cap).give_container(&mut out);
-                        } else {
-                            hold.keep(|| cap.retain(0));
                         }
                         out.clear();
                     });
@@ -60,20 +66,23 @@ impl<T: Data> DStream<T> {
     {
         let f = Arc::new(f);
         self.derive("flat_map", move |env, s| {
-            let (f, rt, mut hold) = (Arc::clone(&f), Arc::clone(&env.rt), env.hold());
+            let (f, mut guard) = (Arc::clone(&f), env.guard());
             s.unary(local(), "FlatMap", move |_, _| {
                 let mut out = Vec::new();
                 move |input, output| {
                     input.for_each(|cap, data| {
-                        let done = rt.user_code("flat_map", *cap.time(), || {
-                            for x in data.drain(..) {
-                                out.extend(f(x));
-                            }
-                        });
+                        let done = guard.run(
+                            "flat_map",
+                            *cap.time(),
+                            || cap.retain(0),
+                            || {
+                                for x in data.drain(..) {
+                                    out.extend(f(x));
+                                }
+                            },
+                        );
                         if done.is_some() {
                             output.session(&cap).give_container(&mut out);
-                        } else {
-                            hold.keep(|| cap.retain(0));
                         }
                         out.clear();
                     });
@@ -92,14 +101,12 @@ impl<T: Data> DStream<T> {
     pub fn filter(&self, p: impl Fn(&T) -> bool + Send + Sync + 'static) -> DStream<T> {
         let p = Arc::new(p);
         self.derive("filter", move |env, s| {
-            let (p, rt, mut hold) = (Arc::clone(&p), Arc::clone(&env.rt), env.hold());
+            let (p, mut guard) = (Arc::clone(&p), env.guard());
             s.unary(local(), "Filter", move |_, _| {
                 move |input, output| {
                     input.for_each(|cap, data| {
-                        if rt.user_code("filter", *cap.time(), || data.retain(|x| p(x))).is_some() {
+                        if guard.run("filter", *cap.time(), || cap.retain(0), || data.retain(|x| p(x))).is_some() {
                             output.session(&cap).give_container(data);
-                        } else {
-                            hold.keep(|| cap.retain(0));
                         }
                     });
                 }

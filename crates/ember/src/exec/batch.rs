@@ -15,7 +15,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 
 use super::runtime::Runtime;
-use super::{Batches, Hold};
+use super::{Batches, Guard};
 use crate::time::{Grid, Time};
 use crate::Data;
 
@@ -71,7 +71,7 @@ where
     P: ParallelizationContract<u64, Vec<T>>,
 {
     let name = name.to_owned();
-    let mut hold = Hold::new(stream.scope().peers(), rt.settings.local_workers());
+    let mut guard = Guard::new(Arc::clone(&rt), stream.scope().peers());
     stream.unary_frontier::<CapacityContainerBuilder<Vec<U>>, _, _, _>(pact, &name.clone(), move |mut cap, _| {
         cap.downgrade(&grid.first_after(rt.start()));
         let mut cap = Some(cap);
@@ -81,18 +81,15 @@ where
             input.for_each(|c, data| {
                 let t = grid.ceil(*c.time());
                 let acc = pending.entry(t).or_insert_with(&init);
-                if rt.user_code(&name, t, || absorb(acc, data)).is_none() {
-                    hold.keep(|| c.retain(0));
-                }
+                guard.run(&name, t, || c.retain(0), || absorb(acc, data));
             });
             let f = frontier.frontier().first().copied();
             fire_ready(&mut cap, grid, f, &rt, |c| {
                 let t = *c.time();
                 let acc = pending.remove(&t).unwrap_or_else(&init);
-                match rt.user_code(&name, t, || fire(Time::from_millis(t), acc, &mut out)) {
-                    Some(()) if !out.is_empty() => output.session(c).give_container(&mut out),
-                    Some(()) => {}
-                    None => hold.keep(|| c.clone()),
+                let fired = guard.run(&name, t, || c.clone(), || fire(Time::from_millis(t), acc, &mut out));
+                if fired.is_some() && !out.is_empty() {
+                    output.session(c).give_container(&mut out);
                 }
                 out.clear();
             });
@@ -127,7 +124,7 @@ where
     P2: ParallelizationContract<u64, Vec<T2>>,
 {
     let name = name.to_owned();
-    let mut hold = Hold::new(left.scope().peers(), rt.settings.local_workers());
+    let mut guard = Guard::new(Arc::clone(&rt), left.scope().peers());
     left.binary_frontier::<_, CapacityContainerBuilder<Vec<U>>, _, _, _, _>(
         right,
         pacts.0,
@@ -142,16 +139,12 @@ where
                 in1.for_each(|c, data| {
                     let t = grid.ceil(*c.time());
                     let acc = &mut pending.entry(t).or_insert_with(&init).0;
-                    if rt.user_code(&name, t, || absorb_left(acc, data)).is_none() {
-                        hold.keep(|| c.retain(0));
-                    }
+                    guard.run(&name, t, || c.retain(0), || absorb_left(acc, data));
                 });
                 in2.for_each(|c, data| {
                     let t = grid.ceil(*c.time());
                     let acc = &mut pending.entry(t).or_insert_with(&init).1;
-                    if rt.user_code(&name, t, || absorb_right(acc, data)).is_none() {
-                        hold.keep(|| c.retain(0));
-                    }
+                    guard.run(&name, t, || c.retain(0), || absorb_right(acc, data));
                 });
                 let f = match (f1.frontier().first().copied(), f2.frontier().first().copied()) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -160,10 +153,9 @@ where
                 fire_ready(&mut cap, grid, f, &rt, |c| {
                     let t = *c.time();
                     let (a, b) = pending.remove(&t).unwrap_or_else(&init);
-                    match rt.user_code(&name, t, || fire(Time::from_millis(t), a, b, &mut out)) {
-                        Some(()) if !out.is_empty() => output.session(c).give_container(&mut out),
-                        Some(()) => {}
-                        None => hold.keep(|| c.clone()),
+                    let fired = guard.run(&name, t, || c.clone(), || fire(Time::from_millis(t), a, b, &mut out));
+                    if fired.is_some() && !out.is_empty() {
+                        output.session(c).give_container(&mut out);
                     }
                     out.clear();
                 });

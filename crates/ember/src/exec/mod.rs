@@ -72,9 +72,9 @@ impl<'s> BuildEnv<'s> {
         self.index == 0
     }
 
-    /// A hold for an operator of this worker (see [`Hold`]).
-    pub fn hold(&self) -> Hold {
-        Hold::new(self.peers, self.rt.settings.local_workers())
+    /// A guard for an operator of this worker (see [`Guard`]).
+    pub fn guard(&self) -> Guard {
+        Guard::new(Arc::clone(&self.rt), self.peers)
     }
 
     /// Registers a stateful operator's container for checkpoints, named by node and operator;
@@ -130,23 +130,42 @@ impl<'s> BuildEnv<'s> {
     }
 }
 
-/// Holds the frontier at a failed batch when the job runs as several processes.
+/// Runs the user's code of one operator, and holds the frontier at a batch that failed.
 ///
-/// A batch that failed on one worker (user code panicked, an input or output failed) must not
-/// complete anywhere. Within a process, [`Runtime::fail_batch`](runtime::Runtime::fail_batch)
-/// tells every worker; the other processes learn nothing from it and would see the batch pass
-/// once this worker's capabilities move on. So the operator that met the failure keeps a
-/// capability at the batch for good: no process can run the batch's outputs or commit a
-/// checkpoint at or after it, and the job stops with the error.
-pub(crate) struct Hold {
+/// A panic in user code is caught on the worker that met it, before any progress of the batch
+/// leaves the operator, and fails the batch ([`Runtime::fail_batch`](runtime::Runtime::fail_batch)):
+/// within the process, every worker then skips its outputs and no checkpoint at or after it
+/// commits. Other processes learn nothing from that and would see the batch pass once this
+/// worker's capabilities move on; so when the job runs as several processes, the operator that
+/// met a failure (its own, or an input's or output's in this process) keeps a capability at the
+/// batch for good, and no process can complete it.
+pub(crate) struct Guard {
+    rt: Arc<Runtime>,
     cluster: bool,
     held: Option<timely::dataflow::operators::Capability<u64>>,
 }
 
-impl Hold {
-    /// A hold for an operator of a job of `peers` workers, of which `local` in this process.
-    pub fn new(peers: usize, local: usize) -> Self {
-        Hold { cluster: peers > local, held: None }
+impl Guard {
+    /// A guard for an operator of a job of `peers` workers.
+    pub fn new(rt: Arc<Runtime>, peers: usize) -> Self {
+        let cluster = peers > rt.settings.local_workers();
+        Guard { rt, cluster, held: None }
+    }
+
+    /// Runs `f`, the user's code of operation `op` on batch `t`; `None` when it panicked, and
+    /// the operator then drops the batch's records (`cap` is its capability at the batch).
+    pub fn run<R>(
+        &mut self,
+        op: &str,
+        t: u64,
+        cap: impl FnOnce() -> timely::dataflow::operators::Capability<u64>,
+        f: impl FnOnce() -> R,
+    ) -> Option<R> {
+        let r = self.rt.user_code(op, t, f);
+        if r.is_none() {
+            self.keep(cap);
+        }
+        r
     }
 
     /// Batch `cap` failed: keep its capability (the first one) when other processes run too.

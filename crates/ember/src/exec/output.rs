@@ -120,7 +120,7 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
     let batch_grid = env.grid(rt.batch_ms);
     let is_driver = env.is_driver();
     let log = Rc::clone(&env.driver_log);
-    let mut hold = env.hold();
+    let mut guard = env.guard();
 
     builder.build(move |mut caps| {
         let mut cap = caps.pop();
@@ -147,12 +147,11 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
                     info.processing_start_time = Some(info.submission_time.max(last));
                     rt.post(Event::BatchStarted(info.clone()));
                 }
-                let batch_failed = rt.failed_at(t);
                 for (id, port) in ports.iter_mut().enumerate() {
                     if !grids[id].contains(t) {
                         continue;
                     }
-                    if batch_failed || rt.failed_at(t) {
+                    if rt.failed_at(t) {
                         // An input could not read this batch, user code panicked on it, or an
                         // earlier output of it failed: running its outputs on partial input would
                         // record wrong results (and, with offsets stored beside them, lose data).
@@ -185,7 +184,7 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
                 if rt.failed_at(t) {
                     // The batch failed (here or elsewhere in this process): other processes must
                     // not complete it either.
-                    hold.keep(|| c.clone());
+                    guard.keep(|| c.clone());
                 }
                 if is_driver && rt.checkpoint_at(t).is_some() {
                     let values = rt.accumulators.iter().map(|a| (a.name.clone(), a.value())).collect();

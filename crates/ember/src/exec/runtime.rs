@@ -321,9 +321,8 @@ impl Runtime {
         self.failed_from.load(Ordering::Acquire) <= t
     }
 
-    /// Runs user code of operation `op` on batch `t`. A panic is caught here, on the worker that
-    /// met it and before any progress of batch `t` leaves the operator, and fails batch `t`
-    /// (see [`fail_batch`](Self::fail_batch)); the operator then drops the batch's records.
+    /// Runs user code of operation `op` on batch `t`; a panic fails batch `t` (see
+    /// [`fail_batch`](Self::fail_batch)). Operators call it through their [`Guard`](super::Guard).
     pub fn user_code<R>(&self, op: &str, t: u64, f: impl FnOnce() -> R) -> Option<R> {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
             Ok(r) => Some(r),

@@ -148,7 +148,7 @@ fn source_counting<'s, T: Data>(
     let rt = Arc::clone(&env.rt);
     let grid = env.grid(rt.batch_ms);
     let in_flight = rt.settings.max_batches_in_flight;
-    let mut hold = env.hold();
+    let mut guard = env.guard();
 
     builder.build(move |mut caps| {
         let mut count_cap = caps.pop();
@@ -202,7 +202,7 @@ fn source_counting<'s, T: Data>(
                 }
                 records = 0;
                 if rt.failed_at(open) {
-                    hold.keep(|| dcap.clone());
+                    guard.keep(|| dcap.clone());
                 }
                 if let Some(ck) = rt.checkpoint_at(open) {
                     if let Some(p) = driver.position() {
