@@ -22,25 +22,14 @@ fn build(
     checkpoint: &str,
     opts: &common::Opts,
 ) -> ember::Result<StreamingContext> {
-    let mut conf = Conf::new().master("local[2]").app_name("KafkaWordCount");
-    if let Some(start) = opts.manual_start {
-        conf = conf.manual_clock(true).set("clock.manual.start", start.to_string());
-    }
-    let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
-    ssc.checkpoint(checkpoint);
+    let ssc = common::exactly_once_context("KafkaWordCount", checkpoint, opts)?;
     let kafka = ember_kafka::create_direct_stream_with_limits(
         &ssc,
         ConsumerStrategy::subscribe([topic]),
         KafkaParams::new(brokers).group_id("kafka-word-count"),
         RateLimits::max_per_partition(opts.max_rate),
     );
-    kafka
-        .values_utf8()
-        .flat_map(|line: String| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-        .map(|w| (w, 1u64))
-        .update_state_by_key(|new: Vec<u64>, total: Option<u64>| Some(total.unwrap_or(0) + new.iter().sum::<u64>()))
-        .checkpoint(Duration::from_secs(2))
-        .save_as_text_files(format!("{output}/totals"), "");
+    common::save_word_totals(&kafka.values_utf8(), output);
     Ok(ssc)
 }
 

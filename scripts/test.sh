@@ -54,6 +54,24 @@ if ! listening 9092; then
   listening 9092 || { echo "tansu did not start on 127.0.0.1:9092 (see $SERVICES/tansu.log)" >&2; exit 1; }
 fi
 
+# Kinesis emulators, started by the ember-kinesis tests on ports of their own: kinesalite (npm;
+# AWS-format sequence numbers, resharding) and moto's server (PyPI).
+KINESALITE_DIR="$SERVICES/kinesalite"
+if [ ! -f "$KINESALITE_DIR/node_modules/kinesalite/package.json" ]; then
+  command -v npm >/dev/null || { step "installing nodejs and npm"; apt_install nodejs npm; }
+  step "installing kinesalite (npm kinesalite@3.3.3)"
+  mkdir -p "$KINESALITE_DIR"
+  (cd "$KINESALITE_DIR" && npm install --silent --no-audit --no-fund kinesalite@3.3.3 >/dev/null)
+fi
+export EMBER_KINESALITE="$KINESALITE_DIR/node_modules/kinesalite"
+if ! "$VENV/bin/python" -c 'import moto, zmq' 2>/dev/null; then
+  step "installing moto's server and pyzmq (pip moto[server]==5.2.5 pyzmq==27.3.0)"
+  "$VENV/bin/pip" install -q "moto[server]==5.2.5" "pyzmq==27.3.0"
+fi
+export EMBER_MOTO="$VENV/bin/moto_server"
+# ZeroMQ publishers for the ember-zeromq tests are pyzmq scripts run by this Python.
+export EMBER_PYTHON="$VENV/bin/python"
+
 # PostgreSQL on 5432 (the transactional Kafka recipe), trust authentication for `postgres`.
 if ! listening 5432; then
   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then

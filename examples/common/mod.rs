@@ -104,3 +104,27 @@ impl Opts {
         }
     }
 }
+
+/// The context of the exactly-once examples: `local[2]`, 1 s batches, checkpoints in
+/// `checkpoint`, on the manual clock when `--manual-clock` was given.
+pub fn exactly_once_context(app: &str, checkpoint: &str, opts: &Opts) -> ember::Result<StreamingContext> {
+    let mut conf = ember::Conf::new().master("local[2]").app_name(app);
+    if let Some(start) = opts.manual_start {
+        conf = conf.manual_clock(true).set("clock.manual.start", start.to_string());
+    }
+    let ssc = StreamingContext::new(conf, std::time::Duration::from_secs(1))?;
+    ssc.checkpoint(checkpoint);
+    Ok(ssc)
+}
+
+/// Running totals per word of `lines` (`update_state_by_key`, state checkpointed every 2 s),
+/// saved as text files under `output/totals` every batch: idempotent output, as a re-run batch
+/// rewrites its directory with the same contents.
+pub fn save_word_totals(lines: &ember::DStream<String>, output: &str) {
+    lines
+        .flat_map(|line: String| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .map(|w| (w, 1u64))
+        .update_state_by_key(|new: Vec<u64>, total: Option<u64>| Some(total.unwrap_or(0) + new.iter().sum::<u64>()))
+        .checkpoint(std::time::Duration::from_secs(2))
+        .save_as_text_files(format!("{output}/totals"), "");
+}

@@ -4,24 +4,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 const START: u64 = 1_700_000_000_000;
 const WORDS: [&str; 8] = ["ember", "spark", "stream", "batch", "window", "state", "kafka", "timely"];
 
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary");
-    let path = exe.parent().and_then(Path::parent).expect("target dir").join("examples").join(name);
-    assert!(path.exists(), "{} is missing: build the examples first (`cargo build --examples`)", path.display());
-    path
-}
-
 /// A run of example `name` with `args`, 7 records/s per partition, on the manual clock for
 /// `batches` batches, quiet.
 fn example_run(name: &str, args: &[&std::ffi::OsStr], batches: u64) -> Command {
-    let mut cmd = Command::new(example(name));
+    let mut cmd = Command::new(ember::testing::example_binary(name));
     cmd.args(args)
         .args(["--max-rate", "7", "--manual-clock", &START.to_string(), "--batches", &batches.to_string()])
         .env("RUST_LOG", "error")
@@ -54,32 +45,6 @@ fn fill_topic(servers: &str, topic: &str, lines: usize) -> BTreeMap<String, i64>
     want
 }
 
-/// Starts `cmd` again and again, killing it (SIGKILL) at a random point `kills` times, then lets
-/// it run to the end.
-fn kill_and_restart(mut cmd: impl FnMut() -> Command, kills: usize, straight: Duration) -> usize {
-    let mut seed = 7u64;
-    let mut done = 0;
-    for attempt in 0.. {
-        assert!(attempt < 200, "the job did not finish after {attempt} starts");
-        let mut child = cmd().spawn().unwrap();
-        if done < kills {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let fraction = (seed >> 33) as f64 / (1u64 << 31) as f64;
-            ember::clock::real_sleep(Duration::from_millis(40) + straight.mul_f64(0.01 + 0.08 * fraction));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                done += 1;
-                continue;
-            }
-        }
-        let status = child.wait().unwrap();
-        assert!(status.success(), "a restarted run failed: {status}");
-        break;
-    }
-    done
-}
-
 #[test]
 fn idempotent_output_survives_kill_9_at_random_points() {
     const BATCHES: u64 = 40;
@@ -97,19 +62,10 @@ fn idempotent_output_survives_kill_9_at_random_points() {
     let expected = ember::testing::committed_outputs(&dir.path().join("a"));
     assert_eq!(expected.len(), BATCHES as usize, "one output per batch");
     // 600 lines at 7 per partition and batch: the last totals hold every word.
-    let last: BTreeMap<String, i64> = expected
-        .values()
-        .last()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            let (w, n) = l.trim_matches(|c| c == '(' || c == ')').split_once(',').unwrap();
-            (w.to_owned(), n.parse().unwrap())
-        })
-        .collect();
+    let last = ember::testing::parse_counts(expected.values().last().unwrap());
     assert_eq!(last, want, "the uninterrupted run counted every record once");
 
-    let kills = kill_and_restart(|| run("b", "ck-b"), 12, straight);
+    let kills = ember::testing::kill_and_restart(|| run("b", "ck-b"), 12, straight);
     assert!(kills >= 8, "only {kills} kills landed");
     let got = ember::testing::committed_outputs(&dir.path().join("b"));
     assert_eq!(got, expected, "the output after {kills} kills equals the uninterrupted run's");
@@ -149,7 +105,7 @@ fn transactional_output_survives_kill_9_at_random_points() {
     assert_eq!(table(&straight_db), want, "the uninterrupted run counted every record once");
 
     let killed_db = database(&format!("ember_eo_b_{}", std::process::id()));
-    let kills = kill_and_restart(|| run(&killed_db), 12, straight);
+    let kills = ember::testing::kill_and_restart(|| run(&killed_db), 12, straight);
     assert!(kills >= 8, "only {kills} kills landed");
     assert_eq!(table(&killed_db), want, "the table after {kills} kills equals the uninterrupted run's");
 }

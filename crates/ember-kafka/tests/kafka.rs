@@ -49,19 +49,6 @@ fn collect(kafka: &ember_kafka::KafkaStream) -> Seen {
     seen
 }
 
-/// Every completed batch's info, as the listener sees it.
-fn completed_batches(ssc: &StreamingContext) -> Arc<Mutex<Vec<BatchInfo>>> {
-    struct Completed(Arc<Mutex<Vec<BatchInfo>>>);
-    impl StreamingListener for Completed {
-        fn on_batch_completed(&mut self, b: &BatchInfo) {
-            self.0.lock().unwrap().push(b.clone());
-        }
-    }
-    let infos: Arc<Mutex<Vec<BatchInfo>>> = Arc::default();
-    ssc.add_streaming_listener(Completed(Arc::clone(&infos)));
-    infos
-}
-
 fn count(seen: &Seen) -> usize {
     seen.lock().unwrap().iter().map(|b| b.1.len()).sum()
 }
@@ -78,7 +65,7 @@ fn subscribe_reads_every_record_once_in_logged_offset_ranges() {
     let ssc = manual("local[2]");
     let kafka = create_direct_stream(&ssc, ConsumerStrategy::subscribe([topic.clone()]), KafkaParams::new(servers));
     let seen = collect(&kafka);
-    let infos = completed_batches(&ssc);
+    let infos = ember::testing::completed_batches(&ssc);
     run_until(&ssc, 30, || count(&seen) >= 300);
     // Records produced while running are read too.
     common::produce(&p, &topic, &values(30, "w"));
@@ -499,7 +486,7 @@ fn backpressure_rates_the_direct_stream() {
     let ssc = StreamingContext::new(conf, Duration::from_secs(1)).unwrap();
     let kafka = create_direct_stream(&ssc, ConsumerStrategy::subscribe([topic.clone()]), KafkaParams::new(servers));
     let seen = collect(&kafka);
-    let infos = completed_batches(&ssc);
+    let infos = ember::testing::completed_batches(&ssc);
     ssc.run_batches(3).unwrap();
     ssc.stop(false).unwrap();
     // 30 records/s over three partitions with equal lag: 10 per partition and 1 s batch (the

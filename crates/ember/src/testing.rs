@@ -100,3 +100,74 @@ pub fn committed_outputs(dir: &std::path::Path) -> std::collections::BTreeMap<St
     }
     tree
 }
+
+/// The path of example `name`, built beside the running test binary (`cargo build --examples`).
+///
+/// # Panics
+/// When the example is not built (a test helper).
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary");
+    let path = exe.parent().and_then(std::path::Path::parent).expect("target dir").join("examples").join(name);
+    assert!(path.exists(), "{} is missing: build the examples first (`cargo build --examples`)", path.display());
+    path
+}
+
+/// Starts `cmd()` again and again, killing it with SIGKILL at a pseudo-random point (a fraction
+/// of `straight`, the time an uninterrupted run took) `kills` times, then lets it run to the
+/// end. Returns the kills that landed (a run may finish before its kill).
+///
+/// # Panics
+/// When a run that was not killed fails, or the job does not finish in 200 starts (a test helper).
+pub fn kill_and_restart(mut cmd: impl FnMut() -> std::process::Command, kills: usize, straight: Duration) -> usize {
+    let mut seed = 7u64;
+    let mut done = 0;
+    for attempt in 0.. {
+        assert!(attempt < 200, "the job did not finish after {attempt} starts");
+        let mut child = cmd().spawn().unwrap_or_else(|e| panic!("cannot start the job: {e}"));
+        if done < kills {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let fraction = (seed >> 33) as f64 / (1u64 << 31) as f64;
+            crate::clock::real_sleep(Duration::from_millis(40) + straight.mul_f64(0.01 + 0.08 * fraction));
+            if child.try_wait().ok().flatten().is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+                done += 1;
+                continue;
+            }
+        }
+        let status = child.wait().unwrap_or_else(|e| panic!("waiting for the job: {e}"));
+        assert!(status.success(), "a restarted run failed: {status}");
+        break;
+    }
+    done
+}
+
+/// Every batch the listener sees completed, in order (register before the context starts).
+pub fn completed_batches(ssc: &StreamingContext) -> std::sync::Arc<Mutex<Vec<crate::BatchInfo>>> {
+    struct Completed(std::sync::Arc<Mutex<Vec<crate::BatchInfo>>>);
+    impl crate::StreamingListener for Completed {
+        fn on_batch_completed(&mut self, b: &crate::BatchInfo) {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(b.clone());
+        }
+    }
+    let infos = std::sync::Arc::new(Mutex::new(Vec::new()));
+    ssc.add_streaming_listener(Completed(std::sync::Arc::clone(&infos)));
+    infos
+}
+
+/// The `(word,count)` lines of a text-file output as a map.
+///
+/// # Panics
+/// When a line is not `(word,count)` (a test helper).
+pub fn parse_counts<N: std::str::FromStr>(lines: &[String]) -> std::collections::BTreeMap<String, N> {
+    lines
+        .iter()
+        .map(|l| {
+            let (w, n) = l
+                .trim_matches(|c| c == '(' || c == ')')
+                .split_once(',')
+                .unwrap_or_else(|| panic!("`{l}` is not (word,count)"));
+            (w.to_owned(), n.parse().unwrap_or_else(|_| panic!("`{l}` is not (word,count)")))
+        })
+        .collect()
+}

@@ -1,0 +1,223 @@
+//! Kinesis servers for the tests: kinesalite (npm) and moto's Kinesis (PyPI), each started per
+//! test on a free loopback port and ended with it; `scripts/test.sh` installs both.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ember::clock::{real_sleep, Stopwatch};
+use ember_kinesis::{Credentials, KinesisClient};
+use serde_json::{json, Value};
+
+pub fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into()))
+        .with_test_writer()
+        .try_init();
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A server process, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub endpoint: String,
+    pub port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_listening(port: u16, what: &str, child: &mut Child) {
+    let watch = Stopwatch::start();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited at start ({status})");
+        }
+        assert!(watch.elapsed() < Duration::from_secs(30), "{what} did not listen on 127.0.0.1:{port} in 30 s");
+        real_sleep(Duration::from_millis(30));
+    }
+}
+
+fn installed(var: &str, default: &str, how: &str) -> String {
+    let path = std::env::var(var).unwrap_or_else(|_| default.to_owned());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{path} does not exist: run `scripts/test.sh` (it installs it: {how}), or set {var}"
+    );
+    path
+}
+
+impl Server {
+    /// kinesalite, in memory, streams ACTIVE at once.
+    pub fn kinesalite() -> Server {
+        let module = installed(
+            "EMBER_KINESALITE",
+            "/tmp/ember-services/kinesalite/node_modules/kinesalite",
+            "npm install kinesalite@3.3.3",
+        );
+        let port = free_port();
+        let script = format!(
+            "require({module:?})({{createStreamMs:0,deleteStreamMs:0,updateStreamMs:0}}).listen({port},'127.0.0.1')"
+        );
+        let mut child = Command::new("node")
+            .args(["-e", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start node for kinesalite: {e}"));
+        wait_listening(port, "kinesalite", &mut child);
+        Server { child, endpoint: format!("http://127.0.0.1:{port}"), port }
+    }
+
+    /// moto's server; with `auth`, it checks credentials from the first request on.
+    pub fn moto(auth: bool) -> Server {
+        let bin =
+            installed("EMBER_MOTO", "/tmp/ember-services/venv/bin/moto_server", "pip install moto[server]==5.2.5");
+        let port = free_port();
+        let mut cmd = Command::new(bin);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
+        if auth {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start moto_server: {e}"));
+        wait_listening(port, "moto_server", &mut child);
+        Server { child, endpoint: format!("http://127.0.0.1:{port}"), port }
+    }
+
+    pub fn client(&self) -> KinesisClient {
+        KinesisClient::new(Some(&self.endpoint), "us-east-1", credentials()).unwrap()
+    }
+}
+
+pub fn credentials() -> Credentials {
+    Credentials::new("AKIDEMBERTEST", "ember-test-secret")
+}
+
+fn wait_active(c: &KinesisClient, stream: &str) {
+    let watch = Stopwatch::start();
+    loop {
+        let v = c.call("DescribeStreamSummary", &json!({ "StreamName": stream })).unwrap();
+        if v.pointer("/StreamDescriptionSummary/StreamStatus").and_then(Value::as_str) == Some("ACTIVE") {
+            return;
+        }
+        assert!(watch.elapsed() < Duration::from_secs(20), "stream {stream} is not ACTIVE: {v}");
+        real_sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn create_stream(c: &KinesisClient, stream: &str, shards: u32) {
+    c.call("CreateStream", &json!({ "StreamName": stream, "ShardCount": shards })).unwrap();
+    wait_active(c, stream);
+}
+
+/// Puts records (partition key, data) with PutRecords, 500 at a time; returns (shard, sequence
+/// number) per record, in order.
+pub fn put(c: &KinesisClient, stream: &str, records: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
+    use base64::Engine;
+    let mut out = Vec::new();
+    for chunk in records.chunks(500) {
+        let entries: Vec<Value> = chunk
+            .iter()
+            .map(|(k, d)| json!({ "PartitionKey": k, "Data": base64::engine::general_purpose::STANDARD.encode(d) }))
+            .collect();
+        let v = c.call("PutRecords", &json!({ "StreamName": stream, "Records": entries })).unwrap();
+        assert_eq!(v["FailedRecordCount"].as_u64().unwrap_or(0), 0, "{v}");
+        for r in v["Records"].as_array().unwrap() {
+            out.push((r["ShardId"].as_str().unwrap().to_owned(), r["SequenceNumber"].as_str().unwrap().to_owned()));
+        }
+    }
+    out
+}
+
+/// Lines `prefix0`.. with partition keys `k0`..`k9`.
+pub fn lines(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n).map(|i| (format!("k{}", i % 10), format!("{prefix}{i}").into_bytes())).collect()
+}
+
+/// Splits `shard` in two halves of the hash-key space and waits for the stream to be ACTIVE.
+pub fn split(c: &KinesisClient, stream: &str, shard: &str) {
+    c.call(
+        "SplitShard",
+        &json!({ "StreamName": stream, "ShardToSplit": shard, "NewStartingHashKey": (1u128 << 127).to_string() }),
+    )
+    .unwrap();
+    wait_active(c, stream);
+}
+
+/// A proxy before `upstream` that answers the first `n` GetRecords calls with
+/// ProvisionedThroughputExceededException, and forwards everything else.
+pub struct Throttler {
+    pub endpoint: String,
+    pub throttled: Arc<AtomicUsize>,
+}
+
+fn read_message(s: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).ok()?;
+    Some((head, body))
+}
+
+/// The head without its Connection header, with `Connection: close`.
+fn closing(head: &str) -> String {
+    let mut lines: Vec<&str> =
+        head.trim_end().split("\r\n").filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).collect();
+    lines.push("Connection: close");
+    format!("{}\r\n\r\n", lines.join("\r\n"))
+}
+
+impl Throttler {
+    pub fn start(upstream: u16, n: usize) -> Throttler {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let throttled = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&throttled);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let Some((head, body)) = read_message(&mut conn) else { continue };
+                if head.contains("Kinesis_20131202.GetRecords") && count.load(Ordering::SeqCst) < n {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let body =
+                        r#"{"__type":"ProvisionedThroughputExceededException","message":"Rate exceeded for shard"}"#;
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    continue;
+                }
+                let mut up = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                up.write_all(closing(&head).as_bytes()).unwrap();
+                up.write_all(&body).unwrap();
+                let Some((rhead, rbody)) = read_message(&mut up) else { continue };
+                let _ = conn.write_all(closing(&rhead).as_bytes());
+                let _ = conn.write_all(&rbody);
+            }
+        });
+        Throttler { endpoint: format!("http://127.0.0.1:{port}"), throttled }
+    }
+}

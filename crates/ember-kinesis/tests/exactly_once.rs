@@ -1,0 +1,64 @@
+//! The Kinesis word count example killed with SIGKILL at random points and restarted: its output
+//! equals an uninterrupted run's (the logged sequence-number ranges are read again).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+
+const START: u64 = 1_700_000_000_000;
+const WORDS: [&str; 8] = ["ember", "spark", "stream", "batch", "window", "state", "kinesis", "timely"];
+
+#[test]
+fn idempotent_output_survives_kill_9_at_random_points() {
+    const BATCHES: u64 = 40;
+    let server = common::Server::kinesalite();
+    let c = server.client();
+    common::create_stream(&c, "words", 3);
+    let mut seed = 17u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    let lines: Vec<(String, Vec<u8>)> = (0..600)
+        .map(|i| {
+            let words: Vec<&str> = (0..(next() % 5 + 1)).map(|_| WORDS[(next() % 8) as usize]).collect();
+            for w in &words {
+                *want.entry(w.to_string()).or_default() += 1;
+            }
+            (format!("key{i}"), words.join(" ").into_bytes())
+        })
+        .collect();
+    common::put(&c, "words", &lines);
+
+    let dir = tempfile::tempdir().unwrap();
+    let run = |out: &str, ck: &str| {
+        let mut cmd = Command::new(ember::testing::example_binary("kinesis_word_count"));
+        cmd.arg(&server.endpoint)
+            .arg("words")
+            .arg(dir.path().join(out))
+            .arg(dir.path().join(ck))
+            .args(["--max-rate", "7", "--manual-clock", &START.to_string(), "--batches", &BATCHES.to_string()])
+            .env("AWS_ACCESS_KEY_ID", "AKIDEMBERTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "ember-test-secret")
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    };
+    let watch = ember::clock::Stopwatch::start();
+    assert!(run("a", "ck-a").status().unwrap().success(), "the uninterrupted run failed");
+    let straight = watch.elapsed();
+    let expected = ember::testing::committed_outputs(&dir.path().join("a"));
+    assert_eq!(expected.len(), BATCHES as usize, "one output per batch");
+    let last = ember::testing::parse_counts(expected.values().last().unwrap());
+    assert_eq!(last, want, "the uninterrupted run counted every record once");
+
+    let kills = ember::testing::kill_and_restart(|| run("b", "ck-b"), 12, straight);
+    assert!(kills >= 8, "only {kills} kills landed");
+    let got = ember::testing::committed_outputs(&dir.path().join("b"));
+    assert_eq!(got, expected, "the output after {kills} kills equals the uninterrupted run's");
+}
