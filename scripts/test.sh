@@ -145,6 +145,20 @@ server_pid=$!
 cargo run -q --example network_word_count -- 127.0.0.1 "$port" --batches 3 > "$tmp/socket.out"
 grep -q '^(be,' "$tmp/socket.out" || { echo "network_word_count (socket): no counts"; cat "$tmp/socket.out"; exit 1; }
 
+# A ZeroMQ publisher on loopback for the ZeroMQ word count (pyzmq, in the services' Python).
+zport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$EMBER_PYTHON" - "$zport" <<'PY' &
+import sys, time, zmq
+pub = zmq.Context().socket(zmq.PUB); pub.bind(f"tcp://127.0.0.1:{sys.argv[1]}")
+for _ in range(100):
+    pub.send_multipart([b"lines", b"to be or not to be"]); pub.send_multipart([b"other", b"skipped"]); time.sleep(0.1)
+PY
+zpub_pid=$!
+cargo run -q --example zeromq_word_count -- "tcp://127.0.0.1:$zport" lines --batches 3 > "$tmp/zeromq.out"
+kill "$zpub_pid" 2>/dev/null || true
+grep -q '^(be,' "$tmp/zeromq.out" || { echo "zeromq_word_count: no counts"; cat "$tmp/zeromq.out"; exit 1; }
+grep -q 'skipped' "$tmp/zeromq.out" && { echo "zeromq_word_count: counted an unsubscribed topic"; exit 1; }
+
 mkdir -p "$tmp/in"
 ( sleep 1; printf 'hello file stream\nhello again\n' > "$tmp/words.txt"; mv "$tmp/words.txt" "$tmp/in/" ) &
 cargo run -q --example hdfs_word_count -- "$tmp/in" --batches 3 > "$tmp/files.out"

@@ -353,15 +353,6 @@ fn qos_1_messages_survive_kill_9_once_each_with_the_write_ahead_log() {
     assert_eq!(lines.len(), MESSAGES);
 }
 
-/// Each receiver error's message, sent on.
-struct Errors(std::sync::mpsc::Sender<String>);
-
-impl ember::StreamingListener for Errors {
-    fn on_receiver_error(&mut self, i: &ember::ReceiverInfo) {
-        let _ = self.0.send(i.last_error_message.clone());
-    }
-}
-
 /// A directory for a broker's files that the broker can read even when it runs as root and
 /// drops its privileges (Mosquitto then reads them as user `mosquitto`).
 fn broker_files() -> tempfile::TempDir {
@@ -395,8 +386,7 @@ fn receive(spec: MqttSpec, port: u16, user: Option<(&str, &str)>, topic: &str, n
 /// Starts a stream on `spec` and returns the first receiver error it reports.
 fn first_error(spec: MqttSpec) -> String {
     let ssc = context();
-    let (tx, errors) = std::sync::mpsc::channel();
-    ssc.add_streaming_listener(Errors(tx));
+    let errors = ember::testing::receiver_errors(&ssc);
     let _out = mqtt_stream(&ssc, spec).collect_batches();
     ssc.start().unwrap();
     let e = errors.recv_timeout(WAIT).expect("the receiver reports an error");

@@ -171,3 +171,16 @@ pub fn parse_counts<N: std::str::FromStr>(lines: &[String]) -> std::collections:
         })
         .collect()
 }
+
+/// Each receiver error's message, as listeners see it (register before the context starts).
+pub fn receiver_errors(ssc: &StreamingContext) -> std::sync::mpsc::Receiver<String> {
+    struct Errors(std::sync::mpsc::Sender<String>);
+    impl crate::StreamingListener for Errors {
+        fn on_receiver_error(&mut self, i: &crate::ReceiverInfo) {
+            let _ = self.0.send(i.last_error_message.clone());
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    ssc.add_streaming_listener(Errors(tx));
+    rx
+}
