@@ -184,3 +184,46 @@ pub fn receiver_errors(ssc: &StreamingContext) -> std::sync::mpsc::Receiver<Stri
     ssc.add_streaming_listener(Errors(tx));
     rx
 }
+
+/// Runs the `#[ignore]`d test `name` of the running test binary as the 2 processes × 2 workers of
+/// one job on loopback (`EMBER_CLUSTER_*` set for each), with `extra` in their environment; waits
+/// for both and returns their outputs, process 0 (the driver) first.
+///
+/// # Panics
+/// When a process cannot start or fails; the panic shows its output (a test helper).
+pub fn run_cluster(name: &str, extra: &[(&str, String)]) -> Vec<std::process::Output> {
+    let listeners: Vec<_> =
+        (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"))).collect();
+    let hosts: Vec<String> =
+        listeners.iter().map(|l| format!("{}", l.local_addr().unwrap_or_else(|e| panic!("addr: {e}")))).collect();
+    drop(listeners);
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("test binary: {e}"));
+    let children: Vec<_> = (0..2)
+        .map(|i| {
+            std::process::Command::new(&exe)
+                .args(["--exact", name, "--ignored", "--nocapture", "--test-threads", "1"])
+                .env("EMBER_CLUSTER_HOSTS", hosts.join(","))
+                .env("EMBER_CLUSTER_PROCESS", i.to_string())
+                .env("EMBER_CLUSTER_WORKERS", "2")
+                .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start a process of the cluster: {e}"))
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap_or_else(|e| panic!("waiting for a process: {e}"));
+            assert!(
+                out.status.success(),
+                "a process of the cluster failed: {}\nstdout:\n{}\nstderr:\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out
+        })
+        .collect()
+}

@@ -65,20 +65,7 @@ pub fn tagged(stdout: &[u8], tag: &str) -> Vec<String> {
 /// Runs the child test `name` as the 2 processes x 2 workers of one job on loopback; returns the
 /// outputs of process 0 and process 1.
 pub fn run_cluster(name: &str, extra: &[(&str, String)]) -> Vec<Output> {
-    let ports = free_ports(2);
-    let hosts = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
-    let children: Vec<_> = (0..2)
-        .map(|i| {
-            let mut env = vec![
-                ("EMBER_CLUSTER_HOSTS", hosts.clone()),
-                ("EMBER_CLUSTER_PROCESS", i.to_string()),
-                ("EMBER_CLUSTER_WORKERS", "2".into()),
-            ];
-            env.extend(extra.iter().cloned());
-            run_child(name, &env)
-        })
-        .collect();
-    children.into_iter().map(Child::finish).collect()
+    ember::testing::run_cluster(name, extra)
 }
 
 /// A seeded pseudo-random sequence (splitmix64) for generated test input.

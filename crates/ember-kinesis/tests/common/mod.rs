@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,21 +145,29 @@ pub fn lines(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
     (0..n).map(|i| (format!("k{}", i % 10), format!("{prefix}{i}").into_bytes())).collect()
 }
 
-/// Splits `shard` in two halves of the hash-key space and waits for the stream to be ACTIVE.
+/// Splits `shard` in the middle of its hash-key range and waits for the stream to be ACTIVE.
 pub fn split(c: &KinesisClient, stream: &str, shard: &str) {
+    let shards = c.call("ListShards", &json!({ "StreamName": stream })).unwrap();
+    let range =
+        shards["Shards"].as_array().unwrap().iter().find(|s| s["ShardId"] == shard).unwrap()["HashKeyRange"].clone();
+    let key = |k: &str| range[k].as_str().unwrap().parse::<u128>().unwrap();
+    let middle = key("StartingHashKey") / 2 + key("EndingHashKey") / 2 + 1;
     c.call(
         "SplitShard",
-        &json!({ "StreamName": stream, "ShardToSplit": shard, "NewStartingHashKey": (1u128 << 127).to_string() }),
+        &json!({ "StreamName": stream, "ShardToSplit": shard, "NewStartingHashKey": middle.to_string() }),
     )
     .unwrap();
     wait_active(c, stream);
 }
 
 /// A proxy before `upstream` that answers the first `n` GetRecords calls with
-/// ProvisionedThroughputExceededException, and forwards everything else.
+/// ProvisionedThroughputExceededException, drops connections while `cut` is set (counting them in
+/// `refused`), and forwards everything else.
 pub struct Throttler {
     pub endpoint: String,
     pub throttled: Arc<AtomicUsize>,
+    pub cut: Arc<AtomicBool>,
+    pub refused: Arc<AtomicUsize>,
 }
 
 fn read_message(s: &mut TcpStream) -> Option<(String, Vec<u8>)> {
@@ -194,10 +202,16 @@ impl Throttler {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let throttled = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&throttled);
+        let cut = Arc::new(AtomicBool::new(false));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (count, is_cut, refusals) = (Arc::clone(&throttled), Arc::clone(&cut), Arc::clone(&refused));
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
+                if is_cut.load(Ordering::SeqCst) {
+                    refusals.fetch_add(1, Ordering::SeqCst);
+                    continue; // dropped: the client sees its connection closed
+                }
                 let Some((head, body)) = read_message(&mut conn) else { continue };
                 if head.contains("Kinesis_20131202.GetRecords") && count.load(Ordering::SeqCst) < n {
                     count.fetch_add(1, Ordering::SeqCst);
@@ -218,6 +232,6 @@ impl Throttler {
                 let _ = conn.write_all(&rbody);
             }
         });
-        Throttler { endpoint: format!("http://127.0.0.1:{port}"), throttled }
+        Throttler { endpoint: format!("http://127.0.0.1:{port}"), throttled, cut, refused }
     }
 }
