@@ -23,6 +23,7 @@
 //!     and a hand-written consume-count-produce loop
 //! Numbers are reported, never asserted; `scripts/bench.sh` runs the comparison with Spark.
 
+mod connectors;
 mod kafka;
 mod loadgen;
 mod socket;
@@ -344,6 +345,8 @@ fn main() -> anyhow::Result<()> {
         }
         Some("loadgen") => loadgen::main(&args[1..]),
         Some("kafka") => kafka::main(&args[1..]),
+        Some("kinesis") => connectors::kinesis(&args[1..]),
+        Some("zeromq") => connectors::zeromq(&args[1..]),
         Some("socket") => socket::main(&args[1..]),
         Some("checkpoint") => checkpoint_cost(arg(&args, "--keys", 1_000_000)?, arg(&args, "--batches", 5)?),
         Some("windowed") => windowed(arg(&args, "--workers", 2)?, arg(&args, "--lines-per-batch", 500_000)?, arg(&args, "--batches", 10)?),
@@ -356,7 +359,8 @@ fn main() -> anyhow::Result<()> {
         ),
         _ => bail!(
             "usage: ember-bench wordcount [--lines-per-batch L] [--batches K] | stability [--workers N] [--batch-ms B] [--rate R] [--seconds S] \
-             | windowed [--workers N] [--lines-per-batch L] [--batches K] | state [--workers N] [--keys K] [--touched T] [--batches B]"
+             | windowed [--workers N] [--lines-per-batch L] [--batches K] | state [--workers N] [--keys K] [--touched T] [--batches B] \
+             | kinesis --endpoint URL [--records N] [--shards S] | zeromq [--messages N] [--wal 0|1]"
         ),
     }
 }
