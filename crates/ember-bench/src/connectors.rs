@@ -3,7 +3,7 @@
 //!
 //! `ember-bench kinesis --endpoint URL [--records N] [--shards S]` fills a new stream of S shards
 //! with N lines, then reads it with the client alone (GetRecords shard after shard) and with an
-//! Ember job (a direct stream, local[2]); prints records/s in all and per shard.
+//! Ember job (a direct stream, `local[2]`); prints records/s in all and per shard.
 //! `ember-bench zeromq [--messages N] [--wal 0|1]` pushes N messages from a PUSH socket in this
 //! process to a PULL socket alone and to Ember's PULL receiver; prints messages/s.
 

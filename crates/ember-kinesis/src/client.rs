@@ -152,7 +152,12 @@ impl KinesisClient {
         if region.is_empty() {
             return Err("the Kinesis region is empty".to_owned());
         }
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .unversioned_rustls_crypto_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .build();
         let config = ureq::Agent::config_builder()
+            .tls_config(tls)
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(5)))
             .timeout_global(Some(Duration::from_secs(30)))
@@ -359,6 +364,25 @@ mod tests {
         assert!(
             !format!("{c:?}").contains("secret") && !format!("{:?}", Credentials::new("a", "hush")).contains("hush")
         );
+    }
+
+    #[test]
+    fn https_endpoints_go_through_tls() {
+        // A server that answers a TLS hello with plain text: the handshake fails as an error.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            if let Ok((mut s, _)) = listener.accept() {
+                let mut buf = [0u8; 512];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+            }
+        });
+        let c =
+            KinesisClient::new(Some(&format!("https://127.0.0.1:{port}")), "r", Credentials::new("a", "b")).unwrap();
+        let e = c.call("ListShards", &serde_json::json!({})).unwrap_err();
+        assert!(matches!(e, KinesisError::Transport(_)), "{e:?}");
     }
 
     #[test]
