@@ -259,6 +259,8 @@ struct ReceiverDriver<T> {
     /// The first block number of this run: blocks from here on are this run's, still in the
     /// buffer, never to be replayed from the log.
     first_new_seq: u64,
+    /// Signalled when the receiver's thread has ended (its last event posted).
+    done: Option<std::sync::mpsc::Receiver<()>>,
 }
 
 impl<T: Data> ReceiverDriver<T> {
@@ -383,6 +385,13 @@ impl<T: Data> SourceDriver<T> for ReceiverDriver<T> {
         if let Some(f) = lock(&self.shared.interrupt).as_ref() {
             f();
         }
+        // The receiver's last events (its stop) reach listeners before the context's stop
+        // returns; a receiver that ignores the stop is left after a while.
+        if let Some(done) = self.done.take() {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(Duration::from_secs(10)) {
+                tracing::warn!("a receiver did not return from on_start within 10 s of the stop; leaving it");
+            }
+        }
     }
 }
 
@@ -469,6 +478,7 @@ impl StreamingContext {
                 });
                 let rt = Arc::clone(&senv.rt);
                 let limiter = Arc::new(crate::rate::RateLimiter::new(rt.settings.initial_receiver_rate()));
+                let mut done = None;
                 if let Some(r) = taken {
                     rt.register_limiter(id, Arc::clone(&limiter));
                     let ctx = ReceiverContext {
@@ -480,9 +490,12 @@ impl StreamingContext {
                         worker: senv.index,
                         name,
                     };
-                    let spawned = std::thread::Builder::new()
-                        .name(format!("ember-receiver-{id}"))
-                        .spawn(move || supervise(r, ctx));
+                    let (tx, rx) = std::sync::mpsc::channel::<()>();
+                    done = Some(rx);
+                    let spawned = std::thread::Builder::new().name(format!("ember-receiver-{id}")).spawn(move || {
+                        supervise(r, ctx);
+                        let _ = tx.send(());
+                    });
                     if let Err(e) = spawned {
                         tracing::error!("receiver {id}: could not start its thread: {e}");
                     }
@@ -495,6 +508,7 @@ impl StreamingContext {
                     unassigned,
                     saved: Default::default(),
                     first_new_seq: next_seq,
+                    done,
                 })
             })
         })
