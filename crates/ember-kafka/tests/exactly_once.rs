@@ -52,23 +52,12 @@ fn idempotent_output_survives_kill_9_at_random_points() {
     let topic = common::topic("eo-files");
     let want = fill_topic(servers, &topic, 600);
     let dir = tempfile::tempdir().unwrap();
-    let run = |out: &str, ck: &str| {
-        let (out, ck) = (dir.path().join(out), dir.path().join(ck));
+    let run = |out: &std::path::Path, ck: &std::path::Path| {
         example_run("kafka_word_count", &[servers.as_ref(), topic.as_ref(), out.as_os_str(), ck.as_os_str()], BATCHES)
     };
-    let watch = ember::clock::Stopwatch::start();
-    assert!(run("a", "ck-a").status().unwrap().success(), "the uninterrupted run failed");
-    let straight = watch.elapsed();
-    let expected = ember::testing::committed_outputs(&dir.path().join("a"));
-    assert_eq!(expected.len(), BATCHES as usize, "one output per batch");
     // 600 lines at 7 per partition and batch: the last totals hold every word.
-    let last = ember::testing::parse_counts(expected.values().last().unwrap());
-    assert_eq!(last, want, "the uninterrupted run counted every record once");
-
-    let kills = ember::testing::kill_and_restart(|| run("b", "ck-b"), 12, straight);
-    assert!(kills >= 8, "only {kills} kills landed");
-    let got = ember::testing::committed_outputs(&dir.path().join("b"));
-    assert_eq!(got, expected, "the output after {kills} kills equals the uninterrupted run's");
+    let want = want.into_iter().map(|(w, n)| (w, n as u64)).collect();
+    ember::testing::check_word_totals_survive_kills(dir.path(), run, BATCHES, &want);
 }
 
 fn db_url() -> String {

@@ -35,12 +35,12 @@ fn idempotent_output_survives_kill_9_at_random_points() {
     common::put(&c, "words", &lines);
 
     let dir = tempfile::tempdir().unwrap();
-    let run = |out: &str, ck: &str| {
+    let run = |out: &std::path::Path, ck: &std::path::Path| {
         let mut cmd = Command::new(ember::testing::example_binary("kinesis_word_count"));
         cmd.arg(&server.endpoint)
             .arg("words")
-            .arg(dir.path().join(out))
-            .arg(dir.path().join(ck))
+            .arg(out)
+            .arg(ck)
             .args(["--max-rate", "7", "--manual-clock", &START.to_string(), "--batches", &BATCHES.to_string()])
             .env("AWS_ACCESS_KEY_ID", "AKIDEMBERTEST")
             .env("AWS_SECRET_ACCESS_KEY", "ember-test-secret")
@@ -49,16 +49,5 @@ fn idempotent_output_survives_kill_9_at_random_points() {
             .stderr(Stdio::null());
         cmd
     };
-    let watch = ember::clock::Stopwatch::start();
-    assert!(run("a", "ck-a").status().unwrap().success(), "the uninterrupted run failed");
-    let straight = watch.elapsed();
-    let expected = ember::testing::committed_outputs(&dir.path().join("a"));
-    assert_eq!(expected.len(), BATCHES as usize, "one output per batch");
-    let last = ember::testing::parse_counts(expected.values().last().unwrap());
-    assert_eq!(last, want, "the uninterrupted run counted every record once");
-
-    let kills = ember::testing::kill_and_restart(|| run("b", "ck-b"), 12, straight);
-    assert!(kills >= 8, "only {kills} kills landed");
-    let got = ember::testing::committed_outputs(&dir.path().join("b"));
-    assert_eq!(got, expected, "the output after {kills} kills equals the uninterrupted run's");
+    ember::testing::check_word_totals_survive_kills(dir.path(), run, BATCHES, &want);
 }

@@ -227,3 +227,33 @@ pub fn run_cluster(name: &str, extra: &[(&str, String)]) -> Vec<std::process::Ou
         })
         .collect()
 }
+
+/// The exactly-once check of a job that saves running word totals as text files: `run(out, ck)`
+/// builds the job's command with an output and a checkpoint directory under `dir`. One run goes
+/// through uninterrupted: one output per batch (`batches`), its last totals equal to `want`. A
+/// second run is killed with SIGKILL 12 times at random points and restarted: its outputs equal
+/// the first run's. Returns the kills that landed (at least 8).
+///
+/// # Panics
+/// When a check fails (a test helper).
+pub fn check_word_totals_survive_kills(
+    dir: &std::path::Path,
+    run: impl Fn(&std::path::Path, &std::path::Path) -> std::process::Command,
+    batches: u64,
+    want: &std::collections::BTreeMap<String, u64>,
+) -> usize {
+    let watch = crate::clock::Stopwatch::start();
+    let status = run(&dir.join("a"), &dir.join("ck-a")).status().unwrap_or_else(|e| panic!("cannot start: {e}"));
+    assert!(status.success(), "the uninterrupted run failed: {status}");
+    let straight = watch.elapsed();
+    let expected = committed_outputs(&dir.join("a"));
+    assert_eq!(expected.len(), batches as usize, "one output per batch");
+    let last: std::collections::BTreeMap<String, u64> =
+        parse_counts(expected.values().last().map(Vec::as_slice).unwrap_or_default());
+    assert_eq!(&last, want, "the uninterrupted run counted every record once");
+    let kills = kill_and_restart(|| run(&dir.join("b"), &dir.join("ck-b")), 12, straight);
+    assert!(kills >= 8, "only {kills} kills landed");
+    let got = committed_outputs(&dir.join("b"));
+    assert_eq!(got, expected, "the output after {kills} kills equals the uninterrupted run's");
+    kills
+}
