@@ -2,8 +2,8 @@
 
     python publisher.py xpub|push PORT
 
-binds an XPUB (a PUB that reports subscriptions) or a PUSH socket on 127.0.0.1:PORT and prints
-`ready`. Each stdin line is a message: its frames, hex-encoded and separated by tabs; the
+binds an XPUB (a PUB that reports subscriptions) or a PUSH socket on 127.0.0.1:PORT (a free
+port when PORT is 0) and prints `ready PORT`. Each stdin line is a message: its frames, hex-encoded and separated by tabs; the
 publisher sends it and prints `sent`. With XPUB, each subscription a subscriber sends is printed
 as `sub <hex topic>`. An empty line or the end of stdin ends it.
 """
@@ -17,8 +17,11 @@ mode, port = sys.argv[1], int(sys.argv[2])
 ctx = zmq.Context()
 sock = ctx.socket(zmq.XPUB if mode == "xpub" else zmq.PUSH)
 sock.setsockopt(zmq.LINGER, 2000)
-sock.bind(f"tcp://127.0.0.1:{port}")
-print("ready", flush=True)
+if port == 0:
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+else:
+    sock.bind(f"tcp://127.0.0.1:{port}")
+print("ready", port, flush=True)
 
 poller = zmq.Poller()
 poller.register(sys.stdin.fileno(), zmq.POLLIN)

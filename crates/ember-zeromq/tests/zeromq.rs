@@ -19,15 +19,11 @@ fn python() -> String {
     py
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A pyzmq XPUB or PUSH socket bound on a port, driven through its stdin and stdout.
+/// A pyzmq XPUB or PUSH socket bound on a port (0: a free one), driven through its stdin and stdout.
 struct Peer {
     child: Child,
     stdin: ChildStdin,
@@ -56,7 +52,9 @@ impl Peer {
             }
         });
         let mut peer = Peer { child, stdin, events, port };
-        peer.expect(|l| l == "ready", "ready");
+        let line = peer.events.recv_timeout(WAIT).expect("the peer never said it was ready");
+        peer.port =
+            line.strip_prefix("ready ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("not ready: {line}"));
         peer
     }
 
@@ -122,7 +120,7 @@ fn text(topic: &str, body: &str) -> Vec<Vec<u8>> {
 #[test]
 fn topic_filters_and_binary_frames() {
     let _g = exclusive();
-    let mut peer = Peer::start("xpub", free_port());
+    let mut peer = Peer::start("xpub", 0);
     let ssc = context();
     let stream = zeromq_stream(&ssc, ZmqSpec::sub(peer.url(), ["prices.", "alerts"]));
     let raw = stream.stream().collect_batches();
@@ -157,7 +155,7 @@ fn topic_filters_and_binary_frames() {
 #[test]
 fn pull_reads_every_pushed_message() {
     let _g = exclusive();
-    let mut peer = Peer::start("push", free_port());
+    let mut peer = Peer::start("push", 0);
     let ssc = context();
     let out = zeromq_stream(&ssc, ZmqSpec::pull(peer.url()))
         .stream()
@@ -176,8 +174,8 @@ fn pull_reads_every_pushed_message() {
 #[test]
 fn the_receiver_reconnects_after_a_publisher_restart() {
     let _g = exclusive();
-    let port = free_port();
-    let mut peer = Peer::start("xpub", port);
+    let mut peer = Peer::start("xpub", 0);
+    let port = peer.port;
     let ssc = context();
     let out = zeromq_stream(&ssc, ZmqSpec::sub(peer.url(), [""])).text().map(|(_, b)| b).collect_batches();
     ssc.start().unwrap();
@@ -251,7 +249,7 @@ fn wal_kill_child() {
 #[test]
 fn messages_stored_before_a_kill_9_are_not_lost_with_the_write_ahead_log() {
     const N: usize = 500;
-    let mut peer = Peer::start("push", free_port());
+    let mut peer = Peer::start("push", 0);
     let dir = tempfile::tempdir().unwrap();
     let url = peer.url();
     let child = |mode: &str| {

@@ -66,16 +66,21 @@ impl Server {
             "/tmp/ember-services/kinesalite/node_modules/kinesalite",
             "npm install kinesalite@3.3.3",
         );
-        let port = free_port();
+        // Port 0: the system picks a free port and kinesalite says which, so no other test can
+        // take it between a probe and the bind.
         let script = format!(
-            "require({module:?})({{createStreamMs:0,deleteStreamMs:0,updateStreamMs:0}}).listen({port},'127.0.0.1')"
+            "const s = require({module:?})({{createStreamMs:0,deleteStreamMs:0,updateStreamMs:0}}); \
+             s.listen(0, '127.0.0.1', () => console.log(s.address().port))"
         );
         let mut child = Command::new("node")
             .args(["-e", &script])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start node for kinesalite: {e}"));
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("kinesalite did not say its port: `{line}`"));
         wait_listening(port, "kinesalite", &mut child);
         Server { child, endpoint: format!("http://127.0.0.1:{port}"), port }
     }
