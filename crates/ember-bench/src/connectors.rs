@@ -14,7 +14,7 @@ use ember::clock::Stopwatch;
 use ember::prelude::*;
 use ember::{GeneratedText, LineGenerator};
 use ember_kinesis::{Credentials, InitialPosition, KinesisClient, KinesisSpec};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::arg;
 
@@ -36,29 +36,11 @@ pub fn kinesis(args: &[String]) -> anyhow::Result<()> {
     let creds = Credentials::from_env().unwrap_or_else(|| Credentials::new("bench", "bench"));
     let client = KinesisClient::new(Some(&endpoint), "us-east-1", creds.clone()).map_err(anyhow::Error::msg)?;
     let stream = format!("ember-bench-{}", std::process::id());
-    client.call("CreateStream", &json!({ "StreamName": stream, "ShardCount": shards }))?;
-    loop {
-        let v = client.call("DescribeStreamSummary", &json!({ "StreamName": stream }))?;
-        if v.pointer("/StreamDescriptionSummary/StreamStatus").and_then(Value::as_str) == Some("ACTIVE") {
-            break;
-        }
-        ember::clock::real_sleep(Duration::from_millis(50));
-    }
-    let lines = text_lines(records);
+    client.create_stream(&stream, shards as u32)?;
+    let keyed: Vec<(String, Vec<u8>)> =
+        text_lines(records).into_iter().enumerate().map(|(i, l)| (format!("k{i}"), l.into_bytes())).collect();
     let watch = Stopwatch::start();
-    for (c, chunk) in lines.chunks(500).enumerate() {
-        use base64::Engine;
-        let entries: Vec<Value> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, l)| json!({ "PartitionKey": format!("k{}", c * 500 + i), "Data": base64::engine::general_purpose::STANDARD.encode(l) }))
-            .collect();
-        client.call_retrying(
-            "PutRecords",
-            &json!({ "StreamName": stream, "Records": entries }),
-            Duration::from_secs(60),
-        )?;
-    }
+    client.put_records(&stream, &keyed)?;
     println!(
         "put {records} records in {:.2} s ({:.0} records/s)",
         watch.elapsed().as_secs_f64(),

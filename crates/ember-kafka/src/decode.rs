@@ -1,7 +1,7 @@
 //! Decoding helpers: a record that does not decode is skipped, counted and logged, never a
 //! failed batch.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use ember::{DStream, Data};
@@ -11,8 +11,7 @@ use crate::{ConsumerRecord, KafkaStream};
 
 /// Counts a skipped record and logs the first 10, then every 1000th.
 fn skipped(bad: &AtomicU64, r: &ConsumerRecord, why: &str) {
-    let n = bad.fetch_add(1, Ordering::Relaxed) + 1;
-    if n <= 10 || n % 1000 == 0 {
+    if let Some(n) = ember::source::count_skipped(bad) {
         tracing::warn!("kafka: skipped record {}-{}@{} ({why}); {n} skipped so far", r.topic, r.partition, r.offset);
     }
 }

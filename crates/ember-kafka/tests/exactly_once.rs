@@ -22,25 +22,11 @@ fn example_run(name: &str, args: &[&std::ffi::OsStr], batches: u64) -> Command {
 }
 
 /// A topic of 3 partitions holding `lines` lines of words; returns the expected word counts.
-fn fill_topic(servers: &str, topic: &str, lines: usize) -> BTreeMap<String, i64> {
+fn fill_topic(servers: &str, topic: &str, lines: usize) -> BTreeMap<String, u64> {
     common::create_topic(servers, topic, 3);
-    let mut seed = 17u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let mut want = BTreeMap::new();
-    let records: Vec<(i32, Vec<u8>)> = (0..lines)
-        .map(|i| {
-            let words: Vec<&str> = (0..(next() % 5 + 1)).map(|_| WORDS[(next() % 8) as usize]).collect();
-            for w in &words {
-                *want.entry(w.to_string()).or_insert(0) += 1;
-            }
-            ((i % 3) as i32, words.join(" ").into_bytes())
-        })
-        .collect();
+    let (lines, want) = ember::testing::random_word_lines(lines, &WORDS);
+    let records: Vec<(i32, Vec<u8>)> =
+        lines.into_iter().enumerate().map(|(i, l)| ((i % 3) as i32, l.into_bytes())).collect();
     common::produce(&common::producer(servers), topic, &records);
     want
 }
@@ -56,7 +42,6 @@ fn idempotent_output_survives_kill_9_at_random_points() {
         example_run("kafka_word_count", &[servers.as_ref(), topic.as_ref(), out.as_os_str(), ck.as_os_str()], BATCHES)
     };
     // 600 lines at 7 per partition and batch: the last totals hold every word.
-    let want = want.into_iter().map(|(w, n)| (w, n as u64)).collect();
     ember::testing::check_word_totals_survive_kills(dir.path(), run, BATCHES, &want);
 }
 
@@ -74,9 +59,10 @@ fn database(name: &str) -> String {
     format!("{url} dbname={name}")
 }
 
-fn table(url: &str) -> BTreeMap<String, i64> {
+fn table(url: &str) -> BTreeMap<String, u64> {
     let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
-    c.query("SELECT word, n FROM word_counts", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
+    let rows = c.query("SELECT word, n FROM word_counts", &[]).unwrap();
+    rows.iter().map(|r| (r.get(0), r.get::<_, i64>(1) as u64)).collect()
 }
 
 #[test]

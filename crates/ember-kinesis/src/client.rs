@@ -253,22 +253,62 @@ impl KinesisClient {
         headers
     }
 
-    /// Puts one record (`PutRecord`); returns its shard and sequence number.
-    pub fn put_record(&self, stream: &str, partition_key: &str, data: &[u8]) -> Result<(String, String), KinesisError> {
+    /// Puts records `(partition key, data)` with `PutRecords`, 500 per call; returns each one's
+    /// shard and sequence number, in order. A record the service refused in a call that
+    /// succeeded is an error naming it (its `ErrorCode`).
+    pub fn put_records(
+        &self,
+        stream: &str,
+        records: &[(String, Vec<u8>)],
+    ) -> Result<Vec<(String, String)>, KinesisError> {
         use base64::Engine;
-        let body = serde_json::json!({
-            "StreamName": stream,
-            "PartitionKey": partition_key,
-            "Data": base64::engine::general_purpose::STANDARD.encode(data),
-        });
-        let v = self.call_retrying("PutRecord", &body, Duration::from_secs(30))?;
-        let field = |k: &str| {
-            v.get(k)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .ok_or_else(|| KinesisError::Protocol(format!("PutRecord answered without {k}")))
-        };
-        Ok((field("ShardId")?, field("SequenceNumber")?))
+        let mut out = Vec::with_capacity(records.len());
+        for chunk in records.chunks(500) {
+            let entries: Vec<Value> = chunk
+                .iter()
+                .map(|(k, d)| {
+                    serde_json::json!({ "PartitionKey": k, "Data": base64::engine::general_purpose::STANDARD.encode(d) })
+                })
+                .collect();
+            let body = serde_json::json!({ "StreamName": stream, "Records": entries });
+            let v = self.call_retrying("PutRecords", &body, Duration::from_secs(60))?;
+            for r in v.get("Records").and_then(Value::as_array).into_iter().flatten() {
+                let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_owned);
+                match (text("ShardId"), text("SequenceNumber")) {
+                    (Some(shard), Some(seq)) => out.push((shard, seq)),
+                    _ => {
+                        return Err(KinesisError::Protocol(format!(
+                            "PutRecords refused record {}: {}",
+                            out.len(),
+                            text("ErrorCode").unwrap_or_else(|| "no shard and sequence number".to_owned())
+                        )))
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates stream `stream` with `shards` shards and waits (up to 60 s) until it is ACTIVE.
+    pub fn create_stream(&self, stream: &str, shards: u32) -> Result<(), KinesisError> {
+        self.call("CreateStream", &serde_json::json!({ "StreamName": stream, "ShardCount": shards }))?;
+        self.wait_active(stream)
+    }
+
+    /// Waits (up to 60 s) until stream `stream` is ACTIVE (after a create or a reshard).
+    pub fn wait_active(&self, stream: &str) -> Result<(), KinesisError> {
+        let watch = Stopwatch::start();
+        loop {
+            let v = self.call("DescribeStreamSummary", &serde_json::json!({ "StreamName": stream }))?;
+            let status = v.pointer("/StreamDescriptionSummary/StreamStatus").and_then(Value::as_str);
+            if status == Some("ACTIVE") {
+                return Ok(());
+            }
+            if watch.elapsed() > Duration::from_secs(60) {
+                return Err(KinesisError::Protocol(format!("stream {stream} is still {status:?} after 60 s")));
+            }
+            real_sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -271,8 +271,7 @@ impl KinesisStream {
         self.stream.flat_map(move |r: KinesisRecord| match String::from_utf8(r.data) {
             Ok(s) => Some(s),
             Err(_) => {
-                let n = bad.fetch_add(1, Ordering::Relaxed) + 1;
-                if n <= 10 || n % 1000 == 0 {
+                if let Some(n) = ember::source::count_skipped(&bad) {
                     tracing::warn!(
                         "kinesis: skipped record {} of {}: not valid UTF-8; {n} skipped so far",
                         r.sequence_number,

@@ -71,7 +71,6 @@ pub(crate) struct KinesisReader {
     last_listing: Option<u64>,
     /// A shard of this worker ended since the last listing: its children are to be found.
     ended: bool,
-    first_listing_done: bool,
 }
 
 /// Compares sequence numbers (decimal strings of any length).
@@ -105,7 +104,6 @@ impl KinesisReader {
             buffered: BTreeMap::new(),
             last_listing: None,
             ended: false,
-            first_listing_done: false,
         })
     }
 
@@ -142,25 +140,21 @@ impl KinesisReader {
             }
         }
         // Owners: a shard goes with its parent when the parent is known, else by its id's hash.
-        // Parents come first in creation order, which is the order of the numbered ids.
-        let mut pending: Vec<&String> = shards.keys().filter(|id| !self.owners.contains_key(*id)).collect();
-        pending.sort_by(|a, b| {
-            seq_cmp(
-                a.trim_start_matches(|c: char| !c.is_ascii_digit()),
-                b.trim_start_matches(|c: char| !c.is_ascii_digit()),
-            )
-            .then(a.cmp(b))
-        });
-        for id in pending {
-            let owner = match shards[id].parent.as_ref().and_then(|p| self.owners.get(p)) {
-                Some(o) => *o,
+        // Parents come first: shard ids (`shardId-` and 12 digits) sort in creation order.
+        let first_listing = self.owners.is_empty();
+        for (id, shard) in &shards {
+            if self.owners.contains_key(id) {
+                continue;
+            }
+            let owner = match shard.parent.as_ref().and_then(|p| self.owners.get(p)) {
+                Some(o) => *o % self.workers,
                 None => hashed_owner(id, self.workers),
             };
-            self.owners.insert(id.clone(), owner % self.workers);
-            if owner % self.workers == self.worker && !self.positions.contains_key(id) {
-                let pos = if self.first_listing_done {
+            self.owners.insert(id.clone(), owner);
+            if owner == self.worker && !self.positions.contains_key(id) {
+                let pos = if !first_listing {
                     Pos::TrimHorizon
-                } else if shards[id].closed && self.spec.initial == InitialPosition::Latest {
+                } else if shard.closed && self.spec.initial == InitialPosition::Latest {
                     Pos::Finished
                 } else {
                     Pos::Initial
@@ -168,7 +162,6 @@ impl KinesisReader {
                 self.positions.insert(id.clone(), pos);
             }
         }
-        self.first_listing_done = true;
         self.shards = shards;
         Ok(())
     }
@@ -467,7 +460,6 @@ impl DirectReader for KinesisReader {
         let saved: Saved = serde_json::from_slice(position).map_err(|e| format!("not a Kinesis position: {e}"))?;
         self.positions = saved.positions;
         self.owners = saved.owners;
-        self.first_listing_done = !self.owners.is_empty();
         self.iterators.clear();
         self.buffered.clear();
         Ok(())

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
 const START: u64 = 1_700_000_000_000;
@@ -15,23 +14,9 @@ fn idempotent_output_survives_kill_9_at_random_points() {
     let server = common::Server::kinesalite();
     let c = server.client();
     common::create_stream(&c, "words", 3);
-    let mut seed = 17u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let mut want: BTreeMap<String, u64> = BTreeMap::new();
-    let lines: Vec<(String, Vec<u8>)> = (0..600)
-        .map(|i| {
-            let words: Vec<&str> = (0..(next() % 5 + 1)).map(|_| WORDS[(next() % 8) as usize]).collect();
-            for w in &words {
-                *want.entry(w.to_string()).or_default() += 1;
-            }
-            (format!("key{i}"), words.join(" ").into_bytes())
-        })
-        .collect();
+    let (lines, want) = ember::testing::random_word_lines(600, &WORDS);
+    let lines: Vec<(String, Vec<u8>)> =
+        lines.into_iter().enumerate().map(|(i, l)| (format!("key{i}"), l.into_bytes())).collect();
     common::put(&c, "words", &lines);
 
     let dir = tempfile::tempdir().unwrap();

@@ -115,44 +115,43 @@ enum End {
 }
 
 impl ZmqReceiver {
-    async fn connect<S: Socket>(&self, socket: &mut S, ctx: &ReceiverContext<ZmqMessage>) -> Result<(), End> {
+    /// Connects `socket`, then receives until the connection breaks or the context stops.
+    async fn serve<S: Socket + SocketRecv>(&self, mut socket: S, ctx: &ReceiverContext<ZmqMessage>) -> End {
         let url = &self.spec.url;
-        tokio::select! {
+        let connected = tokio::select! {
             r = socket.connect(url) => r.map_err(|e| End::Failed(format!("cannot connect to {url}: {e}"))),
             () = until_stopped(ctx) => Err(End::Stopped),
-        }
+        };
+        let end = match connected {
+            Ok(()) => self.receive(&mut socket, ctx).await,
+            Err(end) => end,
+        };
+        let _ = socket.close().await;
+        end
     }
 
-    /// Receives until the connection breaks or the context stops.
     async fn receive<S: SocketRecv>(&self, socket: &mut S, ctx: &ReceiverContext<ZmqMessage>) -> End {
-        let mut block = Vec::new();
         loop {
-            let next = tokio::select! {
+            // Wait for a message, take what else has arrived already, and store it all as one block.
+            let mut next = Some(tokio::select! {
                 m = socket.recv() => m,
                 () = until_stopped(ctx) => return End::Stopped,
-            };
-            match next {
-                Ok(m) => block.push(ZmqMessage { frames: m.into_vec().into_iter().map(|f| f.to_vec()).collect() }),
-                Err(e) => return End::Failed(format!("the connection to {} broke: {e}", self.spec.url)),
-            }
-            // Take what else has arrived already, then store it as one block.
-            while block.len() < self.spec.max_block {
-                match tokio::time::timeout(Duration::ZERO, socket.recv()).await {
-                    Ok(Ok(m)) => {
-                        block.push(ZmqMessage { frames: m.into_vec().into_iter().map(|f| f.to_vec()).collect() })
-                    }
-                    Ok(Err(e)) => {
-                        let stored = ctx.store_block(std::mem::take(&mut block));
-                        return End::Failed(match stored {
-                            Ok(()) => format!("the connection to {} broke: {e}", self.spec.url),
-                            Err(s) => format!("cannot store received messages: {s}"),
-                        });
-                    }
-                    Err(_) => break,
+            });
+            let (mut block, mut broke) = (Vec::new(), None);
+            while let Some(m) = next.take() {
+                match m {
+                    Ok(m) => block.push(ZmqMessage { frames: m.into_vec().into_iter().map(|f| f.to_vec()).collect() }),
+                    Err(e) => broke = Some(e),
+                }
+                if broke.is_none() && block.len() < self.spec.max_block {
+                    next = tokio::time::timeout(Duration::ZERO, socket.recv()).await.ok();
                 }
             }
-            if let Err(e) = ctx.store_block(std::mem::take(&mut block)) {
+            if let Err(e) = ctx.store_block(block) {
                 return End::Failed(format!("cannot store received messages: {e}"));
+            }
+            if let Some(e) = broke {
+                return End::Failed(format!("the connection to {} broke: {e}", self.spec.url));
             }
         }
     }
@@ -168,22 +167,9 @@ impl ZmqReceiver {
                         return End::Failed(format!("cannot subscribe to `{t}`: {e}"));
                     }
                 }
-                if let Err(end) = self.connect(&mut socket, ctx).await {
-                    return end;
-                }
-                let end = self.receive(&mut socket, ctx).await;
-                let _ = socket.close().await;
-                end
+                self.serve(socket, ctx).await
             }
-            Kind::Pull => {
-                let mut socket = PullSocket::with_options(options);
-                if let Err(end) = self.connect(&mut socket, ctx).await {
-                    return end;
-                }
-                let end = self.receive(&mut socket, ctx).await;
-                let _ = socket.close().await;
-                end
-            }
+            Kind::Pull => self.serve(PullSocket::with_options(options), ctx).await,
         }
     }
 }
@@ -242,8 +228,7 @@ impl ZeroMqStream {
             match (topic, frames.collect::<Result<String, _>>()) {
                 (Ok(t), Ok(b)) => Some((t, b)),
                 _ => {
-                    let n = bad.fetch_add(1, Ordering::Relaxed) + 1;
-                    if n <= 10 || n.is_multiple_of(1000) {
+                    if let Some(n) = ember::source::count_skipped(&bad) {
                         tracing::warn!("zeromq: skipped a message that is not UTF-8; {n} skipped so far");
                     }
                     None

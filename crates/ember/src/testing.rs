@@ -257,3 +257,27 @@ pub fn check_word_totals_survive_kills(
     assert_eq!(got, expected, "the output after {kills} kills equals the uninterrupted run's");
     kills
 }
+
+/// `n` lines of 1 to 5 words drawn from `words` by a fixed pseudo-random sequence (the same
+/// lines on every call), and how often each word occurs in them.
+pub fn random_word_lines(n: usize, words: &[&str]) -> (Vec<String>, std::collections::BTreeMap<String, u64>) {
+    let mut seed = 17u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut counts = std::collections::BTreeMap::new();
+    let lines = (0..n)
+        .map(|_| {
+            let line: Vec<&str> =
+                (0..(next() % 5 + 1)).map(|_| words[(next() % words.len() as u64) as usize]).collect();
+            for w in &line {
+                *counts.entry((*w).to_owned()).or_insert(0) += 1;
+            }
+            line.join(" ")
+        })
+        .collect();
+    (lines, counts)
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ember::clock::{real_sleep, Stopwatch};
 use ember_kinesis::{Credentials, KinesisClient};
-use serde_json::{json, Value};
+use serde_json::json;
 
 pub fn logs() {
     let _ = tracing_subscriber::fmt()
@@ -109,40 +109,13 @@ pub fn credentials() -> Credentials {
     Credentials::new("AKIDEMBERTEST", "ember-test-secret")
 }
 
-fn wait_active(c: &KinesisClient, stream: &str) {
-    let watch = Stopwatch::start();
-    loop {
-        let v = c.call("DescribeStreamSummary", &json!({ "StreamName": stream })).unwrap();
-        if v.pointer("/StreamDescriptionSummary/StreamStatus").and_then(Value::as_str) == Some("ACTIVE") {
-            return;
-        }
-        assert!(watch.elapsed() < Duration::from_secs(20), "stream {stream} is not ACTIVE: {v}");
-        real_sleep(Duration::from_millis(20));
-    }
-}
-
 pub fn create_stream(c: &KinesisClient, stream: &str, shards: u32) {
-    c.call("CreateStream", &json!({ "StreamName": stream, "ShardCount": shards })).unwrap();
-    wait_active(c, stream);
+    c.create_stream(stream, shards).unwrap_or_else(|e| panic!("creating {stream}: {e}"));
 }
 
-/// Puts records (partition key, data) with PutRecords, 500 at a time; returns (shard, sequence
-/// number) per record, in order.
+/// Puts records (partition key, data); returns (shard, sequence number) per record, in order.
 pub fn put(c: &KinesisClient, stream: &str, records: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
-    use base64::Engine;
-    let mut out = Vec::new();
-    for chunk in records.chunks(500) {
-        let entries: Vec<Value> = chunk
-            .iter()
-            .map(|(k, d)| json!({ "PartitionKey": k, "Data": base64::engine::general_purpose::STANDARD.encode(d) }))
-            .collect();
-        let v = c.call("PutRecords", &json!({ "StreamName": stream, "Records": entries })).unwrap();
-        assert_eq!(v["FailedRecordCount"].as_u64().unwrap_or(0), 0, "{v}");
-        for r in v["Records"].as_array().unwrap() {
-            out.push((r["ShardId"].as_str().unwrap().to_owned(), r["SequenceNumber"].as_str().unwrap().to_owned()));
-        }
-    }
-    out
+    c.put_records(stream, records).unwrap_or_else(|e| panic!("putting into {stream}: {e}"))
 }
 
 /// Lines `prefix0`.. with partition keys `k0`..`k9`.
@@ -162,7 +135,7 @@ pub fn split(c: &KinesisClient, stream: &str, shard: &str) {
         &json!({ "StreamName": stream, "ShardToSplit": shard, "NewStartingHashKey": middle.to_string() }),
     )
     .unwrap();
-    wait_active(c, stream);
+    c.wait_active(stream).unwrap();
 }
 
 /// A proxy before `upstream` that answers the first `n` GetRecords calls with

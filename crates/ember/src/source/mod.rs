@@ -15,6 +15,7 @@ pub mod queue;
 pub mod receiver;
 pub mod socket;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::context::StreamingContext;
@@ -57,4 +58,12 @@ impl StreamingContext {
         );
         (DStream::from_node(Arc::clone(shared), node, shared.batch_ms), id)
     }
+}
+
+/// Counts one bad record that a decoding helper skipped, in `counter`; returns the count so far
+/// when this skip should be logged — the first 10, then every 1000th — so that a flood of bad
+/// input is seen without flooding the log.
+pub fn count_skipped(counter: &AtomicU64) -> Option<u64> {
+    let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+    (n <= 10 || n % 1000 == 0).then_some(n)
 }
