@@ -140,6 +140,29 @@ fn assign_at_offsets_and_subscribe_pattern() {
     assert_eq!(offsets, vec![7, 8, 9], "assign starts at the given offset");
 }
 
+#[test]
+fn an_offset_past_the_end_of_the_log_starts_where_auto_offset_reset_says() {
+    // What a consumer meets when its topic was deleted and created again (a broker restarted
+    // empty): its offset lies past the end of the new log.
+    let _g = exclusive();
+    let servers = common::broker();
+    let topic = common::topic("past-end");
+    common::create_topic(servers, &topic, 1);
+    common::produce(&common::producer(servers), &topic, &(0..5).map(|i| (0, vec![i as u8])).collect::<Vec<_>>());
+    let ssc = manual("local[1]");
+    let kafka = create_direct_stream(
+        &ssc,
+        ConsumerStrategy::assign_at([(TopicPartition::new(topic.clone(), 0), 1000)]),
+        KafkaParams::new(servers).set("auto.offset.reset", "earliest"),
+    );
+    let seen = collect(&kafka);
+    run_until(&ssc, 10, || count(&seen) >= 5);
+    ssc.run_batches(1).unwrap();
+    ssc.stop(false).unwrap();
+    let offsets: Vec<i64> = seen.lock().unwrap().iter().flat_map(|b| b.1.iter().map(|c| c.offset)).collect();
+    assert_eq!(offsets, vec![0, 1, 2, 3, 4], "read from the earliest offset, each record once");
+}
+
 fn regex_escape(s: &str) -> String {
     s.chars().flat_map(|c| if c.is_alphanumeric() { vec![c] } else { vec!['\\', c] }).collect()
 }
