@@ -72,6 +72,13 @@ export EMBER_MOTO="$VENV/bin/moto_server"
 # ZeroMQ publishers for the ember-zeromq tests are pyzmq scripts run by this Python.
 export EMBER_PYTHON="$VENV/bin/python"
 
+# Headless Chromium for the web UI tests (ember-ui), from Debian.
+if [ -z "${EMBER_CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
+  step "installing chromium (headless browser for the web UI tests)"
+  apt_install chromium
+fi
+export EMBER_CHROMIUM="${EMBER_CHROMIUM:-$(command -v chromium)}"
+
 # PostgreSQL on 5432 (the transactional Kafka recipe), trust authentication for `postgres`.
 if ! listening 5432; then
   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
@@ -124,8 +131,9 @@ trap 'rm -rf "$tmp"; [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null 
 cargo run -q --example queue_stream > "$tmp/queue.out"
 grep -q '^(3,100)$' "$tmp/queue.out" || { echo "queue_stream: unexpected output"; cat "$tmp/queue.out"; exit 1; }
 
-cargo run -q --example network_word_count -- --batches 2 > "$tmp/generated.out"
+cargo run -q --example network_word_count -- --batches 2 > "$tmp/generated.out" 2> "$tmp/generated.err"
 [ "$(grep -c '^Time: ' "$tmp/generated.out")" -ge 2 ] || { echo "network_word_count (generated): no batches"; exit 1; }
+grep -q '^web UI: http://127.0.0.1:[0-9]*/streaming/' "$tmp/generated.err" || { echo "network_word_count: no web UI address"; cat "$tmp/generated.err"; exit 1; }
 
 # A line server on loopback for the socket form, as `nc -lk` would be.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

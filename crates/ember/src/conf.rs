@@ -107,6 +107,18 @@ pub const KEYS: &[Key] = &[
     Key { name: "generated.skew", kind: Kind::Float, default: "1.0",
         doc: "The generated text source: Zipf exponent of word frequencies (0 = uniform)." },
     Key { name: "generated.seed", kind: Kind::Int, default: "42", doc: "The generated text source: random seed." },
+    Key { name: "ui.enabled", kind: Kind::Bool, default: "true",
+        doc: "Whether `ember_ui::attach` starts the web UI (Spark's spark.ui.enabled); read by the ember-ui crate." },
+    Key { name: "ui.port", kind: Kind::Int, default: "4040",
+        doc: "The web UI's port; when it is taken, the next free one, logged (Spark's spark.ui.port)." },
+    Key { name: "ui.host", kind: Kind::Text, default: "127.0.0.1",
+        doc: "The address the web UI binds to; loopback unless set (e.g. `0.0.0.0`)." },
+    Key { name: "ui.token", kind: Kind::Text, default: "",
+        doc: "When set, every web UI path needs `Authorization: Bearer <token>` (or `?token=<token>`)." },
+    Key { name: "ui.kill_enabled", kind: Kind::Bool, default: "false",
+        doc: "Whether the web UI offers a kill link that stops the job (Spark's spark.ui.killEnabled); off by default, so the UI is read-only." },
+    Key { name: "ui.retained_batches", kind: Kind::Int, default: "1000",
+        doc: "Completed batches the web UI keeps (Spark's spark.streaming.ui.retainedBatches)." },
 ];
 
 /// Application configuration: string keys to string values, validated when the context is created.
@@ -154,6 +166,11 @@ impl Conf {
     /// The value set for `key`, if any.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(String::as_str)
+    }
+
+    /// The value set for `key`, or its declared default; `None` for an undeclared key.
+    pub fn get_or_default(&self, key: &str) -> Option<&str> {
+        self.get(key).or_else(|| KEYS.iter().find(|k| k.name == key).map(|k| k.default))
     }
 
     /// Validates every key and value (after applying the `EMBER_CLUSTER_*` environment).
@@ -224,6 +241,7 @@ impl Conf {
             }
         }
         Ok(Settings {
+            conf: conf.clone(),
             master,
             app_name: conf.text("app.name"),
             manual_clock: conf.bool("clock.manual")?,
@@ -353,6 +371,8 @@ pub(crate) enum Master {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
+    /// The configuration as validated (with the `EMBER_CLUSTER_*` environment applied).
+    pub conf: Conf,
     pub master: Master,
     pub app_name: String,
     pub manual_clock: bool,

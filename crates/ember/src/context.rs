@@ -44,6 +44,8 @@ struct Inner {
     guards: Option<timely::communication::WorkerGuards<Result<()>>>,
     /// Per-batch metadata handles of direct streams, by input stream id.
     metadata: BTreeMap<usize, crate::source::direct::BatchMetadata>,
+    /// The plan as it was when the job started.
+    started_plan: Option<crate::plan::Plan>,
 }
 
 /// What a context and its streams share.
@@ -55,7 +57,28 @@ pub(crate) struct Shared {
     manual: Option<Arc<ManualClock>>,
     listeners: Listeners,
     accumulators: Mutex<Vec<crate::Accumulator>>,
+    /// Per-context values of other crates, one per type (see `StreamingContext::extension`).
+    extensions: Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>,
     inner: Mutex<Inner>,
+}
+
+impl Shared {
+    /// The declared plan, without the closures.
+    pub(crate) fn plan(&self) -> crate::plan::Plan {
+        let inner = lock(&self.inner);
+        inner.started_plan.clone().unwrap_or_else(|| plan_of(&inner.graph))
+    }
+
+    /// The context's value of type `T`, created with `T::default()` on first use.
+    pub(crate) fn extension<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut exts = lock(&self.extensions);
+        if let Some(e) = exts.iter().find_map(|e| Arc::clone(e).downcast::<T>().ok()) {
+            return e;
+        }
+        let e = Arc::new(T::default());
+        exts.push(Arc::clone(&e) as Arc<dyn std::any::Any + Send + Sync>);
+        e
+    }
 }
 
 impl Shared {
@@ -66,8 +89,22 @@ impl Shared {
         if let Some(e) = state_error(inner.state, op) {
             inner.deferred.get_or_insert(e);
         }
-        inner.graph.nodes.push(Node { name: op.to_owned(), parents, slide, build });
+        inner.graph.nodes.push(Node { name: op.to_owned(), parents, slide, window: None, internal: false, build });
         inner.graph.nodes.len() - 1
+    }
+
+    /// Marks a node that a user operation adds beside its own (for the plan view).
+    pub(crate) fn note_internal(&self, node: usize) {
+        if let Some(n) = lock(&self.inner).graph.nodes.get_mut(node) {
+            n.internal = true;
+        }
+    }
+
+    /// Notes the window length of a window operation's node (for the plan view).
+    pub(crate) fn note_window(&self, node: usize, window: u64) {
+        if let Some(n) = lock(&self.inner).graph.nodes.get_mut(node) {
+            n.window = Some(window);
+        }
     }
 
     /// Registers an input stream; returns its input stream id.
@@ -120,6 +157,57 @@ impl Shared {
     }
 }
 
+/// The plan view of a graph.
+fn plan_of(g: &Graph) -> crate::plan::Plan {
+    use crate::plan::{Plan, PlanInput, PlanNode, PlanOutput};
+    // Internal nodes are left out: whoever reads one reads its parents instead.
+    fn visible(g: &Graph, node: usize, out: &mut Vec<usize>) {
+        match g.nodes.get(node) {
+            Some(n) if n.internal => n.parents.iter().for_each(|&p| visible(g, p, out)),
+            Some(_) => out.push(node),
+            None => {}
+        }
+    }
+    let parents = |node: usize| {
+        let mut out = Vec::new();
+        visible(g, node, &mut out);
+        out
+    };
+    Plan {
+        inputs: g
+            .inputs
+            .iter()
+            .zip(&g.sources)
+            .enumerate()
+            .map(|(id, (name, source))| PlanInput { id, name: name.clone(), source: source.clone() })
+            .collect(),
+        nodes: g
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !n.internal)
+            .map(|(id, n)| PlanNode {
+                id,
+                name: n.name.clone(),
+                parents: n.parents.iter().flat_map(|&p| parents(p)).collect(),
+                slide_ms: n.slide,
+                window_ms: n.window,
+            })
+            .collect(),
+        outputs: g
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(id, o)| PlanOutput {
+                id,
+                name: o.name.clone(),
+                node: parents(o.node).first().copied().unwrap_or(o.node),
+                slide_ms: o.slide,
+            })
+            .collect(),
+    }
+}
+
 fn state_error(state: State, op: &str) -> Option<Error> {
     let verb = match state {
         State::Initialized => return None,
@@ -165,6 +253,7 @@ impl StreamingContext {
                 manual,
                 listeners: Arc::new(Mutex::new(Vec::new())),
                 accumulators: Mutex::new(Vec::new()),
+                extensions: Mutex::new(Vec::new()),
                 inner: Mutex::new(Inner {
                     state: State::Initialized,
                     graph: Graph::default(),
@@ -176,6 +265,7 @@ impl StreamingContext {
                     recovered: None,
                     guards: None,
                     metadata: BTreeMap::new(),
+                    started_plan: None,
                 }),
             }),
         })
@@ -194,6 +284,45 @@ impl StreamingContext {
     /// The application name.
     pub fn app_name(&self) -> &str {
         &self.shared.settings.app_name
+    }
+
+    /// The configuration, as validated (with the `EMBER_CLUSTER_*` environment applied).
+    pub fn conf(&self) -> &Conf {
+        &self.shared.settings.conf
+    }
+
+    /// Whether this process plays the driver (process 0): the one that delivers listener events
+    /// and runs driver-side outputs.
+    pub fn is_driver(&self) -> bool {
+        match &self.shared.settings.master {
+            crate::conf::Master::Local(_) => true,
+            crate::conf::Master::Cluster { process, .. } => *process == 0,
+        }
+    }
+
+    /// The declared plan: input streams, nodes and output operations, without the closures.
+    pub fn plan(&self) -> crate::plan::Plan {
+        self.shared.plan()
+    }
+
+    /// This context's value of type `T`, created with `T::default()` on first use: how a crate
+    /// built on Ember keeps per-context state (the web UI's dashboards, a SQL session) that
+    /// streams and the context both reach (see [`DStream::extension`]).
+    pub fn extension<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        self.shared.extension()
+    }
+
+    /// Counts the records each operation produces in each batch, over every worker and process,
+    /// into [`BatchInfo::operation_records`](crate::BatchInfo::operation_records) (the web UI
+    /// calls this). It costs one small pass-through operator per operation, so it is off unless
+    /// asked for; call it before `start`.
+    pub fn track_operation_records(&self) {
+        lock(&self.shared.inner).graph.track_operations = true;
+    }
+
+    /// A handle on this context that does not keep it alive (see [`ContextHandle`]).
+    pub fn handle(&self) -> ContextHandle {
+        ContextHandle { shared: Arc::downgrade(&self.shared) }
     }
 
     /// The manual clock, when the context runs on one (`Conf::manual_clock(true)`).
@@ -290,6 +419,8 @@ impl StreamingContext {
 
     fn launch(&self, inner: &mut Inner) -> Result<()> {
         let s = &self.shared;
+        // The plan view outlives the graph, which the job takes.
+        inner.started_plan = Some(plan_of(&inner.graph));
         let graph = Arc::new(std::mem::take(&mut inner.graph));
         if !inner.stateful.is_empty() && inner.checkpoint_dir.is_none() {
             let ops: Vec<&str> = inner.stateful.iter().map(|(op, _)| op.as_str()).collect();
@@ -603,6 +734,48 @@ impl StreamingContext {
     /// Records taken in by the receivers of this process so far.
     pub fn received_records(&self) -> u64 {
         self.runtime().map_or(0, |rt| rt.received.load(Ordering::Relaxed))
+    }
+}
+
+/// A handle on a context that does not keep it alive, for code that runs beside the job on
+/// threads of its own (the web UI): it reads the context's clock and counters and can stop it.
+/// Made by [`StreamingContext::handle`].
+#[derive(Clone)]
+pub struct ContextHandle {
+    shared: std::sync::Weak<Shared>,
+}
+
+impl ContextHandle {
+    /// Stops the context as [`StreamingContext::stop`] does; `Ok(false)` when it is gone already.
+    pub fn stop(&self, graceful: bool) -> Result<bool> {
+        match self.shared.upgrade() {
+            // Once stopped, the temporary context's drop has nothing left to do.
+            Some(shared) => StreamingContext { shared }.stop(graceful).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// The context's clock reading in milliseconds (the manual clock's, when it runs on one);
+    /// `None` once the context is gone.
+    pub fn now_millis(&self) -> Option<u64> {
+        self.shared.upgrade().map(|s| s.clock.now_millis())
+    }
+
+    /// The declared plan (see [`StreamingContext::plan`]); `None` once the context is gone.
+    pub fn plan(&self) -> Option<crate::plan::Plan> {
+        self.shared.upgrade().map(|s| s.plan())
+    }
+
+    /// The counters of this process's inputs (see [`StreamingContext::input_counters`]).
+    pub fn input_counters(&self) -> crate::InputCounters {
+        let rt = self.shared.upgrade().and_then(|s| lock(&s.inner).runtime.clone());
+        crate::counters_of(rt)
+    }
+}
+
+impl std::fmt::Debug for ContextHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContextHandle")
     }
 }
 

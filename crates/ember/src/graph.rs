@@ -25,6 +25,11 @@ pub(crate) struct Node {
     pub parents: Vec<usize>,
     /// The stream's slide in milliseconds (the batch interval for non-window streams).
     pub slide: u64,
+    /// The window length of a window operation (shown in the plan view; not part of the
+    /// fingerprint).
+    pub window: Option<u64>,
+    /// A node a user operation adds beside its own (left out of the plan view).
+    pub internal: bool,
     pub build: BuildFn,
 }
 
@@ -54,6 +59,8 @@ pub(crate) struct Graph {
     pub inputs: Vec<String>,
     /// What each input stream reads (a directory, `host:port`, topics), by input stream id.
     pub sources: Vec<String>,
+    /// Whether each node counts the records it produces per batch (for the web UI).
+    pub track_operations: bool,
 }
 
 impl Graph {

@@ -82,6 +82,7 @@ mod error;
 pub(crate) mod exec;
 mod graph;
 pub mod listener;
+pub mod plan;
 mod print;
 pub mod rate;
 pub mod source;
@@ -96,7 +97,7 @@ use serde::Serialize;
 pub use accumulator::Accumulator;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use conf::Conf;
-pub use context::{State, StreamingContext};
+pub use context::{ContextHandle, State, StreamingContext};
 pub use dstream::output::{BatchCollector, OutputResult};
 pub use dstream::DStream;
 pub use error::{Error, Result};
@@ -129,15 +130,19 @@ impl StreamingContext {
     /// Counters of this process's inputs: records received, lines skipped for length, lines with
     /// invalid UTF-8.
     pub fn input_counters(&self) -> InputCounters {
-        use std::sync::atomic::Ordering::Relaxed;
-        match self.runtime_handle() {
-            Some(rt) => InputCounters {
-                received: rt.received.load(Relaxed),
-                oversized_skipped: rt.oversized.load(Relaxed),
-                invalid_utf8: rt.invalid_utf8.load(Relaxed),
-            },
-            None => InputCounters::default(),
-        }
+        counters_of(self.runtime_handle())
+    }
+}
+
+pub(crate) fn counters_of(rt: Option<std::sync::Arc<exec::runtime::Runtime>>) -> InputCounters {
+    use std::sync::atomic::Ordering::Relaxed;
+    match rt {
+        Some(rt) => InputCounters {
+            received: rt.received.load(Relaxed),
+            oversized_skipped: rt.oversized.load(Relaxed),
+            invalid_utf8: rt.invalid_utf8.load(Relaxed),
+        },
+        None => InputCounters::default(),
     }
 }
 

@@ -74,6 +74,10 @@ pub struct BatchInfo {
     pub processing_end_time: Option<u64>,
     /// The output operations, in declaration order.
     pub output_operation_infos: Vec<OutputOperationInfo>,
+    /// Records each operation produced in this batch, over all workers and processes, by plan
+    /// node id ([`crate::plan::PlanNode::id`]); empty unless the context tracks them
+    /// ([`StreamingContext::track_operation_records`](crate::StreamingContext::track_operation_records)).
+    pub operation_records: BTreeMap<usize, u64>,
 }
 
 impl BatchInfo {

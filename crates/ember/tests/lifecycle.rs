@@ -329,3 +329,55 @@ fn scheduling_delay_counts_from_the_batch_time_when_the_driver_worker_was_busy()
         ]
     );
 }
+
+/// Per batch, the records of flat_map, filter, map and reduce_by_key (and the input's, first),
+/// as `operation_records` counted them; only process 0 (the driver) has them.
+fn operation_records(ssc: &StreamingContext) -> Vec<Vec<u64>> {
+    let lines: Vec<Vec<String>> = vec![
+        (0..100).map(|i| format!("a b{} c", i % 7)).collect(),
+        Vec::new(),
+        (0..10).map(|_| "a a".to_owned()).collect(),
+    ];
+    let words = ssc.queue_stream(lines, true).flat_map(|l: String| l.split(' ').map(String::from).collect::<Vec<_>>());
+    let counts = words.filter(|w| w != "c").map(|w| (w, 1u64)).reduce_by_key(|a, b| a + b);
+    counts.foreach_batch(|_t, _c: Vec<(String, u64)>| {});
+    ssc.track_operation_records();
+    let completed = ember::testing::completed_batches(ssc);
+    ssc.run_batches(3).unwrap();
+    ssc.stop(false).unwrap();
+    let plan = ssc.plan();
+    let names = ["flat_map", "filter", "map", "reduce_by_key"];
+    assert_eq!(plan.nodes.iter().map(|n| n.name.as_str()).skip(1).collect::<Vec<_>>(), names, "user operations only");
+    let ids: Vec<usize> = plan.nodes.iter().map(|n| n.id).collect();
+    let batches = completed.lock().unwrap().clone();
+    batches.iter().map(|b| ids.iter().map(|id| b.operation_records.get(id).copied().unwrap_or(0)).collect()).collect()
+}
+
+/// 100 lines: 300 words, 200 without `c`, 8 distinct; none; 10 lines: 20 words, 1 distinct.
+const OPERATION_RECORDS: [[u64; 5]; 3] = [[100, 300, 200, 200, 8], [0; 5], [10, 20, 20, 20, 1]];
+
+#[test]
+fn operation_records_count_what_each_operation_produced_in_each_batch() {
+    let _g = exclusive();
+    for master in ["local[1]", "local[3]"] {
+        assert_eq!(operation_records(&manual_context(master)), OPERATION_RECORDS, "{master}");
+    }
+    let outputs = ember::testing::run_cluster("operation_records_cluster_child", &[]);
+    let stdout = String::from_utf8_lossy(&outputs[0].stdout);
+    let got: Vec<Vec<u64>> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("OPS "))
+        .map(|l| l.split(',').map(|n| n.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(got, OPERATION_RECORDS, "2 processes x 2 workers: counted in every process, summed on the driver");
+}
+
+#[test]
+#[ignore = "run as a child process by `operation_records_count_what_each_operation_produced_in_each_batch`"]
+fn operation_records_cluster_child() {
+    let ssc = StreamingContext::new(Conf::new().manual_clock(true), Duration::from_secs(1)).unwrap();
+    let batches = operation_records(&ssc);
+    for b in batches {
+        println!("OPS {}", b.iter().map(u64::to_string).collect::<Vec<_>>().join(","));
+    }
+}

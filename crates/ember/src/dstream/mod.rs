@@ -88,6 +88,18 @@ impl<T: Data> DStream<T> {
         self.clone()
     }
 
+    /// Its context's value of type `T` (see [`StreamingContext::extension`](crate::StreamingContext::extension)).
+    pub fn extension<E: Default + Send + Sync + 'static>(&self) -> Arc<E> {
+        self.ctx.extension()
+    }
+
+    /// Marks this stream's node as a part of the user operation that made it (see
+    /// `Node::internal`).
+    pub(crate) fn internal(self) -> Self {
+        self.ctx.note_internal(self.node);
+        self
+    }
+
     /// The stream's slide: how often it produces a batch (the batch interval for non-window streams).
     pub fn slide_duration(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.slide)

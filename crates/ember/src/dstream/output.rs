@@ -128,19 +128,21 @@ impl<T: Data> DStream<T> {
         // read on one worker give worker 0 the head of every batch (see `spread_source`), so
         // print shows the first records in arrival order.
         let slide = self.slide;
-        let limited = self.derive("print (take)", move |env: &mut BuildEnv<'_>, s| {
-            let index = env.index;
-            batch_unary(
-                s,
-                local(),
-                "print (take)",
-                env.grid(slide),
-                Arc::clone(&env.rt),
-                Vec::new,
-                move |acc: &mut Vec<T>, data| acc.extend(data.drain(..).take((n + 1).saturating_sub(acc.len()))),
-                move |_t, acc, out| out.extend(acc.into_iter().map(|x| (index, x))),
-            )
-        });
+        let limited = self
+            .derive("print (take)", move |env: &mut BuildEnv<'_>, s| {
+                let index = env.index;
+                batch_unary(
+                    s,
+                    local(),
+                    "print (take)",
+                    env.grid(slide),
+                    Arc::clone(&env.rt),
+                    Vec::new,
+                    move |acc: &mut Vec<T>, data| acc.extend(data.drain(..).take((n + 1).saturating_sub(acc.len()))),
+                    move |_t, acc, out| out.extend(acc.into_iter().map(|x| (index, x))),
+                )
+            })
+            .internal();
         limited.output("print", Placement::Driver, move |_env| {
             Box::new(move |t, mut tagged: Vec<(usize, T)>| {
                 tagged.sort_by_key(|(worker, _)| *worker);

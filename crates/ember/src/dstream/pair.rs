@@ -65,6 +65,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             })
         })
         .flat_map(|(k, v): (K, Option<V>)| v.map(|v| (k, v)))
+        .internal()
     }
 
     /// Spark's `combineByKey`: `create` makes a combiner from a key's first value in a partition,

@@ -110,7 +110,7 @@ impl<T: Data> DStream<T> {
         };
         let (pane, emit) = (Arc::new(pane), Arc::new(emit));
         self.ctx.note_stateful(op, spec.slide);
-        self.derive_with_slide(op, spec.slide, move |env: &mut BuildEnv<'_>, s: Batches<'_, T>| {
+        let out = self.derive_with_slide(op, spec.slide, move |env: &mut BuildEnv<'_>, s: Batches<'_, T>| {
             let parent_grid = env.grid(spec.parent);
             let out_grid = Grid { zero: env.zero, slide: spec.slide };
             let pane = Arc::clone(&pane);
@@ -136,7 +136,9 @@ impl<T: Data> DStream<T> {
                     saver.after_batch(tm);
                 },
             )
-        })
+        });
+        self.ctx.note_window(out.node, spec.window);
+        out
     }
 
     /// The union of the batches in each window of length `window`, every `slide`.

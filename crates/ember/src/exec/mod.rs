@@ -53,6 +53,8 @@ pub(crate) struct BuildEnv<'s> {
     pub sources: Vec<Activator>,
     /// What each source reports of each batch (records, metadata).
     pub metrics: Vec<Batches<'s, InputReport>>,
+    /// Records each counted node produced, per batch: `(node, records)`.
+    pub op_counts: Vec<Batches<'s, (usize, u64)>>,
     /// The driver worker's record of each batch.
     pub driver_log: Rc<RefCell<DriverLog>>,
     /// The state containers of this worker's stateful operators, by name.
@@ -109,12 +111,44 @@ impl<'s> BuildEnv<'s> {
 
     /// Records the stream built for the current node.
     pub fn put<T: Data>(&mut self, stream: Batches<'s, T>) {
+        let counted =
+            self.rt.graph.track_operations && self.rt.graph.nodes.get(self.current).is_some_and(|n| !n.internal);
+        let stream = if counted { self.counted(stream) } else { stream };
         // SAFETY: the stored value only differs from `stream` in its lifetime parameter. It never
         // leaves this `BuildEnv<'s>`, which lives inside the dataflow-building closure of lifetime
         // 's, and `get` hands it out again only as `Batches<'s, T>`. `Any` needs `'static`; the
         // lifetime is erased for storage only.
         let erased: Batches<'static, T> = unsafe { std::mem::transmute::<Batches<'s, T>, Batches<'static, T>>(stream) };
         self.streams.insert(self.current, Box::new(erased));
+    }
+
+    /// Passes `stream` through and reports how many records each batch of it holds.
+    fn counted<T: Data>(&mut self, stream: Batches<'s, T>) -> Batches<'s, T> {
+        use timely::container::CapacityContainerBuilder;
+        use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+        use timely::dataflow::operators::generic::OutputBuilder;
+        let node = self.current;
+        let mut builder = OperatorBuilder::new(format!("Count node-{node}"), self.scope);
+        let mut input = builder.new_input(stream, Pipeline);
+        let (data_out, data) = builder.new_output::<Vec<T>>();
+        let (count_out, counts) = builder.new_output::<Vec<(usize, u64)>>();
+        let mut data_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<T>>>::from(data_out);
+        let mut count_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<(usize, u64)>>>::from(count_out);
+        builder.build(move |mut caps| {
+            caps.clear();
+            move |_frontiers| {
+                let mut data_session = data_out.activate();
+                let mut count_session = count_out.activate();
+                input.for_each(|cap, data| {
+                    if !data.is_empty() {
+                        count_session.session(&cap.retain(1)).give((node, data.len() as u64));
+                    }
+                    data_session.session(&cap.retain(0)).give_container(data);
+                });
+            }
+        });
+        self.op_counts.push(counts);
+        data
     }
 
     /// The stream built for `node`.
@@ -228,6 +262,7 @@ impl DriverLog {
             processing_start_time: None,
             processing_end_time: None,
             output_operation_infos: Vec::new(),
+            operation_records: BTreeMap::new(),
         }
     }
 
@@ -313,6 +348,7 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
                 streams: HashMap::new(),
                 sources: Vec::new(),
                 metrics: Vec::new(),
+                op_counts: Vec::new(),
                 driver_log: Rc::clone(&driver_log),
                 states: Vec::new(),
                 failed: None,

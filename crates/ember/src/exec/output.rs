@@ -116,6 +116,8 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
     let names: Vec<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
     let metrics = env.scope.concatenate(std::mem::take(&mut env.metrics));
     let mut metrics_in = builder.new_input(metrics, to_driver::<super::InputReport>());
+    let op_counts = env.scope.concatenate(std::mem::take(&mut env.op_counts));
+    let mut op_counts_in = builder.new_input(op_counts, to_driver::<(usize, u64)>());
     let (_out, stream) = builder.new_output::<Vec<()>>();
     let batch_grid = env.grid(rt.batch_ms);
     let is_driver = env.is_driver();
@@ -128,11 +130,18 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
             c.downgrade(&batch_grid.first_after(rt.start()));
         }
         let mut counts: BTreeMap<u64, Vec<super::InputReport>> = BTreeMap::new();
+        let mut op_records: BTreeMap<u64, BTreeMap<usize, u64>> = BTreeMap::new();
         move |frontiers| {
             for p in ports.iter_mut() {
                 p.pull();
             }
             metrics_in.for_each(|c, data| counts.entry(*c.time()).or_default().append(data));
+            op_counts_in.for_each(|c, data| {
+                let per_node = op_records.entry(*c.time()).or_default();
+                for (node, n) in data.drain(..) {
+                    *per_node.entry(node).or_default() += n;
+                }
+            });
             let frontier = frontiers.iter().filter_map(|f| f.frontier().first().copied()).min();
             fire_ready(&mut cap, batch_grid, frontier, &rt, |c| {
                 let t = *c.time();
@@ -143,6 +152,7 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
                     log.record_inputs(t, now, counts.remove(&t).unwrap_or_default());
                     let last = log.last_completion;
                     let info = log.batch(t, now);
+                    info.operation_records = op_records.remove(&t).unwrap_or_default();
                     rt.publish_metadata(t, &info.stream_input_info);
                     info.processing_start_time = Some(info.submission_time.max(last));
                     rt.post(Event::BatchStarted(info.clone()));
@@ -196,6 +206,7 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
                     p.discard();
                 }
                 counts.clear();
+                op_records.clear();
             }
         }
     });

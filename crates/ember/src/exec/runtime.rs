@@ -462,6 +462,7 @@ pub(crate) mod tests {
             processing_start_time: Some(start),
             processing_end_time: Some(end),
             output_operation_infos: Vec::new(),
+            operation_records: Default::default(),
         }
     }
 
