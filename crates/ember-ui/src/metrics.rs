@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use ember::InputCounters;
+use ember::{InputCounters, StorageCounters};
 
 use crate::store::Store;
 
@@ -32,7 +32,7 @@ fn label(v: &str) -> String {
 }
 
 /// The whole scrape.
-pub fn render(s: &Store, inputs: InputCounters) -> String {
+pub fn render(s: &Store, inputs: InputCounters, storage: StorageCounters) -> String {
     let mut o = Out { text: String::new(), app: label(&s.app_name) };
     let waiting = s.batches.values().filter(|b| b.status == crate::store::Status::Queued).count();
     let running = s.batches.values().filter(|b| b.status == crate::store::Status::Processing).count();
@@ -225,5 +225,31 @@ pub fn render(s: &Store, inputs: InputCounters) -> String {
         "Lines the driver process's line inputs read with invalid UTF-8 (kept with replacement characters).",
         inputs.invalid_utf8 as f64,
     );
+    o.one("ember_checkpoints_total", "counter", "Checkpoints committed.", storage.checkpoints as f64);
+    o.one(
+        "ember_checkpoint_last_time_ms",
+        "gauge",
+        "Batch time of the last checkpoint; -1 before one.",
+        storage.last_checkpoint_time.map_or(-1.0, |t| t as f64),
+    );
+    o.one(
+        "ember_checkpoint_last_bytes",
+        "gauge",
+        "Size of the last checkpoint: its state and position files.",
+        storage.last_checkpoint_bytes as f64,
+    );
+    o.one(
+        "ember_checkpoint_last_write_ms",
+        "gauge",
+        "Time the driver process spent writing the last checkpoint's files and commit record, summed over its workers.",
+        storage.last_checkpoint_write_ms,
+    );
+    o.one(
+        "ember_wal_blocks_total",
+        "counter",
+        "Write-ahead-log blocks the driver process's receivers wrote.",
+        storage.wal_blocks as f64,
+    );
+    o.one("ember_wal_bytes_total", "counter", "Bytes of those blocks, framing included.", storage.wal_bytes as f64);
     o.text
 }

@@ -309,7 +309,7 @@ pub(crate) fn router(app: App) -> Router {
 }
 
 fn prometheus(app: &App) -> Response {
-    let text = metrics::render(&app.shared.lock(), app.context.input_counters());
+    let text = metrics::render(&app.shared.lock(), app.context.input_counters(), app.context.storage_counters());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 

@@ -87,9 +87,21 @@ struct Job {
 
 /// A socket word count with two outputs, the second failing at the third batch; the UI on.
 fn word_count(extra: &[(&str, &str)]) -> Job {
+    word_count_in(extra, None)
+}
+
+/// The word count; with a checkpoint directory, its second output does not fail (a failed
+/// output would stop a checkpointed job).
+fn word_count_in(extra: &[(&str, &str)], checkpoint: Option<&std::path::Path>) -> Job {
     let server = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = server.local_addr().unwrap().port();
     let ssc = context("local[2]", extra);
+    let fail_at = if let Some(dir) = checkpoint {
+        ssc.checkpoint(dir);
+        0
+    } else {
+        3000
+    };
     let ui = ember_ui::attach(&ssc).unwrap().expect("the UI is on by default");
     let completed = ember::testing::completed_batches(&ssc);
     let counts = ssc
@@ -98,8 +110,8 @@ fn word_count(extra: &[(&str, &str)]) -> Job {
         .map(|w| (w, 1u64))
         .reduce_by_key(|a, b| a + b);
     counts.foreach_batch(|_t, _c: Vec<(String, u64)>| {});
-    counts.foreach_batch(|t: Time, _c: Vec<(String, u64)>| -> Result<(), String> {
-        if t.millis() == 3000 {
+    counts.foreach_batch(move |t: Time, _c: Vec<(String, u64)>| -> Result<(), String> {
+        if t.millis() == fail_at {
             return Err("the sink refused batch 3".into());
         }
         Ok(())
@@ -289,6 +301,16 @@ fn prometheus_agrees_with_the_rest_api() {
         m[&"ember_input_last_batch_records{app=\"ui-test\",stream=\"0\",name=\"receiver stream\"}".to_owned()],
         1.0
     );
+    let op = |name: &str| -> f64 {
+        let found: Vec<f64> = m
+            .iter()
+            .filter(|(k, _)| k.starts_with("ember_operation_last_batch_records{") && k.ends_with(&format!("name=\"{name}\"}}")))
+            .map(|(_, v)| *v)
+            .collect();
+        assert_eq!(found.len(), 1, "one series for {name}");
+        found[0]
+    };
+    assert_eq!((op("flat_map"), op("map"), op("reduce_by_key")), (4.0, 4.0, 4.0), "one line of four distinct words");
     let receiver_active: Vec<f64> = m
         .iter()
         .filter(|(k, _)| k.starts_with("ember_receiver_active{app=\"ui-test\",stream=\"0\",name="))
@@ -423,4 +445,49 @@ fn a_hundred_stalled_event_clients_do_not_slow_the_job() {
     assert_eq!(get(addr, "/metrics").status, 200, "the UI still answers");
     drop(stalled);
     job.ssc.stop(false).unwrap();
+}
+
+#[test]
+fn checkpoint_and_write_ahead_log_metrics_match_what_was_written() {
+    let _g = ember::testing::exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let mut job = word_count_in(&[("receiver.write_ahead_log.enable", "true")], Some(dir.path()));
+    let before = scrape(&get(job.ui.address(), "/metrics").body);
+    let app = "{app=\"ui-test\"}";
+    assert_eq!(before[&format!("ember_checkpoint_last_time_ms{app}")], -1.0, "no checkpoint yet");
+    for _ in 0..10 {
+        job.batch(5);
+    }
+    job.wait_completed(10);
+    let m = scrape(&get(job.ui.address(), "/metrics").body);
+    let v = |name: &str| m[&format!("{name}{app}")];
+    // The default interval of a job without state: 10 s, so batch 10 is checkpointed.
+    assert_eq!(v("ember_checkpoints_total"), 1.0);
+    assert_eq!(v("ember_checkpoint_last_time_ms"), 10_000.0);
+    let mut bytes = 0;
+    for area in ["state/10000", "positions/10000"] {
+        for entry in walk(&dir.path().join(area)) {
+            bytes += std::fs::metadata(entry).unwrap().len();
+        }
+    }
+    assert!(bytes > 0, "the checkpoint wrote its receiver's position");
+    assert_eq!(v("ember_checkpoint_last_bytes"), bytes as f64, "the size of the files the checkpoint lists");
+    assert!(v("ember_checkpoint_last_write_ms") > 0.0);
+    // 50 lines of 9 bytes went through the log, in at least one block each batch.
+    assert!(v("ember_wal_blocks_total") >= 10.0, "{}", v("ember_wal_blocks_total"));
+    assert!(v("ember_wal_bytes_total") >= 50.0 * 8.0, "{}", v("ember_wal_bytes_total"));
+    job.ssc.stop(false).unwrap();
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -771,6 +771,12 @@ impl ContextHandle {
         let rt = self.shared.upgrade().and_then(|s| lock(&s.inner).runtime.clone());
         crate::counters_of(rt)
     }
+
+    /// What this process wrote to the checkpoint directory (see [`StreamingContext::storage_counters`]).
+    pub fn storage_counters(&self) -> crate::StorageCounters {
+        let rt = self.shared.upgrade().and_then(|s| lock(&s.inner).runtime.clone());
+        crate::storage_of(rt)
+    }
 }
 
 impl std::fmt::Debug for ContextHandle {

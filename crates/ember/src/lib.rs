@@ -132,6 +132,15 @@ impl StreamingContext {
     pub fn input_counters(&self) -> InputCounters {
         counters_of(self.runtime_handle())
     }
+
+    /// What this process wrote to the checkpoint directory (zeros without one).
+    pub fn storage_counters(&self) -> StorageCounters {
+        storage_of(self.runtime_handle())
+    }
+}
+
+pub(crate) fn storage_of(rt: Option<std::sync::Arc<exec::runtime::Runtime>>) -> StorageCounters {
+    rt.and_then(|rt| rt.checkpoints.as_ref().map(|c| c.counters())).unwrap_or_default()
 }
 
 pub(crate) fn counters_of(rt: Option<std::sync::Arc<exec::runtime::Runtime>>) -> InputCounters {
@@ -144,6 +153,23 @@ pub(crate) fn counters_of(rt: Option<std::sync::Arc<exec::runtime::Runtime>>) ->
         },
         None => InputCounters::default(),
     }
+}
+
+/// What a process wrote to the checkpoint directory: checkpoints and the write-ahead log.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StorageCounters {
+    /// Checkpoints this process committed (the driver process commits them all).
+    pub checkpoints: u64,
+    /// The batch time of the last one, if any.
+    pub last_checkpoint_time: Option<u64>,
+    /// Its size: every state and position file it lists, in bytes.
+    pub last_checkpoint_bytes: u64,
+    /// Time this process spent writing its files and commit record, summed over its workers.
+    pub last_checkpoint_write_ms: f64,
+    /// Write-ahead-log blocks this process's receivers wrote.
+    pub wal_blocks: u64,
+    /// Their bytes, framing included.
+    pub wal_bytes: u64,
 }
 
 /// Counters of a process's inputs.

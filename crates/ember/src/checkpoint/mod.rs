@@ -24,6 +24,7 @@ pub(crate) mod store;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -83,6 +84,19 @@ impl Commit {
     }
 }
 
+/// What this process wrote to the checkpoint directory (see [`crate::StorageCounters`]).
+#[derive(Default)]
+pub(crate) struct StorageStats {
+    checkpoints: AtomicU64,
+    last_time: AtomicU64,
+    last_bytes: AtomicU64,
+    last_write_micros: AtomicU64,
+    /// Time spent writing the parts of the checkpoint being taken.
+    pending_micros: AtomicU64,
+    wal_blocks: AtomicU64,
+    wal_bytes: AtomicU64,
+}
+
 /// The checkpoint directory of a running job, shared by its workers.
 pub(crate) struct Checkpoints {
     store: Arc<dyn CheckpointStore>,
@@ -91,6 +105,7 @@ pub(crate) struct Checkpoints {
     /// The checkpoint interval in milliseconds.
     pub interval: u64,
     pub zero: u64,
+    stats: StorageStats,
 }
 
 impl Checkpoints {
@@ -100,7 +115,29 @@ impl Checkpoints {
             wal: Arc::new(LocalStore::open(dir, wal_sync)?),
             interval,
             zero,
+            stats: StorageStats::default(),
         })
+    }
+
+    /// Runs one write of a checkpoint part, adding its time to the checkpoint being taken.
+    fn timed(&self, write: impl FnOnce() -> Result<()>) -> Result<()> {
+        let watch = crate::clock::Stopwatch::start();
+        let r = write();
+        self.stats.pending_micros.fetch_add(watch.elapsed().as_micros() as u64, Ordering::Relaxed);
+        r
+    }
+
+    /// What this process wrote so far.
+    pub fn counters(&self) -> crate::StorageCounters {
+        let s = &self.stats;
+        crate::StorageCounters {
+            checkpoints: s.checkpoints.load(Ordering::Relaxed),
+            last_checkpoint_time: Some(s.last_time.load(Ordering::Relaxed)).filter(|&t| t > 0),
+            last_checkpoint_bytes: s.last_bytes.load(Ordering::Relaxed),
+            last_checkpoint_write_ms: s.last_write_micros.load(Ordering::Relaxed) as f64 / 1000.0,
+            wal_blocks: s.wal_blocks.load(Ordering::Relaxed),
+            wal_bytes: s.wal_bytes.load(Ordering::Relaxed),
+        }
     }
 
     /// Whether a checkpoint is taken after batch `t`.
@@ -109,7 +146,9 @@ impl Checkpoints {
     }
 
     pub fn put_state(&self, t: u64, worker: usize, name: &str, bytes: &[u8]) -> Result<()> {
-        self.store.put(&format!("state/{t}/w{worker}/{}", safe(name)), &codec::frame_bytes(Kind::State, bytes))
+        self.timed(|| {
+            self.store.put(&format!("state/{t}/w{worker}/{}", safe(name)), &codec::frame_bytes(Kind::State, bytes))
+        })
     }
 
     pub fn get_state(&self, t: u64, worker: usize, name: &str) -> Result<Option<Vec<u8>>> {
@@ -121,7 +160,7 @@ impl Checkpoints {
     }
 
     pub fn put_position<P: Serialize>(&self, t: u64, input: usize, worker: usize, p: &P) -> Result<()> {
-        self.store.put(&format!("positions/{t}/{input}-w{worker}"), &codec::encode(Kind::Position, p)?)
+        self.timed(|| self.store.put(&format!("positions/{t}/{input}-w{worker}"), &codec::encode(Kind::Position, p)?))
     }
 
     pub fn get_position<P: serde::de::DeserializeOwned>(
@@ -145,7 +184,11 @@ impl Checkpoints {
 
     /// Writes block `seq` of a receiver's write-ahead log (`log` names the receiver).
     pub fn put_block(&self, log: &str, seq: u64, records: &[u8]) -> Result<()> {
-        self.wal.put(&format!("wal/{log}/{seq:020}"), &codec::frame_bytes(Kind::Block, records))
+        let framed = codec::frame_bytes(Kind::Block, records);
+        self.wal.put(&format!("wal/{log}/{seq:020}"), &framed)?;
+        self.stats.wal_blocks.fetch_add(1, Ordering::Relaxed);
+        self.stats.wal_bytes.fetch_add(framed.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Reads block `seq` of a write-ahead log.
@@ -204,7 +247,12 @@ impl Checkpoints {
     pub fn commit(&self, commit: &Commit) -> Result<()> {
         let mut commit = commit.clone();
         commit.parts = self.parts(commit.time)?;
-        self.store.put(&format!("commits/{}", commit.time), &codec::encode(Kind::Commit, &commit)?)?;
+        self.timed(|| self.store.put(&format!("commits/{}", commit.time), &codec::encode(Kind::Commit, &commit)?))?;
+        let s = &self.stats;
+        s.checkpoints.fetch_add(1, Ordering::Relaxed);
+        s.last_time.store(commit.time, Ordering::Relaxed);
+        s.last_bytes.store(commit.parts.iter().map(|p| p.1).sum(), Ordering::Relaxed);
+        s.last_write_micros.store(s.pending_micros.swap(0, Ordering::Relaxed), Ordering::Relaxed);
         self.prune()
     }
 
