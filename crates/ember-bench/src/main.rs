@@ -14,10 +14,10 @@
 //! ember-bench loadgen --port P --schedule RATE:SECS,... [--json] [--log FILE]
 //!     serves generated lines (or JSON ad events) over TCP at the scheduled rates
 //! ember-bench socket --workload wordcount|windowed|yahoo|slow_sink --port P [--workers N]
-//!         [--batch-ms B] [--seconds S] --csv FILE [--until-eof] [--record-us U] [--conf k=v]...
+//!         [--batch-ms B] [--seconds S] --csv FILE [--until-eof] [--record-us U] [--conf k=v]... [--ui]
 //!     the side-by-side workloads on the load generator's lines, one CSV row per batch; with
 //!     --until-eof it reads until the sender closes and reports lines processed and peak RSS
-//!     (slow_sink: an output spending U µs per line, for the overload test)
+//!     (slow_sink: an output spending U µs per line, for the overload test; --ui: with the web UI)
 //! ember-bench kafka [--brokers B] [--records N] [--workers W] [--batches K]
 //!     Kafka (3 partitions, 100-byte records) -> word count -> Kafka sink, against the client alone
 //!     and a hand-written consume-count-produce loop

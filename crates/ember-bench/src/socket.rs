@@ -106,6 +106,16 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     if let Some(dir) = &wal {
         ssc.checkpoint(dir);
     }
+    // `--ui`: the web UI on (`ui.port` through `--conf`), to measure what it costs.
+    let _ui = if args.iter().any(|a| a == "--ui") {
+        let ui = ember_ui::attach(&ssc)?;
+        if let Some(ui) = &ui {
+            eprintln!("BENCH ui {}", ui.url());
+        }
+        ui
+    } else {
+        None
+    };
     let out = Arc::new(Mutex::new(std::fs::File::create(&csv).with_context(|| format!("creating {csv}"))?));
     writeln!(
         out.lock().unwrap_or_else(|e| e.into_inner()),

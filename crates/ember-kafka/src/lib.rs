@@ -441,5 +441,5 @@ pub fn create_direct_stream_with_limits(
     let (stream, meta) = ssc.direct_stream_reading("kafka direct stream", &source, move |env| {
         reader::KafkaReader::new(env, strategy.clone(), params.clone(), limits.clone(), Arc::clone(&queue))
     });
-    KafkaStream { stream, meta, commits, bad: Arc::new(AtomicU64::new(0)) }
+    KafkaStream { stream, meta, commits, bad: ember::source::SkipCounters::for_last_input(ssc) }
 }

@@ -294,7 +294,7 @@ pub fn create_stream(ssc: &StreamingContext, spec: KinesisSpec) -> KinesisStream
     let source = format!("kinesis stream {}", spec.stream);
     let (stream, meta) =
         ssc.direct_stream_reading("kinesis stream", &source, move |env| reader::KinesisReader::new(env, spec.clone()));
-    KinesisStream { stream, meta, bad: Arc::new(AtomicU64::new(0)) }
+    KinesisStream { stream, meta, bad: ember::source::SkipCounters::for_last_input(ssc) }
 }
 
 #[cfg(test)]

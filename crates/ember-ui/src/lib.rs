@@ -139,7 +139,14 @@ pub fn attach(ssc: &StreamingContext) -> ember::Result<Option<Ui>> {
         context: format!("the web UI cannot listen on {host}:{port}"),
         message: e.to_string(),
     })?;
-    let app = server::App { shared, boards: ssc.extension::<Boards>(), token, kill, context: handle };
+    let app = server::App {
+        shared,
+        boards: ssc.extension::<Boards>(),
+        skipped: ssc.extension::<ember::source::SkipCounters>(),
+        token,
+        kill,
+        context: handle,
+    };
     let (addr, stop, thread) = server::spawn(listener, app)
         .map_err(|e| Error::Io { context: "the web UI cannot start its thread".to_owned(), message: e.to_string() })?;
     tracing::info!("ui: the Streaming page is at http://{addr}/streaming/");

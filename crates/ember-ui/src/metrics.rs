@@ -32,7 +32,7 @@ fn label(v: &str) -> String {
 }
 
 /// The whole scrape.
-pub fn render(s: &Store, inputs: InputCounters, storage: StorageCounters) -> String {
+pub fn render(s: &Store, inputs: InputCounters, storage: StorageCounters, skipped: &[(String, u64)]) -> String {
     let mut o = Out { text: String::new(), app: label(&s.app_name) };
     let waiting = s.batches.values().filter(|b| b.status == crate::store::Status::Queued).count();
     let running = s.batches.values().filter(|b| b.status == crate::store::Status::Processing).count();
@@ -224,6 +224,14 @@ pub fn render(s: &Store, inputs: InputCounters, storage: StorageCounters) -> Str
         "counter",
         "Lines the driver process's line inputs read with invalid UTF-8 (kept with replacement characters).",
         inputs.invalid_utf8 as f64,
+    );
+    let skipped: Vec<(String, f64)> =
+        skipped.iter().map(|(name, n)| (format!("input=\"{}\"", label(name)), *n as f64)).collect();
+    o.metric(
+        "ember_input_skipped_records_total",
+        "counter",
+        "Records a connector's decoding helper skipped as bad (not UTF-8, not the expected JSON), in the driver process.",
+        &skipped,
     );
     o.one("ember_checkpoints_total", "counter", "Checkpoints committed.", storage.checkpoints as f64);
     o.one(

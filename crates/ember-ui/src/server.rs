@@ -26,6 +26,7 @@ use crate::{html, metrics, rest};
 pub(crate) struct App {
     pub shared: Shared,
     pub boards: Arc<Boards>,
+    pub skipped: Arc<ember::source::SkipCounters>,
     pub token: Option<String>,
     pub kill: bool,
     pub context: ContextHandle,
@@ -309,7 +310,9 @@ pub(crate) fn router(app: App) -> Router {
 }
 
 fn prometheus(app: &App) -> Response {
-    let text = metrics::render(&app.shared.lock(), app.context.input_counters(), app.context.storage_counters());
+    let skipped = app.skipped.values();
+    let text =
+        metrics::render(&app.shared.lock(), app.context.input_counters(), app.context.storage_counters(), &skipped);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 

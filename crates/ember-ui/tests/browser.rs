@@ -26,6 +26,8 @@ fn broker() -> &'static str {
 
 fn produce(topic: &str, partitions: i32, n: usize) {
     let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", broker()).create().unwrap();
+    // First, one record that is not UTF-8: `values_utf8` skips and counts it.
+    p.send(BaseRecord::<(), [u8]>::to(topic).partition(0).payload(&[0xff, 0xfe][..])).unwrap();
     for i in 0..n {
         let value = format!("w{} w{} x", i % 5, i % 3);
         let mut r = BaseRecord::<(), str>::to(topic).partition(i as i32 % partitions).payload(value.as_str());
@@ -70,6 +72,7 @@ fn the_streaming_page_and_a_batch_page_with_kafka_offset_ranges() {
         RateLimits::max_per_partition(20.0),
     );
     let ranges = kafka.offset_ranges();
+    kafka.values_utf8().foreach_batch(|_t, _lines: Vec<String>| {});
     let words = kafka.stream().flat_map(|r| {
         String::from_utf8_lossy(r.value.as_deref().unwrap_or(b"")).split(' ').map(String::from).collect::<Vec<_>>()
     });
@@ -78,7 +81,7 @@ fn the_streaming_page_and_a_batch_page_with_kafka_offset_ranges() {
     ssc.start().unwrap();
     let mut read = 0i64;
     let mut batches = 0;
-    while read < 300 {
+    while read < 301 {
         assert!(batches < 200, "the 300 records were not read");
         ssc.run_batches(1).unwrap();
         batches += 1;
@@ -115,14 +118,19 @@ fn the_streaming_page_and_a_batch_page_with_kafka_offset_ranges() {
     let plan = element(&page, "svg", "plan");
     assert!(plan.contains("kafka direct stream"), "the input in the plan");
     assert!(plan.contains("window 3 s / slide 1 s"), "the window with its length and slide");
-    assert_eq!(plan.matches("class=\"plan-output\"").count(), 2);
+    assert_eq!(plan.matches("class=\"plan-output\"").count(), 3);
     // The last batch's records through the plan: lines in, three words per line out of flat_map.
     let last = ranges.get(Time::from_millis(batches * 1000)).iter().map(|r| r.count()).sum::<i64>();
     let records = attrs(plan, "class=\"records\"", "class").len();
-    assert_eq!(records, 8, "records on every box: six operations, two outputs");
+    assert_eq!(records, 10, "records on every box: seven operations, three outputs");
     assert!(
         plan.contains(&format!("in {last} · out {}", 3 * last)),
         "flat_map's records in the last batch ({last} lines): {plan}"
+    );
+    let metrics = get(addr, "/metrics").body;
+    assert!(
+        metrics.contains("ember_input_skipped_records_total{app=\"ui-test\",input=\"kafka direct stream [0]\"} 1\n"),
+        "the record that is not UTF-8, skipped and counted: {metrics}"
     );
     let completed = element(&page, "table", "completed-batches");
     let links = attrs(completed, "href=\"/streaming/batch/", "href");
@@ -148,7 +156,7 @@ fn the_streaming_page_and_a_batch_page_with_kafka_offset_ranges() {
     }
     let total: i64 = logged.iter().map(|r| r.count()).sum();
     assert!(batch_page.contains(&format!("{total} records")), "the batch's input size");
-    assert_eq!(element(&batch_page, "table", "output-ops").matches("class=\"op\"").count(), 2);
+    assert_eq!(element(&batch_page, "table", "output-ops").matches("class=\"op\"").count(), 3);
     ssc.stop(false).unwrap();
 }
 

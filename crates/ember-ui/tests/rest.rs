@@ -304,7 +304,9 @@ fn prometheus_agrees_with_the_rest_api() {
     let op = |name: &str| -> f64 {
         let found: Vec<f64> = m
             .iter()
-            .filter(|(k, _)| k.starts_with("ember_operation_last_batch_records{") && k.ends_with(&format!("name=\"{name}\"}}")))
+            .filter(|(k, _)| {
+                k.starts_with("ember_operation_last_batch_records{") && k.ends_with(&format!("name=\"{name}\"}}"))
+            })
             .map(|(_, v)| *v)
             .collect();
         assert_eq!(found.len(), 1, "one series for {name}");

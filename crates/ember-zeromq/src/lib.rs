@@ -245,5 +245,6 @@ impl ZeroMqStream {
 
 /// The messages of a SUB or PULL socket (Spark's `ZeroMQUtils.createStream`).
 pub fn zeromq_stream(ssc: &StreamingContext, spec: ZmqSpec) -> ZeroMqStream {
-    ZeroMqStream { stream: ssc.receiver_stream(ZmqReceiver { spec }), bad: Arc::new(AtomicU64::new(0)) }
+    let stream = ssc.receiver_stream(ZmqReceiver { spec });
+    ZeroMqStream { stream, bad: ember::source::SkipCounters::for_last_input(ssc) }
 }

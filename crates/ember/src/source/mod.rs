@@ -60,6 +60,31 @@ impl StreamingContext {
     }
 }
 
+/// The counters of records that decoding helpers skipped, one per input stream, by the input's
+/// name in the plan (`kafka direct stream [0]`): a context extension
+/// ([`StreamingContext::extension`]) that connector crates register their counters with, and that
+/// the web UI reports. Counts are this process's.
+#[derive(Debug, Default)]
+pub struct SkipCounters(std::sync::Mutex<std::collections::BTreeMap<String, Arc<AtomicU64>>>);
+
+impl SkipCounters {
+    /// The counter of the input stream declared last on `ssc` (call it right after declaring).
+    pub fn for_last_input(ssc: &StreamingContext) -> Arc<AtomicU64> {
+        let plan = ssc.plan();
+        let name = plan.inputs.last().map_or_else(|| "input".to_owned(), |i| format!("{} [{}]", i.name, i.id));
+        let counter = Arc::new(AtomicU64::new(0));
+        let counters = ssc.extension::<SkipCounters>();
+        counters.0.lock().unwrap_or_else(|e| e.into_inner()).insert(name, Arc::clone(&counter));
+        counter
+    }
+
+    /// Each input's count so far.
+    pub fn values(&self) -> Vec<(String, u64)> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed))).collect()
+    }
+}
+
 /// Counts one bad record that a decoding helper skipped, in `counter`; returns the count so far
 /// when this skip should be logged — the first 10, then every 1000th — so that a flood of bad
 /// input is seen without flooding the log.
