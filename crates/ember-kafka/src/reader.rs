@@ -21,9 +21,6 @@ type Queue = rdkafka::consumer::base_consumer::PartitionQueue<DefaultConsumerCon
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long planning waits for a newly assigned partition's first fetch response.
 const FIRST_FETCH_WAIT: Duration = Duration::from_secs(2);
-/// Plans in a row without a fetch response, each finding the log shorter than the partition's
-/// offset, after which the log counts as recreated.
-const SHORT_LOG_STRIKES: u32 = 3;
 
 pub(crate) struct KafkaReader {
     consumer: Arc<BaseConsumer>,
@@ -57,9 +54,6 @@ pub(crate) struct KafkaReader {
     last_error: Option<String>,
     /// Partitions assigned whose first fetch response has not been waited for.
     unfetched: BTreeSet<TopicPartition>,
-    /// Plans in a row that found no fetch response for a partition and a log shorter than its
-    /// offset (see `latest`).
-    short_log: BTreeMap<TopicPartition, u32>,
 }
 
 impl KafkaReader {
@@ -127,7 +121,6 @@ impl KafkaReader {
             warned: BTreeSet::new(),
             last_error: None,
             unfetched: BTreeSet::new(),
-            short_log: BTreeMap::new(),
         })
     }
 
@@ -419,31 +412,45 @@ impl KafkaReader {
         }
         // Before the first fetch response: ListOffsets, which may under-report (never over).
         match self.consumer.fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(1)) {
-            Ok((low, high)) if high < from => {
-                // A fetch from past the end of a recreated log fails (`auto.offset.reset` is
-                // `error` for the consumer), and librdkafka then stops fetching the partition,
-                // so no fetch response ever tells its end. A partition that stays without one
-                // for several plans while the broker reports a shorter log was recreated.
-                let strikes = self.short_log.entry(tp.clone()).or_insert(0);
-                *strikes += 1;
-                if *strikes < SHORT_LOG_STRIKES {
-                    return Ok(from);
-                }
-                self.short_log.remove(tp);
+            Ok((low, high)) if high < from && self.fetch_out_of_range(tp) => {
+                // The log is shorter than what was read: it was recreated or lost. Assign
+                // again at the new start, so the consumer fetches the partition again.
                 let start = resolve_start(tp, from, low, high, self.reset)?;
                 self.current.insert(tp.clone(), start);
-                // Assign again at the new start, so the consumer fetches the partition again.
                 self.reassign()?;
                 Ok(start)
             }
-            Ok((_, high)) => {
-                self.short_log.remove(tp);
-                Ok(high.max(from))
-            }
+            Ok((_, high)) => Ok(high.max(from)),
             Err(e) => {
                 tracing::debug!("kafka: no end offset for {tp} yet: {e}");
                 Ok(from)
             }
+        }
+    }
+
+    /// Whether the consumer reported a fetch of `tp` out of range. A fetch from past the end of a
+    /// recreated log fails (`auto.offset.reset` is `error` for the consumer): librdkafka reports
+    /// it on the partition's queue and stops fetching the partition, so no fetch response ever
+    /// tells its end. A record found instead is kept for the next read.
+    fn fetch_out_of_range(&mut self, tp: &TopicPartition) -> bool {
+        use rdkafka::types::RDKafkaErrorCode::{AutoOffsetReset, OffsetOutOfRange};
+        if self.stash.contains_key(tp) {
+            return false; // a record past what was read: the fetches work
+        }
+        let Some(queue) = self.queues.get(tp) else { return false };
+        match queue.poll(Duration::ZERO) {
+            Some(Err(e)) => {
+                tracing::debug!("kafka: {tp}: {e}");
+                self.last_error = Some(e.to_string());
+                matches!(e.rdkafka_error_code(), Some(OffsetOutOfRange | AutoOffsetReset))
+            }
+            Some(Ok(m)) => {
+                let rec = Self::record(&m);
+                drop(m);
+                self.stash.insert(tp.clone(), rec);
+                false
+            }
+            None => false,
         }
     }
 
