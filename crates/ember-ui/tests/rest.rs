@@ -493,3 +493,31 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn the_pages_are_whole_without_scripts() {
+    let _g = ember::testing::exclusive();
+    let mut job = word_count(&[]);
+    for n in [3, 4] {
+        job.batch(n);
+    }
+    job.wait_completed(2);
+    let addr = job.ui.address();
+    // What a browser with scripts off shows: the server's HTML as it is.
+    let page = get(addr, "/streaming/");
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    let html = &page.body;
+    for t in [1000, 2000] {
+        assert!(html.contains(&format!("<a href=\"/streaming/batch/?id={t}\">")), "batch {t} linked");
+    }
+    assert!(html.contains("<b id=\"completed-count\">2</b>") && html.contains("<b id=\"record-count\">7</b>"));
+    assert!(html.contains("id=\"input-rate-timeline\" data-points=\"2\""));
+    let batch = get(addr, "/streaming/batch/?id=2000").body;
+    assert!(batch.contains("Details of batch at") && batch.contains("4 records"), "{batch}");
+    assert_eq!(get(addr, "/streaming/batch/?id=999").status, 404);
+    // The script only swaps in the fragment the server renders the same way.
+    let fragment = get(addr, "/streaming/fragment").body;
+    assert!(fragment.contains("id=\"completed-batches\"") && !fragment.contains("<html"));
+    job.ssc.stop(false).unwrap();
+}
