@@ -87,10 +87,19 @@ fn conf_error(key: &str, value: &str, expected: &str) -> Error {
 /// Starts the web UI of `ssc` (before `start()`, so it sees the first batch): `None` when
 /// `ui.enabled` is `false`, or in a process other than the driver (process 0), where there is
 /// nothing to show. The address is logged; [`Ui::url`] gives it.
+///
+/// In a job of several processes, every process calls it (they run the same program): it turns
+/// on the per-operation record counts, which are part of the dataflow every process builds.
 pub fn attach(ssc: &StreamingContext) -> ember::Result<Option<Ui>> {
     let conf = ssc.conf();
     let get = |key: &str| conf.get_or_default(key).unwrap_or_default().to_owned();
-    if get("ui.enabled") != "true" || !ssc.is_driver() {
+    if get("ui.enabled") != "true" {
+        return Ok(None);
+    }
+    // Every process builds the same dataflow, counters included: a process that is not the
+    // driver counts too, and only the driver serves.
+    ssc.track_operation_records();
+    if !ssc.is_driver() {
         return Ok(None);
     }
     let port: u16 =
@@ -109,7 +118,6 @@ pub fn attach(ssc: &StreamingContext) -> ember::Result<Option<Ui>> {
         ),
         _ => (vec!["127.0.0.1".to_owned()], usize::MAX),
     };
-    ssc.track_operation_records();
     let handle = ssc.handle();
     let now = handle.now_millis().unwrap_or(0);
     let shared = store::Shared::new(store::Store {

@@ -521,3 +521,46 @@ fn the_pages_are_whole_without_scripts() {
     assert!(fragment.contains("id=\"completed-batches\"") && !fragment.contains("<html"));
     job.ssc.stop(false).unwrap();
 }
+
+#[test]
+#[ignore = "run as a child process by `two_processes_one_ui_on_the_driver`"]
+fn two_processes_child() {
+    let ssc =
+        StreamingContext::new(Conf::new().manual_clock(true).set("ui.port", "0"), Duration::from_secs(1)).unwrap();
+    let ui = ember_ui::attach(&ssc).unwrap();
+    let batches: Vec<Vec<String>> = (0..4).map(|b| (0..10 * (b + 1)).map(|i| format!("w{i} x")).collect()).collect();
+    let words =
+        ssc.queue_stream(batches, true).flat_map(|l: String| l.split(' ').map(String::from).collect::<Vec<_>>());
+    words.map(|w| (w, 1u64)).reduce_by_key(|a, b| a + b).foreach_batch(|_t, _c: Vec<(String, u64)>| {});
+    ssc.run_batches(4).unwrap();
+    match &ui {
+        Some(ui) => {
+            let addr = ui.address();
+            let stats = |addr| get(addr, &format!("/api/v1/applications/{}/streaming/statistics", app_id(addr))).json();
+            eventually("four batches", || stats(addr)["numTotalCompletedBatches"] == 4);
+            println!("UI statistics {}", stats(addr));
+            println!("UI metrics {}", get(addr, "/metrics").body.replace('\n', "|"));
+        }
+        None => println!("UI none"),
+    }
+    ssc.stop(false).unwrap();
+}
+
+#[test]
+fn two_processes_one_ui_on_the_driver() {
+    let outputs = ember::testing::run_cluster("two_processes_child", &[]);
+    let out: Vec<String> = outputs.iter().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).collect();
+    assert!(out[1].contains("UI none"), "only the driver process serves the UI: {}", out[1]);
+    let stats_line = out[0].lines().find_map(|l| l.strip_prefix("UI statistics ")).expect("the driver's UI");
+    let stats: Value = serde_json::from_str(stats_line).unwrap();
+    assert_eq!(stats["numProcessedRecords"], 100, "10 + 20 + 30 + 40 lines, read on the driver");
+    let metrics = out[0].lines().find_map(|l| l.strip_prefix("UI metrics ")).unwrap().replace('|', "\n");
+    let m = scrape(&metrics);
+    let flat_map =
+        m.iter().find(|(k, _)| k.starts_with("ember_operation_last_batch_records") && k.contains("\"flat_map\""));
+    assert_eq!(
+        flat_map.map(|x| *x.1),
+        Some(80.0),
+        "the last batch's 80 words, counted on all four workers of both processes"
+    );
+}

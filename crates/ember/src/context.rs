@@ -79,9 +79,7 @@ impl Shared {
         exts.push(Arc::clone(&e) as Arc<dyn std::any::Any + Send + Sync>);
         e
     }
-}
 
-impl Shared {
     /// Adds a node to the plan. Declaring never fails at the call: a mistake is kept and returned
     /// by the context's next fallible call (`start`, `run_batches`, `await_termination`, ...).
     pub(crate) fn add_node(&self, op: &str, parents: Vec<usize>, slide: u64, build: BuildFn) -> usize {
@@ -315,7 +313,8 @@ impl StreamingContext {
     /// Counts the records each operation produces in each batch, over every worker and process,
     /// into [`BatchInfo::operation_records`](crate::BatchInfo::operation_records) (the web UI
     /// calls this). It costs one small pass-through operator per operation, so it is off unless
-    /// asked for; call it before `start`.
+    /// asked for; call it before `start`, in every process of a job (the counters are part of
+    /// the dataflow, which every process builds alike).
     pub fn track_operation_records(&self) {
         lock(&self.shared.inner).graph.track_operations = true;
     }
