@@ -22,7 +22,7 @@
 //! });
 //! let (ranges, stream) = (kafka.offset_ranges(), kafka.clone());
 //! // After the batch's outputs: commit its offsets to the consumer group.
-//! kafka.stream().foreach_batch(move |t, _| stream.commit_async(&ranges.get(t)));
+//! kafka.stream().on_batch(move |t| stream.commit_async(&ranges.get(t)));  // no record moves
 //! ssc.start()?;
 //! # Ok(()) }
 //! ```

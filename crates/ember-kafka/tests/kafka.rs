@@ -263,7 +263,7 @@ fn commit_async_commits_to_the_group_and_a_new_stream_resumes_there() {
     let kafka = create_direct_stream(&ssc, ConsumerStrategy::subscribe([topic.clone()]), params.clone());
     let seen = collect(&kafka);
     let (committer, ranges) = (kafka.clone(), kafka.offset_ranges());
-    kafka.stream().foreach_batch(move |t, _| committer.commit_async(&ranges.get(t)));
+    kafka.stream().on_batch(move |t| committer.commit_async(&ranges.get(t)));
     run_until(&ssc, 20, || count(&seen) >= 90);
     ssc.stop(true).unwrap(); // a stop commits what was queued
 

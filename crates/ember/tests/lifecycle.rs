@@ -381,3 +381,28 @@ fn operation_records_cluster_child() {
         println!("OPS {}", b.iter().map(u64::to_string).collect::<Vec<_>>().join(","));
     }
 }
+
+#[test]
+fn on_batch_sees_every_batch_time_once_and_reports_its_errors() {
+    let _g = exclusive();
+    for master in ["local[1]", "local[3]"] {
+        let ssc = manual_context(master);
+        let times = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&times);
+        let batches: Vec<Vec<u32>> = vec![(0..1000).collect(), Vec::new(), vec![7]];
+        ssc.queue_stream(batches, true).on_batch(move |t| -> Result<(), String> {
+            seen.lock().unwrap().push(t.millis());
+            if t.millis() == 2000 {
+                return Err("refused".into());
+            }
+            Ok(())
+        });
+        let err = ssc.run_batches(4).expect_err("the error of batch 2 is reported");
+        assert!(err.to_string().contains("on_batch") && err.to_string().contains("refused"), "{master}: {err}");
+        ssc.stop(false).unwrap();
+        assert_eq!(*times.lock().unwrap(), vec![1000, 2000, 3000, 4000], "{master}: once per batch, empty ones too");
+        let plan = ssc.plan();
+        assert_eq!(plan.outputs[0].name, "on_batch");
+        assert_eq!(plan.nodes.len(), 1, "{master}: the dropping step is internal to on_batch");
+    }
+}

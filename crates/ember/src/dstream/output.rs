@@ -176,6 +176,33 @@ impl<T: Data> DStream<T> {
         })
     }
 
+    /// Calls `f` once per batch on the driver worker with the batch time alone: no record leaves
+    /// its worker, so it costs nothing per record. The hook for work that needs only the batch's
+    /// time, such as committing a Kafka stream's offsets
+    /// (`kafka.stream().on_batch(move |t| stream.commit_async(&ranges.get(t)))`), where
+    /// `foreach_batch` would gather every record on the driver first.
+    ///
+    /// ```
+    /// # use ember::testing::*;
+    /// # use std::sync::{Arc, Mutex};
+    /// let times = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = times.clone();
+    /// let ssc = manual_context("local[2]");
+    /// ssc.queue_stream(vec![vec![1, 2], vec![3]], true).on_batch(move |t| seen.lock().unwrap().push(t.millis()));
+    /// ssc.run_batches(3).unwrap();
+    /// ssc.stop(false).unwrap();
+    /// assert_eq!(*times.lock().unwrap(), vec![1000, 2000, 3000]);
+    /// ```
+    pub fn on_batch<R: OutputResult>(&self, f: impl FnMut(Time) -> R + Send + 'static) {
+        let f = Arc::new(Mutex::new(f));
+        // Records are dropped where they are; the driver's output runs on the empty batch.
+        let nothing = self.filter(|_| false).internal();
+        nothing.output("on_batch", Placement::Driver, move |_env| {
+            let f = Arc::clone(&f);
+            Box::new(move |t, _none: Vec<T>| (lock(&f))(t).into_output_result())
+        })
+    }
+
     /// Calls `f` once per batch on every worker, with the batch time and that worker's share of
     /// the batch (also when empty): open one connection per call, not per record.
     pub fn foreach_partition<R: OutputResult>(&self, f: impl Fn(Time, Vec<T>) -> R + Send + Sync + 'static) {
