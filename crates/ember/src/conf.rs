@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 
 /// The type of a configuration value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum ValueKind {
     /// `local`, `local[N]`, `local[*]` or `cluster`.
     Master,
     /// `true` or `false`.
@@ -32,27 +32,27 @@ pub enum Kind {
     HostList,
 }
 
-impl Kind {
+impl ValueKind {
     fn expected(self) -> &'static str {
         match self {
-            Kind::Master => "`local`, `local[N]` with N >= 1, `local[*]` or `cluster`",
-            Kind::Bool => "`true` or `false`",
-            Kind::Int => "a non-negative integer",
-            Kind::Millis => "a duration such as `250ms`, `2s`, `1m` or a number of milliseconds",
-            Kind::Float => "a number",
-            Kind::Text => "any text",
-            Kind::HostList => "a comma-separated list of host:port",
+            ValueKind::Master => "`local`, `local[N]` with N >= 1, `local[*]` or `cluster`",
+            ValueKind::Bool => "`true` or `false`",
+            ValueKind::Int => "a non-negative integer",
+            ValueKind::Millis => "a duration such as `250ms`, `2s`, `1m` or a number of milliseconds",
+            ValueKind::Float => "a number",
+            ValueKind::Text => "any text",
+            ValueKind::HostList => "a comma-separated list of host:port",
         }
     }
 }
 
 /// One declared configuration key.
 #[derive(Debug, Clone, Copy)]
-pub struct Key {
+pub struct KeySpec {
     /// The key.
     pub name: &'static str,
     /// Its type.
-    pub kind: Kind,
+    pub kind: ValueKind,
     /// Its default, as text.
     pub default: &'static str,
     /// What it does.
@@ -60,64 +60,64 @@ pub struct Key {
 }
 
 /// Every configuration key Ember knows.
-pub const KEYS: &[Key] = &[
-    Key { name: "master", kind: Kind::Master, default: "local[*]",
+pub const KEYS: &[KeySpec] = &[
+    KeySpec { name: "master", kind: ValueKind::Master, default: "local[*]",
         doc: "Where to run: `local[N]` runs N worker threads in this process (`local[*]`: one per core, `local` = `local[1]`); `cluster` runs as one of several processes (see the cluster.* keys)." },
-    Key { name: "app.name", kind: Kind::Text, default: "ember", doc: "The application's name, shown in logs." },
-    Key { name: "clock.manual", kind: Kind::Bool, default: "false",
+    KeySpec { name: "app.name", kind: ValueKind::Text, default: "ember", doc: "The application's name, shown in logs." },
+    KeySpec { name: "clock.manual", kind: ValueKind::Bool, default: "false",
         doc: "Use a manual clock that moves only through `run_batches` or `manual_clock().advance` (for tests)." },
-    Key { name: "clock.manual.start", kind: Kind::Millis, default: "0",
+    KeySpec { name: "clock.manual.start", kind: ValueKind::Millis, default: "0",
         doc: "The manual clock's initial reading, in milliseconds since the epoch." },
-    Key { name: "cluster.hosts", kind: Kind::HostList, default: "",
+    KeySpec { name: "cluster.hosts", kind: ValueKind::HostList, default: "",
         doc: "Cluster mode: the `host:port` of every process, in process-index order." },
-    Key { name: "cluster.process", kind: Kind::Int, default: "0", doc: "Cluster mode: this process's index in `cluster.hosts`." },
-    Key { name: "cluster.workers", kind: Kind::Int, default: "1", doc: "Cluster mode: worker threads per process." },
-    Key { name: "flow.max_batches_in_flight", kind: Kind::Int, default: "2",
+    KeySpec { name: "cluster.process", kind: ValueKind::Int, default: "0", doc: "Cluster mode: this process's index in `cluster.hosts`." },
+    KeySpec { name: "cluster.workers", kind: ValueKind::Int, default: "1", doc: "Cluster mode: worker threads per process." },
+    KeySpec { name: "flow.max_batches_in_flight", kind: ValueKind::Int, default: "2",
         doc: "Sources close a batch only while fewer than this many closed batches wait to complete; when processing falls behind, input waits at the source instead of piling up in the dataflow, and a receiver whose open batch is due but not closed stops storing, so TCP pushes back on its sender (Ember's own, beyond Spark)." },
-    Key { name: "receiver.max_rate", kind: Kind::Float, default: "0",
+    KeySpec { name: "receiver.max_rate", kind: ValueKind::Float, default: "0",
         doc: "Records per second each receiver may store (0: no limit); enforced smoothly by a token bucket, and the cap of backpressure's estimates." },
-    Key { name: "backpressure.enabled", kind: Kind::Bool, default: "false",
+    KeySpec { name: "backpressure.enabled", kind: ValueKind::Bool, default: "false",
         doc: "Adapt each receiver's rate to what the job processes, with Spark's PID estimator." },
-    Key { name: "backpressure.initial_rate", kind: Kind::Float, default: "0",
+    KeySpec { name: "backpressure.initial_rate", kind: ValueKind::Float, default: "0",
         doc: "With backpressure: the rate of the first batches, before an estimate exists (0: receiver.max_rate)." },
-    Key { name: "backpressure.pid.proportional", kind: Kind::Float, default: "1.0", doc: "The PID estimator's proportional term (>= 0)." },
-    Key { name: "backpressure.pid.integral", kind: Kind::Float, default: "0.2", doc: "The PID estimator's integral term (>= 0)." },
-    Key { name: "backpressure.pid.derived", kind: Kind::Float, default: "0.0", doc: "The PID estimator's derivative term (>= 0)." },
-    Key { name: "backpressure.pid.min_rate", kind: Kind::Float, default: "100", doc: "The lowest rate the PID estimator sets, records per second (> 0)." },
-    Key { name: "checkpoint.sync", kind: Kind::Bool, default: "true",
+    KeySpec { name: "backpressure.pid.proportional", kind: ValueKind::Float, default: "1.0", doc: "The PID estimator's proportional term (>= 0)." },
+    KeySpec { name: "backpressure.pid.integral", kind: ValueKind::Float, default: "0.2", doc: "The PID estimator's integral term (>= 0)." },
+    KeySpec { name: "backpressure.pid.derived", kind: ValueKind::Float, default: "0.0", doc: "The PID estimator's derivative term (>= 0)." },
+    KeySpec { name: "backpressure.pid.min_rate", kind: ValueKind::Float, default: "100", doc: "The lowest rate the PID estimator sets, records per second (> 0)." },
+    KeySpec { name: "checkpoint.sync", kind: ValueKind::Bool, default: "true",
         doc: "Sync checkpoint files and their directories to disk before a checkpoint counts as written." },
-    Key { name: "checkpoint.allow_changed_inputs", kind: Kind::Bool, default: "false",
+    KeySpec { name: "checkpoint.allow_changed_inputs", kind: ValueKind::Bool, default: "false",
         doc: "Recover from a checkpoint whose job had another app name or read other inputs (paths, topics, hosts), with a warning; by default that is an error, since it is most likely another job's checkpoint." },
-    Key { name: "receiver.write_ahead_log.enable", kind: Kind::Bool, default: "false",
+    KeySpec { name: "receiver.write_ahead_log.enable", kind: ValueKind::Bool, default: "false",
         doc: "Receivers write every block they store to a write-ahead log in the checkpoint directory before it joins a batch; recovery replays the blocks of unfinished batches (needs a checkpoint directory)." },
-    Key { name: "receiver.write_ahead_log.sync", kind: Kind::Bool, default: "true",
+    KeySpec { name: "receiver.write_ahead_log.sync", kind: ValueKind::Bool, default: "true",
         doc: "Sync each write-ahead-log block to disk before the receiver's store returns." },
-    Key { name: "receiver.max_buffered_records", kind: Kind::Int, default: "1000000",
+    KeySpec { name: "receiver.max_buffered_records", kind: ValueKind::Int, default: "1000000",
         doc: "A receiver holds at most this many records not yet taken by a batch (with the write-ahead log on, a whole batch waits here until it closes); when full it stops reading its connection, so TCP pushes back on the sender." },
-    Key { name: "receiver.max_line_bytes", kind: Kind::Int, default: "1048576",
+    KeySpec { name: "receiver.max_line_bytes", kind: ValueKind::Int, default: "1048576",
         doc: "Socket and file text streams skip (count and log) lines longer than this many bytes, never buffering more." },
-    Key { name: "receiver.restart_delay", kind: Kind::Millis, default: "2000ms",
+    KeySpec { name: "receiver.restart_delay", kind: ValueKind::Millis, default: "2000ms",
         doc: "How long a receiver waits before reconnecting after an error or a closed connection (Spark's spark.streaming.receiverRestartDelay)." },
-    Key { name: "file_stream.min_remember", kind: Kind::Millis, default: "60s",
+    KeySpec { name: "file_stream.min_remember", kind: ValueKind::Millis, default: "60s",
         doc: "File streams remember selected files, and accept modification times, this far back (Spark's spark.streaming.fileStream.minRememberDuration)." },
-    Key { name: "generated.lines_per_second", kind: Kind::Int, default: "100000",
+    KeySpec { name: "generated.lines_per_second", kind: ValueKind::Int, default: "100000",
         doc: "The built-in generated text source: lines per second (all workers together)." },
-    Key { name: "generated.words_per_line", kind: Kind::Int, default: "8", doc: "The generated text source: words per line." },
-    Key { name: "generated.vocabulary", kind: Kind::Int, default: "10000", doc: "The generated text source: number of distinct words." },
-    Key { name: "generated.skew", kind: Kind::Float, default: "1.0",
+    KeySpec { name: "generated.words_per_line", kind: ValueKind::Int, default: "8", doc: "The generated text source: words per line." },
+    KeySpec { name: "generated.vocabulary", kind: ValueKind::Int, default: "10000", doc: "The generated text source: number of distinct words." },
+    KeySpec { name: "generated.skew", kind: ValueKind::Float, default: "1.0",
         doc: "The generated text source: Zipf exponent of word frequencies (0 = uniform)." },
-    Key { name: "generated.seed", kind: Kind::Int, default: "42", doc: "The generated text source: random seed." },
-    Key { name: "ui.enabled", kind: Kind::Bool, default: "true",
+    KeySpec { name: "generated.seed", kind: ValueKind::Int, default: "42", doc: "The generated text source: random seed." },
+    KeySpec { name: "ui.enabled", kind: ValueKind::Bool, default: "true",
         doc: "Whether `ember_ui::attach` starts the web UI (Spark's spark.ui.enabled); read by the ember-ui crate." },
-    Key { name: "ui.port", kind: Kind::Int, default: "4040",
+    KeySpec { name: "ui.port", kind: ValueKind::Int, default: "4040",
         doc: "The web UI's port; when it is taken, the next free one, logged (Spark's spark.ui.port)." },
-    Key { name: "ui.host", kind: Kind::Text, default: "127.0.0.1",
+    KeySpec { name: "ui.host", kind: ValueKind::Text, default: "127.0.0.1",
         doc: "The address the web UI binds to; loopback unless set (e.g. `0.0.0.0`)." },
-    Key { name: "ui.token", kind: Kind::Text, default: "",
+    KeySpec { name: "ui.token", kind: ValueKind::Text, default: "",
         doc: "When set, every web UI path needs `Authorization: Bearer <token>` (or `?token=<token>`)." },
-    Key { name: "ui.kill_enabled", kind: Kind::Bool, default: "false",
+    KeySpec { name: "ui.kill_enabled", kind: ValueKind::Bool, default: "false",
         doc: "Whether the web UI offers a kill link that stops the job (Spark's spark.ui.killEnabled); off by default, so the UI is read-only." },
-    Key { name: "ui.retained_batches", kind: Kind::Int, default: "1000",
+    KeySpec { name: "ui.retained_batches", kind: ValueKind::Int, default: "1000",
         doc: "Completed batches the web UI keeps (Spark's spark.streaming.ui.retainedBatches)." },
 ];
 
@@ -280,22 +280,22 @@ impl Conf {
 
     fn bool(&self, key: &str) -> Result<bool> {
         let v = self.text(key);
-        v.parse().map_err(|_| invalid(key, &v, Kind::Bool.expected()))
+        v.parse().map_err(|_| invalid(key, &v, ValueKind::Bool.expected()))
     }
 
     fn int(&self, key: &str) -> Result<u64> {
         let v = self.text(key);
-        v.trim().parse().map_err(|_| invalid(key, &v, Kind::Int.expected()))
+        v.trim().parse().map_err(|_| invalid(key, &v, ValueKind::Int.expected()))
     }
 
     fn float(&self, key: &str) -> Result<f64> {
         let v = self.text(key);
-        v.trim().parse().map_err(|_| invalid(key, &v, Kind::Float.expected()))
+        v.trim().parse().map_err(|_| invalid(key, &v, ValueKind::Float.expected()))
     }
 
     fn millis(&self, key: &str) -> Result<u64> {
         let v = self.text(key);
-        parse_millis(&v).ok_or_else(|| invalid(key, &v, Kind::Millis.expected()))
+        parse_millis(&v).ok_or_else(|| invalid(key, &v, ValueKind::Millis.expected()))
     }
 }
 
@@ -307,15 +307,15 @@ fn invalid(key: &str, value: &str, expected: &str) -> Error {
     Error::Config { key: key.to_owned(), value: value.to_owned(), expected: expected.to_owned() }
 }
 
-fn check(spec: &Key, value: &str) -> Result<()> {
+fn check(spec: &KeySpec, value: &str) -> Result<()> {
     let ok = match spec.kind {
-        Kind::Master => parse_master(value).is_ok(),
-        Kind::Bool => value.parse::<bool>().is_ok(),
-        Kind::Int => value.trim().parse::<u64>().is_ok(),
-        Kind::Millis => parse_millis(value).is_some(),
-        Kind::Float => value.trim().parse::<f64>().map(f64::is_finite).unwrap_or(false),
-        Kind::Text => true,
-        Kind::HostList => value.split(',').map(str::trim).filter(|h| !h.is_empty()).all(|h| {
+        ValueKind::Master => parse_master(value).is_ok(),
+        ValueKind::Bool => value.parse::<bool>().is_ok(),
+        ValueKind::Int => value.trim().parse::<u64>().is_ok(),
+        ValueKind::Millis => parse_millis(value).is_some(),
+        ValueKind::Float => value.trim().parse::<f64>().map(f64::is_finite).unwrap_or(false),
+        ValueKind::Text => true,
+        ValueKind::HostList => value.split(',').map(str::trim).filter(|h| !h.is_empty()).all(|h| {
             h.rsplit_once(':').map(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()).unwrap_or(false)
         }),
     };
@@ -332,7 +332,7 @@ enum ParsedMaster {
 }
 
 fn parse_master(v: &str) -> Result<ParsedMaster> {
-    let bad = || invalid("master", v, Kind::Master.expected());
+    let bad = || invalid("master", v, ValueKind::Master.expected());
     match v {
         "local" => Ok(ParsedMaster::Local(1)),
         "local[*]" => Ok(ParsedMaster::Local(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))),

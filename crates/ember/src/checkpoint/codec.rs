@@ -15,7 +15,7 @@ const HEADER: usize = 4 + 1 + 1 + 8;
 /// What a checkpoint file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub(crate) enum Kind {
+pub(crate) enum FrameKind {
     /// A commit record: the checkpoint of batch `t` exists.
     Commit = 1,
     /// One worker's snapshot of one stateful operator.
@@ -28,21 +28,21 @@ pub(crate) enum Kind {
     Block = 5,
 }
 
-impl Kind {
-    fn from_u8(b: u8) -> Option<Kind> {
+impl FrameKind {
+    fn from_u8(b: u8) -> Option<FrameKind> {
         Some(match b {
-            1 => Kind::Commit,
-            2 => Kind::State,
-            3 => Kind::Position,
-            4 => Kind::BatchLog,
-            5 => Kind::Block,
+            1 => FrameKind::Commit,
+            2 => FrameKind::State,
+            3 => FrameKind::Position,
+            4 => FrameKind::BatchLog,
+            5 => FrameKind::Block,
             _ => return None,
         })
     }
 }
 
 /// Frames an already-encoded payload.
-pub(crate) fn frame_bytes(kind: Kind, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn frame_bytes(kind: FrameKind, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + payload.len() + 4);
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
@@ -55,13 +55,13 @@ pub(crate) fn frame_bytes(kind: Kind, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Encodes `value` as a frame of `kind`.
-pub(crate) fn encode<T: Serialize>(kind: Kind, value: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode<T: Serialize>(kind: FrameKind, value: &T) -> Result<Vec<u8>> {
     let payload = bincode::serialize(value).map_err(|e| Error::Internal(format!("encoding a {kind:?} record: {e}")))?;
     Ok(frame_bytes(kind, &payload))
 }
 
 /// The payload of a frame of `kind`, checked.
-pub(crate) fn unframe<'a>(kind: Kind, bytes: &'a [u8], what: &str) -> Result<&'a [u8]> {
+pub(crate) fn unframe<'a>(kind: FrameKind, bytes: &'a [u8], what: &str) -> Result<&'a [u8]> {
     let corrupt = |reason: String| Error::Corrupt { what: what.to_owned(), reason };
     if bytes.len() < HEADER + 4 {
         return Err(corrupt(format!("truncated: {} bytes, shorter than a header", bytes.len())));
@@ -72,7 +72,7 @@ pub(crate) fn unframe<'a>(kind: Kind, bytes: &'a [u8], what: &str) -> Result<&'a
     if bytes[4] != VERSION {
         return Err(corrupt(format!("format version {} (this Ember reads {VERSION})", bytes[4])));
     }
-    let found = Kind::from_u8(bytes[5]);
+    let found = FrameKind::from_u8(bytes[5]);
     if found != Some(kind) {
         return Err(corrupt(format!("holds a {found:?} record where a {kind:?} record was expected")));
     }
@@ -89,7 +89,7 @@ pub(crate) fn unframe<'a>(kind: Kind, bytes: &'a [u8], what: &str) -> Result<&'a
 }
 
 /// Decodes a frame of `kind` holding a `T`.
-pub(crate) fn decode<T: DeserializeOwned>(kind: Kind, bytes: &[u8], what: &str) -> Result<T> {
+pub(crate) fn decode<T: DeserializeOwned>(kind: FrameKind, bytes: &[u8], what: &str) -> Result<T> {
     let payload = unframe(kind, bytes, what)?;
     bincode::deserialize(payload)
         .map_err(|e| Error::Corrupt { what: what.to_owned(), reason: format!("undecodable payload: {e}") })
@@ -103,31 +103,31 @@ mod tests {
     proptest! {
         #[test]
         fn frames_round_trip(values in proptest::collection::vec((any::<u64>(), ".*"), 0..20)) {
-            let bytes = encode(Kind::State, &values).unwrap();
-            let back: Vec<(u64, String)> = decode(Kind::State, &bytes, "test").unwrap();
+            let bytes = encode(FrameKind::State, &values).unwrap();
+            let back: Vec<(u64, String)> = decode(FrameKind::State, &bytes, "test").unwrap();
             prop_assert_eq!(back, values);
         }
 
         #[test]
         fn any_flipped_byte_is_detected(values in proptest::collection::vec(any::<u32>(), 1..50), at in any::<usize>(), bit in 0u8..8) {
-            let mut bytes = encode(Kind::BatchLog, &values).unwrap();
+            let mut bytes = encode(FrameKind::BatchLog, &values).unwrap();
             let i = at % bytes.len();
             bytes[i] ^= 1 << bit;
-            prop_assert!(decode::<Vec<u32>>(Kind::BatchLog, &bytes, "test").is_err());
+            prop_assert!(decode::<Vec<u32>>(FrameKind::BatchLog, &bytes, "test").is_err());
         }
 
         #[test]
         fn any_truncation_is_detected(values in proptest::collection::vec(any::<u32>(), 1..50), keep in any::<usize>()) {
-            let bytes = encode(Kind::Commit, &values).unwrap();
+            let bytes = encode(FrameKind::Commit, &values).unwrap();
             let keep = keep % bytes.len();
-            prop_assert!(decode::<Vec<u32>>(Kind::Commit, &bytes[..keep], "test").is_err());
+            prop_assert!(decode::<Vec<u32>>(FrameKind::Commit, &bytes[..keep], "test").is_err());
         }
     }
 
     #[test]
     fn the_wrong_kind_is_rejected() {
-        let bytes = encode(Kind::State, &1u32).unwrap();
-        let e = decode::<u32>(Kind::Commit, &bytes, "commit-5000").unwrap_err().to_string();
+        let bytes = encode(FrameKind::State, &1u32).unwrap();
+        let e = decode::<u32>(FrameKind::Commit, &bytes, "commit-5000").unwrap_err().to_string();
         assert!(e.contains("commit-5000") && e.contains("expected"), "{e}");
     }
 }

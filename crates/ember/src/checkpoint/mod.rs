@@ -30,7 +30,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use codec::Kind;
+use codec::FrameKind;
 use store::{CheckpointStore, LocalStore};
 
 /// How many committed checkpoints are kept.
@@ -69,8 +69,8 @@ struct CommitV1 {
 impl Commit {
     /// Reads a commit record of either format.
     fn decode(bytes: &[u8], what: &str) -> Result<Commit> {
-        codec::decode::<Commit>(Kind::Commit, bytes, what).or_else(|e| {
-            let v1: CommitV1 = codec::decode(Kind::Commit, bytes, what).map_err(|_| e)?;
+        codec::decode::<Commit>(FrameKind::Commit, bytes, what).or_else(|e| {
+            let v1: CommitV1 = codec::decode(FrameKind::Commit, bytes, what).map_err(|_| e)?;
             Ok(Commit {
                 time: v1.time,
                 zero: v1.zero,
@@ -147,7 +147,7 @@ impl Checkpoints {
 
     pub fn put_state(&self, t: u64, worker: usize, name: &str, bytes: &[u8]) -> Result<()> {
         self.timed(|| {
-            self.store.put(&format!("state/{t}/w{worker}/{}", safe(name)), &codec::frame_bytes(Kind::State, bytes))
+            self.store.put(&format!("state/{t}/w{worker}/{}", safe(name)), &codec::frame_bytes(FrameKind::State, bytes))
         })
     }
 
@@ -155,12 +155,14 @@ impl Checkpoints {
         let what = format!("state/{t}/w{worker}/{}", safe(name));
         match self.store.get(&what)? {
             None => Ok(None),
-            Some(b) => Ok(Some(codec::unframe(Kind::State, &b, &what)?.to_vec())),
+            Some(b) => Ok(Some(codec::unframe(FrameKind::State, &b, &what)?.to_vec())),
         }
     }
 
     pub fn put_position<P: Serialize>(&self, t: u64, input: usize, worker: usize, p: &P) -> Result<()> {
-        self.timed(|| self.store.put(&format!("positions/{t}/{input}-w{worker}"), &codec::encode(Kind::Position, p)?))
+        self.timed(|| {
+            self.store.put(&format!("positions/{t}/{input}-w{worker}"), &codec::encode(FrameKind::Position, p)?)
+        })
     }
 
     pub fn get_position<P: serde::de::DeserializeOwned>(
@@ -170,21 +172,21 @@ impl Checkpoints {
         worker: usize,
     ) -> Result<Option<P>> {
         let what = format!("positions/{t}/{input}-w{worker}");
-        self.store.get(&what)?.map(|b| codec::decode(Kind::Position, &b, &what)).transpose()
+        self.store.get(&what)?.map(|b| codec::decode(FrameKind::Position, &b, &what)).transpose()
     }
 
     pub fn put_batch_log<L: Serialize>(&self, t: u64, input: usize, entry: &L) -> Result<()> {
-        self.store.put(&format!("batchlog/{t}/{input}"), &codec::encode(Kind::BatchLog, entry)?)
+        self.store.put(&format!("batchlog/{t}/{input}"), &codec::encode(FrameKind::BatchLog, entry)?)
     }
 
     pub fn get_batch_log<L: serde::de::DeserializeOwned>(&self, t: u64, input: usize) -> Result<Option<L>> {
         let what = format!("batchlog/{t}/{input}");
-        self.store.get(&what)?.map(|b| codec::decode(Kind::BatchLog, &b, &what)).transpose()
+        self.store.get(&what)?.map(|b| codec::decode(FrameKind::BatchLog, &b, &what)).transpose()
     }
 
     /// Writes block `seq` of a receiver's write-ahead log (`log` names the receiver).
     pub fn put_block(&self, log: &str, seq: u64, records: &[u8]) -> Result<()> {
-        let framed = codec::frame_bytes(Kind::Block, records);
+        let framed = codec::frame_bytes(FrameKind::Block, records);
         self.wal.put(&format!("wal/{log}/{seq:020}"), &framed)?;
         self.stats.wal_blocks.fetch_add(1, Ordering::Relaxed);
         self.stats.wal_bytes.fetch_add(framed.len() as u64, Ordering::Relaxed);
@@ -198,7 +200,7 @@ impl Checkpoints {
             .store
             .get(&what)?
             .ok_or_else(|| Error::Recovery(format!("write-ahead log block {what} is missing")))?;
-        Ok(codec::unframe(Kind::Block, &bytes, &what)?.to_vec())
+        Ok(codec::unframe(FrameKind::Block, &bytes, &what)?.to_vec())
     }
 
     /// The block numbers in a write-ahead log, ascending.
@@ -227,19 +229,19 @@ impl Checkpoints {
             }
             let what = format!("batchlog/{t}/{key}");
             if let Some(b) = self.store.get(&what)? {
-                out.push((t, codec::decode(Kind::BatchLog, &b, &what)?));
+                out.push((t, codec::decode(FrameKind::BatchLog, &b, &what)?));
             }
         }
         Ok(out)
     }
 
     pub fn put_keyed_batch_log<L: Serialize>(&self, t: u64, key: &str, entry: &L) -> Result<()> {
-        self.store.put(&format!("batchlog/{t}/{key}"), &codec::encode(Kind::BatchLog, entry)?)
+        self.store.put(&format!("batchlog/{t}/{key}"), &codec::encode(FrameKind::BatchLog, entry)?)
     }
 
     pub fn get_keyed_batch_log<L: serde::de::DeserializeOwned>(&self, t: u64, key: &str) -> Result<Option<L>> {
         let what = format!("batchlog/{t}/{key}");
-        self.store.get(&what)?.map(|b| codec::decode(Kind::BatchLog, &b, &what)).transpose()
+        self.store.get(&what)?.map(|b| codec::decode(FrameKind::BatchLog, &b, &what)).transpose()
     }
 
     /// Writes the commit record of `commit.time`, listing the checkpoint's state and position
@@ -247,7 +249,9 @@ impl Checkpoints {
     pub fn commit(&self, commit: &Commit) -> Result<()> {
         let mut commit = commit.clone();
         commit.parts = self.parts(commit.time)?;
-        self.timed(|| self.store.put(&format!("commits/{}", commit.time), &codec::encode(Kind::Commit, &commit)?))?;
+        self.timed(|| {
+            self.store.put(&format!("commits/{}", commit.time), &codec::encode(FrameKind::Commit, &commit)?)
+        })?;
         let s = &self.stats;
         s.checkpoints.fetch_add(1, Ordering::Relaxed);
         s.last_time.store(commit.time, Ordering::Relaxed);
@@ -348,7 +352,7 @@ pub(crate) fn latest_commit(dir: &Path) -> Result<Option<Commit>> {
 /// Every part a commit record lists is present, of its size, and its frame is intact.
 fn check_parts(store: &dyn CheckpointStore, c: &Commit) -> Result<()> {
     for (name, len) in &c.parts {
-        let kind = if name.starts_with("state/") { Kind::State } else { Kind::Position };
+        let kind = if name.starts_with("state/") { FrameKind::State } else { FrameKind::Position };
         let bytes = store.get(name)?.ok_or_else(|| Error::Corrupt { what: name.clone(), reason: "missing".into() })?;
         if bytes.len() as u64 != *len {
             return Err(Error::Corrupt {
@@ -379,7 +383,7 @@ mod tests {
             accs in proptest::collection::btree_map(".{0,10}", any::<i64>(), 0..5),
         ) {
             let c = Commit { time, zero, batch_ms: 1000, workers, fingerprint, accumulators: accs, parts: vec![("state/1/w0/x".into(), 7)] };
-            let bytes = codec::encode(Kind::Commit, &c).unwrap();
+            let bytes = codec::encode(FrameKind::Commit, &c).unwrap();
             prop_assert_eq!(Commit::decode(&bytes, "commit").unwrap(), c);
         }
 
@@ -402,7 +406,7 @@ mod tests {
         let path = dir.join(format!("commits/{t}"));
         let c = Commit::decode(&std::fs::read(&path).unwrap(), "commit").unwrap();
         let v1 = (c.time, c.zero, c.batch_ms, c.workers, c.fingerprint, c.accumulators);
-        std::fs::write(&path, codec::encode(Kind::Commit, &v1).unwrap()).unwrap();
+        std::fs::write(&path, codec::encode(FrameKind::Commit, &v1).unwrap()).unwrap();
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::receiver::{Placement, Receiver, ReceiverContext};
+use super::receiver::{Receiver, ReceiverContext, ReceiverPlacement};
 use crate::context::StreamingContext;
 use crate::dstream::DStream;
 use crate::Data;
@@ -60,7 +60,7 @@ impl StreamingContext {
     /// ```
     pub fn channel_stream<T: Data>(&self) -> (mpsc::Sender<T>, DStream<T>) {
         let (tx, rx) = mpsc::channel();
-        let stream = self.receiver_stream_placed(ChannelReceiver { rx: Some(rx) }, Placement::Driver);
+        let stream = self.receiver_stream_placed(ChannelReceiver { rx: Some(rx) }, ReceiverPlacement::Driver);
         (tx, stream)
     }
 }

@@ -397,7 +397,7 @@ impl<T: Data> SourceDriver<T> for ReceiverDriver<T> {
 
 /// Where a receiver runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Placement {
+pub(crate) enum ReceiverPlacement {
     /// Beside worker `input id % workers`.
     RoundRobin,
     /// Beside the driver worker (inputs that live in process 0, such as a channel).
@@ -427,20 +427,20 @@ impl StreamingContext {
     /// assert_eq!(out.batches()[0].1, vec![10]);
     /// ```
     pub fn receiver_stream<T: Data, R: Receiver<T>>(&self, receiver: R) -> DStream<T> {
-        self.receiver_stream_placed(receiver, Placement::RoundRobin)
+        self.receiver_stream_placed(receiver, ReceiverPlacement::RoundRobin)
     }
 
     pub(crate) fn receiver_stream_placed<T: Data, R: Receiver<T>>(
         &self,
         receiver: R,
-        placement: Placement,
+        placement: ReceiverPlacement,
     ) -> DStream<T> {
         let (name, reads) = (receiver.name(), receiver.source());
         let receiver = Mutex::new(Some(receiver));
         self.input_stream("receiver stream", &reads, move |env, id, label| {
             let owner = match placement {
-                Placement::RoundRobin => id % env.peers == env.index,
-                Placement::Driver => env.is_driver(),
+                ReceiverPlacement::RoundRobin => id % env.peers == env.index,
+                ReceiverPlacement::Driver => env.is_driver(),
             };
             let taken = if owner { lock(&receiver).take() } else { None };
             let name = format!("{name}-{id}");
