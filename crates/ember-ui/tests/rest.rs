@@ -362,7 +362,7 @@ fn a_token_is_needed_on_every_path_and_the_ui_binds_loopback() {
     let cookie = page.header("set-cookie").expect("a cookie for the page's links");
     let cookie = cookie.split(';').next().unwrap().to_owned();
     assert_eq!(request(addr, "GET", "/streaming/batch/?id=1000", &[("Cookie", &cookie)]).status, 200);
-    assert!(job.ssc.state() == ember::State::Active, "nothing above changed the job");
+    assert!(job.ssc.state() == ember::ContextState::Active, "nothing above changed the job");
     job.ssc.stop(false).unwrap();
 }
 
@@ -375,7 +375,7 @@ fn the_kill_link_stops_the_job_only_when_enabled() {
     let refused = request(addr, "POST", "/streaming/kill", &[]);
     assert!(refused.status == 404 || refused.status == 405, "no kill path unless ui.kill_enabled: {}", refused.status);
     assert!(!get(addr, "/streaming/").body.contains("/streaming/kill"), "no kill link on the page");
-    assert_eq!(job.ssc.state(), ember::State::Active);
+    assert_eq!(job.ssc.state(), ember::ContextState::Active);
     job.ssc.stop(false).unwrap();
     drop(job);
 
@@ -386,7 +386,7 @@ fn the_kill_link_stops_the_job_only_when_enabled() {
     let r = request(addr, "POST", "/streaming/kill", &[]);
     assert_eq!(r.status, 303, "back to the Streaming page");
     job.ssc.await_termination().unwrap();
-    assert_eq!(job.ssc.state(), ember::State::Stopped);
+    assert_eq!(job.ssc.state(), ember::ContextState::Stopped);
 }
 
 #[test]

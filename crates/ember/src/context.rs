@@ -19,7 +19,7 @@ use crate::time::{whole_millis, Grid, Time};
 
 /// The states of a context (Spark's `StreamingContextState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub enum ContextState {
     /// Created; streams and outputs can be declared.
     Initialized,
     /// Started; nothing more can be declared.
@@ -33,7 +33,7 @@ static ACTIVE: Mutex<Option<usize>> = Mutex::new(None);
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
 struct Inner {
-    state: State,
+    state: ContextState,
     graph: Graph,
     deferred: Option<Error>,
     runtime: Option<Arc<Runtime>>,
@@ -206,11 +206,11 @@ fn plan_of(g: &Graph) -> crate::plan::Plan {
     }
 }
 
-fn state_error(state: State, op: &str) -> Option<Error> {
+fn state_error(state: ContextState, op: &str) -> Option<Error> {
     let verb = match state {
-        State::Initialized => return None,
-        State::Active => "starting",
-        State::Stopped => "stopping",
+        ContextState::Initialized => return None,
+        ContextState::Active => "starting",
+        ContextState::Stopped => "stopping",
     };
     Some(Error::IllegalState(format!(
         "cannot add `{op}`: adding new inputs, transformations, and output operations after {verb} a context is not supported"
@@ -253,7 +253,7 @@ impl StreamingContext {
                 accumulators: Mutex::new(Vec::new()),
                 extensions: Mutex::new(Vec::new()),
                 inner: Mutex::new(Inner {
-                    state: State::Initialized,
+                    state: ContextState::Initialized,
                     graph: Graph::default(),
                     deferred: None,
                     runtime: None,
@@ -275,7 +275,7 @@ impl StreamingContext {
     }
 
     /// The current state.
-    pub fn state(&self) -> State {
+    pub fn state(&self) -> ContextState {
         lock(&self.shared.inner).state
     }
 
@@ -375,12 +375,14 @@ impl StreamingContext {
     pub fn start(&self) -> Result<()> {
         let mut inner = lock(&self.shared.inner);
         match inner.state {
-            State::Active => {
+            ContextState::Active => {
                 tracing::warn!("StreamingContext has already been started");
                 return Ok(());
             }
-            State::Stopped => return Err(Error::IllegalState("StreamingContext has already been stopped".into())),
-            State::Initialized => {}
+            ContextState::Stopped => {
+                return Err(Error::IllegalState("StreamingContext has already been stopped".into()))
+            }
+            ContextState::Initialized => {}
         }
         let problem = inner.deferred.take().or_else(|| {
             inner
@@ -390,13 +392,13 @@ impl StreamingContext {
                 .then(|| Error::IllegalState("No output operations registered, so nothing to execute".into()))
         });
         if let Some(e) = problem {
-            inner.state = State::Stopped;
+            inner.state = ContextState::Stopped;
             return Err(e);
         }
         {
             let mut active = lock(&ACTIVE);
             if active.is_some() {
-                inner.state = State::Stopped;
+                inner.state = ContextState::Stopped;
                 return Err(Error::IllegalState(
                     "Only one StreamingContext may be started in this process; stop the running one first".into(),
                 ));
@@ -405,11 +407,11 @@ impl StreamingContext {
         }
         match self.launch(&mut inner) {
             Ok(()) => {
-                inner.state = State::Active;
+                inner.state = ContextState::Active;
                 Ok(())
             }
             Err(e) => {
-                inner.state = State::Stopped;
+                inner.state = ContextState::Stopped;
                 release_active(self.shared.id);
                 Err(e)
             }
@@ -553,18 +555,18 @@ impl StreamingContext {
         let (rt, guards) = {
             let mut inner = lock(&self.shared.inner);
             match inner.state {
-                State::Initialized => {
+                ContextState::Initialized => {
                     tracing::warn!("StreamingContext has not been started yet");
-                    inner.state = State::Stopped;
+                    inner.state = ContextState::Stopped;
                     return Ok(());
                 }
-                State::Stopped => {
+                ContextState::Stopped => {
                     tracing::warn!("StreamingContext has already been stopped");
                     return Ok(());
                 }
-                State::Active => {}
+                ContextState::Active => {}
             }
-            inner.state = State::Stopped;
+            inner.state = ContextState::Stopped;
             (inner.runtime.clone(), inner.guards.take())
         };
         let result = match rt {
@@ -702,9 +704,11 @@ impl StreamingContext {
         };
         self.take_deferred()?;
         match self.state() {
-            State::Initialized => self.start()?,
-            State::Stopped => return Err(Error::IllegalState("StreamingContext has already been stopped".into())),
-            State::Active => {}
+            ContextState::Initialized => self.start()?,
+            ContextState::Stopped => {
+                return Err(Error::IllegalState("StreamingContext has already been stopped".into()))
+            }
+            ContextState::Active => {}
         }
         let rt = self.runtime().ok_or_else(|| Error::IllegalState("the StreamingContext is not running".into()))?;
         if rt.stopping() {
@@ -786,7 +790,7 @@ impl std::fmt::Debug for ContextHandle {
 
 impl Drop for StreamingContext {
     fn drop(&mut self) {
-        if self.state() == State::Active {
+        if self.state() == ContextState::Active {
             let _ = self.stop(false);
         }
     }

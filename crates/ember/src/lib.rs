@@ -97,7 +97,8 @@ use serde::Serialize;
 pub use accumulator::Accumulator;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use conf::Conf;
-pub use context::{ContextHandle, State, StreamingContext};
+pub use context::{ContextHandle, ContextState, StreamingContext};
+pub use dstream::map_with_state::{State, StateSpec};
 pub use dstream::output::{BatchCollector, OutputResult};
 pub use dstream::DStream;
 pub use error::{Error, Result};
@@ -122,7 +123,10 @@ pub struct ReadmeDoctests;
 
 /// The names a streaming program needs.
 pub mod prelude {
-    pub use crate::{Clock, Conf, DStream, Data, Key, Printable, State, StreamingContext, StreamingListener, Time};
+    pub use crate::{
+        Clock, Conf, ContextState, DStream, Data, Key, Printable, State, StateSpec, StreamingContext,
+        StreamingListener, Time,
+    };
     pub use std::time::Duration;
 }
 

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ember::testing::{exclusive, manual_context};
-use ember::{BatchInfo, Conf, OutputOperationInfo, State, StreamingContext, StreamingListener};
+use ember::{BatchInfo, Conf, ContextState, OutputOperationInfo, StreamingContext, StreamingListener};
 
 fn err_text<T>(r: ember::Result<T>) -> String {
     match r {
@@ -34,25 +34,25 @@ fn start_without_outputs_fails_and_stops() {
     let ssc = manual_context("local[1]");
     let _ = ssc.queue_stream(vec![vec![1]], true).map(|x: i32| x);
     assert!(err_text(ssc.start()).contains("No output operations registered"));
-    assert_eq!(ssc.state(), State::Stopped);
+    assert_eq!(ssc.state(), ContextState::Stopped);
 }
 
 #[test]
 fn states_and_repeated_calls() {
     let _g = exclusive();
     let ssc = manual_context("local[2]");
-    assert_eq!(ssc.state(), State::Initialized);
+    assert_eq!(ssc.state(), ContextState::Initialized);
     let s = ssc.queue_stream(vec![vec![1]], true);
     let _c = s.count().collect_batches();
     ssc.start().unwrap();
-    assert_eq!(ssc.state(), State::Active);
+    assert_eq!(ssc.state(), ContextState::Active);
     ssc.start().unwrap(); // a second start only warns
                           // Adding after start is an error returned by the next fallible call.
     let _late = s.map(|x: i32| x + 1);
     let e = err_text(ssc.run_batches(1));
     assert!(e.contains("cannot add `map`") && e.contains("after starting"), "{e}");
     ssc.stop(false).unwrap();
-    assert_eq!(ssc.state(), State::Stopped);
+    assert_eq!(ssc.state(), ContextState::Stopped);
     ssc.stop(false).unwrap(); // idempotent
     assert!(err_text(ssc.start()).contains("already been stopped"));
 }
@@ -62,7 +62,7 @@ fn stop_before_start_moves_to_stopped() {
     let _g = exclusive();
     let ssc = manual_context("local[1]");
     ssc.stop(false).unwrap();
-    assert_eq!(ssc.state(), State::Stopped);
+    assert_eq!(ssc.state(), ContextState::Stopped);
 }
 
 #[test]
@@ -278,7 +278,7 @@ fn a_panicking_transformation_fails_the_job_without_hanging_stop() {
     let e = err_text(ssc.run_batches(1));
     assert!(e.contains("the function of `map` panicked at batch 1000 ms: bad record 57"), "{e}");
     let _ = ssc.stop(false);
-    assert_eq!(ssc.state(), State::Stopped);
+    assert_eq!(ssc.state(), ContextState::Stopped);
     assert_eq!(out.batches(), vec![], "no output ran on the failed batch's partial records");
 }
 
