@@ -126,6 +126,7 @@ pub fn attach(ssc: &StreamingContext) -> ember::Result<Option<Ui>> {
         batch_ms: ssc.batch_interval().as_millis() as u64,
         attached: now,
         started: None,
+        zero: None,
         retained,
         batches: BTreeMap::new(),
         completed_total: 0,
@@ -137,12 +138,7 @@ pub fn attach(ssc: &StreamingContext) -> ember::Result<Option<Ui>> {
         workers_per_process,
         version: 0,
     });
-    // Streams are declared after `attach` too: the plan is read again when the job starts.
-    let plan_of = ssc.handle();
-    ssc.add_streaming_listener(store::UiListener {
-        shared: shared.clone(),
-        plan: Box::new(move || plan_of.plan().unwrap_or_default()),
-    });
+    ssc.add_streaming_listener(store::UiListener { shared: shared.clone(), context: ssc.handle() });
     let listener = server::bind(&host, port).map_err(|e| Error::Io {
         context: format!("the web UI cannot listen on {host}:{port}"),
         message: e.to_string(),

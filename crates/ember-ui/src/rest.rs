@@ -147,18 +147,13 @@ pub fn operations(s: &Store, b: &Batch) -> Value {
 
 /// Parses `status=` values of a query (repeatable, as in Spark); an unknown one is an error.
 pub fn parse_statuses(query: Option<&str>) -> Result<Vec<Status>, String> {
-    let mut out = Vec::new();
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k != "status" {
-            continue;
-        }
-        out.push(match v.to_ascii_uppercase().as_str() {
-            "QUEUED" => Status::Queued,
-            "PROCESSING" => Status::Processing,
-            "COMPLETED" => Status::Completed,
-            _ => return Err(format!("unknown batch status `{v}`: use QUEUED, PROCESSING or COMPLETED")),
-        });
-    }
-    Ok(out)
+    crate::server::query_values(query, "status")
+        .iter()
+        .map(|v| match v.to_ascii_uppercase().as_str() {
+            "QUEUED" => Ok(Status::Queued),
+            "PROCESSING" => Ok(Status::Processing),
+            "COMPLETED" => Ok(Status::Completed),
+            _ => Err(format!("unknown batch status `{v}`: use QUEUED, PROCESSING or COMPLETED")),
+        })
+        .collect()
 }

@@ -41,10 +41,6 @@ impl App {
 /// The cookie a browser gets after opening a page with `?token=`, so links keep working.
 const COOKIE: &str = "ember_ui_token";
 
-fn query_token(query: Option<&str>) -> Option<&str> {
-    query?.split('&').find_map(|p| p.strip_prefix("token="))
-}
-
 /// Every path needs the token, when one is set: `Authorization: Bearer`, `?token=` or the cookie.
 async fn auth(State(app): State<App>, req: Request, next: Next) -> Response {
     let Some(token) = app.token.as_deref() else { return next.run(req).await };
@@ -61,7 +57,7 @@ async fn auth(State(app): State<App>, req: Request, next: Next) -> Response {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .any(|c| c.trim().strip_prefix(COOKIE).and_then(|c| c.strip_prefix('=')) == Some(token));
-    let query_ok = query_token(req.uri().query()) == Some(token);
+    let query_ok = query_values(req.uri().query(), "token").iter().any(|t| t == token);
     if !(header_ok || cookie_ok || query_ok) {
         return (
             StatusCode::UNAUTHORIZED,
@@ -126,26 +122,16 @@ fn changes(app: &App) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-fn id_of(query: Option<&str>) -> String {
-    query.unwrap_or("").split('&').find_map(|p| p.strip_prefix("id=")).unwrap_or("").to_owned()
+/// The values of `key` in a query string, percent-decoded.
+pub(crate) fn query_values(query: Option<&str>, key: &str) -> Vec<String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+        .collect()
 }
 
-fn decode(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&segment[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+fn id_of(query: Option<&str>) -> String {
+    query_values(query, "id").into_iter().next().unwrap_or_default()
 }
 
 pub(crate) fn router(app: App) -> Router {
@@ -210,7 +196,6 @@ pub(crate) fn router(app: App) -> Router {
         .route(
             "/dashboard/{name}",
             get(|State(app): State<App>, Path(name): Path<String>| async move {
-                let name = decode(&name);
                 let boards = app.boards.snapshot();
                 let Some((_, board)) = boards.get(&name) else {
                     return not_found(format!("no dashboard `{name}`; see /dashboard"));
@@ -224,7 +209,6 @@ pub(crate) fn router(app: App) -> Router {
         .route(
             "/dashboard/{name}/fragment",
             get(|State(app): State<App>, Path(name): Path<String>| async move {
-                let name = decode(&name);
                 match app.boards.snapshot().get(&name) {
                     Some((_, board)) => Html(html::dashboard(&name, board.as_ref())).into_response(),
                     None => not_found(format!("no dashboard `{name}`")),

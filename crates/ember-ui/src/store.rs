@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ember::plan::Plan;
-use ember::{BatchInfo, OutputOperationInfo, ReceiverInfo, StreamingListener};
+use ember::{BatchInfo, ContextHandle, OutputOperationInfo, ReceiverInfo, StreamingListener};
 use tokio::sync::watch;
 
 /// Where a batch is (Spark's `BatchStatus`).
@@ -69,6 +69,8 @@ pub(crate) struct Store {
     pub attached: u64,
     /// The clock reading when the context started, once it has.
     pub started: Option<u64>,
+    /// The job's zero time (batch `k` is at `zero + k * interval`), once started.
+    pub zero: Option<u64>,
     /// Completed batches kept (`ui.retained_batches`).
     pub retained: usize,
     /// Active batches and the retained completed ones, by batch time.
@@ -141,9 +143,8 @@ impl Store {
     /// The output operations a batch at `t` runs (those whose slide divides the batch's offset
     /// from the first batch's grid).
     pub fn ops_due(&self, t: u64) -> usize {
-        let first = self.batches.keys().next().copied().unwrap_or(t);
-        let zero = first.saturating_sub(self.batch_ms) % self.batch_ms.max(1);
-        self.plan.outputs.iter().filter(|o| (t.saturating_sub(zero)) % o.slide_ms.max(1) == 0).count()
+        let zero = self.zero.unwrap_or(0);
+        self.plan.outputs.iter().filter(|o| t.saturating_sub(zero) % o.slide_ms.max(1) == 0).count()
     }
 
     fn touch(&mut self) {
@@ -201,14 +202,18 @@ impl Shared {
 /// Folds listener events into the store.
 pub(crate) struct UiListener {
     pub shared: Shared,
-    pub plan: Box<dyn Fn() -> Plan + Send>,
+    /// The context, for what is known once it started: the plan (streams may be declared after
+    /// `attach`) and the zero time.
+    pub context: ContextHandle,
 }
 
 impl StreamingListener for UiListener {
     fn on_streaming_started(&mut self, time: u64) {
-        let plan = (self.plan)();
+        let plan = self.context.plan().unwrap_or_default();
+        let zero = self.context.zero_time().map(|t| t.millis());
         self.shared.update(|s| {
             s.started = Some(time);
+            s.zero = zero;
             s.plan = plan;
         });
     }

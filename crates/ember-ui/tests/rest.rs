@@ -83,6 +83,8 @@ struct Job {
     ui: ember_ui::Ui,
     completed: Arc<Mutex<Vec<BatchInfo>>>,
     lines: std::net::TcpStream,
+    /// Batches run so far.
+    ran: u64,
 }
 
 /// A socket word count with two outputs, the second failing at the third batch; the UI on.
@@ -118,7 +120,7 @@ fn word_count_in(extra: &[(&str, &str)], checkpoint: Option<&std::path::Path>) -
     });
     ssc.start().unwrap();
     let (lines, _) = server.accept().unwrap();
-    Job { ssc, ui, completed, lines }
+    Job { ssc, ui, completed, lines, ran: 0 }
 }
 
 impl Job {
@@ -130,6 +132,7 @@ impl Job {
         }
         self.lines.flush().unwrap();
         assert!(self.ssc.wait_for_received(before + n as u64, Duration::from_secs(30)).unwrap());
+        self.ran += 1;
         if let Err(e) = self.ssc.run_batches(1) {
             // Reported, and the job goes on (no checkpoint directory), as Spark's does.
             assert!(e.to_string().contains("the sink refused batch 3"), "{e}");
@@ -143,6 +146,15 @@ impl Job {
         r.json()
     }
 
+    /// Runs one batch of each size in `lines`, then waits until the UI and the listener saw
+    /// every batch run so far.
+    fn batches(&mut self, lines: &[usize]) {
+        for &n in lines {
+            self.batch(n);
+        }
+        self.wait_completed(self.ran);
+    }
+
     fn wait_completed(&self, n: u64) {
         eventually("the UI saw every batch", || self.api("/statistics")["numTotalCompletedBatches"] == n);
         eventually("the listener saw every batch", || self.completed.lock().unwrap().len() as u64 == n);
@@ -153,10 +165,7 @@ impl Job {
 fn every_rest_path_has_sparks_shape_and_the_listeners_numbers() {
     let _g = ember::testing::exclusive();
     let mut job = word_count(&[]);
-    for n in [10, 0, 25, 7] {
-        job.batch(n);
-    }
-    job.wait_completed(4);
+    job.batches(&[10, 0, 25, 7]);
     let addr = job.ui.address();
     let infos: BTreeMap<u64, BatchInfo> =
         job.completed.lock().unwrap().iter().map(|b| (b.batch_time.millis(), b.clone())).collect();
@@ -264,10 +273,7 @@ fn scrape(text: &str) -> BTreeMap<String, f64> {
 fn prometheus_agrees_with_the_rest_api() {
     let _g = ember::testing::exclusive();
     let mut job = word_count(&[]);
-    for n in [5, 9, 1] {
-        job.batch(n);
-    }
-    job.wait_completed(3);
+    job.batches(&[5, 9, 1]);
     let addr = job.ui.address();
     let r = get(addr, "/metrics");
     assert_eq!(r.status, 200);
@@ -393,10 +399,7 @@ fn the_kill_link_stops_the_job_only_when_enabled() {
 fn completed_batches_beyond_the_retained_number_are_dropped() {
     let _g = ember::testing::exclusive();
     let mut job = word_count(&[("ui.retained_batches", "3")]);
-    for _ in 0..10 {
-        job.batch(1);
-    }
-    job.wait_completed(10);
+    job.batches(&[1; 10]);
     let stats = job.api("/statistics");
     assert_eq!(stats["numRetainedCompletedBatches"], 3);
     let ids: Vec<u64> =
@@ -440,10 +443,7 @@ fn a_hundred_stalled_event_clients_do_not_slow_the_job() {
         .collect();
     // Every batch changes the page; the job must go on regardless (a blocked job would hang
     // here, and the test with it).
-    for _ in 0..50 {
-        job.batch(20);
-    }
-    job.wait_completed(50);
+    job.batches(&[20; 50]);
     assert_eq!(get(addr, "/metrics").status, 200, "the UI still answers");
     drop(stalled);
     job.ssc.stop(false).unwrap();
@@ -457,10 +457,7 @@ fn checkpoint_and_write_ahead_log_metrics_match_what_was_written() {
     let before = scrape(&get(job.ui.address(), "/metrics").body);
     let app = "{app=\"ui-test\"}";
     assert_eq!(before[&format!("ember_checkpoint_last_time_ms{app}")], -1.0, "no checkpoint yet");
-    for _ in 0..10 {
-        job.batch(5);
-    }
-    job.wait_completed(10);
+    job.batches(&[5; 10]);
     let m = scrape(&get(job.ui.address(), "/metrics").body);
     let v = |name: &str| m[&format!("{name}{app}")];
     // The default interval of a job without state: 10 s, so batch 10 is checkpointed.
@@ -498,10 +495,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn the_pages_are_whole_without_scripts() {
     let _g = ember::testing::exclusive();
     let mut job = word_count(&[]);
-    for n in [3, 4] {
-        job.batch(n);
-    }
-    job.wait_completed(2);
+    job.batches(&[3, 4]);
     let addr = job.ui.address();
     // What a browser with scripts off shows: the server's HTML as it is.
     let page = get(addr, "/streaming/");

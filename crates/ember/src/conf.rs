@@ -170,7 +170,7 @@ impl Conf {
 
     /// The value set for `key`, or its declared default; `None` for an undeclared key.
     pub fn get_or_default(&self, key: &str) -> Option<&str> {
-        self.get(key).or_else(|| KEYS.iter().find(|k| k.name == key).map(|k| k.default))
+        self.get(key).or_else(|| declared_default(key))
     }
 
     /// Validates every key and value (after applying the `EMBER_CLUSTER_*` environment).
@@ -299,8 +299,12 @@ impl Conf {
     }
 }
 
+fn declared_default(key: &str) -> Option<&'static str> {
+    KEYS.iter().find(|k| k.name == key).map(|k| k.default)
+}
+
 fn default_of(key: &str) -> &'static str {
-    KEYS.iter().find(|k| k.name == key).map(|k| k.default).unwrap_or("")
+    declared_default(key).unwrap_or("")
 }
 
 fn invalid(key: &str, value: &str, expected: &str) -> Error {

@@ -63,10 +63,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The running job's runtime, once started.
+    pub(crate) fn runtime(&self) -> Option<Arc<Runtime>> {
+        lock(&self.inner).runtime.clone()
+    }
+
     /// The declared plan, without the closures.
     pub(crate) fn plan(&self) -> crate::plan::Plan {
         let inner = lock(&self.inner);
-        inner.started_plan.clone().unwrap_or_else(|| plan_of(&inner.graph))
+        inner.started_plan.clone().unwrap_or_else(|| inner.graph.view())
     }
 
     /// The context's value of type `T`, created with `T::default()` on first use.
@@ -152,57 +157,6 @@ impl Shared {
 
     pub(crate) fn same_context(&self, other: &Shared) -> bool {
         self.id == other.id
-    }
-}
-
-/// The plan view of a graph.
-fn plan_of(g: &Graph) -> crate::plan::Plan {
-    use crate::plan::{Plan, PlanInput, PlanNode, PlanOutput};
-    // Internal nodes are left out: whoever reads one reads its parents instead.
-    fn visible(g: &Graph, node: usize, out: &mut Vec<usize>) {
-        match g.nodes.get(node) {
-            Some(n) if n.internal => n.parents.iter().for_each(|&p| visible(g, p, out)),
-            Some(_) => out.push(node),
-            None => {}
-        }
-    }
-    let parents = |node: usize| {
-        let mut out = Vec::new();
-        visible(g, node, &mut out);
-        out
-    };
-    Plan {
-        inputs: g
-            .inputs
-            .iter()
-            .zip(&g.sources)
-            .enumerate()
-            .map(|(id, (name, source))| PlanInput { id, name: name.clone(), source: source.clone() })
-            .collect(),
-        nodes: g
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| !n.internal)
-            .map(|(id, n)| PlanNode {
-                id,
-                name: n.name.clone(),
-                parents: n.parents.iter().flat_map(|&p| parents(p)).collect(),
-                slide_ms: n.slide,
-                window_ms: n.window,
-            })
-            .collect(),
-        outputs: g
-            .outputs
-            .iter()
-            .enumerate()
-            .map(|(id, o)| PlanOutput {
-                id,
-                name: o.name.clone(),
-                node: parents(o.node).first().copied().unwrap_or(o.node),
-                slide_ms: o.slide,
-            })
-            .collect(),
     }
 }
 
@@ -319,9 +273,9 @@ impl StreamingContext {
         lock(&self.shared.inner).graph.track_operations = true;
     }
 
-    /// A handle on this context that does not keep it alive (see [`ContextHandle`]).
-    pub fn handle(&self) -> ContextHandle {
-        ContextHandle { shared: Arc::downgrade(&self.shared) }
+    /// A handle on this context that does not keep it alive (see [`ContextHandle`](crate::ContextHandle)).
+    pub fn handle(&self) -> crate::handle::ContextHandle {
+        crate::handle::ContextHandle { shared: Arc::downgrade(&self.shared) }
     }
 
     /// The manual clock, when the context runs on one (`Conf::manual_clock(true)`).
@@ -368,7 +322,7 @@ impl StreamingContext {
     }
 
     fn runtime(&self) -> Option<Arc<Runtime>> {
-        lock(&self.shared.inner).runtime.clone()
+        self.shared.runtime()
     }
 
     /// Starts the job. Starting an active context only warns; starting a stopped one is an error.
@@ -421,7 +375,7 @@ impl StreamingContext {
     fn launch(&self, inner: &mut Inner) -> Result<()> {
         let s = &self.shared;
         // The plan view outlives the graph, which the job takes.
-        inner.started_plan = Some(plan_of(&inner.graph));
+        inner.started_plan = Some(inner.graph.view());
         let graph = Arc::new(std::mem::take(&mut inner.graph));
         if !inner.stateful.is_empty() && inner.checkpoint_dir.is_none() {
             let ops: Vec<&str> = inner.stateful.iter().map(|(op, _)| op.as_str()).collect();
@@ -737,54 +691,6 @@ impl StreamingContext {
     /// Records taken in by the receivers of this process so far.
     pub fn received_records(&self) -> u64 {
         self.runtime().map_or(0, |rt| rt.received.load(Ordering::Relaxed))
-    }
-}
-
-/// A handle on a context that does not keep it alive, for code that runs beside the job on
-/// threads of its own (the web UI): it reads the context's clock and counters and can stop it.
-/// Made by [`StreamingContext::handle`].
-#[derive(Clone)]
-pub struct ContextHandle {
-    shared: std::sync::Weak<Shared>,
-}
-
-impl ContextHandle {
-    /// Stops the context as [`StreamingContext::stop`] does; `Ok(false)` when it is gone already.
-    pub fn stop(&self, graceful: bool) -> Result<bool> {
-        match self.shared.upgrade() {
-            // Once stopped, the temporary context's drop has nothing left to do.
-            Some(shared) => StreamingContext { shared }.stop(graceful).map(|()| true),
-            None => Ok(false),
-        }
-    }
-
-    /// The context's clock reading in milliseconds (the manual clock's, when it runs on one);
-    /// `None` once the context is gone.
-    pub fn now_millis(&self) -> Option<u64> {
-        self.shared.upgrade().map(|s| s.clock.now_millis())
-    }
-
-    /// The declared plan (see [`StreamingContext::plan`]); `None` once the context is gone.
-    pub fn plan(&self) -> Option<crate::plan::Plan> {
-        self.shared.upgrade().map(|s| s.plan())
-    }
-
-    /// The counters of this process's inputs (see [`StreamingContext::input_counters`]).
-    pub fn input_counters(&self) -> crate::InputCounters {
-        let rt = self.shared.upgrade().and_then(|s| lock(&s.inner).runtime.clone());
-        crate::counters_of(rt)
-    }
-
-    /// What this process wrote to the checkpoint directory (see [`StreamingContext::storage_counters`]).
-    pub fn storage_counters(&self) -> crate::StorageCounters {
-        let rt = self.shared.upgrade().and_then(|s| lock(&s.inner).runtime.clone());
-        crate::storage_of(rt)
-    }
-}
-
-impl std::fmt::Debug for ContextHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ContextHandle")
     }
 }
 

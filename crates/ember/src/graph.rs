@@ -64,6 +64,58 @@ pub(crate) struct Graph {
 }
 
 impl Graph {
+    /// The read-only view of the plan (see `StreamingContext::plan`): internal nodes left out.
+    pub fn view(&self) -> crate::plan::Plan {
+        let g = self;
+        use crate::plan::{Plan, PlanInput, PlanNode, PlanOutput};
+        // Internal nodes are left out: whoever reads one reads its parents instead.
+        fn visible(g: &Graph, node: usize, out: &mut Vec<usize>) {
+            match g.nodes.get(node) {
+                Some(n) if n.internal => n.parents.iter().for_each(|&p| visible(g, p, out)),
+                Some(_) => out.push(node),
+                None => {}
+            }
+        }
+        let parents = |node: usize| {
+            let mut out = Vec::new();
+            visible(g, node, &mut out);
+            out
+        };
+        Plan {
+            inputs: g
+                .inputs
+                .iter()
+                .zip(&g.sources)
+                .enumerate()
+                .map(|(id, (name, source))| PlanInput { id, name: name.clone(), source: source.clone() })
+                .collect(),
+            nodes: g
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| !n.internal)
+                .map(|(id, n)| PlanNode {
+                    id,
+                    name: n.name.clone(),
+                    parents: n.parents.iter().flat_map(|&p| parents(p)).collect(),
+                    slide_ms: n.slide,
+                    window_ms: n.window,
+                })
+                .collect(),
+            outputs: g
+                .outputs
+                .iter()
+                .enumerate()
+                .map(|(id, o)| PlanOutput {
+                    id,
+                    name: o.name.clone(),
+                    node: parents(o.node).first().copied().unwrap_or(o.node),
+                    slide_ms: o.slide,
+                })
+                .collect(),
+        }
+    }
+
     /// One line per node and output, in declaration order: the shape of the plan (kinds, names,
     /// parents, slides), without the closures. Logged at start; the basis of the checkpoint's
     /// graph fingerprint.
