@@ -164,7 +164,17 @@ impl KafkaReader {
                     }
                     self.last_error = Some(e.to_string());
                 }
-                Ok(m) => tracing::debug!("kafka: unexpected record on the main queue: {}-{}", m.topic(), m.partition()),
+                Ok(m) => {
+                    // Never expected (every assigned partition has its own queue): re-read the
+                    // partition from where the next read starts rather than lose the record.
+                    let tp = TopicPartition::new(m.topic(), m.partition());
+                    tracing::warn!(
+                        "kafka: a record of {tp} at offset {} reached the main queue; {tp} is read again",
+                        m.offset()
+                    );
+                    self.fetch_pos.remove(&tp);
+                    self.stash.remove(&tp);
+                }
             }
         }
     }
@@ -355,7 +365,10 @@ impl KafkaReader {
                 .map_err(|e| format!("cannot assign {tp}: {e}"))?;
         }
         self.queues.clear();
-        self.consumer.assign(&tpl).map_err(|e| format!("cannot assign partitions: {e}"))?;
+        // Each partition's queue is split off before the assignment starts its fetches: a
+        // record fetched in between would land on the consumer's main queue, where no read
+        // looks for it (and the consumer's position would pass it). librdkafka keeps a forward
+        // the application set when the fetch starts.
         for tp in self.current.keys() {
             let q = self
                 .consumer
@@ -363,6 +376,7 @@ impl KafkaReader {
                 .ok_or_else(|| format!("cannot open a queue for {tp}"))?;
             self.queues.insert(tp.clone(), q);
         }
+        self.consumer.assign(&tpl).map_err(|e| format!("cannot assign partitions: {e}"))?;
         self.fetch_pos = self.current.clone();
         self.stash.clear();
         self.unfetched = self.current.keys().cloned().collect();

@@ -74,13 +74,17 @@ fn transactional_output_survives_kill_9_at_random_points() {
     let run =
         |url: &str| example_run("kafka_transactional", &[servers.as_ref(), topic.as_ref(), url.as_ref()], BATCHES);
     let straight_db = database(&format!("ember_eo_a_{}", std::process::id()));
-    let watch = ember::clock::Stopwatch::start();
     assert!(run(&straight_db).status().unwrap().success(), "the uninterrupted run failed");
-    let straight = watch.elapsed();
     assert_eq!(table(&straight_db), want, "the uninterrupted run counted every record once");
 
     let killed_db = database(&format!("ember_eo_b_{}", std::process::id()));
-    let kills = ember::testing::kill_and_restart(|| run(&killed_db), 12, straight);
+    // Progress: the records whose offsets the job committed with its counts.
+    let mut db = postgres::Client::connect(&killed_db, postgres::NoTls).unwrap();
+    let consumed = move || {
+        db.query_one("SELECT COALESCE(SUM(until_offset), 0)::bigint FROM kafka_offsets", &[])
+            .map_or(0, |r| r.get::<_, i64>(0) as u64)
+    };
+    let kills = ember::testing::kill_and_restart(|| run(&killed_db), 12, consumed, 600);
     assert!(kills >= 8, "only {kills} kills landed");
     assert_eq!(table(&killed_db), want, "the table after {kills} kills equals the uninterrupted run's");
 }

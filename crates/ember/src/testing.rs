@@ -112,22 +112,43 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
     path
 }
 
-/// Starts `cmd()` again and again, killing it with SIGKILL at a pseudo-random point (a fraction
-/// of `straight`, the time an uninterrupted run took) `kills` times, then lets it run to the
-/// end. Returns the kills that landed (a run may finish before its kill).
+/// Starts `cmd()` again and again, killing it with SIGKILL `kills` times, then lets it run to the
+/// end. Kill `i` lands at a pseudo-random point of the job's progress: once `progress()` (batches
+/// committed, records consumed — anything that grows to `total` as the job runs) has reached a
+/// target that rises with `i`, plus a pseudo-random 0–20 ms so kills fall anywhere inside a batch.
+/// Kills follow the job's progress, not a wall-clock guess, so they land on a slow machine and a
+/// fast one alike. Returns the kills that landed (a run may finish before its kill).
 ///
 /// # Panics
-/// When a run that was not killed fails, or the job does not finish in 200 starts (a test helper).
-pub fn kill_and_restart(mut cmd: impl FnMut() -> std::process::Command, kills: usize, straight: Duration) -> usize {
+/// When a run that was not killed fails, when a run makes no progress for two minutes, or when the
+/// job does not finish in 200 starts (a test helper).
+pub fn kill_and_restart(
+    mut cmd: impl FnMut() -> std::process::Command,
+    kills: usize,
+    mut progress: impl FnMut() -> u64,
+    total: u64,
+) -> usize {
     let mut seed = 7u64;
+    let mut random = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let step = total as f64 / (kills + 1) as f64;
     let mut done = 0;
     for attempt in 0.. {
         assert!(attempt < 200, "the job did not finish after {attempt} starts");
         let mut child = cmd().spawn().unwrap_or_else(|e| panic!("cannot start the job: {e}"));
         if done < kills {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let fraction = (seed >> 33) as f64 / (1u64 << 31) as f64;
-            crate::clock::real_sleep(Duration::from_millis(40) + straight.mul_f64(0.01 + 0.08 * fraction));
+            let target = (step * (done as f64 + random())) as u64;
+            let watch = crate::clock::Stopwatch::start();
+            while progress() < target && child.try_wait().ok().flatten().is_none() {
+                assert!(
+                    watch.elapsed() < Duration::from_secs(120),
+                    "the job made no progress past {target} of {total}"
+                );
+                crate::clock::real_sleep(Duration::from_millis(2));
+            }
+            crate::clock::real_sleep(Duration::from_micros((20_000.0 * random()) as u64));
             if child.try_wait().ok().flatten().is_none() {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -140,6 +161,12 @@ pub fn kill_and_restart(mut cmd: impl FnMut() -> std::process::Command, kills: u
         break;
     }
     done
+}
+
+/// How many outputs under `dir` carry their `_SUCCESS` marker (0 before `dir` exists): the
+/// progress of a job that saves one output per batch, for [`kill_and_restart`].
+pub fn committed_output_count(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().filter(|e| e.path().join("_SUCCESS").exists()).count() as u64
 }
 
 /// Every batch the listener sees completed, in order (register before the context starts).
@@ -231,7 +258,7 @@ pub fn run_cluster(name: &str, extra: &[(&str, String)]) -> Vec<std::process::Ou
 /// The exactly-once check of a job that saves running word totals as text files: `run(out, ck)`
 /// builds the job's command with an output and a checkpoint directory under `dir`. One run goes
 /// through uninterrupted: one output per batch (`batches`), its last totals equal to `want`. A
-/// second run is killed with SIGKILL 12 times at random points and restarted: its outputs equal
+/// second run is killed with SIGKILL 12 times at random points of its progress and restarted: its outputs equal
 /// the first run's. Returns the kills that landed (at least 8).
 ///
 /// # Panics
@@ -242,16 +269,15 @@ pub fn check_word_totals_survive_kills(
     batches: u64,
     want: &std::collections::BTreeMap<String, u64>,
 ) -> usize {
-    let watch = crate::clock::Stopwatch::start();
     let status = run(&dir.join("a"), &dir.join("ck-a")).status().unwrap_or_else(|e| panic!("cannot start: {e}"));
     assert!(status.success(), "the uninterrupted run failed: {status}");
-    let straight = watch.elapsed();
     let expected = committed_outputs(&dir.join("a"));
     assert_eq!(expected.len(), batches as usize, "one output per batch");
     let last: std::collections::BTreeMap<String, u64> =
         parse_counts(expected.values().last().map(Vec::as_slice).unwrap_or_default());
     assert_eq!(&last, want, "the uninterrupted run counted every record once");
-    let kills = kill_and_restart(|| run(&dir.join("b"), &dir.join("ck-b")), 12, straight);
+    let out = dir.join("b");
+    let kills = kill_and_restart(|| run(&out, &dir.join("ck-b")), 12, || committed_output_count(&out), batches);
     assert!(kills >= 8, "only {kills} kills landed");
     let got = committed_outputs(&dir.join("b"));
     assert_eq!(got, expected, "the output after {kills} kills equals the uninterrupted run's");
