@@ -618,6 +618,7 @@ impl StreamingContext {
             .partition(|l| crate::graph::is_identity(l));
         let (was_id, was_plan): (Vec<String>, Vec<String>) =
             commit.fingerprint.iter().cloned().partition(|l| crate::graph::is_identity(l));
+        crate::graph::check_format(&was_plan)?;
         if let Some(i) = first_difference(&was_plan, &now_plan) {
             return Err(Error::Recovery(format!(
                 "the program's streams differ from the checkpoint's at entry {i}: the checkpoint has {}, the program has {}",

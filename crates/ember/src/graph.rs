@@ -64,32 +64,35 @@ pub(crate) struct Graph {
 }
 
 impl Graph {
+    /// The user operations whose output `node` carries: the node itself, or, for a node an
+    /// operation added internally, its parents' (recursively).
+    fn visible(&self, node: usize) -> Vec<usize> {
+        match self.nodes.get(node) {
+            Some(n) if n.internal => n.parents.iter().flat_map(|&p| self.visible(p)).collect(),
+            Some(_) => vec![node],
+            None => Vec::new(),
+        }
+    }
+
+    /// A node's number among the user's operations (internal nodes are not counted): what the
+    /// fingerprint and the names of checkpointed state use, so that an operation that adds or
+    /// drops an internal node never changes them.
+    pub fn user_id(&self, node: usize) -> usize {
+        self.nodes.iter().take(node).filter(|n| !n.internal).count()
+    }
+
     /// The read-only view of the plan (see `StreamingContext::plan`): internal nodes left out.
     pub fn view(&self) -> crate::plan::Plan {
-        let g = self;
         use crate::plan::{Plan, PlanInput, PlanNode, PlanOutput};
-        // Internal nodes are left out: whoever reads one reads its parents instead.
-        fn visible(g: &Graph, node: usize, out: &mut Vec<usize>) {
-            match g.nodes.get(node) {
-                Some(n) if n.internal => n.parents.iter().for_each(|&p| visible(g, p, out)),
-                Some(_) => out.push(node),
-                None => {}
-            }
-        }
-        let parents = |node: usize| {
-            let mut out = Vec::new();
-            visible(g, node, &mut out);
-            out
-        };
         Plan {
-            inputs: g
+            inputs: self
                 .inputs
                 .iter()
-                .zip(&g.sources)
+                .zip(&self.sources)
                 .enumerate()
                 .map(|(id, (name, source))| PlanInput { id, name: name.clone(), source: source.clone() })
                 .collect(),
-            nodes: g
+            nodes: self
                 .nodes
                 .iter()
                 .enumerate()
@@ -97,40 +100,39 @@ impl Graph {
                 .map(|(id, n)| PlanNode {
                     id,
                     name: n.name.clone(),
-                    parents: n.parents.iter().flat_map(|&p| parents(p)).collect(),
+                    parents: n.parents.iter().flat_map(|&p| self.visible(p)).collect(),
                     slide_ms: n.slide,
                     window_ms: n.window,
                 })
                 .collect(),
-            outputs: g
+            outputs: self
                 .outputs
                 .iter()
                 .enumerate()
                 .map(|(id, o)| PlanOutput {
                     id,
                     name: o.name.clone(),
-                    node: parents(o.node).first().copied().unwrap_or(o.node),
+                    node: self.visible(o.node).first().copied().unwrap_or(o.node),
                     slide_ms: o.slide,
                 })
                 .collect(),
         }
     }
 
-    /// One line per node and output, in declaration order: the shape of the plan (kinds, names,
-    /// parents, slides), without the closures. Logged at start; the basis of the checkpoint's
-    /// graph fingerprint.
+    /// The plan's shape, without the closures: [`PLAN_FORMAT`], then one line per user operation
+    /// and output in declaration order (kind, parents, slide), numbered by
+    /// [`user_id`](Self::user_id). Logged at start; the basis of the checkpoint's fingerprint.
     pub fn describe(&self) -> Vec<String> {
-        let nodes = self
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| format!("node {i}: {} <- {:?} every {} ms", n.name, n.parents, n.slide));
-        let outputs = self
-            .outputs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| format!("output {i}: {} <- {} every {} ms", o.name, o.node, o.slide));
-        nodes.chain(outputs).collect()
+        let users = |node: usize| self.visible(node).into_iter().map(|n| self.user_id(n)).collect::<Vec<_>>();
+        let nodes = self.nodes.iter().enumerate().filter(|(_, n)| !n.internal).map(|(i, n)| {
+            let parents: Vec<usize> = n.parents.iter().flat_map(|&p| users(p)).collect();
+            format!("node {}: {} <- {parents:?} every {} ms", self.user_id(i), n.name, n.slide)
+        });
+        let outputs = self.outputs.iter().enumerate().map(|(i, o)| {
+            let node = users(o.node).first().copied().unwrap_or(usize::MAX);
+            format!("output {i}: {} <- {node} every {} ms", o.name, o.slide)
+        });
+        std::iter::once(PLAN_FORMAT.to_owned()).chain(nodes).chain(outputs).collect()
     }
 
     /// The checkpoint's fingerprint of the job: which job it is (`app ...`) and what its inputs
@@ -143,6 +145,24 @@ impl Graph {
     }
 }
 
+/// The first line of a plan's shape in a fingerprint: the format of the lines after it. Bump it
+/// when their meaning changes; a checkpoint of another format is refused with a clear error.
+pub(crate) const PLAN_FORMAT: &str = "plan format 2";
+
+/// Whether a checkpoint's plan lines (its fingerprint without the identity lines) are in the
+/// format this version reads.
+pub(crate) fn check_format(plan: &[String]) -> crate::error::Result<()> {
+    if plan.first().map(String::as_str) == Some(PLAN_FORMAT) {
+        return Ok(());
+    }
+    let theirs = plan.first().and_then(|l| l.strip_prefix("plan ")).unwrap_or("format 1");
+    Err(crate::error::Error::Recovery(format!(
+        "the checkpoint was written by another version of Ember: its plan is in {theirs}, this version reads {}; \
+         start the job on an empty checkpoint directory",
+        &PLAN_FORMAT["plan ".len()..]
+    )))
+}
+
 /// How the identity lines of a fingerprint begin.
 pub(crate) const APP: &str = "app ";
 pub(crate) const INPUT: &str = "input ";
@@ -150,4 +170,18 @@ pub(crate) const INPUT: &str = "input ";
 /// Whether a fingerprint line says which job it is or what an input reads (not the plan's shape).
 pub(crate) fn is_identity(line: &str) -> bool {
     line.starts_with(APP) || line.starts_with(INPUT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_of_another_plan_format_is_refused_with_both_formats_named() {
+        assert!(check_format(&[PLAN_FORMAT.to_owned(), "node 0: x".into()]).is_ok());
+        let old = check_format(&["node 0: queue stream <- [] every 1000 ms".into()]).unwrap_err().to_string();
+        assert!(old.contains("format 1") && old.contains("format 2") && old.contains("empty checkpoint"), "{old}");
+        let newer = check_format(&["plan format 3".into()]).unwrap_err().to_string();
+        assert!(newer.contains("in format 3, this version reads format 2"), "{newer}");
+    }
 }

@@ -79,11 +79,12 @@ impl<'s> BuildEnv<'s> {
         Guard::new(Arc::clone(&self.rt), self.peers)
     }
 
-    /// Registers a stateful operator's container for checkpoints, named by node and operator;
+    /// Registers a stateful operator's container for checkpoints, named by user operation (see
+    /// `Graph::user_id`) and operator;
     /// when recovering, restores it from the checkpoint first. The operator calls the returned
     /// saver after every batch it processed.
     pub fn register_state(&mut self, op: &str, handle: state::StateHandle) -> state::StateSaver {
-        let name = format!("node-{}.{op}.{}", self.current, self.states.len());
+        let name = format!("node-{}.{op}.{}", self.rt.graph.user_id(self.current), self.states.len());
         if let (Some(ck), Some(commit)) = (self.rt.checkpoints.as_deref(), self.rt.recovered.as_ref()) {
             let restored = ck
                 .get_state(commit.time, self.index, &name)
