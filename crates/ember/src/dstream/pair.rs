@@ -5,7 +5,6 @@
 //! combine on each worker before the exchange (Spark's map-side combine), so only one partial
 //! aggregate per key and worker travels.
 
-use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -13,10 +12,8 @@ use rustc_hash::FxHashMap;
 use super::DStream;
 use crate::exec::batch::batch_unary;
 use crate::exec::{by_key, local};
+use crate::time::Time;
 use crate::{Data, Key};
-
-/// A per-batch map of keys to aggregates.
-type Groups<K, C> = FxHashMap<K, C>;
 
 impl<K: Key, V: Data> DStream<(K, V)> {
     /// Applies `f` to every value, keeping the keys.
@@ -54,18 +51,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     /// ```
     pub fn reduce_by_key(&self, f: impl Fn(V, V) -> V + Send + Sync + 'static) -> DStream<(K, V)> {
         let f = Arc::new(f);
-        self.keyed("reduce_by_key", true, move || -> FoldFn<K, V, Option<V>> {
-            let f = Arc::clone(&f);
-            Box::new(move |groups, k, v| {
-                let slot = groups.entry(k).or_insert(None);
-                *slot = Some(match slot.take() {
-                    Some(acc) => f(acc, v),
-                    None => v,
-                });
-            })
-        })
-        .flat_map(|(k, v): (K, Option<V>)| v.map(|v| (k, v)))
-        .internal()
+        let g = Arc::clone(&f);
+        self.combine("reduce_by_key", true, |v| v, move |a, b| f(a, b), move |a, b| g(a, b))
     }
 
     /// Spark's `combineByKey`: `create` makes a combiner from a key's first value in a partition,
@@ -85,52 +72,15 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         merge_value: impl Fn(&mut C, V) + Send + Sync + 'static,
         merge_combiners: impl Fn(&mut C, C) + Send + Sync + 'static,
     ) -> DStream<(K, C)> {
-        let (create, merge_value, merge_combiners) =
-            (Arc::new(create), Arc::new(merge_value), Arc::new(merge_combiners));
-        let slide = self.slide;
-        self.derive("combine_by_key", move |env, s| {
-            let grid = env.grid(slide);
-            let (create, merge_value) = (Arc::clone(&create), Arc::clone(&merge_value));
-            let partial = batch_unary(
-                s,
-                local(),
-                "CombinePartial",
-                grid,
-                Arc::clone(&env.rt),
-                Groups::<K, C>::default,
-                move |groups, data: &mut Vec<(K, V)>| {
-                    for (k, v) in data.drain(..) {
-                        match groups.entry(k) {
-                            Entry::Occupied(mut e) => merge_value(e.get_mut(), v),
-                            Entry::Vacant(e) => {
-                                e.insert(create(v));
-                            }
-                        }
-                    }
-                },
-                |_t, groups, out| out.extend(groups),
-            );
-            let merge = Arc::clone(&merge_combiners);
-            batch_unary(
-                partial,
-                by_key::<K, C>(),
-                "Combine",
-                grid,
-                Arc::clone(&env.rt),
-                Groups::<K, C>::default,
-                move |groups, data: &mut Vec<(K, C)>| {
-                    for (k, c) in data.drain(..) {
-                        match groups.entry(k) {
-                            Entry::Occupied(mut e) => merge(e.get_mut(), c),
-                            Entry::Vacant(e) => {
-                                e.insert(c);
-                            }
-                        }
-                    }
-                },
-                |_t, groups, out| out.extend(groups),
-            )
-        })
+        let merge_value = move |mut c: C, v: V| {
+            merge_value(&mut c, v);
+            c
+        };
+        let merge_combiners = move |mut c: C, d: C| {
+            merge_combiners(&mut c, d);
+            c
+        };
+        self.combine("combine_by_key", true, create, merge_value, merge_combiners)
     }
 
     /// Gathers the values of each key, per batch: `(key, values)`.
@@ -141,95 +91,67 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     /// assert_eq!(out, vec![vec![('a', vec![1, 2])]]);
     /// ```
     pub fn group_by_key(&self) -> DStream<(K, Vec<V>)> {
-        self.keyed("group_by_key", false, || -> FoldFn<K, V, Vec<V>> {
-            Box::new(|groups, k, v| groups.entry(k).or_default().push(v))
-        })
+        let push = |mut c: Vec<V>, v| {
+            c.push(v);
+            c
+        };
+        let extend = |mut c: Vec<V>, d: Vec<V>| {
+            c.extend(d);
+            c
+        };
+        self.combine("group_by_key", false, |v| vec![v], push, extend)
     }
 
-    /// A keyed per-batch aggregation: the fold made by `make` folds `(key, value)` into per-key
-    /// aggregates of type `A`; with `combine`, each worker folds its share first and ships
-    /// `(key, A)` partials, which `A::merge_partial` folds in after the exchange.
-    fn keyed<A: Data + Default + Merge<V>>(
+    /// The one keyed per-batch aggregation behind the others. With `map_side`, each worker folds
+    /// its share into combiners first and only one `(key, combiner)` per key and worker travels
+    /// (Spark's map-side combine); without, the values travel and are folded after the exchange.
+    pub(crate) fn combine<C: Data>(
         &self,
         op: &'static str,
-        combine: bool,
-        make: impl Fn() -> FoldFn<K, V, A> + Send + Sync + 'static,
-    ) -> DStream<(K, A)> {
-        let make = Arc::new(make);
+        map_side: bool,
+        create: impl Fn(V) -> C + Send + Sync + 'static,
+        merge_value: impl Fn(C, V) -> C + Send + Sync + 'static,
+        merge_combiners: impl Fn(C, C) -> C + Send + Sync + 'static,
+    ) -> DStream<(K, C)> {
+        let (create, merge_value, merge) = (Arc::new(create), Arc::new(merge_value), Arc::new(merge_combiners));
         let slide = self.slide;
         self.derive(op, move |env, s| {
             let grid = env.grid(slide);
-            let rt = Arc::clone(&env.rt);
-            if combine {
-                let fold = make();
-                let partial = batch_unary(
-                    s,
-                    local(),
-                    "KeyedPartial",
-                    grid,
-                    Arc::clone(&rt),
-                    Groups::<K, A>::default,
-                    move |groups, data: &mut Vec<(K, V)>| {
-                        for (k, v) in data.drain(..) {
-                            fold(groups, k, v)
-                        }
-                    },
-                    |_t, groups, out| out.extend(groups),
-                );
-                let fold = make();
-                batch_unary(
-                    partial,
-                    by_key::<K, A>(),
-                    op,
-                    grid,
-                    rt,
-                    Groups::<K, A>::default,
-                    move |groups, data: &mut Vec<(K, A)>| {
-                        for (k, a) in data.drain(..) {
-                            A::merge_partial(groups, k, a, &fold)
-                        }
-                    },
-                    |_t, groups, out| out.extend(groups),
-                )
-            } else {
-                let fold = make();
-                batch_unary(
-                    s,
-                    by_key::<K, V>(),
-                    op,
-                    grid,
-                    rt,
-                    Groups::<K, A>::default,
-                    move |groups, data: &mut Vec<(K, V)>| {
-                        for (k, v) in data.drain(..) {
-                            fold(groups, k, v)
-                        }
-                    },
-                    |_t, groups, out| out.extend(groups),
-                )
+            let (create, merge_value) = (Arc::clone(&create), Arc::clone(&merge_value));
+            let values = move |groups: &mut Groups<K, C>, data: &mut Vec<(K, V)>| {
+                for (k, v) in data.drain(..) {
+                    fold_into(groups, k, v, &*create, &*merge_value);
+                }
+            };
+            if !map_side {
+                return batch_unary(s, by_key::<K, V>(), op, grid, Arc::clone(&env.rt), Groups::default, values, emit);
             }
+            let partial =
+                batch_unary(s, local(), "CombinePartial", grid, Arc::clone(&env.rt), Groups::default, values, emit);
+            let merge = Arc::clone(&merge);
+            let combiners = move |groups: &mut Groups<K, C>, data: &mut Vec<(K, C)>| {
+                for (k, c) in data.drain(..) {
+                    fold_into(groups, k, c, |c| c, &*merge);
+                }
+            };
+            batch_unary(partial, by_key::<K, C>(), op, grid, Arc::clone(&env.rt), Groups::default, combiners, emit)
         })
     }
 }
 
-/// Folds one `(key, value)` into the per-key aggregates.
-type FoldFn<K, V, A> = Box<dyn Fn(&mut Groups<K, A>, K, V) + Send + Sync>;
+/// A per-batch map of keys to combiners (a slot is empty only while it is being folded).
+type Groups<K, C> = FxHashMap<K, Option<C>>;
 
-/// How a partial aggregate shipped from another worker joins the local one.
-trait Merge<V>: Sized {
-    fn merge_partial<K: Key>(groups: &mut Groups<K, Self>, k: K, partial: Self, fold: &FoldFn<K, V, Self>);
+/// Folds `x` into `k`'s combiner: `first` makes one, `more` adds to it.
+fn fold_into<K: Key, X, C>(groups: &mut Groups<K, C>, k: K, x: X, first: impl Fn(X) -> C, more: impl Fn(C, X) -> C) {
+    let slot = groups.entry(k).or_insert(None);
+    *slot = Some(match slot.take() {
+        Some(c) => more(c, x),
+        None => first(x),
+    });
 }
 
-impl<V: Data> Merge<V> for Option<V> {
-    fn merge_partial<K: Key>(groups: &mut Groups<K, Self>, k: K, partial: Self, fold: &FoldFn<K, V, Self>) {
-        if let Some(v) = partial {
-            fold(groups, k, v)
-        }
-    }
-}
-
-impl<V: Data> Merge<V> for Vec<V> {
-    fn merge_partial<K: Key>(groups: &mut Groups<K, Self>, k: K, partial: Self, _fold: &FoldFn<K, V, Self>) {
-        groups.entry(k).or_default().extend(partial)
-    }
+/// Every key's combiner, when the batch fires.
+fn emit<K: Key, C: Data>(_t: Time, groups: Groups<K, C>, out: &mut Vec<(K, C)>) {
+    out.extend(groups.into_iter().filter_map(|(k, c)| Some((k, c?))));
 }
