@@ -58,8 +58,9 @@
 //!
 //! ## Where Ember departs from Spark
 //!
-//! - `transform` is partition-local (it sees each worker's share of a batch), not a driver-side
-//!   RDD-to-RDD function.
+//! - `transform`'s function gets the batch as an [`Rdd`], distributed over
+//!   every worker, but runs once, when the job is declared; the operations it chains run every
+//!   batch (Spark calls the function on the driver every batch).
 //! - File streams report the number of lines read (Spark reports 0).
 //! - `queue_stream` dequeues once per batch interval, whatever consumes it.
 //! - Partitions are workers: `repartition(n)` spreads over at most the number of workers.
@@ -101,6 +102,7 @@ pub use conf::Conf;
 pub use context::{ContextState, StreamingContext};
 pub use dstream::map_with_state::{State, StateSpec};
 pub use dstream::output::{BatchCollector, OutputResult};
+pub use dstream::rdd::Rdd;
 pub use dstream::DStream;
 pub use error::{Error, Result};
 pub use handle::ContextHandle;
@@ -126,7 +128,7 @@ pub struct ReadmeDoctests;
 /// The names a streaming program needs.
 pub mod prelude {
     pub use crate::{
-        Clock, Conf, ContextState, DStream, Data, Key, Printable, State, StateSpec, StreamingContext,
+        Clock, Conf, ContextState, DStream, Data, Key, Printable, Rdd, State, StateSpec, StreamingContext,
         StreamingListener, Time,
     };
     pub use std::time::Duration;

@@ -61,7 +61,7 @@ fn declare(ssc: &StreamingContext, seed: u64) -> impl FnOnce() -> Results {
     add(
         &mut readers,
         "transform",
-        a.transform(|t, xs| xs.into_iter().map(move |(k, _)| (k, t.millis() % 7)).collect::<Vec<_>>())
+        a.map_partitions_with_time(|t, xs| xs.into_iter().map(move |(k, _)| (k, t.millis() % 7)).collect::<Vec<_>>())
             .collect_batches(),
     );
     add(&mut readers, "map_values", a.map_values(|v| v + 1).collect_batches());

@@ -1,9 +1,9 @@
 //! Record-wise and per-partition operations: map, flat_map, filter, map_partitions, glom,
-//! repartition, union, transform.
+//! repartition, union.
 //!
 //! map, flat_map and filter stream through: records move on as soon as their source emits them,
-//! without waiting for the batch to close. The per-partition operations (`map_partitions`, `glom`,
-//! `transform`) see one worker's share of a batch — Ember's partitions are its workers.
+//! without waiting for the batch to close. The per-partition operations (`map_partitions`, `glom`)
+//! see one worker's share of a batch — Ember's partitions are its workers.
 
 use std::sync::Arc;
 
@@ -144,24 +144,6 @@ impl<T: Data> DStream<T> {
                 out.push(xs)
             }
         })
-    }
-
-    /// Calls `f` with the batch time and each worker's share of the batch, once per batch on
-    /// every worker. Unlike Spark's `transform`, which runs an RDD-to-RDD function on the driver,
-    /// this is partition-local: for a whole-batch view, gather first (e.g. with a keyed
-    /// operation) or use `foreach_batch`.
-    ///
-    /// ```
-    /// # use ember::testing::*;
-    /// let out = run_on_batches(vec![vec![1], vec![2]], |s| s.transform(|t, xs: Vec<i32>| xs.into_iter().map(move |x| (t.millis() > 0, x)).collect::<Vec<_>>()));
-    /// assert_eq!(out, vec![vec![(true, 1)], vec![(true, 2)]]);
-    /// ```
-    pub fn transform<U: Data, I>(&self, f: impl Fn(Time, Vec<T>) -> I + Send + Sync + 'static) -> DStream<U>
-    where
-        I: IntoIterator<Item = U> + 'static,
-    {
-        let f = Arc::new(f);
-        self.per_partition("transform", move |t, xs, out| out.extend(f(t, xs)))
     }
 
     pub(crate) fn per_partition<U: Data>(

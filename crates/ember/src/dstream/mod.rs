@@ -4,7 +4,11 @@
 //! time of its grid. Operations take `&self` and return a new stream, as in Spark, so one stream
 //! can feed several operations. Each operation family lives in its own file:
 //!
-//! - [`map`]: map, flat_map, filter, map_partitions, glom, repartition, union, transform
+//! - [`map`]: map, flat_map, filter, map_partitions, glom, repartition, union
+//! - [`rdd`]: transform and transform_with, whose functions see each batch as an [`Rdd`](rdd::Rdd)
+//! - [`whole`]: whole-batch operations: distinct, subtract, intersection, cartesian, sort_by,
+//!   sort_by_key, zip_with_index, take_ordered, top, sample, key_by, partition_by, count_by_key,
+//!   aggregate_by_key, map_partitions_with_time
 //! - [`aggregate`]: count, reduce, count_by_value
 //! - [`pair`]: map_values, flat_map_values, reduce_by_key, combine_by_key, group_by_key
 //! - [`join`]: join, left/right/full outer join, cogroup
@@ -16,9 +20,10 @@
 //! - [`output`]: print, foreach_batch, foreach_partition, save_as_text_files,
 //!   collect_batches
 //!
-//! Within a batch, the order of records gathered from several workers is unspecified (as the order
-//! of an RDD's partitions' contents after a shuffle is in Spark); with `local[1]` it is the input
-//! order.
+//! Within a batch, records are ordered by worker (as an RDD's by partition): driver-placed outputs
+//! gather worker 0's share first, then worker 1's, each in its order. After a shuffle the order
+//! within a worker is unspecified, as in Spark; the ordered operations (`sort_by`,
+//! `zip_with_index`, `top`) give a total order. With `local[1]` it is the input order.
 
 pub mod aggregate;
 pub mod join;
@@ -26,8 +31,10 @@ pub mod map;
 pub mod map_with_state;
 pub mod output;
 pub mod pair;
+pub mod rdd;
 pub mod reduce_by_key_and_window;
 pub mod update_state_by_key;
+pub mod whole;
 pub mod window;
 
 use std::marker::PhantomData;

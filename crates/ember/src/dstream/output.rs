@@ -124,13 +124,12 @@ impl<T: Data> DStream<T> {
         T: Printable,
     {
         // Like Spark's take(n + 1), which reads partitions in order: each worker sends at most
-        // n + 1 records, tagged with its index, and the driver reads worker 0's first. Inputs
-        // read on one worker give worker 0 the head of every batch (see `spread_source`), so
-        // print shows the first records in arrival order.
+        // n + 1 records and the driver gathers worker 0's first. Inputs read on one worker give
+        // worker 0 the head of every batch (see `spread_source`), so print shows the first
+        // records in arrival order.
         let slide = self.slide;
         let limited = self
             .derive("print (take)", move |env: &mut BuildEnv<'_>, s| {
-                let index = env.index;
                 batch_unary(
                     s,
                     local(),
@@ -139,14 +138,12 @@ impl<T: Data> DStream<T> {
                     Arc::clone(&env.rt),
                     Vec::new,
                     move |acc: &mut Vec<T>, data| acc.extend(data.drain(..).take((n + 1).saturating_sub(acc.len()))),
-                    move |_t, acc, out| out.extend(acc.into_iter().map(|x| (index, x))),
+                    |_t, acc, out| out.extend(acc),
                 )
             })
             .internal();
         limited.output("print", Placement::Driver, move |_env| {
-            Box::new(move |t, mut tagged: Vec<(usize, T)>| {
-                tagged.sort_by_key(|(worker, _)| *worker);
-                let records: Vec<T> = tagged.into_iter().map(|(_, x)| x).collect();
+            Box::new(move |t, records: Vec<T>| {
                 let text = format_batch(t, &records, n);
                 let mut out = std::io::stdout().lock();
                 out.write_all(text.as_bytes()).and_then(|_| out.flush()).map_err(|e| format!("writing to stdout: {e}"))
@@ -155,7 +152,7 @@ impl<T: Data> DStream<T> {
     }
 
     /// Calls `f` once per batch, on the driver worker, with the batch time and the whole batch
-    /// (gathered from every worker: for small results).
+    /// (gathered from every worker, worker 0's records first: for small results).
     ///
     /// ```
     /// # use ember::testing::*;

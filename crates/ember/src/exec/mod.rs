@@ -221,6 +221,11 @@ pub(crate) fn by_key<K: Data + Hash, V: Data>() -> Exchange<(K, V), impl FnMut(&
     Exchange::new(|kv: &(K, V)| key_hash(&kv.0))
 }
 
+/// A pact that sends every record to the worker owning its hash (a record as its own key).
+pub(crate) fn by_hash<T: Data + Hash>() -> Exchange<T, impl FnMut(&T) -> u64 + 'static> {
+    Exchange::new(|x: &T| key_hash(x))
+}
+
 /// The pact that keeps records on their worker.
 pub(crate) fn local() -> Pipeline {
     Pipeline

@@ -16,6 +16,7 @@ use timely::dataflow::channels::Message;
 use timely::dataflow::operators::core::Concatenate;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::InputHandleCore;
+use timely::dataflow::operators::generic::Operator;
 
 use super::batch::fire_ready;
 use super::{local, to_driver, Batches, BuildEnv};
@@ -40,20 +41,30 @@ pub(crate) trait OutputPort {
     fn discard(&mut self);
 }
 
-struct Port<T: Data, P: Pull<Message<u64, Vec<T>>>> {
-    input: InputHandleCore<u64, Vec<T>, P>,
-    pending: BTreeMap<u64, Vec<T>>,
+/// An output operation's input: records of type `X` arrive; `gather` makes a batch of them.
+struct Port<T: Data, X, P: Pull<Message<u64, Vec<X>>>> {
+    input: InputHandleCore<u64, Vec<X>, P>,
+    pending: BTreeMap<u64, Vec<X>>,
+    gather: fn(Vec<X>) -> Vec<T>,
     action: Option<Action<T>>,
 }
 
-impl<T: Data, P: Pull<Message<u64, Vec<T>>>> OutputPort for Port<T, P> {
+/// A driver-placed operation's records arrive as each worker's containers tagged with its
+/// index; the batch is worker 0's records, then worker 1's, each in the order sent (messages
+/// from one worker to another arrive in order), as Spark's `collect` reads partitions in order.
+fn in_worker_order<T>(mut parts: Vec<(usize, Vec<T>)>) -> Vec<T> {
+    parts.sort_by_key(|(worker, _)| *worker);
+    parts.into_iter().flat_map(|(_, records)| records).collect()
+}
+
+impl<T: Data, X: Data, P: Pull<Message<u64, Vec<X>>>> OutputPort for Port<T, X, P> {
     fn pull(&mut self) {
         let pending = &mut self.pending;
         self.input.for_each(|cap, data| pending.entry(*cap.time()).or_default().append(data));
     }
 
     fn run(&mut self, t: Time) -> std::result::Result<(), String> {
-        let records = self.pending.remove(&t.millis()).unwrap_or_default();
+        let records = (self.gather)(self.pending.remove(&t.millis()).unwrap_or_default());
         let Some(action) = self.action.as_mut() else {
             return Ok(());
         };
@@ -92,13 +103,19 @@ pub(crate) fn port<'s, T: Data>(
 ) -> Box<dyn OutputPort> {
     match placement {
         Placement::Driver => {
-            let input = builder.new_input(stream, to_driver::<T>());
+            let index = env.index;
+            let tagged = stream.unary(local(), "ToDriver", move |_, _| {
+                move |input, output| {
+                    input.for_each(|cap, data| output.session(&cap).give((index, std::mem::take(data))))
+                }
+            });
+            let input = builder.new_input(tagged, to_driver::<(usize, Vec<T>)>());
             let action = env.is_driver().then_some(action);
-            Box::new(Port { input, pending: BTreeMap::new(), action })
+            Box::new(Port { input, pending: BTreeMap::new(), gather: in_worker_order, action })
         }
         Placement::Partition => {
             let input = builder.new_input(stream, local());
-            Box::new(Port { input, pending: BTreeMap::new(), action: Some(action) })
+            Box::new(Port { input, pending: BTreeMap::new(), gather: |records| records, action: Some(action) })
         }
     }
 }
