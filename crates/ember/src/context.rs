@@ -427,6 +427,11 @@ impl StreamingContext {
             });
         }
         rt.recovered = inner.recovered.clone();
+        rt.broadcasts = s.extension::<crate::broadcast::Broadcasts>().slots();
+        if s.settings.total_workers() > s.settings.local_workers() {
+            // Sent to the other processes at the start: a value that does not encode fails here.
+            rt.broadcasts.iter().try_for_each(|b| b.encode().map(drop))?;
+        }
         rt.metadata = inner.metadata.clone();
         rt.accumulators = lock(&s.accumulators).clone();
         if let Some(c) = &inner.recovered {

@@ -74,6 +74,7 @@
 #![forbid(missing_docs)]
 
 mod accumulator;
+pub mod broadcast;
 mod checkpoint;
 pub mod clock;
 pub mod conf;
@@ -97,6 +98,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use accumulator::Accumulator;
+pub use broadcast::Broadcast;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use conf::Conf;
 pub use context::{ContextState, StreamingContext};

@@ -335,7 +335,7 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
     let peers = worker.peers();
     let local_leader = index % rt.settings.local_workers() == 0;
     let proposed = rt.zero().ok_or_else(|| Error::Internal("zero time not set before execution".into()))?;
-    let zero = if cluster { agree_on_zero(worker, proposed) } else { proposed };
+    let zero = if cluster { agree_on_start(worker, rt, proposed)? } else { proposed };
     rt.set_zero(zero);
     let grid = Grid { zero, slide: rt.batch_ms };
 
@@ -500,28 +500,40 @@ fn track_completion(
     through
 }
 
-/// In cluster mode, every worker takes the zero time that worker 0 proposes, so that all
-/// processes cut batches on the same grid.
-fn agree_on_zero(worker: &mut Worker, proposed: u64) -> u64 {
+/// In cluster mode, every worker takes what worker 0 proposes: the zero time, so that all
+/// processes cut batches on the same grid, and the values of the broadcast variables, so that all
+/// read the driver's.
+fn agree_on_start(worker: &mut Worker, rt: &Runtime, proposed: u64) -> Result<u64> {
     use timely::dataflow::operators::core::Inspect;
     use timely::dataflow::operators::vec::Broadcast;
     use timely::dataflow::InputHandle;
 
-    let agreed = Rc::new(RefCell::new(None));
+    type Start = (u64, Vec<Vec<u8>>);
+    let agreed: Rc<RefCell<Option<Start>>> = Rc::new(RefCell::new(None));
     let mut input = InputHandle::new();
     let probe = ProbeHandle::new();
     let seen = Rc::clone(&agreed);
     worker.dataflow::<u64, _, _>(|scope| {
-        input.to_stream(scope).broadcast().inspect(move |z: &u64| *seen.borrow_mut() = Some(*z)).probe_with(&probe);
+        input
+            .to_stream(scope)
+            .broadcast()
+            .inspect(move |s: &Start| *seen.borrow_mut() = Some(s.clone()))
+            .probe_with(&probe);
     });
     if worker.index() == 0 {
-        input.send(proposed);
+        let values = rt.broadcasts.iter().map(|b| b.encode()).collect::<Result<Vec<_>>>()?;
+        input.send((proposed, values));
     }
     input.advance_to(1);
     drop(input);
     while !probe.done() {
         worker.step();
     }
-    let z = agreed.borrow().unwrap_or(proposed);
-    z
+    let Some((zero, values)) = agreed.borrow_mut().take() else { return Ok(proposed) };
+    if worker.index() >= rt.settings.local_workers() {
+        for (slot, bytes) in rt.broadcasts.iter().zip(&values) {
+            slot.adopt(bytes)?;
+        }
+    }
+    Ok(zero)
 }

@@ -50,6 +50,8 @@ pub(crate) struct Runtime {
     pub checkpoints: Option<Arc<crate::checkpoint::Checkpoints>>,
     /// The checkpoint recovered from, if any.
     pub recovered: Option<crate::checkpoint::Commit>,
+    /// The job's broadcast variables, whose driver values every process takes at the start.
+    pub broadcasts: Vec<Arc<dyn crate::broadcast::Slot>>,
     /// Whether the final batch of a graceful stop is checkpointed.
     final_checkpoint: AtomicBool,
     /// The job's accumulators.
@@ -103,6 +105,7 @@ impl Runtime {
             start: AtomicU64::new(0),
             checkpoints: None,
             recovered: None,
+            broadcasts: Vec::new(),
             final_checkpoint: AtomicBool::new(false),
             accumulators: Vec::new(),
             checkpoint_broken: AtomicBool::new(false),
