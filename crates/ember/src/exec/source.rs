@@ -56,6 +56,11 @@ pub(crate) trait SourceDriver<T>: 'static {
         None
     }
 
+    /// Whether the batches' record counts are reported as an input's (a static dataset's are not).
+    fn is_input(&self) -> bool {
+        true
+    }
+
     /// Restores a position saved by `position`.
     fn restore(&mut self, _position: &[u8]) -> crate::Result<()> {
         Ok(())
@@ -197,7 +202,7 @@ fn source_counting<'s, T: Data>(
                     return;
                 }
                 let metadata = driver.metadata();
-                if records > 0 || !metadata.is_empty() {
+                if driver.is_input() && (records > 0 || !metadata.is_empty()) {
                     count_session.session(&*ccap).give(InputReport { stream: stream_id, records, metadata });
                 }
                 records = 0;
