@@ -233,7 +233,7 @@ fn state(workers: u64, keys: u64, touched: u64, batches: u64) -> anyhow::Result<
             let spec = ember::dstream::map_with_state::StateSpec::function(
                 |_k: &u64, v: Option<u64>, st: &mut ember::dstream::map_with_state::State<u64>| {
                     let n = st.get().copied().unwrap_or(0) + v.unwrap_or(0);
-                    let _ = st.update(n);
+                    st.update(n);
                     n
                 },
             );

@@ -49,7 +49,8 @@ fn job() -> ember::Result<(StreamingContext, Out)> {
     let windowed = words.reduce_by_key_and_window_inverse(|a, b| a + b, |a, b| a - b, ms(4000), ms(2000));
     let seen = words.map_with_state(StateSpec::function(|w: &String, n: Option<u64>, st: &mut State<u64>| {
         let total = st.get().copied().unwrap_or(0) + n.unwrap_or(0);
-        st.update(total).map(|()| (w.clone(), total)).unwrap_or_default()
+        st.update(total);
+        (w.clone(), total)
     }));
     let outs = vec![totals.collect_batches(), windowed.collect_batches(), seen.collect_batches()];
     Ok((ssc, outs))

@@ -117,7 +117,7 @@ fn map_with_state_with_a_checkpoint_directory_runs_through_its_checkpoints() {
         ssc.checkpoint(dir.path());
         let spec = StateSpec::function(|_k: &char, v: Option<u64>, st: &mut State<u64>| {
             let n = st.get().copied().unwrap_or(0) + v.unwrap_or(0);
-            st.update(n).unwrap();
+            st.update(n);
             n
         });
         let counts =

@@ -39,7 +39,11 @@ fn count(k: &String, v: Option<u64>, st: &mut State<u64>) -> (String, u64) {
         return (format!("timed out {k}"), st.get().copied().unwrap_or(0));
     }
     let n = st.get().copied().unwrap_or(0) + v.unwrap_or(0);
-    let _ = if n > 6 { st.remove() } else { st.update(n) };
+    if n > 6 {
+        st.remove()
+    } else {
+        st.update(n)
+    }
     (k.clone(), n)
 }
 

@@ -124,11 +124,10 @@ fn track(k: &u32, v: Option<i64>, st: &mut State<u64>) -> (u32, i64) {
     assert!(v.is_some());
     let n = st.get().copied().unwrap_or(0) + 1;
     if n > 5 {
-        st.remove().unwrap();
-        assert!(st.update(1).is_err(), "update after remove is an error");
+        st.remove();
         (*k, -1)
     } else {
-        st.update(n).unwrap();
+        st.update(n);
         (*k, n as i64)
     }
 }
@@ -402,7 +401,7 @@ fn initial_states_reach_the_workers_that_own_their_keys() {
         .collect_batches();
     let spec = StateSpec::function(|_k: &u32, v: Option<i64>, st: &mut State<i64>| {
         let n = st.get().copied().unwrap_or(0) + v.unwrap_or(0);
-        st.update(n).unwrap();
+        st.update(n);
         n
     })
     .initial_state(initial);
@@ -417,4 +416,40 @@ fn initial_states_reach_the_workers_that_own_their_keys() {
     let mut got = snapshots.batches()[0].1.clone();
     got.sort();
     assert_eq!(got, want);
+}
+
+#[test]
+fn misusing_the_state_fails_the_batch_with_an_error_that_says_how() {
+    type Misuse = fn(&mut State<u64>);
+    let cases: [(&str, Misuse); 4] = [
+        ("the state was updated after it had been removed", |st| {
+            st.remove();
+            st.update(1);
+        }),
+        ("the state was removed twice", |st| {
+            st.remove();
+            st.remove();
+        }),
+        ("the state of a key that is timing out was updated", |st| st.update(9)),
+        ("the state of a key that is timing out was removed", |st| st.remove()),
+    ];
+    for (what, misuse) in cases {
+        let _g = exclusive();
+        let ssc = manual_context("local[2]");
+        let timing_out = what.contains("timing out");
+        let spec = StateSpec::function(move |_k: &u32, _v: Option<u64>, st: &mut State<u64>| {
+            if st.is_timing_out() == timing_out {
+                misuse(st);
+            } else {
+                st.update(1);
+            }
+            0u64
+        });
+        ssc.queue_stream(vec![vec![(1u32, 1u64), (2, 1)]], true)
+            .map_with_state(spec.timeout(Duration::from_secs(1)))
+            .foreach_batch(|_t, _records| ());
+        let e = ssc.run_batches(4).expect_err(what).to_string();
+        assert!(e.contains(what) && e.contains("map_with_state"), "{what}: {e}");
+        let _ = ssc.stop(false);
+    }
 }

@@ -33,11 +33,13 @@ pub struct State<S> {
     updated: bool,
     removed: bool,
     timing_out: bool,
+    /// What the mapping function did that Spark's `State` refuses, if it did.
+    misuse: Option<&'static str>,
 }
 
 impl<S> State<S> {
     fn new(value: Option<S>, timing_out: bool) -> Self {
-        State { value, updated: false, removed: false, timing_out }
+        State { value, updated: false, removed: false, timing_out, misuse: None }
     }
 
     /// Whether the key has a state.
@@ -50,30 +52,40 @@ impl<S> State<S> {
         self.value.as_ref()
     }
 
-    /// Sets the state. Fails after `remove` and for a key that is timing out.
-    pub fn update(&mut self, value: S) -> Result<(), Error> {
+    /// Sets the state. After `remove`, and for a key that is timing out, it is a mistake (as
+    /// Spark's `update` throws): the batch fails and the job stops with an error saying so.
+    pub fn update(&mut self, value: S) {
         if self.removed {
-            return Err(Error::IllegalState("Cannot update the state after it has been removed".into()));
+            self.misuse.get_or_insert("the state was updated after it had been removed");
+        } else if self.timing_out {
+            self.misuse.get_or_insert("the state of a key that is timing out was updated");
+        } else {
+            self.value = Some(value);
+            self.updated = true;
         }
-        if self.timing_out {
-            return Err(Error::IllegalState("Cannot update the state that is timing out".into()));
-        }
-        self.value = Some(value);
-        self.updated = true;
-        Ok(())
     }
 
-    /// Removes the state. Fails twice and for a key that is timing out.
-    pub fn remove(&mut self) -> Result<(), Error> {
+    /// Removes the state. Twice, and for a key that is timing out, it is a mistake that fails
+    /// the batch (see [`update`](Self::update)).
+    pub fn remove(&mut self) {
         if self.timing_out {
-            return Err(Error::IllegalState("Cannot remove the state that is timing out".into()));
+            self.misuse.get_or_insert("the state of a key that is timing out was removed");
+        } else if self.removed {
+            self.misuse.get_or_insert("the state was removed twice");
+        } else {
+            self.value = None;
+            self.removed = true;
         }
-        if self.removed {
-            return Err(Error::IllegalState("Cannot remove the state that has already been removed".into()));
+    }
+
+    /// Fails batch `t` when the mapping function misused the state: the operator's guard
+    /// reports the error as the job's.
+    fn check(&self, t: Time) {
+        if let Some(what) = self.misuse {
+            std::panic::panic_any(Error::IllegalState(format!(
+                "the function of `map_with_state` misused a key's State at batch {t}: {what} (Spark's State refuses it too)"
+            )));
         }
-        self.value = None;
-        self.removed = true;
-        Ok(())
     }
 
     /// Whether this is the last call for a key that timed out.
@@ -146,6 +158,12 @@ pub struct MapWithStateDStream<K, S, M> {
 }
 
 impl<K: Key, S: Data, M: Data> MapWithStateDStream<K, S, M> {
+    /// The stream of mapped records, as a plain [`DStream`] (every stream operation is also
+    /// callable on `self` directly, as on Spark's `MapWithStateDStream`).
+    pub fn into_stream(self) -> DStream<M> {
+        self.mapped
+    }
+
     /// The whole state `(key, state)` after each batch.
     pub fn state_snapshots(&self) -> DStream<(K, S)> {
         self.want_snapshots.store(true, Ordering::Release);
@@ -168,14 +186,14 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     ///
     /// ```
     /// # use ember::testing::*;
-    /// # use ember::dstream::map_with_state::StateSpec;
+    /// # use ember::{State, StateSpec};
     /// let out = run_on_batches(vec![vec![('a', 1), ('a', 2)], vec![('a', 3)]], |s| {
-    ///     let spec = StateSpec::function(|_k: &char, v: Option<i32>, st: &mut ember::dstream::map_with_state::State<i32>| {
+    ///     let spec = StateSpec::function(|_k: &char, v: Option<i32>, st: &mut State<i32>| {
     ///         let total = st.get().copied().unwrap_or(0) + v.unwrap_or(0);
-    ///         st.update(total).unwrap();
+    ///         st.update(total);
     ///         total
     ///     });
-    ///     (*s.map_with_state(spec)).clone()
+    ///     s.map_with_state(spec).into_stream()
     /// });
     /// assert_eq!(out, vec![vec![1, 3], vec![6]]);
     /// ```
@@ -221,6 +239,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                             if let Some(m) = func(t, &k, Some(v), &mut state) {
                                 out.push(Emitted::Mapped(m));
                             }
+                            state.check(t);
                             // Stored with the batch time when updated, or whenever a timeout is set
                             // (`remove` cleared the value, so a removed key is not stored).
                             if let Some(s) = state.value {
@@ -241,6 +260,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                                     if let Some(m) = func(t, &k, None, &mut state) {
                                         out.push(Emitted::Mapped(m));
                                     }
+                                    state.check(t);
                                 }
                             }
                         }

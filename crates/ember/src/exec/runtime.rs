@@ -330,10 +330,14 @@ impl Runtime {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
             Ok(r) => Some(r),
             Err(panic) => {
-                let e = Error::UserCode {
-                    operation: op.to_owned(),
-                    time: crate::time::Time::from_millis(t),
-                    message: panic_text(&panic),
+                // An operator raises its own error (a misused `State`) as a panic with an `Error`.
+                let e = match panic.downcast::<Error>() {
+                    Ok(e) => *e,
+                    Err(panic) => Error::UserCode {
+                        operation: op.to_owned(),
+                        time: crate::time::Time::from_millis(t),
+                        message: panic_text(&panic),
+                    },
                 };
                 self.fail_batch(t, e);
                 None
