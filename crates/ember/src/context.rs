@@ -28,8 +28,9 @@ pub enum ContextState {
     Stopped,
 }
 
-/// The process-wide slot of the active context (one per process, as in Spark).
-static ACTIVE: Mutex<Option<usize>> = Mutex::new(None);
+/// The active contexts of the process, each with whether it asked to be the only one
+/// (`context.single_active`, Spark's rule).
+static ACTIVE: Mutex<Vec<(usize, bool)>> = Mutex::new(Vec::new());
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
 struct Inner {
@@ -351,13 +352,15 @@ impl StreamingContext {
         }
         {
             let mut active = lock(&ACTIVE);
-            if active.is_some() {
+            let single = self.shared.settings.single_active;
+            if !active.is_empty() && (single || active.iter().any(|(_, s)| *s)) {
                 inner.state = ContextState::Stopped;
                 return Err(Error::IllegalState(
-                    "Only one StreamingContext may be started in this process; stop the running one first".into(),
+                    "Only one StreamingContext may be started in this process (context.single_active); stop the running one first"
+                        .into(),
                 ));
             }
-            *active = Some(self.shared.id);
+            active.push((self.shared.id, single));
         }
         match self.launch(&mut inner) {
             Ok(()) => {
@@ -728,10 +731,7 @@ fn checkpoint_interval(batch_ms: u64, stateful: &[(String, u64)], requested: &[u
 }
 
 fn release_active(id: usize) {
-    let mut active = lock(&ACTIVE);
-    if *active == Some(id) {
-        *active = None;
-    }
+    lock(&ACTIVE).retain(|(active, _)| *active != id);
 }
 
 /// The first entry at which two fingerprints differ (one ending early counts as a difference).

@@ -61,6 +61,8 @@
 //! - `transform`'s function gets the batch as an [`Rdd`], distributed over
 //!   every worker, but runs once, when the job is declared; the operations it chains run every
 //!   batch (Spark calls the function on the driver every batch).
+//! - Several contexts may run in one process (Spark allows one); `context.single_active` asks
+//!   for Spark's rule.
 //! - File streams report the number of lines read (Spark reports 0).
 //! - `queue_stream` dequeues once per batch interval, whatever consumes it.
 //! - Partitions are workers: `repartition(n)` spreads over at most the number of workers.

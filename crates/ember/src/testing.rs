@@ -1,8 +1,9 @@
 //! Helpers for tests and doc examples, on the manual clock.
 //!
-//! A context is started per test; since one context may be active per process (as in Spark),
-//! the helpers here hold a process-wide lock while their context lives, so tests that run as
-//! threads of one process take turns.
+//! A context is started per test. Contexts may run side by side in one process (unless one asks
+//! for Spark's one-active-context rule, `context.single_active`), so the helpers need no lock;
+//! [`exclusive`] remains for tests that want the process to themselves (a test of that rule, or
+//! one whose child processes should not compete with other tests).
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -14,7 +15,7 @@ use crate::Data;
 
 static EXCLUSIVE: Mutex<()> = Mutex::new(());
 
-/// Takes the process-wide test lock (hold it while a context lives).
+/// Takes the process-wide test lock, for tests that want the process to themselves.
 pub fn exclusive() -> MutexGuard<'static, ()> {
     EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -37,7 +38,6 @@ pub fn run_on_batches<T: Data, U: Data>(
     batches: Vec<Vec<T>>,
     build: impl FnOnce(&DStream<T>) -> DStream<U>,
 ) -> Vec<Vec<U>> {
-    let _guard = exclusive();
     let n = batches.len() as u64;
     let ssc = manual_context("local[1]");
     let out = build(&ssc.queue_stream(batches, true)).collect_batches();
@@ -55,7 +55,6 @@ pub fn run_on_two<A: Data, B: Data, U: Data>(
     right: Vec<Vec<B>>,
     build: impl FnOnce(&DStream<A>, &DStream<B>) -> DStream<U>,
 ) -> Vec<Vec<U>> {
-    let _guard = exclusive();
     let n = left.len().max(right.len()) as u64;
     let ssc = manual_context("local[1]");
     let out = build(&ssc.queue_stream(left, true), &ssc.queue_stream(right, true)).collect_batches();

@@ -66,20 +66,38 @@ fn stop_before_start_moves_to_stopped() {
 }
 
 #[test]
-fn only_one_active_context_per_process() {
+fn only_one_active_context_per_process_when_asked() {
     let _g = exclusive();
-    let a = manual_context("local[1]");
-    a.queue_stream(vec![vec![1]], true).count().collect_batches();
+    let single = || {
+        let conf = Conf::new().master("local[1]").manual_clock(true).set("context.single_active", "true");
+        let ssc = StreamingContext::new(conf, Duration::from_secs(1)).unwrap();
+        ssc.queue_stream(vec![vec![1]], true).count().collect_batches();
+        ssc
+    };
+    let plain = || {
+        let ssc = manual_context("local[1]");
+        ssc.queue_stream(vec![vec![1]], true).count().collect_batches();
+        ssc
+    };
+    let a = single();
     a.start().unwrap();
-    let b = manual_context("local[1]");
-    b.queue_stream(vec![vec![1]], true).count().collect_batches();
+    let b = single();
     assert!(err_text(b.start()).contains("Only one StreamingContext"));
+    assert!(err_text(plain().start()).contains("Only one StreamingContext"), "nor one that did not ask");
     a.stop(false).unwrap();
     // Once the first stopped, a new one may start.
-    let c = manual_context("local[1]");
-    c.queue_stream(vec![vec![1]], true).count().collect_batches();
+    let c = single();
     c.start().unwrap();
     c.stop(false).unwrap();
+    // Without the rule, contexts run side by side; one that asks for it then may not start.
+    let (d, e) = (plain(), plain());
+    d.start().unwrap();
+    e.start().unwrap();
+    assert!(err_text(single().start()).contains("Only one StreamingContext"));
+    d.run_batches(1).unwrap();
+    e.run_batches(1).unwrap();
+    d.stop(false).unwrap();
+    e.stop(false).unwrap();
 }
 
 #[test]
