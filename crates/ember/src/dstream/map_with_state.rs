@@ -22,7 +22,6 @@ use super::DStream;
 use crate::error::Error;
 use crate::exec::batch::batch_unary;
 use crate::exec::by_key;
-use crate::exec::state::shared;
 use crate::time::{whole_millis, Time};
 use crate::{Data, Key};
 
@@ -214,13 +213,15 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             let (func, want) = (Arc::clone(&func), Arc::clone(&want));
             // Initial states count as updated at the start: they time out after idling from there.
             let start = env.zero;
-            let (states, handle) = shared(TimedStates {
-                values: owned(&crate::clock::lock(&initial), env.index, env.peers)
-                    .into_iter()
-                    .map(|(k, s)| (k, (s, start)))
-                    .collect(),
-            });
-            let saver = env.register_state("map_with_state", handle);
+            let states = env.stateful(
+                "map_with_state",
+                TimedStates {
+                    values: owned(&crate::clock::lock(&initial), env.index, env.peers)
+                        .into_iter()
+                        .map(|(k, s)| (k, (s, start)))
+                        .collect(),
+                },
+            );
             batch_unary(
                 s,
                 by_key::<K, V>(),
@@ -231,8 +232,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 |acc: &mut Vec<(K, V)>, data| acc.append(data),
                 move |t, records, out| {
                     let now = t.millis();
-                    {
-                        let states = &mut *states.borrow_mut();
+                    states.update(now, |states| {
                         for (k, v) in records {
                             let prev = states.values.remove(&k).map(|(s, _)| s);
                             let mut state = State::new(prev, false);
@@ -267,9 +267,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                         if want.load(Ordering::Acquire) {
                             out.extend(states.values.iter().map(|(k, (s, _))| Emitted::Snapshot(k.clone(), s.clone())));
                         }
-                    }
-                    // The borrow above has ended: the saver reads the same cell.
-                    saver.after_batch(now);
+                    })
                 },
             )
         });

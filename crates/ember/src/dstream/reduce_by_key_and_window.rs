@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 
 use super::window::{Panes, WindowSpec};
 use super::DStream;
-use crate::exec::state::shared;
 use crate::time::Time;
 use crate::{Data, Key};
 
@@ -139,40 +138,37 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             |records: Vec<(K, V)>| records,
             move |env| {
                 let (f, inv, keep) = (Arc::clone(&f), Arc::clone(&inv), keep.clone());
-                let (running_cell, handle) = shared(RunningWindow::<K, V>::default());
-                let saver = env.register_state(op, handle);
+                let running = env.stateful(op, RunningWindow::<K, V>::default());
                 Box::new(move |t: Time, w: &WindowSpec, panes: &Panes<Vec<(K, V)>>, out: &mut Vec<(K, V)>| {
-                    let mut guard = running_cell.borrow_mut();
-                    let running = &mut *guard;
                     let t = t.millis();
-                    // Leaving: the previous window minus the current one; entering: the current
-                    // window minus the previous one. (Spark takes (t-S-W, t-W] and (t-S, t],
-                    // which for W < S both hold the gap between windows; a key first seen in
-                    // the gap then gets a wrong value. Ember skips the gap.)
-                    let leaving_to = t.saturating_sub(w.slide).min(t.saturating_sub(w.window));
-                    let entering_from = t.saturating_sub(w.slide).max(t.saturating_sub(w.window));
-                    let mut old: FxHashMap<K, V> = FxHashMap::default();
-                    for (k, v) in panes.range(t.saturating_sub(w.slide + w.window), leaving_to).flatten() {
-                        merge(&mut old, k.clone(), v.clone(), &*f);
-                    }
-                    let mut new: FxHashMap<K, V> = FxHashMap::default();
-                    for (k, v) in panes.range(entering_from, t).flatten() {
-                        merge(&mut new, k.clone(), v.clone(), &*f);
-                    }
-                    for (k, o) in old {
-                        if let Some(v) = running.values.remove(&k) {
-                            running.values.insert(k, inv(v, o));
+                    running.update(t, |running| {
+                        // Leaving: the previous window minus the current one; entering: the current
+                        // window minus the previous one. (Spark takes (t-S-W, t-W] and (t-S, t],
+                        // which for W < S both hold the gap between windows; a key first seen in
+                        // the gap then gets a wrong value. Ember skips the gap.)
+                        let leaving_to = t.saturating_sub(w.slide).min(t.saturating_sub(w.window));
+                        let entering_from = t.saturating_sub(w.slide).max(t.saturating_sub(w.window));
+                        let mut old: FxHashMap<K, V> = FxHashMap::default();
+                        for (k, v) in panes.range(t.saturating_sub(w.slide + w.window), leaving_to).flatten() {
+                            merge(&mut old, k.clone(), v.clone(), &*f);
                         }
-                    }
-                    for (k, n) in new {
-                        merge(&mut running.values, k, n, &*f);
-                    }
-                    if let Some(keep) = &keep {
-                        running.values.retain(|k, v| keep(k, v));
-                    }
-                    out.extend(running.values.iter().map(|(k, v)| (k.clone(), v.clone())));
-                    drop(guard);
-                    saver.after_batch(t);
+                        let mut new: FxHashMap<K, V> = FxHashMap::default();
+                        for (k, v) in panes.range(entering_from, t).flatten() {
+                            merge(&mut new, k.clone(), v.clone(), &*f);
+                        }
+                        for (k, o) in old {
+                            if let Some(v) = running.values.remove(&k) {
+                                running.values.insert(k, inv(v, o));
+                            }
+                        }
+                        for (k, n) in new {
+                            merge(&mut running.values, k, n, &*f);
+                        }
+                        if let Some(keep) = &keep {
+                            running.values.retain(|k, v| keep(k, v));
+                        }
+                        out.extend(running.values.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    })
                 })
             },
         )

@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 
 use super::DStream;
 use crate::exec::batch::batch_unary;
-use crate::exec::state::shared;
 use crate::exec::{by_key, key_hash};
 use crate::{Data, Key};
 
@@ -73,9 +72,10 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         self.ctx.note_stateful("update_state_by_key", self.slide);
         self.derive("update_state_by_key", move |env, s| {
             let f = Arc::clone(&f);
-            let (state, handle) =
-                shared(StateMap { values: owned(&crate::clock::lock(&initial), env.index, env.peers) });
-            let saver = env.register_state("update_state_by_key", handle);
+            let state = env.stateful(
+                "update_state_by_key",
+                StateMap { values: owned(&crate::clock::lock(&initial), env.index, env.peers) },
+            );
             batch_unary(
                 s,
                 by_key::<K, V>(),
@@ -85,24 +85,23 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 FxHashMap::<K, Vec<V>>::default,
                 |acc, data: &mut Vec<(K, V)>| data.drain(..).for_each(|(k, v)| acc.entry(k).or_default().push(v)),
                 move |t, new, out| {
-                    let mut state = state.borrow_mut();
-                    let mut old = std::mem::take(&mut state.values);
-                    let mut next = FxHashMap::with_capacity_and_hasher(old.len() + new.len(), Default::default());
-                    for (k, vs) in new {
-                        let prev = old.remove(&k);
-                        if let Some(s) = f(vs, prev) {
-                            next.insert(k, s);
+                    state.update(t.millis(), |state| {
+                        let mut old = std::mem::take(&mut state.values);
+                        let mut next = FxHashMap::with_capacity_and_hasher(old.len() + new.len(), Default::default());
+                        for (k, vs) in new {
+                            let prev = old.remove(&k);
+                            if let Some(s) = f(vs, prev) {
+                                next.insert(k, s);
+                            }
                         }
-                    }
-                    for (k, s) in old {
-                        if let Some(s) = f(Vec::new(), Some(s)) {
-                            next.insert(k, s);
+                        for (k, s) in old {
+                            if let Some(s) = f(Vec::new(), Some(s)) {
+                                next.insert(k, s);
+                            }
                         }
-                    }
-                    state.values = next;
-                    out.extend(state.values.iter().map(|(k, s)| (k.clone(), s.clone())));
-                    drop(state);
-                    saver.after_batch(t.millis());
+                        state.values = next;
+                        out.extend(state.values.iter().map(|(k, s)| (k.clone(), s.clone())));
+                    })
                 },
             )
         })

@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use super::DStream;
 use crate::error::Error;
 use crate::exec::batch::batch_unary;
-use crate::exec::state::shared;
 use crate::exec::{local, Batches, BuildEnv};
 use crate::time::{whole_millis, Grid, Time};
 use crate::Data;
@@ -115,8 +114,7 @@ impl<T: Data> DStream<T> {
             let out_grid = Grid { zero: env.zero, slide: spec.slide };
             let pane = Arc::clone(&pane);
             let mut emit = emit(env);
-            let (panes, handle) = shared(Panes::<P>::default());
-            let saver = env.register_state(op, handle);
+            let panes = env.stateful(op, Panes::<P>::default());
             batch_unary(
                 s,
                 local(),
@@ -127,13 +125,12 @@ impl<T: Data> DStream<T> {
                 |acc: &mut Vec<T>, data| acc.append(data),
                 move |t, records, out| {
                     let tm = t.millis();
-                    let mut panes = panes.borrow_mut();
-                    panes.push(tm, pane(records), tm.saturating_sub(spec.window + spec.slide));
-                    if out_grid.contains(tm) {
-                        emit(t, &spec, &panes, out);
-                    }
-                    drop(panes);
-                    saver.after_batch(tm);
+                    panes.update(tm, |panes| {
+                        panes.push(tm, pane(records), tm.saturating_sub(spec.window + spec.slide));
+                        if out_grid.contains(tm) {
+                            emit(t, &spec, panes, out);
+                        }
+                    })
                 },
             )
         });

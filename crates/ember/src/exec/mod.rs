@@ -79,11 +79,19 @@ impl<'s> BuildEnv<'s> {
         Guard::new(Arc::clone(&self.rt), self.peers)
     }
 
+    /// An operator's state, starting as `initial` (or as the recovered checkpoint has it),
+    /// checkpointed through [`Stateful::update`](state::Stateful::update).
+    pub fn stateful<S: state::Snapshot + 'static>(&mut self, op: &str, initial: S) -> state::Stateful<S> {
+        let (cell, handle) = state::shared(initial);
+        let saver = self.register_state(op, handle);
+        state::Stateful { cell, saver }
+    }
+
     /// Registers a stateful operator's container for checkpoints, named by user operation (see
     /// `Graph::user_id`) and operator;
     /// when recovering, restores it from the checkpoint first. The operator calls the returned
     /// saver after every batch it processed.
-    pub fn register_state(&mut self, op: &str, handle: state::StateHandle) -> state::StateSaver {
+    fn register_state(&mut self, op: &str, handle: state::StateHandle) -> state::StateSaver {
         let name = format!("node-{}.{op}.{}", self.rt.graph.user_id(self.current), self.states.len());
         if let (Some(ck), Some(commit)) = (self.rt.checkpoints.as_deref(), self.rt.recovered.as_ref()) {
             let restored = ck

@@ -63,6 +63,23 @@ impl StateSaver {
     }
 }
 
+/// An operator's state, registered for checkpoints when it is made (`BuildEnv::stateful`).
+/// Every change goes through [`update`](Stateful::update), which saves the state after the
+/// batches that are checkpointed: no operator can forget to.
+pub(crate) struct Stateful<S> {
+    pub cell: Rc<RefCell<S>>,
+    pub saver: StateSaver,
+}
+
+impl<S> Stateful<S> {
+    /// Runs `f` on the state for batch `t`, then saves it if `t` is checkpointed.
+    pub fn update<R>(&self, t: u64, f: impl FnOnce(&mut S) -> R) -> R {
+        let r = f(&mut self.cell.borrow_mut());
+        self.saver.after_batch(t);
+        r
+    }
+}
+
 /// Wraps `state` for an operator and returns the handle to register.
 pub(crate) fn shared<S: Snapshot + 'static>(state: S) -> (Rc<RefCell<S>>, StateHandle) {
     let cell = Rc::new(RefCell::new(state));
