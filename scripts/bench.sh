@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Ember and Apache Spark Streaming side by side: `scripts/bench.sh [quick|full]`.
+# Ember and Apache Spark Streaming side by side: `scripts/bench.sh [quick|full|noisy]`.
 # Builds ember-bench, installs the Spark peer if missing (pyspark in a venv outside the repo,
 # ~450 MB, and the peer program compiled with javac), runs every workload on both and writes
-# crates/ember-bench/results/<date>.md. `quick` takes under 10 minutes.
+# crates/ember-bench/results/<date>.md. `quick` takes under 10 minutes. `noisy` compares CPU per
+# record at one fixed rate in repeated, alternating runs, with the spread: usable on a busy machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-quick}
-case "$mode" in quick|full) ;; *) echo "usage: scripts/bench.sh [quick|full]" >&2; exit 2 ;; esac
+case "$mode" in quick|full|noisy) ;; *) echo "usage: scripts/bench.sh [quick|full|noisy]" >&2; exit 2 ;; esac
 PEERS_DIR=${PEERS_DIR:-$HOME/.cache/ember-peers}
 export PEERS_DIR
 
