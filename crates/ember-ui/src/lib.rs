@@ -139,10 +139,8 @@ pub fn attach(ssc: &StreamingContext) -> ember::Result<Option<Ui>> {
         version: 0,
     });
     ssc.add_streaming_listener(store::UiListener { shared: shared.clone(), context: ssc.handle() });
-    let listener = server::bind(&host, port).map_err(|e| Error::Io {
-        context: format!("the web UI cannot listen on {host}:{port}"),
-        message: e.to_string(),
-    })?;
+    let listener =
+        server::bind(&host, port).map_err(|e| Error::io(format!("the web UI cannot listen on {host}:{port}"), e))?;
     let app = server::App {
         shared,
         boards: ssc.extension::<Boards>(),
@@ -151,8 +149,8 @@ pub fn attach(ssc: &StreamingContext) -> ember::Result<Option<Ui>> {
         kill,
         context: handle,
     };
-    let (addr, stop, thread) = server::spawn(listener, app)
-        .map_err(|e| Error::Io { context: "the web UI cannot start its thread".to_owned(), message: e.to_string() })?;
+    let (addr, stop, thread) =
+        server::spawn(listener, app).map_err(|e| Error::io("the web UI cannot start its thread", e))?;
     tracing::info!("ui: the Streaming page is at http://{addr}/streaming/");
     Ok(Some(Ui { addr, stop: Some(stop), thread: Some(thread) }))
 }

@@ -61,13 +61,25 @@ pub enum Error {
         /// The panic's message.
         message: String,
     },
-    /// An input/output error of the file system or the network.
-    #[error("{context}: {message}")]
+    /// An input/output error of the file system or the network; `source` keeps the
+    /// operating system's error (its [`kind`](std::io::Error::kind) included).
+    #[error("{context}: {source}")]
     Io {
         /// What Ember was doing.
         context: String,
-        /// The operating system's message.
-        message: String,
+        /// The error itself (an [`std::io::Error`]).
+        #[source]
+        source: Cause,
+    },
+    /// A failure of another library or system (a client, a driver, a codec), kept whole:
+    /// [`std::error::Error::source`] reaches it, so it can be downcast to its own type.
+    #[error("{context}: {source}")]
+    External {
+        /// What was being done.
+        context: String,
+        /// The error itself.
+        #[source]
+        source: Cause,
     },
     /// An input stream could not read a batch (e.g. its broker stayed unreachable); the batch's
     /// outputs do not run and the job stops.
@@ -99,9 +111,57 @@ pub enum Error {
     Internal(String),
 }
 
+/// The error another library or the system reported, shared so that [`Error`] stays `Clone`.
+/// It dereferences to the error itself, which [`std::error::Error::source`] returns, so it can be
+/// downcast to its own type.
+#[derive(Clone)]
+pub struct Cause(std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl std::ops::Deref for Cause {
+    type Target = dyn std::error::Error + Send + Sync;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl std::fmt::Debug for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, f)
+    }
+}
+
 impl Error {
-    pub(crate) fn io(context: impl Into<String>, err: std::io::Error) -> Self {
-        Error::Io { context: context.into(), message: err.to_string() }
+    /// An I/O error while doing `context`.
+    pub fn io(context: impl Into<String>, err: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source: Cause(std::sync::Arc::new(err)) }
+    }
+
+    /// Another library's error while doing `context`, kept whole (see [`Error::External`]).
+    ///
+    /// ```
+    /// let e = ember::Error::external("parsing a price", "x1".parse::<u32>().unwrap_err());
+    /// assert_eq!(e.to_string(), "parsing a price: invalid digit found in string");
+    /// let source = std::error::Error::source(&e).unwrap();
+    /// assert!(source.downcast_ref::<std::num::ParseIntError>().is_some());
+    /// ```
+    pub fn external(context: impl Into<String>, err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::External { context: context.into(), source: Cause(std::sync::Arc::new(err)) }
+    }
+
+    /// The kind of the I/O error behind this one, if it is one.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            Error::Io { source, .. } | Error::External { source, .. } => {
+                source.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
+            }
+            _ => None,
+        }
     }
 
     pub(crate) fn declaration(operation: &str, message: impl Into<String>) -> Self {
@@ -111,3 +171,21 @@ impl Error {
 
 /// Ember's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_keep_their_kind_and_source() {
+        let e = Error::io("reading the input", std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"));
+        assert_eq!(e.io_kind(), Some(std::io::ErrorKind::NotFound));
+        assert_eq!(e.to_string(), "reading the input: no such file");
+        assert!(std::error::Error::source(&e).is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some()));
+        let wrapped = Error::external("a client", std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(wrapped.io_kind(), Some(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(Error::Internal("x".into()).io_kind(), None);
+        let cloned = wrapped.clone();
+        assert_eq!(cloned.to_string(), wrapped.to_string());
+    }
+}

@@ -108,7 +108,7 @@ pub use dstream::map_with_state::{State, StateSpec};
 pub use dstream::output::{BatchCollector, OutputResult};
 pub use dstream::rdd::Rdd;
 pub use dstream::DStream;
-pub use error::{Error, Result};
+pub use error::{Cause, Error, Result};
 pub use handle::ContextHandle;
 pub use listener::{BatchInfo, OutputOperationInfo, ReceiverInfo, StreamInputInfo, StreamingListener};
 pub use print::Printable;

@@ -87,7 +87,7 @@ fn build(input: &Path, out: &Path, ck: &Path, master: &str) -> ember::Result<Str
         std::fs::create_dir_all(&dir)
             .and_then(|_| std::fs::write(&tmp, records.value().to_string()))
             .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|e| ember::Error::Io { context: "saving the accumulator".into(), message: e.to_string() })
+            .map_err(|e| ember::Error::io("saving the accumulator", e))
     });
     Ok(ssc)
 }
