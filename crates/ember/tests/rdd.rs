@@ -259,3 +259,17 @@ fn sample_is_seeded_and_near_its_fraction() {
     let with = run(true, 1);
     assert!(with[0].windows(2).any(|w| w[0] == w[1]), "with replacement, some records are drawn twice");
 }
+
+#[test]
+fn a_sample_fraction_out_of_range_is_an_error_at_start() {
+    for (with_replacement, fraction) in [(false, 1.5), (false, -0.1), (true, -1.0), (true, f64::NAN)] {
+        let ssc = ember::testing::manual_context("local[1]");
+        ssc.queue_stream(vec![vec![1u32]], true).sample(with_replacement, fraction, 1).print();
+        let e = ssc.run_batches(1).unwrap_err().to_string();
+        assert!(e.contains("sample") && e.contains("fraction"), "{with_replacement} {fraction}: {e}");
+    }
+    let ssc = ember::testing::manual_context("local[1]");
+    let out = ssc.queue_stream(vec![vec![1u32, 2, 3]], true).sample(true, 2.5, 1).collect_batches();
+    ssc.run_batches(1).unwrap();
+    assert!(!out.batches()[0].1.is_empty(), "with replacement a fraction above 1 is a mean count");
+}

@@ -268,7 +268,8 @@ impl<T: Data> DStream<T> {
     /// A sample of each batch (Spark's `sample`): with `with_replacement`, each record appears a
     /// Poisson-distributed number of times with mean `fraction`; without, each record is kept
     /// with probability `fraction`. The draws are seeded by `seed`, the batch time and the
-    /// worker, so a batch re-run after a recovery draws the same sample.
+    /// worker, so a batch re-run after a recovery draws the same sample. A fraction below 0 (or
+    /// above 1 without replacement) is an error at `start`, as Spark refuses it.
     ///
     /// ```
     /// # use ember::testing::*;
@@ -276,7 +277,13 @@ impl<T: Data> DStream<T> {
     /// assert!((50..150).contains(&out[0].len()));
     /// ```
     pub fn sample(&self, with_replacement: bool, fraction: f64, seed: u64) -> DStream<T> {
-        let fraction = fraction.max(0.0);
+        let valid = if with_replacement { fraction >= 0.0 } else { (0.0..=1.0).contains(&fraction) };
+        if !valid || !fraction.is_finite() {
+            let range = if with_replacement { "at least 0" } else { "between 0 and 1 without replacement" };
+            self.ctx
+                .defer(crate::Error::declaration("sample", format!("the fraction must be {range}, not {fraction}")));
+            return DStream::detached(Arc::clone(&self.ctx));
+        }
         let slide = self.slide;
         self.derive("sample", move |env, s| {
             let index = env.index as u64;
