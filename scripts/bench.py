@@ -149,7 +149,7 @@ def at_load(system, workload, rate):
     delays = [r["total_delay_ms"] for r in steady]
     return {"rate": rate, "cpu_per_m": res["cpu"] / max(records / 1e6, 1e-9), "p50": percentile(delays, 0.5),
             "p99": percentile(delays, 0.99), "rss_mb": res["rss_kb"] / 1024, "first_ms": res["first_batch_ms"],
-            "records": records}
+            "records": records, "cpu": res["cpu"]}
 
 
 def smallest_interval(rate=100_000):
@@ -198,7 +198,7 @@ def noisy(workload="wordcount"):
     for i in range(repeats):
         for system in ["ember", "spark"]:
             res = at_load(system, workload, rate)
-            res["cpu_per_m_marginal"] = max(res["cpu_per_m"] * res["records"] / 1e6 - idle[system], 0) / max(res["records"] / 1e6, 1e-9)
+            res["cpu_per_m_marginal"] = max(res["cpu"] - idle[system], 0) / max(res["records"] / 1e6, 1e-9)
             per[system].append(res)
             print(f"[bench] {system} {workload} run {i + 1}/{repeats}: {res['cpu_per_m_marginal']:.2f} CPU s per M records "
                   f"(idle run: {idle[system]:.1f} CPU s), delay p50 {res['p50']} ms", flush=True)

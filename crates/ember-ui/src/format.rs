@@ -1,35 +1,18 @@
 //! Dates, durations and HTML text as Spark's UI writes them.
 
-/// Days since 1970-01-01 to a (year, month, day) of the proleptic Gregorian calendar.
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
-fn parts(ms: u64) -> (i64, u32, u32, u64, u64, u64, u64) {
-    let secs = ms / 1000;
-    let (y, mo, d) = civil((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    (y, mo, d, rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
-}
-
 /// The REST API's date: `2026-11-29T08:59:28.000GMT` (Spark's `yyyy-MM-dd'T'HH:mm:ss.SSS'GMT'`).
 pub fn api_date(ms: u64) -> String {
-    let (y, mo, d, h, mi, s, milli) = parts(ms);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}GMT")
+    let u = ember::Time::from_millis(ms).utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}GMT",
+        u.year, u.month, u.day, u.hour, u.minute, u.second, u.millis
+    )
 }
 
 /// The pages' date: `2026/11/29 08:59:28` (UTC), as Spark's batch tables show batch times.
 pub fn page_date(ms: u64) -> String {
-    let (y, mo, d, h, mi, s, _) = parts(ms);
-    format!("{y:04}/{mo:02}/{d:02} {h:02}:{mi:02}:{s:02}")
+    let u = ember::Time::from_millis(ms).utc();
+    format!("{:04}/{:02}/{:02} {:02}:{:02}:{:02}", u.year, u.month, u.day, u.hour, u.minute, u.second)
 }
 
 /// A duration as Spark's `UIUtils.formatDuration` writes it: `16 ms`, `0.4 s`, `6 s`, `1.5 min`.

@@ -433,7 +433,7 @@ impl StreamingContext {
         rt.broadcasts = s.extension::<crate::broadcast::Broadcasts>().slots();
         if s.settings.total_workers() > s.settings.local_workers() {
             // Sent to the other processes at the start: a value that does not encode fails here.
-            rt.broadcasts.iter().try_for_each(|b| b.encode().map(drop))?;
+            rt.broadcast_values = rt.broadcasts.iter().map(|b| b.encode()).collect::<Result<_>>()?;
         }
         rt.metadata = inner.metadata.clone();
         rt.accumulators = lock(&s.accumulators).clone();

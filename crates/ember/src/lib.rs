@@ -114,7 +114,7 @@ pub use listener::{BatchInfo, OutputOperationInfo, ReceiverInfo, StreamInputInfo
 pub use print::Printable;
 pub use source::generated::{GeneratedText, LineGenerator};
 pub use source::queue::QueueHandle;
-pub use time::Time;
+pub use time::{Time, Utc};
 
 /// What a DStream can carry: owned, cloneable, sendable between threads, and serializable so it
 /// can travel between processes.

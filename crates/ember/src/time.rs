@@ -21,6 +21,54 @@ impl Time {
     pub const fn millis(&self) -> u64 {
         self.0
     }
+
+    /// The UTC calendar date and time of day (proleptic Gregorian), for whoever formats times:
+    /// the web UI's dates, request signatures.
+    ///
+    /// ```
+    /// let u = ember::Time::from_millis(951_782_400_123).utc(); // a leap day
+    /// assert_eq!((u.year, u.month, u.day, u.hour, u.minute, u.second, u.millis), (2000, 2, 29, 0, 0, 0, 123));
+    /// ```
+    pub fn utc(&self) -> Utc {
+        let secs = self.0 / 1000;
+        // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+        let z = (secs / 86_400) as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let rem = (secs % 86_400) as u32;
+        Utc {
+            year: yoe + era * 400 + i64::from(month <= 2),
+            month,
+            day: (doy - (153 * mp + 2) / 5 + 1) as u32,
+            hour: rem / 3600,
+            minute: rem % 3600 / 60,
+            second: rem % 60,
+            millis: (self.0 % 1000) as u32,
+        }
+    }
+}
+
+/// A time's UTC calendar date and time of day (see [`Time::utc`]).
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub struct Utc {
+    /// The year.
+    pub year: i64,
+    /// The month, 1 to 12.
+    pub month: u32,
+    /// The day of the month, from 1.
+    pub day: u32,
+    /// The hour, 0 to 23.
+    pub hour: u32,
+    /// The minute, 0 to 59.
+    pub minute: u32,
+    /// The second, 0 to 59.
+    pub second: u32,
+    /// The millisecond, 0 to 999.
+    pub millis: u32,
 }
 
 impl fmt::Display for Time {

@@ -454,32 +454,22 @@ fn with_summaries<'s, T: Data, P: Data, S: Data, U: Data>(
 }
 
 /// At most `SORT_SAMPLES` keys spread evenly over a worker's sorted keys.
-fn sample_keys<K: Ord>(mut keys: Vec<K>) -> Vec<K> {
+fn sample_keys<K: Ord + Clone>(mut keys: Vec<K>) -> Vec<K> {
     keys.sort();
     if keys.len() <= SORT_SAMPLES {
         return keys;
     }
-    let step = keys.len() as f64 / SORT_SAMPLES as f64;
-    let picks: FxHashSet<usize> = (0..SORT_SAMPLES).map(|i| (i as f64 * step) as usize).collect();
-    keys.into_iter().enumerate().filter(|(i, _)| picks.contains(i)).map(|(_, k)| k).collect()
+    (0..SORT_SAMPLES).map(|i| keys[i * keys.len() / SORT_SAMPLES].clone()).collect()
 }
 
 /// `peers - 1` keys that split the samples of every worker into `peers` ranges of about equal size.
-fn range_bounds<K: Ord>(samples: Vec<Vec<K>>, peers: usize) -> Vec<K> {
+fn range_bounds<K: Ord + Clone>(samples: Vec<Vec<K>>, peers: usize) -> Vec<K> {
     let mut all: Vec<K> = samples.into_iter().flatten().collect();
     all.sort();
-    if all.is_empty() || peers < 2 {
+    if all.is_empty() {
         return Vec::new();
     }
-    let step = all.len() as f64 / peers as f64;
-    let picks: Vec<usize> = (1..peers).map(|i| ((i as f64 * step) as usize).min(all.len() - 1)).collect();
-    let mut bounds = Vec::with_capacity(picks.len());
-    for (i, k) in all.into_iter().enumerate() {
-        if picks.contains(&i) {
-            bounds.push(k);
-        }
-    }
-    bounds
+    (1..peers).map(|i| all[(i * all.len() / peers).min(all.len() - 1)].clone()).collect()
 }
 
 fn set<T: Key>() -> FxHashSet<T> {

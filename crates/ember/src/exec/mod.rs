@@ -529,8 +529,7 @@ fn agree_on_start(worker: &mut Worker, rt: &Runtime, proposed: u64) -> Result<u6
             .probe_with(&probe);
     });
     if worker.index() == 0 {
-        let values = rt.broadcasts.iter().map(|b| b.encode()).collect::<Result<Vec<_>>>()?;
-        input.send((proposed, values));
+        input.send((proposed, rt.broadcast_values.clone()));
     }
     input.advance_to(1);
     drop(input);

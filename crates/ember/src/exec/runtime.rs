@@ -52,6 +52,8 @@ pub(crate) struct Runtime {
     pub recovered: Option<crate::checkpoint::Commit>,
     /// The job's broadcast variables, whose driver values every process takes at the start.
     pub broadcasts: Vec<Arc<dyn crate::broadcast::Slot>>,
+    /// Their values encoded, in a job of several processes (the driver sends its own).
+    pub broadcast_values: Vec<Vec<u8>>,
     /// Whether the final batch of a graceful stop is checkpointed.
     final_checkpoint: AtomicBool,
     /// The job's accumulators.
@@ -106,6 +108,7 @@ impl Runtime {
             checkpoints: None,
             recovered: None,
             broadcasts: Vec::new(),
+            broadcast_values: Vec::new(),
             final_checkpoint: AtomicBool::new(false),
             accumulators: Vec::new(),
             checkpoint_broken: AtomicBool::new(false),
