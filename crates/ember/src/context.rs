@@ -39,6 +39,8 @@ struct Inner {
     deferred: Option<Error>,
     runtime: Option<Arc<Runtime>>,
     stateful: Vec<(String, u64)>,
+    /// Slides of the streams of operations built with the kit, which may keep state.
+    operator_slides: Vec<u64>,
     checkpoint_dir: Option<std::path::PathBuf>,
     checkpoint_intervals: Vec<u64>,
     recovered: Option<crate::checkpoint::Commit>,
@@ -144,6 +146,12 @@ impl Shared {
         lock(&self.inner).stateful.push((op.to_owned(), slide));
     }
 
+    /// Remembers the slide of an operation built with the kit: its state, if it keeps any, is
+    /// saved at checkpoints, which must fall on its batches.
+    pub(crate) fn note_operator_slide(&self, slide: u64) {
+        lock(&self.inner).operator_slides.push(slide);
+    }
+
     /// A checkpoint interval asked for by a stream.
     pub(crate) fn request_checkpoint_interval(&self, op: &str, interval: u64, slide: u64) {
         if interval < slide || interval % slide != 0 {
@@ -213,6 +221,7 @@ impl StreamingContext {
                     deferred: None,
                     runtime: None,
                     stateful: Vec::new(),
+                    operator_slides: Vec::new(),
                     checkpoint_dir: None,
                     checkpoint_intervals: Vec::new(),
                     recovered: None,
@@ -408,7 +417,9 @@ impl StreamingContext {
             tracing::info!("recovering from checkpoint {} (zero time {})", c.time, c.zero);
         }
         if let Some(dir) = &inner.checkpoint_dir {
-            let interval = checkpoint_interval(s.batch_ms, &inner.stateful, &inner.checkpoint_intervals);
+            let slides: Vec<u64> =
+                inner.stateful.iter().map(|(_, slide)| *slide).chain(inner.operator_slides.iter().copied()).collect();
+            let interval = checkpoint_interval(s.batch_ms, &slides, &inner.checkpoint_intervals);
             tracing::info!("checkpointing to {} every {interval} ms", dir.display());
             rt.checkpoints = Some(Arc::new(crate::checkpoint::Checkpoints::open(
                 dir,
@@ -714,7 +725,7 @@ impl Drop for StreamingContext {
 /// The job's checkpoint interval: a multiple of every stateful stream's slide (and of the batch
 /// interval) — the least common multiple of the intervals streams asked for, or else the smallest
 /// such multiple of at least 10 s.
-fn checkpoint_interval(batch_ms: u64, stateful: &[(String, u64)], requested: &[u64]) -> u64 {
+fn checkpoint_interval(batch_ms: u64, slides: &[u64], requested: &[u64]) -> u64 {
     fn gcd(a: u64, b: u64) -> u64 {
         if b == 0 {
             a
@@ -723,7 +734,7 @@ fn checkpoint_interval(batch_ms: u64, stateful: &[(String, u64)], requested: &[u
         }
     }
     let lcm = |a: u64, b: u64| a / gcd(a, b) * b;
-    let base = stateful.iter().map(|(_, s)| *s).fold(batch_ms, lcm);
+    let base = slides.iter().copied().fold(batch_ms, lcm);
     if !requested.is_empty() {
         return requested.iter().copied().fold(base, lcm);
     }

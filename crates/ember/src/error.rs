@@ -39,7 +39,7 @@ pub enum Error {
         message: String,
     },
     /// An output operation failed (its function returned an error or panicked).
-    #[error("output operation {id} (`{name}`) failed at batch {time}: {message}")]
+    #[error("output operation {id} (`{name}`) failed at batch {time}: {source}")]
     Output {
         /// The output operation's index in declaration order.
         id: usize,
@@ -47,8 +47,10 @@ pub enum Error {
         name: String,
         /// The batch.
         time: Time,
-        /// The failure.
-        message: String,
+        /// The failure: the error the output returned (downcast it to its own type), or the
+        /// panic's message.
+        #[source]
+        source: Cause,
     },
     /// The user's function of an operation panicked while processing a batch; the batch's outputs
     /// do not run, no checkpoint at or after it commits, and the job stops.
@@ -116,6 +118,13 @@ pub enum Error {
 /// downcast to its own type.
 #[derive(Clone)]
 pub struct Cause(std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    /// Keeps `err` whole.
+    pub fn new(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Cause(std::sync::Arc::from(err.into()))
+    }
+}
 
 impl std::ops::Deref for Cause {
     type Target = dyn std::error::Error + Send + Sync;

@@ -109,6 +109,7 @@ pub use dstream::output::{BatchCollector, OutputResult};
 pub use dstream::rdd::Rdd;
 pub use dstream::DStream;
 pub use error::{Cause, Error, Result};
+pub use exec::operator;
 pub use handle::ContextHandle;
 pub use listener::{BatchInfo, OutputOperationInfo, ReceiverInfo, StreamInputInfo, StreamingListener};
 pub use print::Printable;

@@ -1,6 +1,7 @@
-//! Every stateful operation with a checkpoint directory, killed with SIGKILL at random points and
-//! restarted, under `local[1]`, `local[3]` and 2 processes x 2 workers: the saved outputs of every
-//! batch equal those of an uninterrupted run.
+//! Every stateful operation with a checkpoint directory, and stateful operators built with the
+//! operator kit as another crate would, killed with SIGKILL at random points and restarted,
+//! under `local[1]`, `local[3]` and 2 processes x 2 workers: the saved outputs of every batch
+//! equal those of an uninterrupted run.
 
 mod common;
 
@@ -78,6 +79,35 @@ fn build(input: &Path, out: &Path, ck: &Path, master: &str) -> ember::Result<Str
     let timed = words.map_with_state(StateSpec::function(count).timeout(ms(2000)));
     timed.save_as_text_files(save("map_with_state_timeout"), "");
     timed.state_snapshots().save_as_text_files(save("snapshots"), "");
+    // Two operators built with the operator kit, as another crate builds them: a running total
+    // per key (per_batch_stateful after a key exchange) and the records so far (driver_state);
+    // nothing here wires their state into checkpoints.
+    words
+        .operator("running totals", |b| {
+            b.exchange_by_key().per_batch_stateful(
+                "totals",
+                std::collections::BTreeMap::<String, u64>::new(),
+                |_t, words, totals, out| {
+                    for (w, n) in words {
+                        *totals.entry(w).or_default() += n;
+                    }
+                    out.extend(totals.iter().map(|(w, n)| (w.clone(), *n)));
+                },
+            )
+        })
+        .save_as_text_files(save("kit_per_batch_stateful"), "");
+    values
+        .operator("records so far", |b| {
+            let driver = b.is_driver();
+            b.per_batch("partial", |_t, xs: Vec<u64>, out| out.push(xs.len() as u64))
+                .driver_state("records", 0u64, |_t, partials, total| *total += partials.iter().sum::<u64>())
+                .per_batch("on the driver", move |_t, totals, out| {
+                    if driver {
+                        out.extend(totals)
+                    }
+                })
+        })
+        .save_as_text_files(save("kit_driver_state"), "");
     let records = ssc.accumulator("records");
     let dir = accumulator_dir(out);
     words.foreach_batch(move |t, batch| -> ember::Result<()> {
@@ -173,8 +203,8 @@ fn killed_and_straight_agree(master: &str, kills: usize, seed: u64) {
         c.finish();
     }
     let want = outputs(&dir.path().join("a"));
-    // Eight outputs every batch (the accumulator's among them), two every second batch.
-    assert_eq!(want.len() as u64, 8 * BATCHES + 2 * (BATCHES / 2), "every output of every batch");
+    // Ten outputs every batch (the accumulator's among them), two every second batch.
+    assert_eq!(want.len() as u64, 10 * BATCHES + 2 * (BATCHES / 2), "every output of every batch");
 
     let (out, ck) = (dir.path().join("b"), dir.path().join("ck-b"));
     let mut r = common::rng(seed);

@@ -7,13 +7,8 @@
 
 use std::sync::Arc;
 
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::core::Concatenate;
-use timely::dataflow::operators::generic::Operator;
-
 use super::DStream;
-use crate::exec::batch::batch_unary;
-use crate::exec::{local, BuildEnv};
+use crate::exec::BuildEnv;
 use crate::time::Time;
 use crate::Data;
 
@@ -27,27 +22,9 @@ impl<T: Data> DStream<T> {
     /// ```
     pub fn map<U: Data>(&self, f: impl Fn(T) -> U + Send + Sync + 'static) -> DStream<U> {
         let f = Arc::new(f);
-        self.derive("map", move |env, s| {
-            let (f, mut guard) = (Arc::clone(&f), env.guard());
-            s.unary(local(), "Map", move |_, _| {
-                let mut out = Vec::new();
-                move |input, output| {
-                    input.for_each(|cap, data| {
-                        let done = guard.run(
-                            "map",
-                            *cap.time(),
-                            || cap.retain(0),
-                            || {
-                                out.extend(data.drain(..).map(|x| f(x)));
-                            },
-                        );
-                        if done.is_some() {
-                            output.session(&cap).give_container(&mut out);
-                        }
-                        out.clear();
-                    });
-                }
-            })
+        self.kit("map", move |b| {
+            let f = Arc::clone(&f);
+            b.pipeline("map", move |_t, xs, out| out.extend(xs.drain(..).map(|x| f(x))))
         })
     }
 
@@ -65,29 +42,9 @@ impl<T: Data> DStream<T> {
         I: IntoIterator<Item = U> + 'static,
     {
         let f = Arc::new(f);
-        self.derive("flat_map", move |env, s| {
-            let (f, mut guard) = (Arc::clone(&f), env.guard());
-            s.unary(local(), "FlatMap", move |_, _| {
-                let mut out = Vec::new();
-                move |input, output| {
-                    input.for_each(|cap, data| {
-                        let done = guard.run(
-                            "flat_map",
-                            *cap.time(),
-                            || cap.retain(0),
-                            || {
-                                for x in data.drain(..) {
-                                    out.extend(f(x));
-                                }
-                            },
-                        );
-                        if done.is_some() {
-                            output.session(&cap).give_container(&mut out);
-                        }
-                        out.clear();
-                    });
-                }
-            })
+        self.kit("flat_map", move |b| {
+            let f = Arc::clone(&f);
+            b.pipeline("flat_map", move |_t, xs, out| xs.drain(..).for_each(|x| out.extend(f(x))))
         })
     }
 
@@ -100,17 +57,9 @@ impl<T: Data> DStream<T> {
     /// ```
     pub fn filter(&self, p: impl Fn(&T) -> bool + Send + Sync + 'static) -> DStream<T> {
         let p = Arc::new(p);
-        self.derive("filter", move |env, s| {
-            let (p, mut guard) = (Arc::clone(&p), env.guard());
-            s.unary(local(), "Filter", move |_, _| {
-                move |input, output| {
-                    input.for_each(|cap, data| {
-                        if guard.run("filter", *cap.time(), || cap.retain(0), || data.retain(|x| p(x))).is_some() {
-                            output.session(&cap).give_container(data);
-                        }
-                    });
-                }
-            })
+        self.kit("filter", move |b| {
+            let p = Arc::clone(&p);
+            b.pipeline("filter", move |_t, xs, out| out.extend(xs.drain(..).filter(|x| p(x))))
         })
     }
 
@@ -152,19 +101,9 @@ impl<T: Data> DStream<T> {
         f: impl Fn(Time, Vec<T>, &mut Vec<U>) + Send + Sync + 'static,
     ) -> DStream<U> {
         let f = Arc::new(f);
-        let slide = self.slide;
-        self.derive(op, move |env: &mut BuildEnv<'_>, s| {
+        self.kit(op, move |b| {
             let f = Arc::clone(&f);
-            batch_unary(
-                s,
-                local(),
-                op,
-                env.grid(slide),
-                Arc::clone(&env.rt),
-                Vec::new,
-                |acc: &mut Vec<T>, data| acc.append(data),
-                move |t, acc, out| f(t, acc, out),
-            )
+            b.per_batch(op, move |t, xs, out| f(t, xs, out))
         })
     }
 
@@ -176,18 +115,7 @@ impl<T: Data> DStream<T> {
     /// assert_eq!(out, vec![vec![1, 2, 3]]);
     /// ```
     pub fn repartition(&self, n: usize) -> DStream<T> {
-        self.derive("repartition", move |env, s| {
-            let targets = n.clamp(1, env.peers) as u64;
-            let mut next = env.index as u64;
-            s.unary(
-                Exchange::new(move |_: &T| {
-                    next = (next + 1) % targets;
-                    next
-                }),
-                "Repartition",
-                |_, _| move |input, output| input.for_each(|cap, data| output.session(&cap).give_container(data)),
-            )
-        })
+        self.kit("repartition", move |b| b.round_robin_over(n))
     }
 
     /// The union of this stream and `other`, batch by batch.
@@ -216,7 +144,7 @@ impl<T: Data> DStream<T> {
             self.slide,
             Arc::new(move |env: &mut BuildEnv<'_>| {
                 let streams = ids.iter().map(|&id| env.get::<T>(id)).collect::<crate::Result<Vec<_>>>()?;
-                let out = env.scope.concatenate(streams);
+                let out = env.concatenate(streams);
                 env.put::<T>(out);
                 Ok(())
             }),

@@ -38,11 +38,13 @@ pub mod whole;
 pub mod window;
 
 use std::marker::PhantomData;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::context::Shared;
 use crate::error::Error;
-use crate::exec::{Batches, BuildEnv};
+use crate::exec::{Batches as Stream, BuildEnv};
+use crate::operator::Batches;
 use crate::Data;
 
 /// A discretized stream: a stream of batches of `T`, one batch per batch time.
@@ -112,11 +114,73 @@ impl<T: Data> DStream<T> {
         std::time::Duration::from_millis(self.slide)
     }
 
+    /// Declares an operation built with the operator kit ([`crate::operator`]): `build` runs
+    /// on every worker when the job starts, gets that worker's share of this stream as
+    /// [`Batches`](crate::operator::Batches) and returns the operation's output. The operation is
+    /// one node of the plan, named `name`, whatever operators `build` adds; state it keeps with
+    /// [`per_batch_stateful`](crate::operator::Batches::per_batch_stateful) is checkpointed and
+    /// recovered with the job's.
+    ///
+    /// ```
+    /// # use ember::testing::*;
+    /// let out = run_on_batches(vec![vec![3, 1, 2]], |s| {
+    ///     s.operator("sorted share", |b| b.per_batch("sort", |_t, mut xs: Vec<i32>, out| {
+    ///         xs.sort();
+    ///         out.extend(xs)
+    ///     }))
+    /// });
+    /// assert_eq!(out, vec![vec![1, 2, 3]]);
+    /// ```
+    pub fn operator<U: Data>(
+        &self,
+        name: &str,
+        build: impl for<'s> Fn(Batches<'s, T>) -> Batches<'s, U> + Send + Sync + 'static,
+    ) -> DStream<U> {
+        self.ctx.note_operator_slide(self.slide);
+        self.kit(name, build)
+    }
+
+    /// Like [`operator`](Self::operator), with two input streams (same context and slide):
+    /// `build` gets this worker's share of both.
+    pub fn operator_with<W: Data, U: Data>(
+        &self,
+        name: &str,
+        other: &DStream<W>,
+        build: impl for<'s> Fn(Batches<'s, T>, Batches<'s, W>) -> Batches<'s, U> + Send + Sync + 'static,
+    ) -> DStream<U> {
+        self.ctx.note_operator_slide(self.slide);
+        self.kit2(name, other, build)
+    }
+
+    /// Like [`operator_with`](Self::operator_with), for Ember's own operations.
+    pub(crate) fn kit2<W: Data, U: Data>(
+        &self,
+        name: &str,
+        other: &DStream<W>,
+        build: impl for<'s> Fn(Batches<'s, T>, Batches<'s, W>) -> Batches<'s, U> + Send + Sync + 'static,
+    ) -> DStream<U> {
+        let slide = self.slide;
+        self.derive2(name, other, move |env, a, b| {
+            let kit = env.kit(slide);
+            build(Batches::new(a, Rc::clone(&kit)), Batches::new(b, kit)).into_stream()
+        })
+    }
+
+    /// Like [`operator`](Self::operator), for Ember's own operations (no slide to note).
+    pub(crate) fn kit<U: Data>(
+        &self,
+        name: &str,
+        build: impl for<'s> Fn(Batches<'s, T>) -> Batches<'s, U> + Send + Sync + 'static,
+    ) -> DStream<U> {
+        let slide = self.slide;
+        self.derive(name, move |env, s| build(Batches::new(s, env.kit(slide))).into_stream())
+    }
+
     /// Declares a stream computed from this one by `build`, on every worker.
     pub(crate) fn derive<U: Data>(
         &self,
         op: &str,
-        build: impl for<'s> Fn(&mut BuildEnv<'s>, Batches<'s, T>) -> Batches<'s, U> + Send + Sync + 'static,
+        build: impl for<'s> Fn(&mut BuildEnv<'s>, Stream<'s, T>) -> Stream<'s, U> + Send + Sync + 'static,
     ) -> DStream<U> {
         self.derive_with_slide(op, self.slide, build)
     }
@@ -126,7 +190,7 @@ impl<T: Data> DStream<T> {
         &self,
         op: &str,
         slide: u64,
-        build: impl for<'s> Fn(&mut BuildEnv<'s>, Batches<'s, T>) -> Batches<'s, U> + Send + Sync + 'static,
+        build: impl for<'s> Fn(&mut BuildEnv<'s>, Stream<'s, T>) -> Stream<'s, U> + Send + Sync + 'static,
     ) -> DStream<U> {
         let parent = self.node;
         let node = self.ctx.add_node(
@@ -148,7 +212,7 @@ impl<T: Data> DStream<T> {
         &self,
         op: &str,
         other: &DStream<W>,
-        build: impl for<'s> Fn(&mut BuildEnv<'s>, Batches<'s, T>, Batches<'s, W>) -> Batches<'s, U> + Send + Sync + 'static,
+        build: impl for<'s> Fn(&mut BuildEnv<'s>, Stream<'s, T>, Stream<'s, W>) -> Stream<'s, U> + Send + Sync + 'static,
     ) -> DStream<U> {
         if let Some(e) = self.check_compatible(op, other.ctx.as_ref(), other.slide) {
             self.ctx.defer(e);

@@ -14,30 +14,33 @@ use std::sync::{Arc, Mutex};
 
 use super::DStream;
 use crate::clock::lock;
-use crate::error::Error;
+use crate::error::{Cause, Error};
 use crate::exec::batch::batch_unary;
 use crate::exec::output::{port, Action};
 use crate::exec::{local, BuildEnv};
 use crate::graph::{OutputSpec, Placement};
+use crate::operator::Sink;
 use crate::print::Printable;
 use crate::time::Time;
 use crate::Data;
 
-/// What an output function may return: `()` or a `Result` whose error can be displayed.
+/// What an output function may return: `()`, or a `Result` whose error is an error type
+/// (`ember::Error`, `std::io::Error`, a client's error) or text. The error is kept whole as the
+/// source of the [`Error::Output`] that the job reports, so it can be downcast to its type.
 pub trait OutputResult {
-    /// The outcome, with the error as text.
-    fn into_output_result(self) -> Result<(), String>;
+    /// The outcome, with the error kept as a [`Cause`].
+    fn into_output_result(self) -> Result<(), Cause>;
 }
 
 impl OutputResult for () {
-    fn into_output_result(self) -> Result<(), String> {
+    fn into_output_result(self) -> Result<(), Cause> {
         Ok(())
     }
 }
 
-impl<E: std::fmt::Display> OutputResult for Result<(), E> {
-    fn into_output_result(self) -> Result<(), String> {
-        self.map_err(|e| e.to_string())
+impl<E: Into<Box<dyn std::error::Error + Send + Sync>>> OutputResult for Result<(), E> {
+    fn into_output_result(self) -> Result<(), Cause> {
+        self.map_err(Cause::new)
     }
 }
 
@@ -146,7 +149,9 @@ impl<T: Data> DStream<T> {
             Box::new(move |t, records: Vec<T>| {
                 let text = format_batch(t, &records, n);
                 let mut out = std::io::stdout().lock();
-                out.write_all(text.as_bytes()).and_then(|_| out.flush()).map_err(|e| format!("writing to stdout: {e}"))
+                out.write_all(text.as_bytes())
+                    .and_then(|_| out.flush())
+                    .map_err(|e| Cause::new(Error::io("writing to stdout", e)))
             })
         })
     }
@@ -227,20 +232,82 @@ impl<T: Data> DStream<T> {
     where
         T: Printable,
     {
-        let (prefix, suffix) = (prefix.into(), suffix.into());
-        self.output("save_as_text_files", Placement::Partition, move |env| {
-            let (prefix, suffix, rt) = (prefix.clone(), suffix.clone(), Arc::clone(&env.rt));
-            let (index, peers, is_driver) = (env.index, env.peers, env.is_driver());
+        self.sink("save_as_text_files", TextFiles { prefix: prefix.into(), suffix: suffix.into() })
+    }
+
+    /// Writes every batch to `sink`: each worker writes its share of the batch
+    /// ([`Sink::write`]), then, once the batch completed on every worker and every output of it
+    /// ran, the driver commits it ([`Sink::commit`]), once. A failed write or commit fails the
+    /// batch as a failed output does. `save_as_text_files` is such a sink.
+    ///
+    /// ```
+    /// # use ember::testing::*;
+    /// # use std::sync::{Arc, Mutex};
+    /// use ember::operator::Sink;
+    /// use ember::Time;
+    ///
+    /// /// Keeps each worker's share as written, and the batches committed.
+    /// #[derive(Default, Clone)]
+    /// struct Memory(Arc<Mutex<(Vec<i32>, Vec<u64>)>>);
+    ///
+    /// impl Sink<i32> for Memory {
+    ///     fn write(&self, _t: Time, _worker: usize, records: Vec<i32>) -> ember::Result<()> {
+    ///         self.0.lock().unwrap().0.extend(records);
+    ///         Ok(())
+    ///     }
+    ///     fn commit(&self, t: Time, _workers: usize) -> ember::Result<()> {
+    ///         self.0.lock().unwrap().1.push(t.millis());
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let memory = Memory::default();
+    /// let ssc = manual_context("local[2]");
+    /// ssc.queue_stream(vec![vec![1, 2], vec![3]], true).sink("memory", memory.clone());
+    /// ssc.run_batches(2).unwrap();
+    /// ssc.stop(false).unwrap();
+    /// let (mut written, committed) = memory.0.lock().unwrap().clone();
+    /// written.sort();
+    /// assert_eq!((written, committed), (vec![1, 2, 3], vec![1000, 2000]));
+    /// ```
+    pub fn sink(&self, name: &str, sink: impl Sink<T>) {
+        let sink = Arc::new(sink);
+        self.output(name, Placement::Partition, move |env| {
+            let (sink, rt, index, peers, is_driver) =
+                (Arc::clone(&sink), Arc::clone(&env.rt), env.index, env.peers, env.is_driver());
             Box::new(move |t, records: Vec<T>| {
-                let dir = PathBuf::from(batch_file_name(&prefix, &suffix, t));
-                let staging = staging_dir(&dir);
-                write_part(&staging, index, &records).map_err(|e| e.to_string())?;
+                sink.write(t, index, records).map_err(Cause::new)?;
                 if is_driver {
-                    rt.add_commit(t.millis(), Box::new(move || commit_dir(&staging, &dir, peers)));
+                    let sink = Arc::clone(&sink);
+                    rt.add_commit(t.millis(), Box::new(move || sink.commit(t, peers)));
                 }
                 Ok(())
             })
         })
+    }
+}
+
+/// `save_as_text_files`: a directory `prefix-<ms>[.suffix]` per batch, one `part-NNNNN` per
+/// worker, moved into place by the commit.
+struct TextFiles {
+    prefix: String,
+    suffix: String,
+}
+
+impl<T: Data + Printable> Sink<T> for TextFiles {
+    fn write(&self, t: Time, worker: usize, records: Vec<T>) -> Result<(), Error> {
+        write_part(&staging_dir(&self.dir(t)), worker, &records)
+    }
+
+    fn commit(&self, t: Time, workers: usize) -> Result<(), Error> {
+        let dir = self.dir(t);
+        commit_dir(&staging_dir(&dir), &dir, workers)
+    }
+}
+
+impl TextFiles {
+    fn dir(&self, t: Time) -> PathBuf {
+        PathBuf::from(batch_file_name(&self.prefix, &self.suffix, t))
     }
 }
 

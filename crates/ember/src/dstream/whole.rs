@@ -10,16 +10,11 @@
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashSet;
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::{Broadcast, Map};
-
 use super::DStream;
-use crate::exec::batch::{batch_binary, batch_unary};
-use crate::exec::{by_hash, local, to_driver, Batches, BuildEnv};
-use crate::time::{Grid, Time};
+use crate::operator::Batches;
+use crate::time::Time;
 use crate::{Data, Key};
+use rustc_hash::FxHashSet;
 
 /// Keys each worker samples from its share to place the bounds of a sort.
 const SORT_SAMPLES: usize = 64;
@@ -36,12 +31,8 @@ impl<T: Data> DStream<T> {
     where
         T: Key,
     {
-        let slide = self.slide;
-        self.derive("distinct", move |env, s| {
-            let rt = Arc::clone(&env.rt);
-            let grid = env.grid(slide);
-            let first = batch_unary(s, local(), "DistinctPartial", grid, Arc::clone(&rt), set, absorb_set, emit_set);
-            batch_unary(first, by_hash::<T>(), "distinct", grid, rt, set, absorb_set, emit_set)
+        self.kit("distinct", |b| {
+            b.per_batch("DistinctPartial", dedupe).exchange_by_value().per_batch("distinct", dedupe)
         })
     }
 
@@ -57,21 +48,11 @@ impl<T: Data> DStream<T> {
     where
         T: Key,
     {
-        let slide = self.slide;
-        self.derive2("subtract", other, move |env, a, b| {
-            let init = || (Vec::new(), FxHashSet::default());
-            batch_binary(
-                a,
-                b,
-                (by_hash::<T>(), by_hash::<T>()),
-                "subtract",
-                env.grid(slide),
-                Arc::clone(&env.rt),
-                init,
-                |keep: &mut Vec<T>, data| keep.append(data),
-                absorb_set,
-                |_t, keep, drop, out| out.extend(keep.into_iter().filter(|x| !drop.contains(x))),
-            )
+        self.kit2("subtract", other, |a, b| {
+            a.exchange_by_value().per_batch_with("subtract", b.exchange_by_value(), |_t, keep, drop, out| {
+                let drop: FxHashSet<T> = drop.into_iter().collect();
+                out.extend(keep.into_iter().filter(|x| !drop.contains(x)))
+            })
         })
     }
 
@@ -86,20 +67,11 @@ impl<T: Data> DStream<T> {
     where
         T: Key,
     {
-        let slide = self.slide;
-        self.derive2("intersection", other, move |env, a, b| {
-            batch_binary(
-                a,
-                b,
-                (by_hash::<T>(), by_hash::<T>()),
-                "intersection",
-                env.grid(slide),
-                Arc::clone(&env.rt),
-                || (set(), set()),
-                absorb_set,
-                absorb_set,
-                |_t, a, b, out| out.extend(a.into_iter().filter(|x| b.contains(x))),
-            )
+        self.kit2("intersection", other, |a, b| {
+            a.exchange_by_value().per_batch_with("intersection", b.exchange_by_value(), |_t, a, b, out| {
+                let b: FxHashSet<T> = b.into_iter().collect();
+                out.extend(a.into_iter().collect::<FxHashSet<T>>().into_iter().filter(|x| b.contains(x)))
+            })
         })
     }
 
@@ -112,24 +84,12 @@ impl<T: Data> DStream<T> {
     /// assert_eq!(sorted(out), vec![vec![(1, 'a'), (1, 'b'), (2, 'a'), (2, 'b')]]);
     /// ```
     pub fn cartesian<W: Data>(&self, other: &DStream<W>) -> DStream<(T, W)> {
-        let slide = self.slide;
-        self.derive2("cartesian", other, move |env, a, b| {
-            batch_binary(
-                a,
-                b.broadcast(),
-                (local(), local()),
-                "cartesian",
-                env.grid(slide),
-                Arc::clone(&env.rt),
-                || (Vec::new(), Vec::new()),
-                |a: &mut Vec<T>, data| a.append(data),
-                |b: &mut Vec<W>, data| b.append(data),
-                |_t, a, b, out| {
-                    for x in &a {
-                        out.extend(b.iter().map(|y| (x.clone(), y.clone())));
-                    }
-                },
-            )
+        self.kit2("cartesian", other, |a, b| {
+            a.per_batch_with("cartesian", b.broadcast(), |_t, a, b, out| {
+                for x in &a {
+                    out.extend(b.iter().map(|y| (x.clone(), y.clone())));
+                }
+            })
         })
     }
 
@@ -144,15 +104,11 @@ impl<T: Data> DStream<T> {
     /// ```
     pub fn sort_by<K: Data + Ord>(&self, key: impl Fn(&T) -> K + Send + Sync + 'static, ascending: bool) -> DStream<T> {
         let key = Arc::new(key);
-        let slide = self.slide;
-        self.derive("sort_by", move |env, s| {
-            let grid = env.grid(slide);
+        self.kit("sort_by", move |b| {
             let (k1, k2, k3) = (Arc::clone(&key), Arc::clone(&key), Arc::clone(&key));
-            let peers = env.peers;
+            let peers = b.workers();
             let placed = with_summaries(
-                env,
-                s,
-                grid,
+                b,
                 "sort_by (sample)",
                 move |x: &T| k1(x),
                 sample_keys,
@@ -165,23 +121,15 @@ impl<T: Data> DStream<T> {
                     }));
                 },
             );
-            batch_unary(
-                placed,
-                Exchange::new(|(worker, _): &(usize, T)| *worker as u64),
-                "sort_by",
-                grid,
-                Arc::clone(&env.rt),
-                Vec::new,
-                |acc: &mut Vec<T>, data: &mut Vec<(usize, T)>| acc.extend(data.drain(..).map(|(_, x)| x)),
-                move |_t, mut acc, out| {
-                    if ascending {
-                        acc.sort_by_key(|x| k3(x));
-                    } else {
-                        acc.sort_by_key(|x| std::cmp::Reverse(k3(x)));
-                    }
-                    out.append(&mut acc);
-                },
-            )
+            placed.exchange_to_worker(|(worker, _)| *worker).per_batch("sort_by", move |_t, placed, out| {
+                let mut records: Vec<T> = placed.into_iter().map(|(_, x)| x).collect();
+                if ascending {
+                    records.sort_by_key(|x| k3(x));
+                } else {
+                    records.sort_by_key(|x| std::cmp::Reverse(k3(x)));
+                }
+                out.append(&mut records);
+            })
         })
     }
 
@@ -195,13 +143,10 @@ impl<T: Data> DStream<T> {
     /// assert_eq!(out, vec![vec![('a', 0), ('b', 1)]]);
     /// ```
     pub fn zip_with_index(&self) -> DStream<(T, u64)> {
-        let slide = self.slide;
-        self.derive("zip_with_index", move |env, s| {
-            let index = env.index;
+        self.kit("zip_with_index", |b| {
+            let index = b.worker();
             with_summaries(
-                env,
-                s,
-                env.grid(slide),
+                b,
                 "zip_with_index",
                 |_: &T| (),
                 |units: Vec<()>| units.len() as u64,
@@ -246,7 +191,6 @@ impl<T: Data> DStream<T> {
     where
         T: Ord,
     {
-        let slide = self.slide;
         let keep = move |_t: Time, mut acc: Vec<T>, out: &mut Vec<T>| {
             if descending {
                 acc.sort_by(|a, b| b.cmp(a));
@@ -256,13 +200,7 @@ impl<T: Data> DStream<T> {
             acc.truncate(n);
             out.append(&mut acc);
         };
-        self.derive(op, move |env, s| {
-            let rt = Arc::clone(&env.rt);
-            let grid = env.grid(slide);
-            let append = |acc: &mut Vec<T>, data: &mut Vec<T>| acc.append(data);
-            let first = batch_unary(s, local(), op, grid, Arc::clone(&rt), Vec::new, append, keep);
-            batch_unary(first, to_driver::<T>(), op, grid, rt, Vec::new, append, keep)
-        })
+        self.kit(op, move |b| b.per_batch(op, keep).to_driver().per_batch(op, keep))
     }
 
     /// A sample of each batch (Spark's `sample`): with `with_replacement`, each record appears a
@@ -284,31 +222,20 @@ impl<T: Data> DStream<T> {
                 .defer(crate::Error::declaration("sample", format!("the fraction must be {range}, not {fraction}")));
             return DStream::detached(Arc::clone(&self.ctx));
         }
-        let slide = self.slide;
-        self.derive("sample", move |env, s| {
-            let index = env.index as u64;
-            batch_unary(
-                s,
-                local(),
-                "sample",
-                env.grid(slide),
-                Arc::clone(&env.rt),
-                Vec::new,
-                |acc: &mut Vec<T>, data| acc.append(data),
-                move |t, acc, out| {
-                    let mut rng = SplitMix(seed ^ t.millis().rotate_left(17) ^ index.rotate_left(43));
-                    for x in acc {
-                        let times =
-                            if with_replacement { rng.poisson(fraction) } else { u64::from(rng.unit() < fraction) };
-                        for _ in 1..times {
-                            out.push(x.clone());
-                        }
-                        if times > 0 {
-                            out.push(x);
-                        }
+        self.kit("sample", move |b| {
+            let index = b.worker() as u64;
+            b.per_batch("sample", move |t, records, out| {
+                let mut rng = SplitMix(seed ^ t.millis().rotate_left(17) ^ index.rotate_left(43));
+                for x in records {
+                    let times = if with_replacement { rng.poisson(fraction) } else { u64::from(rng.unit() < fraction) };
+                    for _ in 1..times {
+                        out.push(x.clone());
                     }
-                },
-            )
+                    if times > 0 {
+                        out.push(x);
+                    }
+                }
+            })
         })
     }
 
@@ -370,11 +297,9 @@ impl<K: Key, V: Data> DStream<(K, V)> {
     /// assert_eq!(out, vec![vec![('a', 1)]]);
     /// ```
     pub fn partition_by(&self, n: usize) -> DStream<(K, V)> {
-        self.derive("partition_by", move |env, s| {
-            let n = n.clamp(1, env.peers) as u64;
-            s.unary(Exchange::new(move |(k, _): &(K, V)| crate::exec::key_hash(k) % n), "partition_by", |_, _| {
-                move |input, output| input.for_each(|cap, data| output.session(&cap).give_container(data))
-            })
+        self.kit("partition_by", move |b| {
+            let n = n.clamp(1, b.workers()) as u64;
+            b.exchange_to_worker(move |(k, _): &(K, V)| (crate::exec::key_hash(k) % n) as usize)
         })
     }
 
@@ -416,41 +341,22 @@ impl<K: Key, V: Data> DStream<(K, V)> {
 /// record as it streams in, `summarize` turns a worker's projections into its summary, and
 /// `then` gets the summaries (indexed by worker) with the worker's own share.
 fn with_summaries<'s, T: Data, P: Data, S: Data, U: Data>(
-    env: &mut BuildEnv<'s>,
-    s: Batches<'s, T>,
-    grid: Grid,
+    b: Batches<'s, T>,
     op: &str,
     project: impl Fn(&T) -> P + 'static,
     summarize: impl Fn(Vec<P>) -> S + 'static,
     mut then: impl FnMut(Time, Vec<S>, Vec<T>, &mut Vec<U>) + 'static,
 ) -> Batches<'s, U> {
-    let (index, rt) = (env.index, Arc::clone(&env.rt));
-    let summaries = batch_unary(
-        s.clone().map(move |x| project(&x)),
-        local(),
-        op,
-        grid,
-        Arc::clone(&rt),
-        Vec::new,
-        |acc: &mut Vec<P>, data| acc.append(data),
-        move |_t, acc, out| out.push((index, summarize(acc))),
-    )
-    .broadcast();
-    batch_binary(
-        s,
-        summaries,
-        (local(), local()),
-        op,
-        grid,
-        rt,
-        || (Vec::new(), Vec::new()),
-        |share: &mut Vec<T>, data| share.append(data),
-        |sums: &mut Vec<(usize, S)>, data| sums.append(data),
-        move |t, share, mut sums, out| {
-            sums.sort_by_key(|(worker, _)| *worker);
-            then(t, sums.into_iter().map(|(_, s)| s).collect(), share, out)
-        },
-    )
+    let index = b.worker();
+    let summaries = b
+        .clone()
+        .pipeline(op, move |_t, xs, out| out.extend(xs.iter().map(&project)))
+        .per_batch(op, move |_t, projected, out| out.push((index, summarize(projected))))
+        .broadcast();
+    b.per_batch_with(op, summaries, move |t, share, mut sums, out| {
+        sums.sort_by_key(|(worker, _)| *worker);
+        then(t, sums.into_iter().map(|(_, s)| s).collect(), share, out)
+    })
 }
 
 /// At most `SORT_SAMPLES` keys spread evenly over a worker's sorted keys.
@@ -472,16 +378,8 @@ fn range_bounds<K: Ord + Clone>(samples: Vec<Vec<K>>, peers: usize) -> Vec<K> {
     (1..peers).map(|i| all[(i * all.len() / peers).min(all.len() - 1)].clone()).collect()
 }
 
-fn set<T: Key>() -> FxHashSet<T> {
-    FxHashSet::default()
-}
-
-fn absorb_set<T: Key>(set: &mut FxHashSet<T>, data: &mut Vec<T>) {
-    set.extend(data.drain(..));
-}
-
-fn emit_set<T: Key>(_t: Time, set: FxHashSet<T>, out: &mut Vec<T>) {
-    out.extend(set);
+fn dedupe<T: Key>(_t: Time, records: Vec<T>, out: &mut Vec<T>) {
+    out.extend(records.into_iter().collect::<FxHashSet<T>>());
 }
 
 /// A small seeded generator (SplitMix64) for `sample`.

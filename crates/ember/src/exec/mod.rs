@@ -9,6 +9,7 @@
 //! This module is the only place that names timely types; the public API never does.
 
 pub(crate) mod batch;
+pub mod operator;
 pub(crate) mod output;
 pub(crate) mod runtime;
 pub(crate) mod source;
@@ -57,10 +58,8 @@ pub(crate) struct BuildEnv<'s> {
     pub op_counts: Vec<Batches<'s, (usize, u64)>>,
     /// The driver worker's record of each batch.
     pub driver_log: Rc<RefCell<DriverLog>>,
-    /// The state containers of this worker's stateful operators, by name.
-    pub states: Vec<(String, state::StateHandle)>,
-    /// The first error met while building.
-    failed: Option<Error>,
+    /// The state containers of this worker's stateful operators, and the first error met.
+    registry: Rc<state::Registry>,
 }
 
 impl<'s> BuildEnv<'s> {
@@ -82,40 +81,24 @@ impl<'s> BuildEnv<'s> {
     /// An operator's state, starting as `initial` (or as the recovered checkpoint has it),
     /// checkpointed through [`Stateful::update`](state::Stateful::update).
     pub fn stateful<S: state::Snapshot + 'static>(&mut self, op: &str, initial: S) -> state::Stateful<S> {
-        let (cell, handle) = state::shared(initial);
-        let saver = self.register_state(op, handle);
-        state::Stateful { cell, saver }
-    }
-
-    /// Registers a stateful operator's container for checkpoints, named by user operation (see
-    /// `Graph::user_id`) and operator;
-    /// when recovering, restores it from the checkpoint first. The operator calls the returned
-    /// saver after every batch it processed.
-    fn register_state(&mut self, op: &str, handle: state::StateHandle) -> state::StateSaver {
-        let name = format!("node-{}.{op}.{}", self.rt.graph.user_id(self.current), self.states.len());
-        if let (Some(ck), Some(commit)) = (self.rt.checkpoints.as_deref(), self.rt.recovered.as_ref()) {
-            let restored = ck
-                .get_state(commit.time, self.index, &name)
-                .and_then(|bytes| {
-                    bytes.ok_or_else(|| {
-                        Error::Recovery(format!(
-                            "checkpoint {} has no state for `{name}` of worker {}",
-                            commit.time, self.index
-                        ))
-                    })
-                })
-                .and_then(|bytes| handle.borrow_mut().restore(&bytes));
-            if let Err(e) = restored {
-                self.failed.get_or_insert(e);
-            }
-        }
-        self.states.push((name.clone(), handle.clone()));
-        state::StateSaver { rt: Arc::clone(&self.rt), worker: self.index, name, handle }
+        self.registry.stateful(&self.rt, self.index, self.rt.graph.user_id(self.current), op, initial)
     }
 
     /// Keeps the first error met while building (e.g. a state that does not restore).
     pub fn fail(&mut self, e: Error) {
-        self.failed.get_or_insert(e);
+        self.registry.fail(e);
+    }
+
+    /// The kit of the current node, for a stream of the given slide.
+    pub fn kit(&self, slide: u64) -> Rc<operator::Kit> {
+        Rc::new(operator::Kit {
+            rt: Arc::clone(&self.rt),
+            index: self.index,
+            peers: self.peers,
+            grid: self.grid(slide),
+            user_id: self.rt.graph.user_id(self.current),
+            registry: Rc::clone(&self.registry),
+        })
     }
 
     /// Records the stream built for the current node.
@@ -158,6 +141,12 @@ impl<'s> BuildEnv<'s> {
         });
         self.op_counts.push(counts);
         data
+    }
+
+    /// The records of all `streams`, batch by batch.
+    pub fn concatenate<T: Data>(&self, streams: Vec<Batches<'s, T>>) -> Batches<'s, T> {
+        use timely::dataflow::operators::core::Concatenate;
+        self.scope.concatenate(streams)
     }
 
     /// The stream built for `node`.
@@ -227,11 +216,6 @@ pub(crate) fn to_driver<T: Data>() -> Exchange<T, impl FnMut(&T) -> u64 + 'stati
 /// A pact that sends `(key, value)` records to the worker owning the key.
 pub(crate) fn by_key<K: Data + Hash, V: Data>() -> Exchange<(K, V), impl FnMut(&(K, V)) -> u64 + 'static> {
     Exchange::new(|kv: &(K, V)| key_hash(&kv.0))
-}
-
-/// A pact that sends every record to the worker owning its hash (a record as its own key).
-pub(crate) fn by_hash<T: Data + Hash>() -> Exchange<T, impl FnMut(&T) -> u64 + 'static> {
-    Exchange::new(|x: &T| key_hash(x))
 }
 
 /// The pact that keeps records on their worker.
@@ -364,8 +348,7 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
                 metrics: Vec::new(),
                 op_counts: Vec::new(),
                 driver_log: Rc::clone(&driver_log),
-                states: Vec::new(),
-                failed: None,
+                registry: Rc::default(),
             };
             // Every worker builds the whole dataflow, also when a restore failed on it, so that
             // all workers have the same operators and channels and can wind down together.
@@ -375,8 +358,8 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
             }
             let done = output::build_stage(&mut env)?;
             done.probe_with(&probe);
-            restore_failed = env.failed.take();
-            Ok((std::mem::take(&mut env.sources), std::mem::take(&mut env.states)))
+            restore_failed = env.registry.take_failure();
+            Ok((std::mem::take(&mut env.sources), env.registry.take_states()))
         })?;
 
     let start = rt.start();

@@ -20,21 +20,21 @@ use timely::dataflow::operators::generic::Operator;
 
 use super::batch::fire_ready;
 use super::{local, to_driver, Batches, BuildEnv};
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::graph::Placement;
 use crate::listener::{Event, OutputOperationInfo};
 use crate::time::Time;
 use crate::Data;
 
 /// The function of an output operation: the batch time and this worker's records of the batch.
-pub(crate) type Action<T> = Box<dyn FnMut(Time, Vec<T>) -> std::result::Result<(), String>>;
+pub(crate) type Action<T> = Box<dyn FnMut(Time, Vec<T>) -> std::result::Result<(), Cause>>;
 
 /// One output operation's input on one worker.
 pub(crate) trait OutputPort {
     /// Moves arrived records into per-batch buffers.
     fn pull(&mut self);
     /// Runs the operation for batch `t` (also when empty).
-    fn run(&mut self, t: Time) -> std::result::Result<(), String>;
+    fn run(&mut self, t: Time) -> std::result::Result<(), Cause>;
     /// Drops batch `t`'s records without running the operation (its input failed).
     fn run_skipped(&mut self, t: Time);
     /// Drops buffered records (after the final batch).
@@ -63,14 +63,14 @@ impl<T: Data, X: Data, P: Pull<Message<u64, Vec<X>>>> OutputPort for Port<T, X, 
         self.input.for_each(|cap, data| pending.entry(*cap.time()).or_default().append(data));
     }
 
-    fn run(&mut self, t: Time) -> std::result::Result<(), String> {
+    fn run(&mut self, t: Time) -> std::result::Result<(), Cause> {
         let records = (self.gather)(self.pending.remove(&t.millis()).unwrap_or_default());
         let Some(action) = self.action.as_mut() else {
             return Ok(());
         };
         match catch_unwind(AssertUnwindSafe(|| action(t, records))) {
             Ok(r) => r,
-            Err(panic) => Err(panic_message(&panic)),
+            Err(panic) => Err(Cause::new(panic_message(&panic))),
         }
     }
 
@@ -199,9 +199,9 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
                     }
                     let result = port.run(time);
                     info.end_time = Some(rt.now());
-                    if let Err(message) = result {
-                        info.failure_reason = Some(message.clone());
-                        rt.output_failed(t, Error::Output { id, name: names[id].clone(), time, message });
+                    if let Err(source) = result {
+                        info.failure_reason = Some(source.to_string());
+                        rt.output_failed(t, Error::Output { id, name: names[id].clone(), time, source });
                     }
                     if is_driver {
                         rt.post(Event::OutputCompleted(info.clone()));

@@ -9,9 +9,12 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::runtime::Runtime;
 use crate::error::{Error, Result};
 
 /// A state container that can be written out and read back.
@@ -40,7 +43,7 @@ pub(crate) type StateHandle = Rc<RefCell<dyn Snapshot>>;
 /// Saves one operator's state after the batches that are checkpointed. Operators call
 /// [`StateSaver::after_batch`] once they processed a batch.
 pub(crate) struct StateSaver {
-    pub rt: std::sync::Arc<crate::exec::runtime::Runtime>,
+    pub rt: Arc<Runtime>,
     pub worker: usize,
     pub name: String,
     pub handle: StateHandle,
@@ -77,6 +80,64 @@ impl<S> Stateful<S> {
         let r = f(&mut self.cell.borrow_mut());
         self.saver.after_batch(t);
         r
+    }
+}
+
+/// The state containers of one worker's stateful operators, by name, and the first error met
+/// restoring one.
+#[derive(Default)]
+pub(crate) struct Registry {
+    states: RefCell<Vec<(String, StateHandle)>>,
+    failed: RefCell<Option<Error>>,
+}
+
+impl Registry {
+    /// Registers `initial` as the state `op` of user operation `user_id` on worker `index`,
+    /// named `node-{user_id}.{op}.{k}` (`k` counts the worker's states); when recovering,
+    /// restores it from the checkpoint first.
+    pub fn stateful<S: Snapshot + 'static>(
+        &self,
+        rt: &Arc<Runtime>,
+        index: usize,
+        user_id: usize,
+        op: &str,
+        initial: S,
+    ) -> Stateful<S> {
+        let (cell, handle) = shared(initial);
+        let name = format!("node-{user_id}.{op}.{}", self.states.borrow().len());
+        if let (Some(ck), Some(commit)) = (rt.checkpoints.as_deref(), rt.recovered.as_ref()) {
+            let restored = ck
+                .get_state(commit.time, index, &name)
+                .and_then(|bytes| {
+                    bytes.ok_or_else(|| {
+                        Error::Recovery(format!(
+                            "checkpoint {} has no state for `{name}` of worker {index}",
+                            commit.time
+                        ))
+                    })
+                })
+                .and_then(|bytes| handle.borrow_mut().restore(&bytes));
+            if let Err(e) = restored {
+                self.fail(e);
+            }
+        }
+        self.states.borrow_mut().push((name.clone(), handle.clone()));
+        Stateful { cell, saver: StateSaver { rt: Arc::clone(rt), worker: index, name, handle } }
+    }
+
+    /// Keeps the first error met while building.
+    pub fn fail(&self, e: Error) {
+        self.failed.borrow_mut().get_or_insert(e);
+    }
+
+    /// The first error met while building, if any.
+    pub fn take_failure(&self) -> Option<Error> {
+        self.failed.borrow_mut().take()
+    }
+
+    /// The registered states.
+    pub fn take_states(&self) -> Vec<(String, StateHandle)> {
+        std::mem::take(&mut self.states.borrow_mut())
     }
 }
 
