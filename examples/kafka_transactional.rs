@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
          CREATE TABLE IF NOT EXISTS kafka_offsets (topic text, part int, until_offset bigint NOT NULL, PRIMARY KEY (topic, part));",
     )?;
     // The first run stores offset 0 for every partition; later runs start where the table says.
-    for p in ember_kafka::partitions_of(brokers, topic).map_err(anyhow::Error::msg)? {
+    for p in ember_kafka::partitions_of(brokers, topic)? {
         db.execute("INSERT INTO kafka_offsets VALUES ($1, $2, 0) ON CONFLICT DO NOTHING", &[&p.topic, &p.partition])?;
     }
     let stored: Vec<(TopicPartition, i64)> = db

@@ -11,7 +11,7 @@ use crate::{ConsumerRecord, KafkaStream};
 
 /// Counts a skipped record and logs the first 10, then every 1000th.
 fn skipped(bad: &AtomicU64, r: &ConsumerRecord, why: &str) {
-    if let Some(n) = ember::source::count_skipped(bad) {
+    if let Some(n) = ember::operator::count_skipped(bad) {
         tracing::warn!("kafka: skipped record {}-{}@{} ({why}); {n} skipped so far", r.topic, r.partition, r.offset);
     }
 }

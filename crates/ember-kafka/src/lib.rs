@@ -76,6 +76,7 @@
 //! know; with `read_committed`, a range may wait for an open transaction to end).
 
 mod decode;
+mod error;
 mod plan;
 mod reader;
 mod sink;
@@ -85,10 +86,11 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ember::source::direct::BatchMetadata;
+use ember::operator::BatchMetadata;
 use ember::{DStream, StreamingContext, Time};
 use serde::{Deserialize, Serialize};
 
+pub use error::Error;
 pub use sink::{KafkaSink, SaveToKafka};
 
 /// Kafka parameters: librdkafka's configuration keys, passed through, plus Ember's `ember.*`.
@@ -125,12 +127,12 @@ impl KafkaParams {
         self.entries.get(key).map(String::as_str)
     }
 
-    pub(crate) fn ember_millis(&self, key: &str, default: u64) -> Result<u64, String> {
+    pub(crate) fn ember_millis(&self, key: &str, default: u64) -> Result<u64, Error> {
         match self.get(key) {
             None => Ok(default),
-            Some(v) => {
-                v.parse().map_err(|_| format!("Kafka parameter `{key}` must be a number of milliseconds, not `{v}`"))
-            }
+            Some(v) => v.parse().map_err(|_| {
+                Error::Config(format!("Kafka parameter `{key}` must be a number of milliseconds, not `{v}`"))
+            }),
         }
     }
 
@@ -405,20 +407,20 @@ impl KafkaStream {
 }
 
 /// The partitions of `topic` (for a job that stores offsets itself, e.g. to initialise them).
-pub fn partitions_of(bootstrap_servers: &str, topic: &str) -> Result<Vec<TopicPartition>, String> {
+pub fn partitions_of(bootstrap_servers: &str, topic: &str) -> Result<Vec<TopicPartition>, Error> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = KafkaParams::new(bootstrap_servers)
         .client_config(&[("group.id", "ember-metadata")])
         .create()
-        .map_err(|e| format!("cannot create a Kafka client for {bootstrap_servers}: {e}"))?;
+        .map_err(|e| Error::client(format!("cannot create a Kafka client for {bootstrap_servers}"), e))?;
     let md = consumer
         .fetch_metadata(None, std::time::Duration::from_secs(10))
-        .map_err(|e| format!("cannot read the cluster's metadata from {bootstrap_servers}: {e}"))?;
+        .map_err(|e| Error::client(format!("cannot read the cluster's metadata from {bootstrap_servers}"), e))?;
     let t = md
         .topics()
         .iter()
         .find(|t| t.name() == topic && t.error().is_none())
-        .ok_or_else(|| format!("topic `{topic}` does not exist"))?;
+        .ok_or_else(|| Error::Cluster(format!("topic `{topic}` does not exist")))?;
     Ok((0..t.partitions().len() as i32).map(|p| TopicPartition::new(topic, p)).collect())
 }
 
@@ -438,8 +440,8 @@ pub fn create_direct_stream_with_limits(
     let commits = Arc::new(CommitQueue::default());
     let queue = Arc::clone(&commits);
     let source = strategy.source();
-    let (stream, meta) = ssc.direct_stream_reading("kafka direct stream", &source, move |env| {
-        reader::KafkaReader::new(env, strategy.clone(), params.clone(), limits.clone(), Arc::clone(&queue))
+    let (stream, meta) = ssc.planned_source("kafka direct stream", &source, move |env| {
+        Ok(reader::KafkaReader::new(env, strategy.clone(), params.clone(), limits.clone(), Arc::clone(&queue))?)
     });
-    KafkaStream { stream, meta, commits, bad: ember::source::SkipCounters::for_last_input(ssc) }
+    KafkaStream { stream, meta, commits, bad: ember::operator::SkipCounters::for_last_input(ssc) }
 }

@@ -1,7 +1,7 @@
 //! The arithmetic of planning a batch: where a partition starts, which worker reads it, and how
 //! far each range goes under the rate limits (spec §8.3). No I/O: the reader feeds it.
 
-use crate::{RateLimits, TopicPartition};
+use crate::{Error, RateLimits, TopicPartition};
 
 /// What `auto.offset.reset` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,12 +12,12 @@ pub(crate) enum Reset {
 }
 
 impl Reset {
-    pub(crate) fn parse(v: Option<&str>) -> Result<Self, String> {
+    pub(crate) fn parse(v: Option<&str>) -> Result<Self, Error> {
         match v.unwrap_or("earliest") {
             "earliest" | "smallest" | "beginning" => Ok(Reset::Earliest),
             "latest" | "largest" | "end" => Ok(Reset::Latest),
             "none" | "error" => Ok(Reset::None),
-            other => Err(format!("`auto.offset.reset` must be earliest, latest or none, not `{other}`")),
+            other => Err(Error::Config(format!("`auto.offset.reset` must be earliest, latest or none, not `{other}`"))),
         }
     }
 }
@@ -30,7 +30,7 @@ pub(crate) fn resolve_start(
     low: i64,
     high: i64,
     reset: Reset,
-) -> Result<i64, String> {
+) -> Result<i64, Error> {
     if (low..=high).contains(&requested) {
         return Ok(requested);
     }
@@ -48,7 +48,7 @@ pub(crate) fn resolve_start(
             tracing::warn!("kafka: {what}; starting at the latest offset {high} (auto.offset.reset=latest)");
             Ok(high)
         }
-        Reset::None => Err(format!("{what}, and auto.offset.reset is none")),
+        Reset::None => Err(Error::Cluster(format!("{what}, and auto.offset.reset is none"))),
     }
 }
 
@@ -135,16 +135,16 @@ mod tests {
     #[test]
     fn starting_offsets_outside_the_log_follow_the_reset_policy() {
         let p = tp(0);
-        assert_eq!(resolve_start(&p, 5, 0, 10, Reset::None), Ok(5));
-        assert_eq!(resolve_start(&p, 10, 0, 10, Reset::None), Ok(10));
-        assert_eq!(resolve_start(&p, 2, 5, 10, Reset::Earliest), Ok(5));
-        assert_eq!(resolve_start(&p, 2, 5, 10, Reset::Latest), Ok(10));
-        let e = resolve_start(&p, 2, 5, 10, Reset::None).unwrap_err();
+        assert_eq!(resolve_start(&p, 5, 0, 10, Reset::None).ok(), Some(5));
+        assert_eq!(resolve_start(&p, 10, 0, 10, Reset::None).ok(), Some(10));
+        assert_eq!(resolve_start(&p, 2, 5, 10, Reset::Earliest).ok(), Some(5));
+        assert_eq!(resolve_start(&p, 2, 5, 10, Reset::Latest).ok(), Some(10));
+        let e = resolve_start(&p, 2, 5, 10, Reset::None).unwrap_err().to_string();
         assert!(e.contains("offset 2 of t-0 no longer exists (the log starts at 5)"), "{e}");
-        let e = resolve_start(&p, 50, 0, 10, Reset::None).unwrap_err();
+        let e = resolve_start(&p, 50, 0, 10, Reset::None).unwrap_err().to_string();
         assert!(e.contains("past the end"), "{e}");
-        assert_eq!(resolve_start(&p, 50, 0, 10, Reset::Earliest), Ok(0));
-        assert!(Reset::parse(Some("sometimes")).unwrap_err().contains("earliest, latest or none"));
+        assert_eq!(resolve_start(&p, 50, 0, 10, Reset::Earliest).ok(), Some(0));
+        assert!(Reset::parse(Some("sometimes")).unwrap_err().to_string().contains("earliest, latest or none"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ember::clock::Stopwatch;
-use ember::source::direct::{DirectEnv, DirectReader};
+use ember::operator::{PlanEnv, PlannedSource};
 use ember::Time;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -14,7 +14,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use regex::Regex;
 
 use crate::plan::{clamp, owner, resolve_start, Reset};
-use crate::{CommitQueue, ConsumerRecord, ConsumerStrategy, KafkaParams, OffsetRange, RateLimits, TopicPartition};
+use crate::{
+    CommitQueue, ConsumerRecord, ConsumerStrategy, Error, KafkaParams, OffsetRange, RateLimits, TopicPartition,
+};
 
 type Queue = rdkafka::consumer::base_consumer::PartitionQueue<DefaultConsumerContext>;
 
@@ -58,23 +60,24 @@ pub(crate) struct KafkaReader {
 
 impl KafkaReader {
     pub(crate) fn new(
-        env: &DirectEnv,
+        env: &PlanEnv,
         strategy: ConsumerStrategy,
         params: KafkaParams,
         limits: RateLimits,
         commits: Arc<CommitQueue>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Error> {
         let reset = Reset::parse(params.get("auto.offset.reset"))?;
         let servers = params
             .get("bootstrap.servers")
             .or_else(|| params.get("metadata.broker.list"))
-            .ok_or("the Kafka parameters have no `bootstrap.servers`")?
+            .ok_or_else(|| Error::Config("the Kafka parameters have no `bootstrap.servers`".into()))?
             .to_owned();
         let pattern = match &strategy {
-            ConsumerStrategy::SubscribePattern { pattern, .. } => Some(
-                Regex::new(&format!("^(?:{pattern})$"))
-                    .map_err(|e| format!("the topic pattern `{pattern}` is not a regular expression: {e}"))?,
-            ),
+            ConsumerStrategy::SubscribePattern { pattern, .. } => {
+                Some(Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+                    Error::Config(format!("the topic pattern `{pattern}` is not a regular expression: {e}"))
+                })?)
+            }
             _ => None,
         };
         let read_timeout = Duration::from_millis(params.ember_millis("ember.read.timeout.ms", 60_000)?);
@@ -95,7 +98,7 @@ impl KafkaReader {
             config.set("isolation.level", "read_uncommitted");
         }
         let consumer: BaseConsumer =
-            config.create().map_err(|e| format!("cannot create a Kafka consumer for {servers}: {e}"))?;
+            config.create().map_err(|e| Error::client(format!("cannot create a Kafka consumer for {servers}"), e))?;
         Ok(KafkaReader {
             consumer: Arc::new(consumer),
             config,
@@ -181,12 +184,12 @@ impl KafkaReader {
 
     /// Every partition the strategy names now, from the cluster's metadata. `Ok(Err(..))` when
     /// the brokers cannot be reached (worth retrying), `Err` when the strategy cannot be met.
-    fn all_partitions(&mut self, timeout: Duration) -> Result<Result<Vec<TopicPartition>, String>, String> {
+    fn all_partitions(&mut self, timeout: Duration) -> Result<Result<Vec<TopicPartition>, Error>, Error> {
         let md = match self.consumer.fetch_metadata(None, timeout) {
             Ok(md) => md,
             Err(e) => {
                 self.lost = true;
-                return Ok(Err(format!("cannot read the cluster's metadata from {}: {e}", self.servers)));
+                return Ok(Err(Error::client(format!("cannot read the cluster's metadata from {}", self.servers), e)));
             }
         };
         let topics: BTreeMap<&str, i32> = md
@@ -220,9 +223,12 @@ impl KafkaReader {
             ConsumerStrategy::Assign { partitions } => {
                 for tp in partitions.keys() {
                     match topics.get(tp.topic.as_str()) {
-                        None => return Err(format!("assigned topic `{}` does not exist", tp.topic)),
+                        None => return Err(Error::Cluster(format!("assigned topic `{}` does not exist", tp.topic))),
                         Some(&n) if tp.partition >= n || tp.partition < 0 => {
-                            return Err(format!("assigned partition {tp} does not exist: `{}` has {n}", tp.topic))
+                            return Err(Error::Cluster(format!(
+                                "assigned partition {tp} does not exist: `{}` has {n}",
+                                tp.topic
+                            )))
                         }
                         Some(_) => all.push(tp.clone()),
                     }
@@ -233,7 +239,7 @@ impl KafkaReader {
     }
 
     /// Finds partitions (at the first batch: retrying with back-off until the read timeout).
-    fn discover(&mut self, t: u64) -> Result<(), String> {
+    fn discover(&mut self, t: u64) -> Result<(), Error> {
         let first = self.last_discovery.is_none();
         if !first && t < self.last_discovery.unwrap_or(0) + self.discovery_ms {
             return Ok(());
@@ -249,7 +255,9 @@ impl KafkaReader {
                     ember::clock::real_sleep(backoff.min(self.read_timeout.saturating_sub(watch.elapsed())));
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
-                Err(e) if first => return Err(format!("{e} (gave up after {} ms)", self.read_timeout.as_millis())),
+                Err(e) if first => {
+                    return Err(Error::Cluster(format!("{e} (gave up after {} ms)", self.read_timeout.as_millis())))
+                }
                 Err(e) => {
                     tracing::warn!("kafka: partition discovery failed: {e}; keeping the known partitions");
                     // While the brokers are away, a consumer that knows no topic id replaces
@@ -277,7 +285,7 @@ impl KafkaReader {
 
     /// Where new partitions start: given offsets, then the group's committed ones, then the
     /// reset policy; each checked against the log.
-    fn starting_offsets(&mut self, parts: &[TopicPartition]) -> Result<Vec<i64>, String> {
+    fn starting_offsets(&mut self, parts: &[TopicPartition]) -> Result<Vec<i64>, Error> {
         let given: BTreeMap<TopicPartition, i64> = match &self.strategy {
             ConsumerStrategy::Subscribe { offsets, .. } | ConsumerStrategy::SubscribePattern { offsets, .. } => {
                 offsets.clone()
@@ -300,7 +308,7 @@ impl KafkaReader {
                         }
                     }
                 }
-                Err(e) => return Err(format!("cannot read the group's committed offsets: {e}")),
+                Err(e) => return Err(Error::client("cannot read the group's committed offsets", e)),
             }
         }
         let mut out = Vec::with_capacity(parts.len());
@@ -308,7 +316,7 @@ impl KafkaReader {
             let (low, high) = self
                 .consumer
                 .fetch_watermarks(&tp.topic, tp.partition, REQUEST_TIMEOUT)
-                .map_err(|e| format!("cannot read the offsets of {tp}: {e}"))?;
+                .map_err(|e| Error::client(format!("cannot read the offsets of {tp}"), e))?;
             let start = match given.get(tp).or_else(|| committed.get(tp)) {
                 // A requested offset above ListOffsets' end is not checked: some brokers
                 // under-report it (see the crate docs); a fetch past the end is caught later.
@@ -317,7 +325,9 @@ impl KafkaReader {
                     Reset::Earliest => low,
                     Reset::Latest => high,
                     Reset::None => {
-                        return Err(format!("{tp} has no committed offset for the group and auto.offset.reset is none"))
+                        return Err(Error::Cluster(format!(
+                            "{tp} has no committed offset for the group and auto.offset.reset is none"
+                        )))
                     }
                 },
             };
@@ -337,7 +347,7 @@ impl KafkaReader {
     /// created while the brokers are away knows no topic id and fetches only once the metadata
     /// names the topic again, so it never meets those responses. The brokers must stay away
     /// until the next batch (or read) notices their loss; a faster restart is not covered.
-    fn renew(&mut self) -> Result<(), String> {
+    fn renew(&mut self) -> Result<(), Error> {
         if !self.lost {
             return Ok(());
         }
@@ -347,8 +357,10 @@ impl KafkaReader {
             self.worker
         );
         self.queues.clear();
-        let consumer: BaseConsumer =
-            self.config.create().map_err(|e| format!("cannot create a Kafka consumer for {}: {e}", self.servers))?;
+        let consumer: BaseConsumer = self
+            .config
+            .create()
+            .map_err(|e| Error::client(format!("cannot create a Kafka consumer for {}", self.servers), e))?;
         self.consumer = Arc::new(consumer);
         self.unfetched.clear();
         if self.current.is_empty() {
@@ -358,11 +370,11 @@ impl KafkaReader {
     }
 
     /// Assigns this worker's partitions at their current offsets, with one queue each.
-    fn reassign(&mut self) -> Result<(), String> {
+    fn reassign(&mut self) -> Result<(), Error> {
         let mut tpl = TopicPartitionList::new();
         for (tp, offset) in &self.current {
             tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
-                .map_err(|e| format!("cannot assign {tp}: {e}"))?;
+                .map_err(|e| Error::client(format!("cannot assign {tp}"), e))?;
         }
         self.queues.clear();
         // Each partition's queue is split off before the assignment starts its fetches: a
@@ -373,10 +385,10 @@ impl KafkaReader {
             let q = self
                 .consumer
                 .split_partition_queue(&tp.topic, tp.partition)
-                .ok_or_else(|| format!("cannot open a queue for {tp}"))?;
+                .ok_or_else(|| Error::Cluster(format!("cannot open a queue for {tp}")))?;
             self.queues.insert(tp.clone(), q);
         }
-        self.consumer.assign(&tpl).map_err(|e| format!("cannot assign partitions: {e}"))?;
+        self.consumer.assign(&tpl).map_err(|e| Error::client("cannot assign partitions", e))?;
         self.fetch_pos = self.current.clone();
         self.stash.clear();
         self.unfetched = self.current.keys().cloned().collect();
@@ -403,7 +415,7 @@ impl KafkaReader {
     }
 
     /// The end of `tp` to plan to: fetch responses first, ListOffsets before any.
-    fn latest(&mut self, tp: &TopicPartition, from: i64) -> Result<i64, String> {
+    fn latest(&mut self, tp: &TopicPartition, from: i64) -> Result<i64, Error> {
         if self.unfetched.remove(tp) {
             // Just assigned: give the consumer a moment for its first fetch response, so that a
             // batch right after the start sees what the log holds.
@@ -490,7 +502,7 @@ impl KafkaReader {
     }
 
     /// Reads `[from, until)` of one partition into `out`.
-    fn read_range(&mut self, r: &OffsetRange, out: &mut Vec<ConsumerRecord>) -> Result<(), String> {
+    fn read_range(&mut self, r: &OffsetRange, out: &mut Vec<ConsumerRecord>) -> Result<(), Error> {
         let tp = r.topic_partition();
         if !self.queues.contains_key(&tp) {
             // A logged range of a partition not assigned yet (a re-run after a recovery).
@@ -501,7 +513,7 @@ impl KafkaReader {
             self.stash.remove(&tp);
             self.consumer
                 .seek(&tp.topic, tp.partition, Offset::Offset(r.from_offset), REQUEST_TIMEOUT)
-                .map_err(|e| format!("cannot seek {tp} to {}: {e}", r.from_offset))?;
+                .map_err(|e| Error::client(format!("cannot seek {tp} to {}", r.from_offset), e))?;
             self.fetch_pos.insert(tp.clone(), r.from_offset);
         }
         let mut next = r.from_offset;
@@ -550,13 +562,13 @@ impl KafkaReader {
                         break; // the rest of the range is a gap (transaction markers, compaction)
                     }
                     if idle.elapsed() > self.read_timeout {
-                        return Err(format!(
+                        return Err(Error::Cluster(format!(
                             "could not read offsets {next}..{} of {tp} from {} within {} ms{}",
                             r.until_offset,
                             self.servers,
                             self.read_timeout.as_millis(),
                             self.last_error.as_deref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
-                        ));
+                        )));
                     }
                 }
             }
@@ -567,11 +579,11 @@ impl KafkaReader {
     }
 }
 
-impl DirectReader for KafkaReader {
+impl PlannedSource for KafkaReader {
     type Item = ConsumerRecord;
     type Plan = Vec<OffsetRange>;
 
-    fn plan(&mut self, batch: Time, rate: Option<f64>) -> Result<Vec<OffsetRange>, String> {
+    fn plan(&mut self, batch: Time, rate: Option<f64>) -> ember::Result<Vec<OffsetRange>> {
         self.commit_queued(CommitMode::Async);
         self.serve_events();
         self.renew()?;
@@ -598,7 +610,7 @@ impl DirectReader for KafkaReader {
             .collect())
     }
 
-    fn read(&mut self, _batch: Time, plan: &Vec<OffsetRange>, out: &mut Vec<ConsumerRecord>) -> Result<(), String> {
+    fn read(&mut self, _batch: Time, plan: &Vec<OffsetRange>, out: &mut Vec<ConsumerRecord>) -> ember::Result<()> {
         self.serve_events();
         self.renew()?;
         for r in plan {
@@ -645,9 +657,9 @@ impl DirectReader for KafkaReader {
         serde_json::to_vec(&list).ok()
     }
 
-    fn restore(&mut self, position: &[u8]) -> Result<(), String> {
+    fn restore(&mut self, position: &[u8]) -> ember::Result<()> {
         let list: Vec<(String, i32, i64)> =
-            serde_json::from_slice(position).map_err(|e| format!("not a Kafka stream position: {e}"))?;
+            serde_json::from_slice(position).map_err(|e| Error::Config(format!("not a Kafka stream position: {e}")))?;
         self.current = list.into_iter().map(|(t, p, o)| (TopicPartition::new(t, p), o)).collect();
         if !self.current.is_empty() {
             self.reassign()?;

@@ -4,12 +4,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ember::clock::real_sleep;
+use ember::operator::Sink;
 use ember::{DStream, Data, Time};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
-use crate::KafkaParams;
+use crate::{Error, KafkaParams};
 
 /// Delivery failures since the last check.
 #[derive(Default, Clone)]
@@ -38,7 +39,7 @@ impl ProducerContext for Deliveries {
 /// A Kafka producer shared by the workers of one process.
 pub struct KafkaSink {
     params: KafkaParams,
-    producer: OnceLock<Result<ThreadedProducer<Deliveries>, String>>,
+    producer: OnceLock<Result<ThreadedProducer<Deliveries>, KafkaError>>,
     deliveries: Deliveries,
     flush_timeout: Duration,
 }
@@ -52,19 +53,17 @@ impl KafkaSink {
         KafkaSink { params, producer: OnceLock::new(), deliveries: Deliveries::default(), flush_timeout }
     }
 
-    fn producer(&self) -> Result<&ThreadedProducer<Deliveries>, String> {
+    fn producer(&self) -> Result<&ThreadedProducer<Deliveries>, Error> {
         self.producer
             .get_or_init(|| {
                 let mut config = self.params.client_config(&[]);
                 if self.params.get("enable.idempotence").is_none() {
                     config.set("enable.idempotence", "true");
                 }
-                config
-                    .create_with_context(self.deliveries.clone())
-                    .map_err(|e| format!("cannot create a Kafka producer: {e}"))
+                config.create_with_context(self.deliveries.clone())
             })
             .as_ref()
-            .map_err(Clone::clone)
+            .map_err(|e| Error::client("cannot create a Kafka producer", e.clone()))
     }
 
     /// Produces `records` (key, value) to `topic` and waits until every one is acknowledged.
@@ -72,7 +71,7 @@ impl KafkaSink {
         &self,
         topic: &str,
         records: impl IntoIterator<Item = (Option<Vec<u8>>, Vec<u8>)>,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, Error> {
         let producer = self.producer()?;
         let mut sent = 0;
         for (key, value) in records {
@@ -88,15 +87,19 @@ impl KafkaSink {
                         record = back;
                         real_sleep(Duration::from_millis(1));
                     }
-                    Err((e, _)) => return Err(format!("cannot produce to `{topic}`: {e}")),
+                    Err((e, _)) => return Err(Error::client(format!("cannot produce to `{topic}`"), e)),
                 }
             }
             sent += 1;
         }
-        producer.flush(self.flush_timeout).map_err(|e| format!("flushing to `{topic}` failed: {e}"))?;
+        producer.flush(self.flush_timeout).map_err(|e| Error::client(format!("flushing to `{topic}` failed"), e))?;
         let failed = std::mem::take(&mut *self.deliveries.failed.lock().unwrap_or_else(|e| e.into_inner()));
         if !failed.is_empty() {
-            return Err(format!("{} record(s) were not delivered: {}", failed.len(), failed.join("; ")));
+            return Err(Error::Delivery(format!(
+                "{} record(s) were not delivered: {}",
+                failed.len(),
+                failed.join("; ")
+            )));
         }
         Ok(sent)
     }
@@ -123,10 +126,21 @@ impl<T: Data> SaveToKafka<T> for DStream<T> {
         params: KafkaParams,
         f: impl Fn(&T) -> (Option<Vec<u8>>, Vec<u8>) + Send + Sync + 'static,
     ) {
-        let topic = topic.into();
-        let sink = KafkaSink::new(params);
-        self.foreach_partition(move |_t: Time, records: Vec<T>| -> Result<(), String> {
-            sink.send_all(&topic, records.iter().map(&f)).map(|_| ())
-        });
+        self.sink("save_to_kafka", TopicSink { sink: KafkaSink::new(params), topic: topic.into(), f });
+    }
+}
+
+/// `save_to_kafka` as an Ember sink: each worker produces its share; nothing to commit, as
+/// every record is acknowledged before the write returns.
+struct TopicSink<F> {
+    sink: KafkaSink,
+    topic: String,
+    f: F,
+}
+
+impl<T, F: Fn(&T) -> (Option<Vec<u8>>, Vec<u8>) + Send + Sync + 'static> Sink<T> for TopicSink<F> {
+    fn write(&self, _t: Time, _worker: usize, records: Vec<T>) -> ember::Result<()> {
+        self.sink.send_all(&self.topic, records.iter().map(&self.f))?;
+        Ok(())
     }
 }

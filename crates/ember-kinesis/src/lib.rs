@@ -292,8 +292,9 @@ impl KinesisStream {
 /// Creates a direct Kinesis stream (Spark's `KinesisInputDStream.builder...build()`).
 pub fn create_stream(ssc: &StreamingContext, spec: KinesisSpec) -> KinesisStream {
     let source = format!("kinesis stream {}", spec.stream);
-    let (stream, meta) =
-        ssc.direct_stream_reading("kinesis stream", &source, move |env| reader::KinesisReader::new(env, spec.clone()));
+    let (stream, meta) = ssc.planned_source("kinesis stream", &source, move |env| {
+        reader::KinesisReader::new(env, spec.clone()).map_err(ember::Error::Other)
+    });
     KinesisStream { stream, meta, bad: ember::source::SkipCounters::for_last_input(ssc) }
 }
 

@@ -381,10 +381,10 @@ impl DirectReader for KinesisReader {
     type Item = KinesisRecord;
     type Plan = Vec<ShardPlan>;
 
-    fn plan(&mut self, batch: Time, rate: Option<f64>) -> Result<Vec<ShardPlan>, String> {
+    fn plan(&mut self, batch: Time, rate: Option<f64>) -> ember::Result<Vec<ShardPlan>> {
         let due = self.last_listing.is_none_or(|l| batch.millis() >= l + self.spec.shard_discovery_interval_ms);
         if due || self.ended {
-            self.list_shards()?;
+            self.list_shards().map_err(ember::Error::Other)?;
             self.last_listing = Some(batch.millis());
             self.ended = false;
         }
@@ -396,7 +396,7 @@ impl DirectReader for KinesisReader {
             if !self.readable(&shard) {
                 continue;
             }
-            let plan = self.fetch(&shard, limit)?;
+            let plan = self.fetch(&shard, limit).map_err(ember::Error::Other)?;
             if plan.count > 0 || plan.ends {
                 plans.push(plan);
             }
@@ -404,7 +404,7 @@ impl DirectReader for KinesisReader {
         Ok(plans)
     }
 
-    fn read(&mut self, _batch: Time, plan: &Vec<ShardPlan>, out: &mut Vec<KinesisRecord>) -> Result<(), String> {
+    fn read(&mut self, _batch: Time, plan: &Vec<ShardPlan>, out: &mut Vec<KinesisRecord>) -> ember::Result<()> {
         for p in plan {
             let buffered = self.buffered.remove(&p.shard).unwrap_or_default();
             let same = buffered.len() as u64 == p.count
@@ -415,7 +415,7 @@ impl DirectReader for KinesisReader {
             } else {
                 // A plan logged by an earlier run: read its range again.
                 self.iterators.remove(&p.shard);
-                self.reread(p, out)?;
+                self.reread(p, out).map_err(ember::Error::Other)?;
             }
             if let Some(last) = &p.last {
                 self.positions.insert(p.shard.clone(), Pos::After(last.clone()));
@@ -456,8 +456,9 @@ impl DirectReader for KinesisReader {
         serde_json::to_vec(&Saved { positions: self.positions.clone(), owners: self.owners.clone() }).ok()
     }
 
-    fn restore(&mut self, position: &[u8]) -> Result<(), String> {
-        let saved: Saved = serde_json::from_slice(position).map_err(|e| format!("not a Kinesis position: {e}"))?;
+    fn restore(&mut self, position: &[u8]) -> ember::Result<()> {
+        let saved: Saved =
+            serde_json::from_slice(position).map_err(|e| ember::Error::external("not a Kinesis position", e))?;
         self.positions = saved.positions;
         self.owners = saved.owners;
         self.iterators.clear();

@@ -37,7 +37,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use ember::source::receiver::{Receiver, ReceiverContext};
+use ember::operator::{Receiver, ReceiverContext};
 use ember::{DStream, StreamingContext};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS, Transport};
 
@@ -190,21 +190,19 @@ impl Receiver<Message> for MqttReceiver {
         format!("{} topics {}", self.spec.broker, self.spec.topics.join(","))
     }
 
-    fn on_start(&mut self, ctx: &ReceiverContext<Message>) -> Result<(), String> {
+    fn on_start(&mut self, ctx: &ReceiverContext<Message>) -> ember::Result<()> {
         // Messages logged before a crash may not have been acknowledged: the broker delivers them
         // again, flagged as duplicates. Those already in the log are acknowledged, not stored.
-        let logged: HashSet<(u16, String, String)> = ctx
-            .logged_records()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|m| (m.pkid, m.topic, m.payload))
-            .collect();
+        let logged: HashSet<(u16, String, String)> =
+            ctx.logged_records()?.into_iter().map(|m| (m.pkid, m.topic, m.payload)).collect();
         // The request queue must never fill: acknowledgements wait in it until the event loop
         // below runs again, and a full queue would block the very thread that runs it.
-        let (client, mut connection) = Client::new(self.spec.options()?, 65_536);
+        let (client, mut connection) = Client::new(self.spec.options().map_err(ember::Error::Other)?, 65_536);
         let qos = if self.spec.qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce };
         for topic in &self.spec.topics {
-            client.subscribe(topic.clone(), qos).map_err(|e| format!("subscribing to {topic}: {e}"))?;
+            client
+                .subscribe(topic.clone(), qos)
+                .map_err(|e| ember::Error::external(format!("subscribing to {topic}"), e))?;
         }
         let stopper = client.clone();
         ctx.on_interrupt(move || {
@@ -229,7 +227,7 @@ impl Receiver<Message> for MqttReceiver {
                     if !(p.dup && logged.contains(&key)) {
                         let (pkid, topic, payload) = key;
                         // Reliable: acknowledged only once stored (and logged, with the WAL on).
-                        ctx.store_block(vec![Message { topic, payload, pkid }]).map_err(|e| e.to_string())?;
+                        ctx.store_block(vec![Message { topic, payload, pkid }])?;
                     }
                     unacked.push(p);
                     unacked.retain(|p| client.try_ack(p).is_err());
@@ -239,7 +237,9 @@ impl Receiver<Message> for MqttReceiver {
                     let _ = e;
                     return Ok(());
                 }
-                Err(e) => return Err(format!("MQTT connection to {} failed: {e}", self.spec.broker)),
+                Err(e) => {
+                    return Err(ember::Error::external(format!("MQTT connection to {} failed", self.spec.broker), e))
+                }
             }
         }
         Ok(())

@@ -193,14 +193,14 @@ impl Receiver<ZmqMessage> for ZmqReceiver {
         }
     }
 
-    fn on_start(&mut self, ctx: &ReceiverContext<ZmqMessage>) -> Result<(), String> {
+    fn on_start(&mut self, ctx: &ReceiverContext<ZmqMessage>) -> ember::Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the ZeroMQ runtime: {e}"))?;
+            .map_err(|e| ember::Error::io("cannot start the ZeroMQ runtime", e))?;
         match rt.block_on(self.run(ctx)) {
             End::Stopped => Ok(()),
-            End::Failed(m) => Err(m),
+            End::Failed(m) => Err(ember::Error::Other(m)),
         }
     }
 }

@@ -85,15 +85,19 @@ pub enum Error {
     },
     /// An input stream could not read a batch (e.g. its broker stayed unreachable); the batch's
     /// outputs do not run and the job stops.
-    #[error("input stream `{stream}` failed at batch {time}: {message}")]
+    #[error("input stream `{stream}` failed at batch {time}: {source}")]
     Input {
         /// The input stream's display name.
         stream: String,
         /// The batch.
         time: Time,
-        /// The failure.
-        message: String,
+        /// The failure, as the source reported it (downcast it to the source's error type).
+        #[source]
+        source: Cause,
     },
+    /// A failure a source, receiver or sink describes in words, with no error value of its own.
+    #[error("{0}")]
+    Other(String),
     /// Starting or running the timely execution failed (e.g. the cluster could not connect).
     #[error("execution failed: {0}")]
     Execution(String),

@@ -26,17 +26,17 @@ impl Receiver<u32> for Flaky {
         "Flaky".into()
     }
 
-    fn on_start(&mut self, ctx: &ReceiverContext<u32>) -> Result<(), String> {
+    fn on_start(&mut self, ctx: &ReceiverContext<u32>) -> ember::Result<()> {
         let run = self.runs.fetch_add(1, Ordering::SeqCst);
         match run {
-            0 | 1 => Err(format!("broken pipe #{run}")),
+            0 | 1 => Err(ember::Error::Other(format!("broken pipe #{run}"))),
             2 => {
                 ctx.report_error("a bad record, skipped");
                 ctx.restart("new credentials");
                 Ok(())
             }
             _ => {
-                ctx.store_block((0..5).collect()).map_err(|e| e.to_string())?;
+                ctx.store_block((0..5).collect())?;
                 while !ctx.should_return() {
                     ctx.wait_for_stop();
                 }
@@ -116,8 +116,8 @@ struct Stepped {
 }
 
 impl Receiver<u32> for Stepped {
-    fn on_start(&mut self, ctx: &ReceiverContext<u32>) -> Result<(), String> {
-        let values = self.values.take().ok_or("runs once")?;
+    fn on_start(&mut self, ctx: &ReceiverContext<u32>) -> ember::Result<()> {
+        let values = self.values.take().ok_or_else(|| ember::Error::Other("runs once".into()))?;
         while !ctx.should_return() {
             if let Ok(v) = values.recv_timeout(Duration::from_millis(20)) {
                 ctx.store(v);

@@ -116,7 +116,7 @@ impl<T: Data> DStream<T> {
 
     /// Declares an operation built with the operator kit ([`crate::operator`]): `build` runs
     /// on every worker when the job starts, gets that worker's share of this stream as
-    /// [`Batches`](crate::operator::Batches) and returns the operation's output. The operation is
+    /// [`Batches`] and returns the operation's output. The operation is
     /// one node of the plan, named `name`, whatever operators `build` adds; state it keeps with
     /// [`per_batch_stateful`](crate::operator::Batches::per_batch_stateful) is checkpointed and
     /// recovered with the job's.

@@ -67,6 +67,7 @@ pub trait Sink<T>: Send + Sync + 'static {
 
 pub use crate::source::direct::{BatchMetadata, DirectEnv as PlanEnv, DirectReader as PlannedSource};
 pub use crate::source::receiver::{Receiver, ReceiverContext};
+pub use crate::source::{count_skipped, SkipCounters};
 
 /// One worker's share of a stream of batches, while the job's dataflow is built.
 ///

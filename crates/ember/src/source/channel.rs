@@ -18,7 +18,7 @@ impl<T: Data> Receiver<T> for ChannelReceiver<T> {
         "ChannelReceiver".to_owned()
     }
 
-    fn on_start(&mut self, ctx: &ReceiverContext<T>) -> Result<(), String> {
+    fn on_start(&mut self, ctx: &ReceiverContext<T>) -> crate::Result<()> {
         let Some(rx) = self.rx.as_ref() else { return Ok(()) };
         while !ctx.should_return() {
             match rx.recv_timeout(Duration::from_millis(50)) {

@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::clock::lock;
 use crate::context::StreamingContext;
 use crate::dstream::DStream;
-use crate::error::Error;
+use crate::error::{Cause, Error};
 use crate::exec::runtime::Runtime;
 use crate::exec::source::{source, SourceDriver};
 use crate::rate::RateLimiter;
@@ -42,11 +42,11 @@ pub trait DirectReader: 'static {
 
     /// Decides what batch `batch` reads. `rate` is the stream's backpressure rate in records per
     /// second for the whole stream, when backpressure is on and a rate is known.
-    fn plan(&mut self, batch: Time, rate: Option<f64>) -> Result<Self::Plan, String>;
+    fn plan(&mut self, batch: Time, rate: Option<f64>) -> crate::Result<Self::Plan>;
 
     /// Reads exactly what `plan` says into `out`. The plan may be one logged by an earlier run
     /// of the job (after a recovery), so it need not continue from the reader's last read.
-    fn read(&mut self, batch: Time, plan: &Self::Plan, out: &mut Vec<Self::Item>) -> Result<(), String>;
+    fn read(&mut self, batch: Time, plan: &Self::Plan, out: &mut Vec<Self::Item>) -> crate::Result<()>;
 
     /// Facts of the batch for the listener and output operations (key, value). Values of the
     /// same key from several workers are joined with newlines.
@@ -60,7 +60,7 @@ pub trait DirectReader: 'static {
     }
 
     /// Restores a position saved by [`position`](Self::position) when the job recovers.
-    fn restore(&mut self, _position: &[u8]) -> Result<(), String> {
+    fn restore(&mut self, _position: &[u8]) -> crate::Result<()> {
         Ok(())
     }
 
@@ -115,9 +115,9 @@ struct DirectDriver<R: DirectReader> {
 }
 
 impl<R: DirectReader> DirectDriver<R> {
-    fn fail(&mut self, t: Time, message: String) {
+    fn fail(&mut self, t: Time, e: Error) {
         self.failed = true;
-        self.rt.fail_batch(t.millis(), Error::Input { stream: self.name.clone(), time: t, message });
+        self.rt.fail_batch(t.millis(), Error::Input { stream: self.name.clone(), time: t, source: Cause::new(e) });
     }
 
     fn plan(&mut self, t: Time) -> Option<R::Plan> {
@@ -127,7 +127,7 @@ impl<R: DirectReader> DirectDriver<R> {
                 Ok(Some(plan)) => return Some(plan),
                 Ok(None) => {}
                 Err(e) => {
-                    self.fail(t, format!("its batch log does not read back: {e}"));
+                    self.fail(t, Error::Other(format!("its batch log does not read back: {e}")));
                     return None;
                 }
             }
@@ -143,7 +143,7 @@ impl<R: DirectReader> DirectDriver<R> {
         if let Some(ck) = ck.as_deref() {
             // The plan is durable before the batch is read: a re-run reads the same records.
             if let Err(e) = ck.put_keyed_batch_log(t.millis(), &self.key, &plan) {
-                self.fail(t, format!("cannot write its batch log: {e}"));
+                self.fail(t, Error::Other(format!("cannot write its batch log: {e}")));
                 return None;
             }
         }
@@ -188,13 +188,13 @@ impl<R: DirectReader> SourceDriver<R::Item> for DirectDriver<R> {
 struct Broken {
     rt: Arc<Runtime>,
     name: String,
-    message: Option<String>,
+    error: Option<Error>,
 }
 
 impl<T> SourceDriver<T> for Broken {
     fn close(&mut self, t: Time, _out: &mut Vec<T>) {
-        if let Some(message) = self.message.take() {
-            self.rt.fail_batch(t.millis(), Error::Input { stream: self.name.clone(), time: t, message });
+        if let Some(e) = self.error.take() {
+            self.rt.fail_batch(t.millis(), Error::Input { stream: self.name.clone(), time: t, source: Cause::new(e) });
         }
     }
 }
@@ -213,10 +213,10 @@ impl StreamingContext {
     /// impl DirectReader for Numbers {
     ///     type Item = u64;
     ///     type Plan = (u64, u64);
-    ///     fn plan(&mut self, _t: Time, _rate: Option<f64>) -> Result<(u64, u64), String> {
+    ///     fn plan(&mut self, _t: Time, _rate: Option<f64>) -> ember::Result<(u64, u64)> {
     ///         Ok((self.next, self.next + 10))
     ///     }
-    ///     fn read(&mut self, _t: Time, &(from, until): &(u64, u64), out: &mut Vec<u64>) -> Result<(), String> {
+    ///     fn read(&mut self, _t: Time, &(from, until): &(u64, u64), out: &mut Vec<u64>) -> ember::Result<()> {
     ///         out.extend((from..until).filter(|n| n % self.workers == self.worker));
     ///         self.next = until;
     ///         Ok(())
@@ -243,19 +243,19 @@ impl StreamingContext {
     pub fn direct_stream<R: DirectReader>(
         &self,
         kind: &str,
-        make: impl Fn(&DirectEnv) -> Result<R, String> + Send + Sync + 'static,
+        make: impl Fn(&DirectEnv) -> crate::Result<R> + Send + Sync + 'static,
     ) -> (DStream<R::Item>, BatchMetadata) {
-        self.direct_stream_reading(kind, kind, make)
+        self.planned_source(kind, kind, make)
     }
 
     /// Like [`direct_stream`](Self::direct_stream); `reads` says what the stream reads (its
     /// topics, say), part of the checkpoint's fingerprint, so that a checkpoint of a job that read
     /// something else is not recovered by mistake.
-    pub fn direct_stream_reading<R: DirectReader>(
+    pub fn planned_source<R: DirectReader>(
         &self,
         kind: &str,
         reads: &str,
-        make: impl Fn(&DirectEnv) -> Result<R, String> + Send + Sync + 'static,
+        make: impl Fn(&DirectEnv) -> crate::Result<R> + Send + Sync + 'static,
     ) -> (DStream<R::Item>, BatchMetadata) {
         let handle = BatchMetadata::default();
         let make = Arc::new(make);
@@ -283,9 +283,9 @@ impl StreamingContext {
                             meta: Vec::new(),
                         })
                     }
-                    Err(message) => {
-                        tracing::error!("{label}: {message}");
-                        Box::new(Broken { rt: senv.rt, name: label, message: Some(message) })
+                    Err(e) => {
+                        tracing::error!("{label}: {e}");
+                        Box::new(Broken { rt: senv.rt, name: label, error: Some(e) })
                     }
                 }
             });

@@ -45,7 +45,7 @@ pub trait Receiver<T>: Send + 'static {
     /// Receives, storing records through `ctx`, until an error (`Err(reason)`), the end of the
     /// input (`Ok(())`), or `ctx.is_stopped()`. Ember starts it again after
     /// `receiver.restart_delay` while the context runs.
-    fn on_start(&mut self, ctx: &ReceiverContext<T>) -> Result<(), String>;
+    fn on_start(&mut self, ctx: &ReceiverContext<T>) -> crate::Result<()>;
 
     /// Releases what `on_start` set up; called after every run.
     fn on_stop(&mut self) {}
@@ -233,7 +233,7 @@ fn supervise<T, R: Receiver<T>>(mut receiver: R, ctx: ReceiverContext<T>) {
         }
         let reason = match (lock(&ctx.shared.restart).take(), outcome) {
             (Some(r), _) => format!("restart requested: {r}"),
-            (None, Err(e)) => e,
+            (None, Err(e)) => e.to_string(),
             (None, Ok(())) => "the receiver ended".to_owned(),
         };
         tracing::warn!("{}: {reason}; restarting in {} ms", ctx.name, delay.as_millis());
@@ -412,7 +412,7 @@ impl StreamingContext {
     /// use ember::source::receiver::{Receiver, ReceiverContext};
     /// struct Numbers;
     /// impl Receiver<u32> for Numbers {
-    ///     fn on_start(&mut self, ctx: &ReceiverContext<u32>) -> Result<(), String> {
+    ///     fn on_start(&mut self, ctx: &ReceiverContext<u32>) -> ember::Result<()> {
     ///         ctx.store_many((0..10).collect());
     ///         while !ctx.should_return() { ctx.wait_for_stop(); }
     ///         Ok(())

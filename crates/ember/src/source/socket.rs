@@ -15,6 +15,7 @@ use super::lines::Lines;
 use super::receiver::{Receiver, ReceiverContext};
 use crate::context::StreamingContext;
 use crate::dstream::DStream;
+use crate::error::Error;
 
 /// Reads lines from `host:port`.
 pub struct SocketReceiver {
@@ -31,9 +32,9 @@ impl Receiver<String> for SocketReceiver {
         format!("{}:{}", self.host, self.port)
     }
 
-    fn on_start(&mut self, ctx: &ReceiverContext<String>) -> Result<(), String> {
+    fn on_start(&mut self, ctx: &ReceiverContext<String>) -> crate::Result<()> {
         let conn = TcpStream::connect((self.host.as_str(), self.port))
-            .map_err(|e| format!("Error connecting to {}:{}: {e}", self.host, self.port))?;
+            .map_err(|e| Error::io(format!("Error connecting to {}:{}", self.host, self.port), e))?;
         if let Ok(c) = conn.try_clone() {
             ctx.on_interrupt(move || {
                 let _ = c.shutdown(Shutdown::Both);
@@ -41,8 +42,8 @@ impl Receiver<String> for SocketReceiver {
         }
         match read_lines(conn, ctx) {
             _ if ctx.is_stopped() => Ok(()),
-            Ok(()) => Err("Socket data stream had no more data".to_owned()),
-            Err(e) => Err(format!("Error receiving data: {e}")),
+            Ok(()) => Err(Error::Other("Socket data stream had no more data".to_owned())),
+            Err(e) => Err(Error::io("Error receiving data", e)),
         }
     }
 }
