@@ -70,7 +70,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ember::source::direct::BatchMetadata;
+use ember::operator::BatchMetadata;
 use ember::{DStream, StreamingContext, Time};
 use serde::{Deserialize, Serialize};
 
@@ -271,7 +271,7 @@ impl KinesisStream {
         self.stream.flat_map(move |r: KinesisRecord| match String::from_utf8(r.data) {
             Ok(s) => Some(s),
             Err(_) => {
-                if let Some(n) = ember::source::count_skipped(&bad) {
+                if let Some(n) = ember::operator::count_skipped(&bad) {
                     tracing::warn!(
                         "kinesis: skipped record {} of {}: not valid UTF-8; {n} skipped so far",
                         r.sequence_number,
@@ -295,7 +295,7 @@ pub fn create_stream(ssc: &StreamingContext, spec: KinesisSpec) -> KinesisStream
     let (stream, meta) = ssc.planned_source("kinesis stream", &source, move |env| {
         reader::KinesisReader::new(env, spec.clone()).map_err(ember::Error::Other)
     });
-    KinesisStream { stream, meta, bad: ember::source::SkipCounters::for_last_input(ssc) }
+    KinesisStream { stream, meta, bad: ember::operator::SkipCounters::for_last_input(ssc) }
 }
 
 #[cfg(test)]

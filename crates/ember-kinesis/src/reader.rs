@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use ember::clock::{Clock, SystemClock};
-use ember::source::direct::{DirectEnv, DirectReader};
+use ember::operator::{PlanEnv, PlannedSource};
 use ember::Time;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -89,7 +89,7 @@ fn hashed_owner(shard: &str, workers: usize) -> usize {
 }
 
 impl KinesisReader {
-    pub(crate) fn new(env: &DirectEnv, spec: KinesisSpec) -> Result<Self, String> {
+    pub(crate) fn new(env: &PlanEnv, spec: KinesisSpec) -> Result<Self, String> {
         let client = spec.client()?;
         Ok(KinesisReader {
             client,
@@ -377,7 +377,7 @@ struct GetRecords {
     behind_ms: u64,
 }
 
-impl DirectReader for KinesisReader {
+impl PlannedSource for KinesisReader {
     type Item = KinesisRecord;
     type Plan = Vec<ShardPlan>;
 

@@ -144,7 +144,7 @@ pub fn attach(ssc: &StreamingContext) -> ember::Result<Option<Ui>> {
     let app = server::App {
         shared,
         boards: ssc.extension::<Boards>(),
-        skipped: ssc.extension::<ember::source::SkipCounters>(),
+        skipped: ssc.extension::<ember::operator::SkipCounters>(),
         token,
         kill,
         context: handle,

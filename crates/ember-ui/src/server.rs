@@ -26,7 +26,7 @@ use crate::{html, metrics, rest};
 pub(crate) struct App {
     pub shared: Shared,
     pub boards: Arc<Boards>,
-    pub skipped: Arc<ember::source::SkipCounters>,
+    pub skipped: Arc<ember::operator::SkipCounters>,
     pub token: Option<String>,
     pub kill: bool,
     pub context: ContextHandle,

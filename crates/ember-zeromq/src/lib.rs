@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ember::source::receiver::{Receiver, ReceiverContext};
+use ember::operator::{Receiver, ReceiverContext};
 use ember::{DStream, StreamingContext};
 use serde::{Deserialize, Serialize};
 use zeromq::{PullSocket, Socket, SocketOptions, SocketRecv, SubSocket};
@@ -228,7 +228,7 @@ impl ZeroMqStream {
             match (topic, frames.collect::<Result<String, _>>()) {
                 (Ok(t), Ok(b)) => Some((t, b)),
                 _ => {
-                    if let Some(n) = ember::source::count_skipped(&bad) {
+                    if let Some(n) = ember::operator::count_skipped(&bad) {
                         tracing::warn!("zeromq: skipped a message that is not UTF-8; {n} skipped so far");
                     }
                     None
@@ -246,5 +246,5 @@ impl ZeroMqStream {
 /// The messages of a SUB or PULL socket (Spark's `ZeroMQUtils.createStream`).
 pub fn zeromq_stream(ssc: &StreamingContext, spec: ZmqSpec) -> ZeroMqStream {
     let stream = ssc.receiver_stream(ZmqReceiver { spec });
-    ZeroMqStream { stream, bad: ember::source::SkipCounters::for_last_input(ssc) }
+    ZeroMqStream { stream, bad: ember::operator::SkipCounters::for_last_input(ssc) }
 }

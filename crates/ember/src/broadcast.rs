@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::clock::lock;
 use crate::context::StreamingContext;
 use crate::error::{Error, Result};
+use crate::exec::runtime::Slot;
 use crate::Data;
 
 /// A read-only value readable in any closure, on any worker and process (Spark's `Broadcast`).
@@ -63,14 +64,6 @@ impl<T> Broadcast<T> {
     pub fn id(&self) -> usize {
         self.cell.id
     }
-}
-
-/// A broadcast variable as the job's start sees it, whatever its type.
-pub(crate) trait Slot: Send + Sync {
-    /// This process's value, encoded (the driver sends it).
-    fn encode(&self) -> Result<Vec<u8>>;
-    /// Takes the driver's encoded value.
-    fn adopt(&self, bytes: &[u8]) -> Result<()>;
 }
 
 impl<T: Data + Sync> Slot for Cell<T> {

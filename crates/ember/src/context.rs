@@ -5,15 +5,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use timely::communication::Config as CommConfig;
-use timely::WorkerConfig;
-
 use crate::clock::{lock, Clock, ManualClock, SystemClock};
 use crate::conf::{Conf, Master, Settings};
 use crate::dstream::DStream;
 use crate::error::{Error, Result};
+use crate::exec::plan::{BuildFn, Graph, Node, OutputSpec};
 use crate::exec::runtime::Runtime;
-use crate::graph::{BuildFn, Graph, Node, OutputSpec};
 use crate::listener::{Event, ListenerBus, Listeners, StreamingListener, BUS_THREAD};
 use crate::time::{whole_millis, Grid, Time};
 
@@ -44,9 +41,9 @@ struct Inner {
     checkpoint_dir: Option<std::path::PathBuf>,
     checkpoint_intervals: Vec<u64>,
     recovered: Option<crate::checkpoint::Commit>,
-    guards: Option<timely::communication::WorkerGuards<Result<()>>>,
+    job: Option<crate::exec::job::Job>,
     /// Per-batch metadata handles of direct streams, by input stream id.
-    metadata: BTreeMap<usize, crate::source::direct::BatchMetadata>,
+    metadata: BTreeMap<usize, crate::operator::BatchMetadata>,
     /// The plan as it was when the job started.
     started_plan: Option<crate::plan::Plan>,
 }
@@ -122,7 +119,7 @@ impl Shared {
     }
 
     /// Registers the handle through which outputs see an input stream's per-batch metadata.
-    pub(crate) fn add_metadata_handle(&self, id: usize, handle: crate::source::direct::BatchMetadata) {
+    pub(crate) fn add_metadata_handle(&self, id: usize, handle: crate::operator::BatchMetadata) {
         lock(&self.inner).metadata.insert(id, handle);
     }
 
@@ -192,7 +189,7 @@ impl StreamingContext {
     /// A context with `conf` cutting batches every `batch_interval` (a positive whole number of
     /// milliseconds).
     pub fn new(conf: Conf, batch_interval: Duration) -> Result<Self> {
-        let batch_ms = whole_millis("the batch interval", batch_interval)?;
+        let batch_ms = whole_millis("the batch interval", batch_interval).map_err(Error::IllegalState)?;
         let settings = Arc::new(conf.settings()?);
         let (clock, manual): (Arc<dyn Clock>, _) = if settings.manual_clock {
             let m = Arc::new(ManualClock::new(settings.manual_start));
@@ -225,7 +222,7 @@ impl StreamingContext {
                     checkpoint_dir: None,
                     checkpoint_intervals: Vec::new(),
                     recovered: None,
-                    guards: None,
+                    job: None,
                     metadata: BTreeMap::new(),
                     started_plan: None,
                 }),
@@ -456,39 +453,10 @@ impl StreamingContext {
         let rt = Arc::new(rt);
         rt.set_zero(zero);
         rt.post(Event::StreamingStarted(now));
-        let (config, cluster) = match &s.settings.master {
-            Master::Local(n) => (timely::Config::process(*n), false),
-            Master::Cluster { hosts, process, workers } => (
-                timely::Config {
-                    communication: CommConfig::Cluster {
-                        threads: *workers,
-                        process: *process,
-                        addresses: hosts.clone(),
-                        report: false,
-                        zerocopy: false,
-                    },
-                    worker: WorkerConfig::default(),
-                },
-                true,
-            ),
-        };
-        let worker_rt = Arc::clone(&rt);
-        let guards = timely::execute(config, move |worker| {
-            let rt = Arc::clone(&worker_rt);
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                crate::exec::run_worker(worker, Arc::clone(&rt), cluster)
-            }));
-            result.unwrap_or_else(|p| {
-                let e = Error::Internal(format!("a worker panicked: {}", crate::exec::runtime::panic_text(&p)));
-                rt.fail_batch(rt.completed() + rt.batch_ms, e.clone());
-                rt.worker_finished();
-                Err(e)
-            })
-        })
-        .map_err(Error::Execution)?;
+        let job = crate::exec::job::launch(&s.settings.master, &rt)?;
         tracing::info!("StreamingContext started ({}, batch interval {} ms)", s.settings.app_name, s.batch_ms);
         inner.runtime = Some(rt);
-        inner.guards = Some(guards);
+        inner.job = Some(job);
         Ok(())
     }
 
@@ -525,7 +493,7 @@ impl StreamingContext {
         if std::thread::current().name() == Some(BUS_THREAD) {
             return Err(Error::IllegalState("Cannot stop StreamingContext within listener bus thread.".into()));
         }
-        let (rt, guards) = {
+        let (rt, job) = {
             let mut inner = lock(&self.shared.inner);
             match inner.state {
                 ContextState::Initialized => {
@@ -540,7 +508,7 @@ impl StreamingContext {
                 ContextState::Active => {}
             }
             inner.state = ContextState::Stopped;
-            (inner.runtime.clone(), inner.guards.take())
+            (inner.runtime.clone(), inner.job.take())
         };
         let result = match rt {
             Some(rt) => {
@@ -562,15 +530,11 @@ impl StreamingContext {
                 let mut result = Ok(());
                 if !finished {
                     tracing::error!("workers did not finish after the job failed; leaving them");
-                    std::mem::forget(guards);
-                } else if let Some(g) = guards {
-                    for r in g.join() {
-                        if let Ok(Err(e)) | Err(e) = r.map_err(Error::Execution) {
-                            if result.is_ok() {
-                                result = Err(e);
-                            }
-                        }
+                    if let Some(job) = job {
+                        job.abandon();
                     }
+                } else if let Some(job) = job {
+                    result = job.join();
                 }
                 rt.bus.shutdown();
                 result
@@ -634,10 +598,10 @@ impl StreamingContext {
             .graph
             .fingerprint(&self.shared.settings.app_name)
             .into_iter()
-            .partition(|l| crate::graph::is_identity(l));
+            .partition(|l| crate::exec::plan::is_identity(l));
         let (was_id, was_plan): (Vec<String>, Vec<String>) =
-            commit.fingerprint.iter().cloned().partition(|l| crate::graph::is_identity(l));
-        crate::graph::check_format(&was_plan)?;
+            commit.fingerprint.iter().cloned().partition(|l| crate::exec::plan::is_identity(l));
+        crate::exec::plan::check_format(&was_plan)?;
         if let Some(i) = first_difference(&was_plan, &now_plan) {
             return Err(Error::Recovery(format!(
                 "the program's streams differ from the checkpoint's at entry {i}: the checkpoint has {}, the program has {}",

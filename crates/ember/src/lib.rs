@@ -84,7 +84,6 @@ mod context;
 pub mod dstream;
 mod error;
 pub(crate) mod exec;
-mod graph;
 mod handle;
 pub mod listener;
 pub mod plan;

@@ -4,8 +4,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-
 /// A batch time: milliseconds since the Unix epoch. A batch is named by its **end** time: batch `t`
 /// holds what arrived in `[t - interval, t)`. Prints as `<millis> ms`, like Spark's `Time`.
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize)]
@@ -79,10 +77,10 @@ impl fmt::Display for Time {
 
 /// A duration as whole milliseconds, or an error naming `what` when it is zero or not a whole
 /// number of milliseconds.
-pub(crate) fn whole_millis(what: &str, d: std::time::Duration) -> Result<u64> {
+pub(crate) fn whole_millis(what: &str, d: std::time::Duration) -> Result<u64, String> {
     let ms = d.as_millis();
     if d.is_zero() || d.subsec_nanos() % 1_000_000 != 0 || ms > u64::MAX as u128 {
-        return Err(Error::IllegalState(format!("{what} must be a positive whole number of milliseconds, got {d:?}")));
+        return Err(format!("{what} must be a positive whole number of milliseconds, got {d:?}"));
     }
     Ok(ms as u64)
 }

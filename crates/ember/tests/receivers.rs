@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ember::source::receiver::{Receiver, ReceiverContext};
+use ember::operator::{Receiver, ReceiverContext};
 use ember::testing::exclusive;
 use ember::{Conf, ReceiverInfo, StreamingContext, StreamingListener};
 

@@ -200,7 +200,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         let timeout = match spec.timeout.map(|d| whole_millis("the state timeout", d)).transpose() {
             Ok(t) => t,
             Err(e) => {
-                self.ctx.defer(Error::declaration("map_with_state", e.to_string()));
+                self.ctx.defer(Error::declaration("map_with_state", e));
                 None
             }
         };

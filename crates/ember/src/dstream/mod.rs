@@ -92,7 +92,7 @@ impl<T: Data> DStream<T> {
     pub fn checkpoint(&self, interval: std::time::Duration) -> DStream<T> {
         match crate::time::whole_millis("the checkpoint interval", interval) {
             Ok(ms) => self.ctx.request_checkpoint_interval("checkpoint", ms, self.slide),
-            Err(e) => self.ctx.defer(crate::Error::declaration("checkpoint", e.to_string())),
+            Err(e) => self.ctx.defer(crate::Error::declaration("checkpoint", e)),
         }
         self.clone()
     }

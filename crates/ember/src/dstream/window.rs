@@ -67,8 +67,8 @@ pub(crate) struct WindowSpec {
 
 impl WindowSpec {
     pub(crate) fn new(op: &str, parent: u64, window: Duration, slide: Duration) -> Result<Self, Error> {
-        let w = whole_millis("the window duration", window).map_err(|e| Error::declaration(op, e.to_string()))?;
-        let s = whole_millis("the slide duration", slide).map_err(|e| Error::declaration(op, e.to_string()))?;
+        let w = whole_millis("the window duration", window).map_err(|e| Error::declaration(op, e))?;
+        let s = whole_millis("the slide duration", slide).map_err(|e| Error::declaration(op, e))?;
         if w % parent != 0 {
             return Err(Error::declaration(
                 op,

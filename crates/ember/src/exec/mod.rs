@@ -9,8 +9,11 @@
 //! This module is the only place that names timely types; the public API never does.
 
 pub(crate) mod batch;
+pub(crate) mod job;
 pub mod operator;
 pub(crate) mod output;
+pub(crate) mod plan;
+pub(crate) mod receiver;
 pub(crate) mod runtime;
 pub(crate) mod source;
 pub(crate) mod state;

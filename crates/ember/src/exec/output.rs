@@ -21,7 +21,7 @@ use timely::dataflow::operators::generic::Operator;
 use super::batch::fire_ready;
 use super::{local, to_driver, Batches, BuildEnv};
 use crate::error::{Cause, Error, Result};
-use crate::graph::Placement;
+use crate::exec::plan::Placement;
 use crate::listener::{Event, OutputOperationInfo};
 use crate::time::Time;
 use crate::Data;

@@ -9,8 +9,16 @@ use std::time::Duration;
 use crate::clock::{lock, Clock};
 use crate::conf::Settings;
 use crate::error::{Error, Result};
-use crate::graph::Graph;
+use crate::exec::plan::Graph;
 use crate::listener::{Event, ListenerBus};
+
+/// A broadcast variable as the job's start sees it, whatever its type (see `crate::broadcast`).
+pub(crate) trait Slot: Send + Sync {
+    /// This process's value, encoded (the driver sends it).
+    fn encode(&self) -> Result<Vec<u8>>;
+    /// Takes the driver's encoded value.
+    fn adopt(&self, bytes: &[u8]) -> Result<()>;
+}
 
 /// A piece of work run by the driver once a batch has completed everywhere (e.g. committing the
 /// files that every worker wrote for it).
@@ -51,7 +59,7 @@ pub(crate) struct Runtime {
     /// The checkpoint recovered from, if any.
     pub recovered: Option<crate::checkpoint::Commit>,
     /// The job's broadcast variables, whose driver values every process takes at the start.
-    pub broadcasts: Vec<Arc<dyn crate::broadcast::Slot>>,
+    pub broadcasts: Vec<Arc<dyn Slot>>,
     /// Their values encoded, in a job of several processes (the driver sends its own).
     pub broadcast_values: Vec<Vec<u8>>,
     /// Whether the final batch of a graceful stop is checkpointed.
@@ -74,7 +82,7 @@ pub(crate) struct Runtime {
     /// receiver limit (`receiver.max_rate`) caps them (direct streams apply their own caps).
     limiters: Mutex<BTreeMap<usize, (Arc<crate::rate::RateLimiter>, bool)>>,
     /// Where direct streams' per-batch metadata is published for output operations.
-    pub metadata: BTreeMap<usize, crate::source::direct::BatchMetadata>,
+    pub metadata: BTreeMap<usize, crate::operator::BatchMetadata>,
     /// The first batch that failed: an input could not read it, user code panicked on it, or
     /// (with checkpoints) one of its outputs failed (`NOT_SET`: none).
     failed_from: AtomicU64,

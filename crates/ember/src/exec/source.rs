@@ -72,7 +72,17 @@ pub(crate) struct SourceEnv {
     pub rt: Arc<Runtime>,
     pub index: usize,
     /// Wakes the source operator from another thread (a receiver's).
-    pub activator: SyncActivator,
+    pub waker: Waker,
+}
+
+/// Wakes a source's operator from another thread, when it has records to emit.
+pub(crate) struct Waker(SyncActivator);
+
+impl Waker {
+    pub fn wake(&self) {
+        // An error means the dataflow is gone: nothing to wake.
+        let _ = self.0.activate();
+    }
 }
 
 /// Records a source read on one worker sends to the same worker in a row, when spread.
@@ -139,7 +149,7 @@ fn source_counting<'s, T: Data>(
     let mut driver = make(SourceEnv {
         rt: Arc::clone(&env.rt),
         index: env.index,
-        activator: env.scope.worker().sync_activator_for(info.address.to_vec()),
+        waker: Waker(env.scope.worker().sync_activator_for(info.address.to_vec())),
     });
     if let (Some(ck), Some(commit)) = (env.rt.checkpoints.as_deref(), env.rt.recovered.as_ref()) {
         let restored = ck

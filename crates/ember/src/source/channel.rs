@@ -4,9 +4,10 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::receiver::{Receiver, ReceiverContext, ReceiverPlacement};
+use super::receiver::ReceiverPlacement;
 use crate::context::StreamingContext;
 use crate::dstream::DStream;
+use crate::operator::{Receiver, ReceiverContext};
 use crate::Data;
 
 struct ChannelReceiver<T> {

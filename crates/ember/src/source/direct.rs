@@ -1,6 +1,6 @@
 //! Direct input streams: sources without receivers whose batches are defined by a *plan*.
 //!
-//! A [`DirectReader`] runs on every worker and reads that worker's share of an external log (a
+//! A [`PlannedSource`] runs on every worker and reads that worker's share of an external log (a
 //! Kafka direct stream reads the partitions placed on its worker). When batch `t` closes, the
 //! reader decides what the batch reads (its plan, e.g. offset ranges), the plan is written to the
 //! checkpoint directory's batch log **before** anything is read, and then the reader reads exactly
@@ -8,7 +8,7 @@
 //! logged plans, so they hold the same records as the first time. This is Spark's direct Kafka
 //! stream, generalised.
 //!
-//! What each worker reports of a batch ([`DirectReader::metadata`]) reaches the listener in
+//! What each worker reports of a batch ([`PlannedSource::metadata`]) reaches the listener in
 //! [`StreamInputInfo::metadata`](crate::StreamInputInfo::metadata) and output operations through
 //! the stream's [`BatchMetadata`] handle, before the batch's outputs run.
 //!
@@ -17,94 +17,18 @@
 //! when it plans a batch. If a read fails, the batch's outputs do not run and the job stops with
 //! [`Error::Input`]; a restart from the checkpoint re-reads the logged plan.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
-use crate::clock::lock;
 use crate::context::StreamingContext;
 use crate::dstream::DStream;
 use crate::error::{Cause, Error};
 use crate::exec::runtime::Runtime;
 use crate::exec::source::{source, SourceDriver};
+use crate::operator::{BatchMetadata, PlanEnv, PlannedSource};
 use crate::rate::RateLimiter;
 use crate::time::Time;
-use crate::Data;
 
-/// One worker's share of a direct input stream.
-pub trait DirectReader: 'static {
-    /// The records of the stream.
-    type Item: Data;
-    /// What defines one batch on this worker (written to the batch log).
-    type Plan: Serialize + DeserializeOwned + 'static;
-
-    /// Decides what batch `batch` reads. `rate` is the stream's backpressure rate in records per
-    /// second for the whole stream, when backpressure is on and a rate is known.
-    fn plan(&mut self, batch: Time, rate: Option<f64>) -> crate::Result<Self::Plan>;
-
-    /// Reads exactly what `plan` says into `out`. The plan may be one logged by an earlier run
-    /// of the job (after a recovery), so it need not continue from the reader's last read.
-    fn read(&mut self, batch: Time, plan: &Self::Plan, out: &mut Vec<Self::Item>) -> crate::Result<()>;
-
-    /// Facts of the batch for the listener and output operations (key, value). Values of the
-    /// same key from several workers are joined with newlines.
-    fn metadata(&self, _plan: &Self::Plan) -> Vec<(String, String)> {
-        Vec::new()
-    }
-
-    /// The reader's position, saved with every checkpoint (e.g. the next offset per partition).
-    fn position(&self) -> Option<Vec<u8>> {
-        None
-    }
-
-    /// Restores a position saved by [`position`](Self::position) when the job recovers.
-    fn restore(&mut self, _position: &[u8]) -> crate::Result<()> {
-        Ok(())
-    }
-
-    /// The context stops: release connections.
-    fn stop(&mut self) {}
-}
-
-/// Where a direct reader runs.
-#[derive(Debug, Clone)]
-pub struct DirectEnv {
-    /// This worker's index (0-based) and the number of workers in the job.
-    pub worker: usize,
-    /// Workers in the job.
-    pub workers: usize,
-    /// The input stream's id.
-    pub stream_id: usize,
-    /// The batch interval in milliseconds.
-    pub batch_ms: u64,
-    /// Whether the job is recovering from a checkpoint (the reader's position will be restored).
-    pub recovering: bool,
-}
-
-/// The per-batch metadata of a direct stream, as output operations see it: each batch's entry is
-/// published on the driver before the batch's outputs run, and kept for 100 batches.
-#[derive(Debug, Clone, Default)]
-pub struct BatchMetadata {
-    batches: Arc<Mutex<BTreeMap<u64, BTreeMap<String, String>>>>,
-}
-
-impl BatchMetadata {
-    /// The metadata of batch `t` (empty when the batch reported none or is unknown).
-    pub fn get(&self, t: Time) -> BTreeMap<String, String> {
-        lock(&self.batches).get(&t.millis()).cloned().unwrap_or_default()
-    }
-
-    pub(crate) fn publish(&self, t: u64, meta: BTreeMap<String, String>, forget_before: u64) {
-        let mut batches = lock(&self.batches);
-        batches.insert(t, meta);
-        let keep = batches.split_off(&forget_before);
-        *batches = keep;
-    }
-}
-
-struct DirectDriver<R: DirectReader> {
+struct DirectDriver<R: PlannedSource> {
     reader: R,
     rt: Arc<Runtime>,
     name: String,
@@ -114,7 +38,7 @@ struct DirectDriver<R: DirectReader> {
     meta: Vec<(String, String)>,
 }
 
-impl<R: DirectReader> DirectDriver<R> {
+impl<R: PlannedSource> DirectDriver<R> {
     fn fail(&mut self, t: Time, e: Error) {
         self.failed = true;
         self.rt.fail_batch(t.millis(), Error::Input { stream: self.name.clone(), time: t, source: Cause::new(e) });
@@ -151,7 +75,7 @@ impl<R: DirectReader> DirectDriver<R> {
     }
 }
 
-impl<R: DirectReader> SourceDriver<R::Item> for DirectDriver<R> {
+impl<R: PlannedSource> SourceDriver<R::Item> for DirectDriver<R> {
     fn close(&mut self, t: Time, out: &mut Vec<R::Item>) {
         if self.failed {
             return;
@@ -201,16 +125,16 @@ impl<T> SourceDriver<T> for Broken {
 
 impl StreamingContext {
     /// Declares a direct input stream of kind `kind` (its display name is `kind [id]`): `make`
-    /// creates each worker's [`DirectReader`]. Returns the stream and the handle through which
+    /// creates each worker's [`PlannedSource`]. Returns the stream and the handle through which
     /// output operations read each batch's metadata.
     ///
     /// ```
     /// use ember::prelude::*;
-    /// use ember::source::direct::{DirectEnv, DirectReader};
+    /// use ember::operator::{PlanEnv, PlannedSource};
     ///
     /// /// Reads the numbers of an endless log, 10 per batch; worker `w` of `n` reads those ≡ w (mod n).
     /// struct Numbers { next: u64, worker: u64, workers: u64 }
-    /// impl DirectReader for Numbers {
+    /// impl PlannedSource for Numbers {
     ///     type Item = u64;
     ///     type Plan = (u64, u64);
     ///     fn plan(&mut self, _t: Time, _rate: Option<f64>) -> ember::Result<(u64, u64)> {
@@ -228,7 +152,7 @@ impl StreamingContext {
     ///
     /// let _g = ember::testing::exclusive();
     /// let ssc = ember::testing::manual_context("local[2]");
-    /// let (numbers, meta) = ssc.direct_stream("numbers", |env: &DirectEnv| {
+    /// let (numbers, meta) = ssc.direct_stream("numbers", |env: &PlanEnv| {
     ///     Ok(Numbers { next: 0, worker: env.worker as u64, workers: env.workers as u64 })
     /// });
     /// let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -240,10 +164,10 @@ impl StreamingContext {
     /// assert_eq!(*seen.lock().unwrap(), vec![(vec![45], "0..10\n0..10".to_owned()), (vec![145], "10..20\n10..20".to_owned())]);
     /// # Ok::<(), ember::Error>(())
     /// ```
-    pub fn direct_stream<R: DirectReader>(
+    pub fn direct_stream<R: PlannedSource>(
         &self,
         kind: &str,
-        make: impl Fn(&DirectEnv) -> crate::Result<R> + Send + Sync + 'static,
+        make: impl Fn(&PlanEnv) -> crate::Result<R> + Send + Sync + 'static,
     ) -> (DStream<R::Item>, BatchMetadata) {
         self.planned_source(kind, kind, make)
     }
@@ -251,17 +175,17 @@ impl StreamingContext {
     /// Like [`direct_stream`](Self::direct_stream); `reads` says what the stream reads (its
     /// topics, say), part of the checkpoint's fingerprint, so that a checkpoint of a job that read
     /// something else is not recovered by mistake.
-    pub fn planned_source<R: DirectReader>(
+    pub fn planned_source<R: PlannedSource>(
         &self,
         kind: &str,
         reads: &str,
-        make: impl Fn(&DirectEnv) -> crate::Result<R> + Send + Sync + 'static,
+        make: impl Fn(&PlanEnv) -> crate::Result<R> + Send + Sync + 'static,
     ) -> (DStream<R::Item>, BatchMetadata) {
         let handle = BatchMetadata::default();
         let make = Arc::new(make);
         let (stream, id) = self.input_stream_with_id(kind, reads, move |env, id, name| {
             let make = Arc::clone(&make);
-            let denv = DirectEnv {
+            let denv = PlanEnv {
                 worker: env.index,
                 workers: env.peers,
                 stream_id: id,

@@ -2,7 +2,7 @@
 //!
 //! Every input stream gets an id (0, 1, ... in creation order) and a display name such as
 //! `socket text stream [0]`. Queue and file streams are read on the driver worker; receivers
-//! (socket, custom [`receiver::Receiver`]s) run beside worker `id % workers`, a channel stream's
+//! (socket, custom [`Receiver`](crate::operator::Receiver)s) run beside worker `id % workers`, a channel stream's
 //! beside the driver; the generated text is produced by every worker. Inputs read on one worker are spread evenly over all workers right after the source,
 //! so the stateless steps run in parallel.
 
@@ -12,15 +12,16 @@ pub mod file;
 pub mod generated;
 mod lines;
 pub mod queue;
-pub mod receiver;
+mod receiver;
 pub mod socket;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::context::StreamingContext;
 use crate::dstream::DStream;
 use crate::exec::{Batches, BuildEnv};
+use crate::operator::SkipCounters;
 use crate::Data;
 
 impl StreamingContext {
@@ -60,13 +61,6 @@ impl StreamingContext {
     }
 }
 
-/// The counters of records that decoding helpers skipped, one per input stream, by the input's
-/// name in the plan (`kafka direct stream [0]`): a context extension
-/// ([`StreamingContext::extension`]) that connector crates register their counters with, and that
-/// the web UI reports. Counts are this process's.
-#[derive(Debug, Default)]
-pub struct SkipCounters(std::sync::Mutex<std::collections::BTreeMap<String, Arc<AtomicU64>>>);
-
 impl SkipCounters {
     /// The counter of the input stream declared last on `ssc` (call it right after declaring).
     pub fn for_last_input(ssc: &StreamingContext) -> Arc<AtomicU64> {
@@ -74,21 +68,7 @@ impl SkipCounters {
         let name = plan.inputs.last().map_or_else(|| "input".to_owned(), |i| format!("{} [{}]", i.name, i.id));
         let counter = Arc::new(AtomicU64::new(0));
         let counters = ssc.extension::<SkipCounters>();
-        counters.0.lock().unwrap_or_else(|e| e.into_inner()).insert(name, Arc::clone(&counter));
+        counters.register(name, Arc::clone(&counter));
         counter
     }
-
-    /// Each input's count so far.
-    pub fn values(&self) -> Vec<(String, u64)> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.iter().map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed))).collect()
-    }
-}
-
-/// Counts one bad record that a decoding helper skipped, in `counter`; returns the count so far
-/// when this skip should be logged — the first 10, then every 1000th — so that a flood of bad
-/// input is seen without flooding the log.
-pub fn count_skipped(counter: &AtomicU64) -> Option<u64> {
-    let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
-    (n <= 10 || n % 1000 == 0).then_some(n)
 }

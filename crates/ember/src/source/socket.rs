@@ -12,10 +12,10 @@ use std::io::{BufRead, BufReader};
 use std::net::{Shutdown, TcpStream};
 
 use super::lines::Lines;
-use super::receiver::{Receiver, ReceiverContext};
 use crate::context::StreamingContext;
 use crate::dstream::DStream;
 use crate::error::Error;
+use crate::operator::{Receiver, ReceiverContext};
 
 /// Reads lines from `host:port`.
 pub struct SocketReceiver {
