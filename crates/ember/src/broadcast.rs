@@ -21,12 +21,11 @@
 //! assert_eq!(kept.batches()[0].1, vec!["stream".to_string()]);
 //! ```
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
-use crate::clock::lock;
 use crate::context::StreamingContext;
 use crate::error::{Error, Result};
-use crate::exec::runtime::Slot;
+use crate::exec::runtime::{Broadcasts, Slot};
 use crate::Data;
 
 /// A read-only value readable in any closure, on any worker and process (Spark's `Broadcast`).
@@ -82,24 +81,12 @@ impl<T: Data + Sync> Slot for Cell<T> {
     }
 }
 
-/// The broadcast variables of a context (a context extension).
-#[derive(Default)]
-pub(crate) struct Broadcasts(Mutex<Vec<Arc<dyn Slot>>>);
-
-impl Broadcasts {
-    pub(crate) fn slots(&self) -> Vec<Arc<dyn Slot>> {
-        lock(&self.0).clone()
-    }
-}
-
 impl StreamingContext {
     /// Makes `value` a broadcast variable (Spark's `sc.broadcast`): see [`Broadcast`]. Declare it
     /// before `start`, in the function given to `get_or_create` when the job checkpoints.
     pub fn broadcast<T: Data + Sync>(&self, value: T) -> Broadcast<T> {
         let all = self.extension::<Broadcasts>();
-        let mut slots = lock(&all.0);
-        let cell = Arc::new(Cell { id: slots.len(), local: value, driver: OnceLock::new() });
-        slots.push(Arc::clone(&cell) as Arc<dyn Slot>);
+        let cell = all.add(|id| Arc::new(Cell { id, local: value, driver: OnceLock::new() }));
         Broadcast { cell }
     }
 }

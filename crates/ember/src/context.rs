@@ -1,182 +1,24 @@
 //! The `StreamingContext`: creation, graph building, lifecycle (spec §1) and the testing surface.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clock::{lock, Clock, ManualClock, SystemClock};
-use crate::conf::{Conf, Master, Settings};
+use crate::conf::{Conf, Master};
 use crate::dstream::DStream;
 use crate::error::{Error, Result};
-use crate::exec::plan::{BuildFn, Graph, Node, OutputSpec};
+use crate::exec::plan::Graph;
 use crate::exec::runtime::Runtime;
-use crate::listener::{Event, ListenerBus, Listeners, StreamingListener, BUS_THREAD};
+use crate::listener::{Event, ListenerBus, StreamingListener, BUS_THREAD};
+pub use crate::shared::ContextState;
+use crate::shared::{state_error, Inner, Shared, NEXT_ID};
 use crate::time::{whole_millis, Grid, Time};
-
-/// The states of a context (Spark's `StreamingContextState`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContextState {
-    /// Created; streams and outputs can be declared.
-    Initialized,
-    /// Started; nothing more can be declared.
-    Active,
-    /// Stopped for good.
-    Stopped,
-}
 
 /// The active contexts of the process, each with whether it asked to be the only one
 /// (`context.single_active`, Spark's rule).
 static ACTIVE: Mutex<Vec<(usize, bool)>> = Mutex::new(Vec::new());
-static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
-
-struct Inner {
-    state: ContextState,
-    graph: Graph,
-    deferred: Option<Error>,
-    runtime: Option<Arc<Runtime>>,
-    stateful: Vec<(String, u64)>,
-    /// Slides of the streams of operations built with the kit, which may keep state.
-    operator_slides: Vec<u64>,
-    checkpoint_dir: Option<std::path::PathBuf>,
-    checkpoint_intervals: Vec<u64>,
-    recovered: Option<crate::checkpoint::Commit>,
-    job: Option<crate::exec::job::Job>,
-    /// Per-batch metadata handles of direct streams, by input stream id.
-    metadata: BTreeMap<usize, crate::operator::BatchMetadata>,
-    /// The plan as it was when the job started.
-    started_plan: Option<crate::plan::Plan>,
-}
-
-/// What a context and its streams share.
-pub(crate) struct Shared {
-    id: usize,
-    pub settings: Arc<Settings>,
-    pub batch_ms: u64,
-    pub clock: Arc<dyn Clock>,
-    manual: Option<Arc<ManualClock>>,
-    listeners: Listeners,
-    accumulators: Mutex<Vec<crate::Accumulator>>,
-    /// Per-context values of other crates, one per type (see `StreamingContext::extension`).
-    extensions: Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>,
-    inner: Mutex<Inner>,
-}
-
-impl Shared {
-    /// The running job's runtime, once started.
-    pub(crate) fn runtime(&self) -> Option<Arc<Runtime>> {
-        lock(&self.inner).runtime.clone()
-    }
-
-    /// The declared plan, without the closures.
-    pub(crate) fn plan(&self) -> crate::plan::Plan {
-        let inner = lock(&self.inner);
-        inner.started_plan.clone().unwrap_or_else(|| inner.graph.view())
-    }
-
-    /// The context's value of type `T`, created with `T::default()` on first use.
-    pub(crate) fn extension<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
-        let mut exts = lock(&self.extensions);
-        if let Some(e) = exts.iter().find_map(|e| Arc::clone(e).downcast::<T>().ok()) {
-            return e;
-        }
-        let e = Arc::new(T::default());
-        exts.push(Arc::clone(&e) as Arc<dyn std::any::Any + Send + Sync>);
-        e
-    }
-
-    /// Adds a node to the plan. Declaring never fails at the call: a mistake is kept and returned
-    /// by the context's next fallible call (`start`, `run_batches`, `await_termination`, ...).
-    pub(crate) fn add_node(&self, op: &str, parents: Vec<usize>, slide: u64, build: BuildFn) -> usize {
-        let mut inner = lock(&self.inner);
-        if let Some(e) = state_error(inner.state, op) {
-            inner.deferred.get_or_insert(e);
-        }
-        inner.graph.nodes.push(Node { name: op.to_owned(), parents, slide, window: None, internal: false, build });
-        inner.graph.nodes.len() - 1
-    }
-
-    /// Marks a node that a user operation adds beside its own (for the plan view).
-    pub(crate) fn note_internal(&self, node: usize) {
-        if let Some(n) = lock(&self.inner).graph.nodes.get_mut(node) {
-            n.internal = true;
-        }
-    }
-
-    /// Notes the window length of a window operation's node (for the plan view).
-    pub(crate) fn note_window(&self, node: usize, window: u64) {
-        if let Some(n) = lock(&self.inner).graph.nodes.get_mut(node) {
-            n.window = Some(window);
-        }
-    }
-
-    /// Registers an input stream; returns its input stream id.
-    pub(crate) fn add_input(&self, name: &str, source: &str) -> usize {
-        let mut inner = lock(&self.inner);
-        inner.graph.sources.push(source.to_owned());
-        inner.graph.inputs.push(name.to_owned());
-        inner.graph.inputs.len() - 1
-    }
-
-    /// Registers the handle through which outputs see an input stream's per-batch metadata.
-    pub(crate) fn add_metadata_handle(&self, id: usize, handle: crate::operator::BatchMetadata) {
-        lock(&self.inner).metadata.insert(id, handle);
-    }
-
-    pub(crate) fn add_output(&self, spec: OutputSpec) {
-        let mut inner = lock(&self.inner);
-        if let Some(e) = state_error(inner.state, &spec.name) {
-            inner.deferred.get_or_insert(e);
-        }
-        inner.graph.outputs.push(spec);
-    }
-
-    /// Keeps a declaration error for the next fallible call.
-    pub(crate) fn defer(&self, e: Error) {
-        tracing::error!("{e}");
-        lock(&self.inner).deferred.get_or_insert(e);
-    }
-
-    /// Remembers a stateful operation and its slide (for the checkpoint interval and the
-    /// warning at start).
-    pub(crate) fn note_stateful(&self, op: &str, slide: u64) {
-        lock(&self.inner).stateful.push((op.to_owned(), slide));
-    }
-
-    /// Remembers the slide of an operation built with the kit: its state, if it keeps any, is
-    /// saved at checkpoints, which must fall on its batches.
-    pub(crate) fn note_operator_slide(&self, slide: u64) {
-        lock(&self.inner).operator_slides.push(slide);
-    }
-
-    /// A checkpoint interval asked for by a stream.
-    pub(crate) fn request_checkpoint_interval(&self, op: &str, interval: u64, slide: u64) {
-        if interval < slide || interval % slide != 0 {
-            self.defer(Error::declaration(
-                op,
-                format!("the checkpoint interval ({interval} ms) must be a multiple of the stream's slide duration ({slide} ms)"),
-            ));
-            return;
-        }
-        lock(&self.inner).checkpoint_intervals.push(interval);
-    }
-
-    pub(crate) fn same_context(&self, other: &Shared) -> bool {
-        self.id == other.id
-    }
-}
-
-fn state_error(state: ContextState, op: &str) -> Option<Error> {
-    let verb = match state {
-        ContextState::Initialized => return None,
-        ContextState::Active => "starting",
-        ContextState::Stopped => "stopping",
-    };
-    Some(Error::IllegalState(format!(
-        "cannot add `{op}`: adding new inputs, transformations, and output operations after {verb} a context is not supported"
-    )))
-}
-
 /// The entry point of a streaming program (Spark's `StreamingContext`).
 ///
 /// Declare input streams, transformations and output operations, then `start()`. Nothing runs
@@ -278,11 +120,6 @@ impl StreamingContext {
     /// the dataflow, which every process builds alike).
     pub fn track_operation_records(&self) {
         lock(&self.shared.inner).graph.track_operations = true;
-    }
-
-    /// A handle on this context that does not keep it alive (see [`ContextHandle`](crate::ContextHandle)).
-    pub fn handle(&self) -> crate::handle::ContextHandle {
-        crate::handle::ContextHandle { shared: Arc::downgrade(&self.shared) }
     }
 
     /// The manual clock, when the context runs on one (`Conf::manual_clock(true)`).
@@ -438,7 +275,7 @@ impl StreamingContext {
             });
         }
         rt.recovered = inner.recovered.clone();
-        rt.broadcasts = s.extension::<crate::broadcast::Broadcasts>().slots();
+        rt.broadcasts = s.extension::<crate::exec::runtime::Broadcasts>().slots();
         if s.settings.total_workers() > s.settings.local_workers() {
             // Sent to the other processes at the start: a value that does not encode fails here.
             rt.broadcast_values = rt.broadcasts.iter().map(|b| b.encode()).collect::<Result<_>>()?;

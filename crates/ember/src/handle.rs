@@ -3,10 +3,18 @@
 
 use std::sync::{Arc, Weak};
 
-use crate::context::{Shared, StreamingContext};
+use crate::context::StreamingContext;
 use crate::error::Result;
 use crate::exec::runtime::Runtime;
+use crate::shared::Shared;
 use crate::time::Time;
+
+impl StreamingContext {
+    /// A handle on this context that does not keep it alive (see [`ContextHandle`]).
+    pub fn handle(&self) -> ContextHandle {
+        ContextHandle { shared: Arc::downgrade(&self.shared) }
+    }
+}
 
 /// A handle on a context that does not keep it alive, for code that runs beside the job on
 /// threads of its own (the web UI): it reads the context's clock and counters and can stop it.

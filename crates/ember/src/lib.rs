@@ -89,6 +89,7 @@ pub mod listener;
 pub mod plan;
 mod print;
 pub mod rate;
+mod shared;
 pub mod source;
 pub mod testing;
 mod time;

@@ -41,10 +41,10 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::context::Shared;
 use crate::error::Error;
 use crate::exec::{Batches as Stream, BuildEnv};
 use crate::operator::Batches;
+use crate::shared::Shared;
 use crate::Data;
 
 /// A discretized stream: a stream of batches of `T`, one batch per batch time.

@@ -12,6 +12,24 @@ use crate::error::{Error, Result};
 use crate::exec::plan::Graph;
 use crate::listener::{Event, ListenerBus};
 
+/// The broadcast variables of a context (a context extension), in declaration order.
+#[derive(Default)]
+pub(crate) struct Broadcasts(Mutex<Vec<Arc<dyn Slot>>>);
+
+impl Broadcasts {
+    /// Adds the variable `make(id)` makes.
+    pub fn add<S: Slot + 'static>(&self, make: impl FnOnce(usize) -> Arc<S>) -> Arc<S> {
+        let mut slots = lock(&self.0);
+        let slot = make(slots.len());
+        slots.push(Arc::clone(&slot) as Arc<dyn Slot>);
+        slot
+    }
+
+    pub fn slots(&self) -> Vec<Arc<dyn Slot>> {
+        lock(&self.0).clone()
+    }
+}
+
 /// A broadcast variable as the job's start sees it, whatever its type (see `crate::broadcast`).
 pub(crate) trait Slot: Send + Sync {
     /// This process's value, encoded (the driver sends it).

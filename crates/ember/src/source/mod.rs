@@ -7,6 +7,7 @@
 //! so the stateless steps run in parallel.
 
 pub mod channel;
+mod dataset;
 pub mod direct;
 pub mod file;
 pub mod generated;
