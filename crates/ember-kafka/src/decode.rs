@@ -21,8 +21,9 @@ impl KafkaStream {
     /// and counted in [`bad_records`](Self::bad_records).
     pub fn values_utf8(&self) -> DStream<String> {
         let bad = Arc::clone(&self.bad);
-        self.stream.flat_map(move |r: ConsumerRecord| match r.value.as_deref().map(std::str::from_utf8) {
-            Some(Ok(s)) => Some(s.to_owned()),
+        // The record's value buffer becomes the string: no copy.
+        self.stream.flat_map(move |mut r: ConsumerRecord| match r.value.take().map(String::from_utf8) {
+            Some(Ok(s)) => Some(s),
             Some(Err(_)) => {
                 skipped(&bad, &r, "the value is not valid UTF-8");
                 None
@@ -38,14 +39,14 @@ impl KafkaStream {
     /// decode are skipped and counted.
     pub fn pairs_utf8(&self) -> DStream<(String, String)> {
         let bad = Arc::clone(&self.bad);
-        self.stream.flat_map(move |r: ConsumerRecord| {
-            let key = match r.key.as_deref().map(std::str::from_utf8) {
+        self.stream.flat_map(move |mut r: ConsumerRecord| {
+            let key = match r.key.take().map(String::from_utf8) {
                 None => Some(String::new()),
-                Some(Ok(k)) => Some(k.to_owned()),
+                Some(Ok(k)) => Some(k),
                 Some(Err(_)) => None,
             };
-            match (key, r.value.as_deref().map(std::str::from_utf8)) {
-                (Some(k), Some(Ok(v))) => Some((k, v.to_owned())),
+            match (key, r.value.take().map(String::from_utf8)) {
+                (Some(k), Some(Ok(v))) => Some((k, v)),
                 _ => {
                     skipped(&bad, &r, "the key or value is not valid UTF-8, or the value is null");
                     None

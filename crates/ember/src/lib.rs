@@ -55,12 +55,11 @@
 //! - [`Clock`]: the system clock, or the [`ManualClock`] for tests ([`testing`]).
 //! - [`Printable`]: how records print (`print`, `save_as_text_files`).
 //! - `foreach_partition`: the scalable output to any external system.
+//! - [`operator`]: the kit every operation is built from — `DStream::operator` with
+//!   per-batch, stateful and driver-state primitives, `Sink`, `PlannedSource`, `Receiver`.
 //!
 //! ## Where Ember departs from Spark
 //!
-//! - `transform`'s function gets the batch as an [`Rdd`], distributed over
-//!   every worker, but runs once, when the job is declared; the operations it chains run every
-//!   batch (Spark calls the function on the driver every batch).
 //! - Several contexts may run in one process (Spark allows one); `context.single_active` asks
 //!   for Spark's rule.
 //! - File streams report the number of lines read (Spark reports 0).

@@ -1,12 +1,39 @@
-//! Execution: the plan becomes a timely dataflow, one per worker, and each worker runs it.
+//! The kit: the plan, its launch on timely, and the primitives every operator is built from.
+//! This module is the only place that names timely types; its public part is
+//! [`crate::operator`].
 //!
-//! Every operator is built from a handful of primitives: [`source`] (holds a capability for the
-//! open batch and downgrades it when the clock crosses the batch boundary), stream-through
-//! operators (timely's own), [`batch`] (fire-when-batch-complete, with keyed exchange and combine)
-//! and the [`output`] stage (every output operation of a worker in one operator, run per batch in
-//! declaration order). Batch time is the timely timestamp, in milliseconds since the epoch.
+//! ## Layers
 //!
-//! This module is the only place that names timely types; the public API never does.
+//! ```text
+//! satellites  ember-kafka, ember-mqtt, ember-kinesis, ember-zeromq, ember-ui   use ember::operator
+//! api         context (lifecycle) · shared (what a context and its streams hold) ·
+//!             dstream/* · source/* (thin constructors)                          no timely
+//! exec        plan · job · operator (Batches and its primitives, Sink, PlannedSource,
+//!             Receiver) · batch · source · receiver · output · state · runtime   the only timely
+//! storage     checkpoint (store, codec, batch log, WAL) · rate · listener · conf
+//! base        time · error · clock · print · accumulator
+//! ```
+//!
+//! Imports go down only; within the kit its files use each other.
+//!
+//! ## From plan to dataflow
+//!
+//! - [`plan`]: every user operation is one node of the plan, with the function that builds its
+//!   operators; the checkpoint's fingerprint and the names of checkpointed state come from user
+//!   operations only (`plan format 2`).
+//! - [`job`]: `start` launches one timely worker per `local[N]` thread, or per worker of each
+//!   process in cluster mode; each worker builds the same dataflow from the plan
+//!   ([`run_worker`]) and steps it, submitting batches as the clock crosses their end.
+//! - [`source`]: an input's operator holds a capability for the open batch and downgrades it when
+//!   the clock crosses the boundary; [`receiver`] runs receivers beside it.
+//! - [`operator`]: the primitives; records stream through (`pipeline`), move between workers
+//!   (`exchange`, `to_driver`, `broadcast`), and per-batch operators ([`batch`]) fire when the
+//!   frontier passes a batch, empty batches included; [`state`] saves and restores their state.
+//! - [`output`]: every output operation of a worker in one operator, run per batch in
+//!   declaration order once the batch is complete; the driver then commits sinks and checkpoints.
+//! - [`runtime`]: what the workers share: progress, failures, commits, rates, the checkpoint store.
+//!
+//! Batch time is the timely timestamp, in milliseconds since the epoch.
 
 pub(crate) mod batch;
 pub(crate) mod job;
