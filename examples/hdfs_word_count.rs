@@ -14,7 +14,7 @@ fn main() -> anyhow::Result<()> {
     let ssc = StreamingContext::new(conf, Duration::from_secs(2))?;
     let counts = ssc
         .text_file_stream(dir)
-        .flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .flat_map(|line: String| line.split_owned(' '))
         .map(|w| (w, 1u64))
         .reduce_by_key(|a, b| a + b);
     counts.print();

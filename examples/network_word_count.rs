@@ -33,10 +33,7 @@ fn main() -> anyhow::Result<()> {
         }
         _ => anyhow::bail!("usage: network_word_count [<host> <port>] [--batches N]"),
     };
-    let counts = lines
-        .flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
-        .map(|w| (w, 1u64))
-        .reduce_by_key(|a, b| a + b);
+    let counts = lines.flat_map(|line: String| line.split_owned(' ')).map(|w| (w, 1u64)).reduce_by_key(|a, b| a + b);
     counts.print();
     counts.dashboard("word counts");
     common::run(&ssc, batches)

@@ -15,7 +15,7 @@
 //! );
 //! let counts = kafka
 //!     .values_utf8()                                               // bad UTF-8 is skipped and counted
-//!     .flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
+//!     .flat_map(|l: String| l.split_owned(' '))
 //!     .count_by_value();
 //! counts.save_to_kafka("counts", KafkaParams::new("127.0.0.1:9092"), |(w, n)| {
 //!     (Some(w.clone().into_bytes()), n.to_string().into_bytes())   // idempotent producer, flushed per batch

@@ -17,7 +17,7 @@
 //!         .endpoint_url("http://127.0.0.1:4567")             // or the region's public endpoint
 //!         .initial_position(InitialPosition::TrimHorizon),   // or Latest, AtTimestamp(ms)
 //! );
-//! kinesis.data_utf8().flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>()).count_by_value().print();
+//! kinesis.data_utf8().flat_map(|l: String| l.split_owned(' ')).count_by_value().print();
 //! ssc.start()?;
 //! ssc.await_termination()
 //! # }

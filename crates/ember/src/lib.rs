@@ -7,7 +7,7 @@
 //! let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
 //! let lines = ssc.socket_text_stream("localhost", 9999);
 //! let counts = lines
-//!     .flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
+//!     .flat_map(|line: String| line.split_owned(' '))
 //!     .map(|w| (w, 1u64))
 //!     .reduce_by_key(|a, b| a + b);
 //! counts.print();
@@ -91,6 +91,7 @@ pub mod rate;
 mod shared;
 pub mod source;
 pub mod testing;
+pub mod text;
 mod time;
 
 use std::hash::Hash;
@@ -131,6 +132,7 @@ pub struct ReadmeDoctests;
 
 /// The names a streaming program needs.
 pub mod prelude {
+    pub use crate::text::SplitOwned;
     pub use crate::{
         Clock, Conf, ContextState, DStream, Data, Key, Printable, Rdd, State, StateSpec, StreamingContext,
         StreamingListener, Time,

@@ -28,13 +28,15 @@ impl<T: Data> DStream<T> {
         })
     }
 
-    /// Applies `f` to every record and flattens the results.
+    /// Applies `f` to every record and flattens the results. `f` gets the record by value and
+    /// returns anything iterable that owns its items; a Rust closure cannot return an iterator
+    /// that borrows its argument, so text is split with
+    /// [`split_owned`](crate::text::SplitOwned::split_owned) (in the prelude) rather than `split`.
     ///
     /// ```
     /// # use ember::testing::*;
-    /// let out = run_on_batches(vec![vec!["a b".to_string()]], |s| {
-    ///     s.flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
-    /// });
+    /// use ember::prelude::*;
+    /// let out = run_on_batches(vec![vec!["a b".to_string()]], |s| s.flat_map(|l: String| l.split_owned(' ')));
     /// assert_eq!(out, vec![vec!["a".to_string(), "b".to_string()]]);
     /// ```
     pub fn flat_map<U: Data, I>(&self, f: impl Fn(T) -> I + Send + Sync + 'static) -> DStream<U>

@@ -72,6 +72,9 @@ pub trait Sink<T>: Send + Sync + 'static {
 }
 
 pub use super::receiver::{Receiver, ReceiverContext};
+/// The engine underneath, for operators written against [`Batches::inner`] (the same version
+/// Ember runs).
+pub use timely;
 
 /// One worker's share of a stream of batches, while the job's dataflow is built.
 ///
@@ -130,6 +133,15 @@ impl<'s, T: Data> Batches<'s, T> {
     }
 
     /// A timely stream of this dataflow as a `Batches` of the same grid (see [`inner`](Self::inner)).
+    ///
+    /// ```
+    /// # use ember::testing::*;
+    /// use ember::operator::timely::dataflow::operators::vec::Map;
+    /// let out = run_on_batches(vec![vec![1, 2]], |s| {
+    ///     s.operator("timely's own map", |b| b.wrap(b.inner().clone().map(|x: i32| x + 1)))
+    /// });
+    /// assert_eq!(out, vec![vec![2, 3]]);
+    /// ```
     pub fn wrap<U: Data>(&self, stream: Stream<'s, u64, Vec<U>>) -> Batches<'s, U> {
         Batches { stream, kit: Rc::clone(&self.kit) }
     }
@@ -242,6 +254,18 @@ impl<'s, T: Data> Batches<'s, T> {
 
     /// Like [`round_robin`](Self::round_robin), over the first `n` workers (at least one, at
     /// most all).
+    ///
+    /// ```
+    /// # use ember::testing::*;
+    /// let ssc = manual_context("local[3]");
+    /// let shares = ssc.queue_stream(vec![(0..6).collect::<Vec<i32>>()], true).operator("two of three", |b| {
+    ///     b.round_robin_over(2).per_batch("share", |_t, xs: Vec<i32>, out| out.push(xs.len()))
+    /// });
+    /// let out = shares.collect_batches();
+    /// ssc.run_batches(1).unwrap();
+    /// ssc.stop(false).unwrap();
+    /// assert_eq!(out.batches()[0].1, vec![3, 3, 0]);
+    /// ```
     pub fn round_robin_over(self, n: usize) -> Self {
         let targets = n.clamp(1, self.kit.peers) as u64;
         let mut next = self.kit.index as u64;
@@ -274,6 +298,17 @@ impl<'s, T: Data> Batches<'s, T> {
     }
 
     /// The records of both streams (same grid).
+    ///
+    /// ```
+    /// # use ember::testing::*;
+    /// let out = run_on_batches(vec![vec![1, 2]], |s| {
+    ///     s.operator("and doubled", |b| {
+    ///         let doubled = b.clone().pipeline("double", |_t, xs: &mut Vec<i32>, out| out.extend(xs.iter().map(|x| x * 2)));
+    ///         b.union(doubled)
+    ///     })
+    /// });
+    /// assert_eq!(sorted(out), vec![vec![1, 2, 2, 4]]);
+    /// ```
     pub fn union(self, other: Batches<'s, T>) -> Self {
         let scope = self.stream.scope();
         Batches { stream: scope.concatenate([self.stream, other.stream]), kit: self.kit }
@@ -473,12 +508,40 @@ impl<'s, T: Data> Batches<'s, T> {
 
     /// Sends every record to worker `worker(record) % workers`: a placement decided by the
     /// operator (ranges of a sort), where [`exchange`](Self::exchange) hashes.
+    ///
+    /// ```
+    /// # use ember::testing::*;
+    /// let ssc = manual_context("local[2]");
+    /// let placed = ssc.queue_stream(vec![vec![1, 2, 3, 4]], true).operator("odd to 1", |b| {
+    ///     let me = b.worker();
+    ///     b.exchange_to_worker(|x: &i32| (*x % 2) as usize)
+    ///         .pipeline("tag", move |_t, xs: &mut Vec<i32>, out| out.extend(xs.drain(..).map(|x| (me, x))))
+    /// });
+    /// let out = placed.collect_batches();
+    /// ssc.run_batches(1).unwrap();
+    /// ssc.stop(false).unwrap();
+    /// assert_eq!(sorted(vec![out.batches()[0].1.clone()]), vec![vec![(0, 2), (0, 4), (1, 1), (1, 3)]]);
+    /// ```
     pub fn exchange_to_worker(self, worker: impl Fn(&T) -> usize + 'static) -> Self {
         self.moved("ExchangeToWorker", Exchange::new(move |x: &T| worker(x) as u64))
     }
 
     /// Sends every record to the worker that owns its hash, the record being its own key (for
     /// distinct records, set operations).
+    ///
+    /// ```
+    /// # use ember::testing::*;
+    /// let out = run_on_batches(vec![vec![3, 1, 3, 3]], |s| {
+    ///     s.operator("distinct", |b| {
+    ///         b.exchange_by_value().per_batch("distinct", |_t, mut xs: Vec<i32>, out| {
+    ///             xs.sort();
+    ///             xs.dedup();
+    ///             out.extend(xs)
+    ///         })
+    ///     })
+    /// });
+    /// assert_eq!(sorted(out), vec![vec![1, 3]]);
+    /// ```
     pub fn exchange_by_value(self) -> Self
     where
         T: Hash,
