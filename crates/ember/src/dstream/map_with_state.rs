@@ -20,8 +20,6 @@ use serde::{Deserialize, Serialize};
 use super::update_state_by_key::owned;
 use super::DStream;
 use crate::error::Error;
-use crate::exec::batch::batch_unary;
-use crate::exec::by_key;
 use crate::time::{whole_millis, Time};
 use crate::{Data, Key};
 
@@ -207,69 +205,54 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         let want_snapshots = Arc::new(AtomicBool::new(false));
         let (func, initial, want) =
             (spec.func, Arc::new(std::sync::Mutex::new(spec.initial)), Arc::clone(&want_snapshots));
-        let slide = self.slide;
         self.ctx.note_stateful("map_with_state", self.slide);
-        let all = self.derive("map_with_state", move |env, s| {
+        let all = self.kit("map_with_state", move |b| {
             let (func, want) = (Arc::clone(&func), Arc::clone(&want));
             // Initial states count as updated at the start: they time out after idling from there.
-            let start = env.zero;
-            let states = env.stateful(
-                "map_with_state",
-                TimedStates {
-                    values: owned(&crate::clock::lock(&initial), env.index, env.peers)
-                        .into_iter()
-                        .map(|(k, s)| (k, (s, start)))
-                        .collect(),
-                },
-            );
-            batch_unary(
-                s,
-                by_key::<K, V>(),
-                "MapWithState",
-                env.grid(slide),
-                Arc::clone(&env.rt),
-                Vec::new,
-                |acc: &mut Vec<(K, V)>, data| acc.append(data),
-                move |t, records, out| {
-                    let now = t.millis();
-                    states.update(now, |states| {
-                        for (k, v) in records {
-                            let prev = states.values.remove(&k).map(|(s, _)| s);
-                            let mut state = State::new(prev, false);
-                            if let Some(m) = func(t, &k, Some(v), &mut state) {
+            let start = b.zero();
+            let mine = TimedStates {
+                values: owned(&crate::clock::lock(&initial), b.worker(), b.workers())
+                    .into_iter()
+                    .map(|(k, s)| (k, (s, start)))
+                    .collect(),
+            };
+            b.exchange_by_key().per_batch_stateful("map_with_state", mine, move |t, records, states, out| {
+                let now = t.millis();
+                for (k, v) in records {
+                    let prev = states.values.remove(&k).map(|(s, _)| s);
+                    let mut state = State::new(prev, false);
+                    if let Some(m) = func(t, &k, Some(v), &mut state) {
+                        out.push(Emitted::Mapped(m));
+                    }
+                    state.check(t);
+                    // Stored with the batch time when updated, or whenever a timeout is set
+                    // (`remove` cleared the value, so a removed key is not stored).
+                    if let Some(s) = state.value {
+                        let last = if state.updated || timeout.is_some() { now } else { 0 };
+                        states.values.insert(k, (s, last));
+                    }
+                }
+                if let Some(idle) = timeout {
+                    let expired: Vec<K> = states
+                        .values
+                        .iter()
+                        .filter(|(_, (_, last))| *last + idle < now)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for k in expired {
+                        if let Some((s, _)) = states.values.remove(&k) {
+                            let mut state = State::new(Some(s), true);
+                            if let Some(m) = func(t, &k, None, &mut state) {
                                 out.push(Emitted::Mapped(m));
                             }
                             state.check(t);
-                            // Stored with the batch time when updated, or whenever a timeout is set
-                            // (`remove` cleared the value, so a removed key is not stored).
-                            if let Some(s) = state.value {
-                                let last = if state.updated || timeout.is_some() { now } else { 0 };
-                                states.values.insert(k, (s, last));
-                            }
                         }
-                        if let Some(idle) = timeout {
-                            let expired: Vec<K> = states
-                                .values
-                                .iter()
-                                .filter(|(_, (_, last))| *last + idle < now)
-                                .map(|(k, _)| k.clone())
-                                .collect();
-                            for k in expired {
-                                if let Some((s, _)) = states.values.remove(&k) {
-                                    let mut state = State::new(Some(s), true);
-                                    if let Some(m) = func(t, &k, None, &mut state) {
-                                        out.push(Emitted::Mapped(m));
-                                    }
-                                    state.check(t);
-                                }
-                            }
-                        }
-                        if want.load(Ordering::Acquire) {
-                            out.extend(states.values.iter().map(|(k, (s, _))| Emitted::Snapshot(k.clone(), s.clone())));
-                        }
-                    })
-                },
-            )
+                    }
+                }
+                if want.load(Ordering::Acquire) {
+                    out.extend(states.values.iter().map(|(k, (s, _))| Emitted::Snapshot(k.clone(), s.clone())));
+                }
+            })
         });
         let mapped = all.flat_map(|e| match e {
             Emitted::Mapped(m) => Some(m),

@@ -15,10 +15,9 @@ use std::sync::{Arc, Mutex};
 use super::DStream;
 use crate::clock::lock;
 use crate::error::{Cause, Error};
-use crate::exec::batch::batch_unary;
 use crate::exec::output::{port, Action};
 use crate::exec::plan::{OutputSpec, Placement};
-use crate::exec::{local, BuildEnv};
+use crate::exec::BuildEnv;
 use crate::operator::Sink;
 use crate::print::Printable;
 use crate::time::Time;
@@ -130,21 +129,8 @@ impl<T: Data> DStream<T> {
         // n + 1 records and the driver gathers worker 0's first. Inputs read on one worker give
         // worker 0 the head of every batch (see `spread_source`), so print shows the first
         // records in arrival order.
-        let slide = self.slide;
-        let limited = self
-            .derive("print (take)", move |env: &mut BuildEnv<'_>, s| {
-                batch_unary(
-                    s,
-                    local(),
-                    "print (take)",
-                    env.grid(slide),
-                    Arc::clone(&env.rt),
-                    Vec::new,
-                    move |acc: &mut Vec<T>, data| acc.extend(data.drain(..).take((n + 1).saturating_sub(acc.len()))),
-                    |_t, acc, out| out.extend(acc),
-                )
-            })
-            .internal();
+        // The records pass as they arrive: no wait for the batch before the output's own.
+        let limited = self.kit("print (take)", move |b| b.take_per_batch(n + 1)).internal();
         limited.output("print", Placement::Driver, move |_env| {
             Box::new(move |t, records: Vec<T>| {
                 let text = format_batch(t, &records, n);

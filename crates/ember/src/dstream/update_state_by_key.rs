@@ -14,8 +14,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::DStream;
-use crate::exec::batch::batch_unary;
-use crate::exec::{by_key, key_hash};
+use crate::exec::key_hash;
 use crate::{Data, Key};
 
 /// The state of one worker's keys: serializable, so a checkpoint can snapshot and restore it.
@@ -68,42 +67,29 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         initial: Vec<(K, S)>,
     ) -> DStream<(K, S)> {
         let (f, initial) = (Arc::new(f), Arc::new(std::sync::Mutex::new(initial)));
-        let slide = self.slide;
         self.ctx.note_stateful("update_state_by_key", self.slide);
-        self.derive("update_state_by_key", move |env, s| {
+        self.kit("update_state_by_key", move |b| {
             let f = Arc::clone(&f);
-            let state = env.stateful(
-                "update_state_by_key",
-                StateMap { values: owned(&crate::clock::lock(&initial), env.index, env.peers) },
-            );
-            batch_unary(
-                s,
-                by_key::<K, V>(),
-                "UpdateStateByKey",
-                env.grid(slide),
-                Arc::clone(&env.rt),
-                FxHashMap::<K, Vec<V>>::default,
-                |acc, data: &mut Vec<(K, V)>| data.drain(..).for_each(|(k, v)| acc.entry(k).or_default().push(v)),
-                move |t, new, out| {
-                    state.update(t.millis(), |state| {
-                        let mut old = std::mem::take(&mut state.values);
-                        let mut next = FxHashMap::with_capacity_and_hasher(old.len() + new.len(), Default::default());
-                        for (k, vs) in new {
-                            let prev = old.remove(&k);
-                            if let Some(s) = f(vs, prev) {
-                                next.insert(k, s);
-                            }
-                        }
-                        for (k, s) in old {
-                            if let Some(s) = f(Vec::new(), Some(s)) {
-                                next.insert(k, s);
-                            }
-                        }
-                        state.values = next;
-                        out.extend(state.values.iter().map(|(k, s)| (k.clone(), s.clone())));
-                    })
-                },
-            )
+            let mine = StateMap { values: owned(&crate::clock::lock(&initial), b.worker(), b.workers()) };
+            b.exchange_by_key().per_batch_stateful("update_state_by_key", mine, move |_t, records, state, out| {
+                let mut new: FxHashMap<K, Vec<V>> = FxHashMap::default();
+                records.into_iter().for_each(|(k, v)| new.entry(k).or_default().push(v));
+                let mut old = std::mem::take(&mut state.values);
+                let mut next = FxHashMap::with_capacity_and_hasher(old.len() + new.len(), Default::default());
+                for (k, vs) in new {
+                    let prev = old.remove(&k);
+                    if let Some(s) = f(vs, prev) {
+                        next.insert(k, s);
+                    }
+                }
+                for (k, s) in old {
+                    if let Some(s) = f(Vec::new(), Some(s)) {
+                        next.insert(k, s);
+                    }
+                }
+                state.values = next;
+                out.extend(state.values.iter().map(|(k, s)| (k.clone(), s.clone())));
+            })
         })
     }
 }

@@ -120,6 +120,11 @@ impl<'s, T: Data> Batches<'s, T> {
         Batches { stream, kit }
     }
 
+    /// The job's zero time: batch `k` is at `zero + k * interval`.
+    pub(crate) fn zero(&self) -> u64 {
+        self.kit.grid.zero
+    }
+
     pub(crate) fn into_stream(self) -> Stream<'s, u64, Vec<T>> {
         self.stream
     }
@@ -321,6 +326,37 @@ impl<'s, T: Data> Batches<'s, T> {
     ) -> Self {
         let stream = self.stream.unary(pact, name, |_, _| {
             move |input, output| input.for_each(|cap, data| output.session(&cap).give_container(data))
+        });
+        Batches { stream, kit: self.kit }
+    }
+
+    /// Passes on the first `n` records of each batch on this worker as they arrive, and drops
+    /// the rest: no wait for the batch to complete (how `print` limits what reaches the driver).
+    ///
+    /// ```
+    /// # use ember::testing::*;
+    /// let out = run_on_batches(vec![vec![5, 6, 7], vec![8]], |s| s.operator("first two", |b| b.take_per_batch(2)));
+    /// assert_eq!(out, vec![vec![5, 6], vec![8]]);
+    /// ```
+    pub fn take_per_batch(self, n: usize) -> Self {
+        let grid = self.kit.grid;
+        let stream = self.stream.unary_frontier(Pipeline, "TakePerBatch", move |_, _| {
+            let mut taken: BTreeMap<u64, usize> = BTreeMap::new();
+            move |(input, frontier), output| {
+                input.for_each(|cap, data| {
+                    let seen = taken.entry(grid.ceil(*cap.time())).or_default();
+                    data.truncate(n.saturating_sub(*seen));
+                    *seen += data.len();
+                    if !data.is_empty() {
+                        output.session(&cap).give_container(data);
+                    }
+                });
+                // A batch the frontier passed is complete: its count is no longer needed.
+                match frontier.frontier().first() {
+                    Some(&f) => taken = taken.split_off(&grid.ceil(f)),
+                    None => taken.clear(),
+                }
+            }
         });
         Batches { stream, kit: self.kit }
     }
