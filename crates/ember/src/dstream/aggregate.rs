@@ -7,8 +7,6 @@
 use std::sync::Arc;
 
 use super::DStream;
-use crate::exec::batch::batch_unary;
-use crate::exec::{local, to_driver};
 use crate::{Data, Key};
 
 impl<T: Data> DStream<T> {
@@ -20,41 +18,17 @@ impl<T: Data> DStream<T> {
     /// assert_eq!(out, vec![vec![2], vec![0]]);
     /// ```
     pub fn count(&self) -> DStream<u64> {
-        let slide = self.slide;
-        self.derive("count", move |env, s| {
-            let grid = env.grid(slide);
-            let partial = batch_unary(
-                s,
-                local(),
-                "CountPartial",
-                grid,
-                Arc::clone(&env.rt),
-                || 0u64,
-                |n: &mut u64, data: &mut Vec<T>| {
-                    *n += data.len() as u64;
-                    data.clear();
-                },
-                |_t, n, out| {
-                    if n > 0 {
-                        out.push(n)
+        self.kit("count", move |b| {
+            let driver = b.is_driver();
+            let some = |_t, n: u64, out: &mut Vec<u64>| out.extend((n > 0).then_some(n));
+            b.fold_per_batch("CountPartial", || 0u64, |n, data: &mut Vec<T>| *n += data.drain(..).count() as u64, some)
+                .to_driver()
+                .fold_per_batch("Count", || 0u64, |n, data| *n += data.drain(..).sum::<u64>(), |_t, n, out| out.push(n))
+                .pipeline("Count", move |_t, totals, out| {
+                    if driver {
+                        out.append(totals)
                     }
-                },
-            );
-            let is_driver = env.is_driver();
-            batch_unary(
-                partial,
-                to_driver::<u64>(),
-                "Count",
-                grid,
-                Arc::clone(&env.rt),
-                || 0u64,
-                |n: &mut u64, data: &mut Vec<u64>| *n += data.drain(..).sum::<u64>(),
-                move |_t, n, out| {
-                    if is_driver {
-                        out.push(n)
-                    }
-                },
-            )
+                })
         })
     }
 
@@ -67,10 +41,8 @@ impl<T: Data> DStream<T> {
     /// assert_eq!(out, vec![vec![6], vec![]]);
     /// ```
     pub fn reduce(&self, f: impl Fn(T, T) -> T + Send + Sync + 'static) -> DStream<T> {
-        let f = Arc::new(f);
-        let slide = self.slide;
-        self.derive("reduce", move |env, s| {
-            let grid = env.grid(slide);
+        let f: Arc<dyn Fn(T, T) -> T + Send + Sync> = Arc::new(f);
+        self.kit("reduce", move |b| {
             let absorb = |f: Arc<dyn Fn(T, T) -> T + Send + Sync>| {
                 move |acc: &mut Option<T>, data: &mut Vec<T>| {
                     for x in data.drain(..) {
@@ -82,16 +54,10 @@ impl<T: Data> DStream<T> {
                 }
             };
             let emit = |_t, acc: Option<T>, out: &mut Vec<T>| out.extend(acc);
-            let partial =
-                batch_unary(s, local(), "ReducePartial", grid, Arc::clone(&env.rt), || None, absorb(f.clone()), emit);
-            batch_unary(
-                partial,
-                to_driver::<T>(),
+            b.fold_per_batch("ReducePartial", || None, absorb(Arc::clone(&f)), emit).to_driver().fold_per_batch(
                 "Reduce",
-                grid,
-                Arc::clone(&env.rt),
                 || None,
-                absorb(f.clone()),
+                absorb(Arc::clone(&f)),
                 emit,
             )
         })

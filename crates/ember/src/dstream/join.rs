@@ -9,12 +9,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use super::DStream;
-use crate::exec::batch::batch_binary;
-use crate::exec::by_key;
-use crate::time::Time;
 use crate::{Data, Key};
-
-type Side<K, V> = FxHashMap<K, Vec<V>>;
 
 impl<K: Key, V: Data> DStream<(K, V)> {
     /// Every matching pair of the same batch: `(key, (v, w))`.
@@ -116,29 +111,26 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         emit: impl Fn(K, Vec<V>, Vec<W>, &mut Vec<U>) + Send + Sync + 'static,
     ) -> DStream<U> {
         let emit = Arc::new(emit);
-        let slide = self.slide;
-        self.derive2(op, other, move |env, left, right| {
+        self.kit2(op, other, move |left, right| {
             let emit = Arc::clone(&emit);
-            batch_binary(
-                left,
-                right,
-                (by_key::<K, V>(), by_key::<K, W>()),
-                op,
-                env.grid(slide),
-                Arc::clone(&env.rt),
-                || (Side::<K, V>::default(), Side::<K, W>::default()),
-                |side, data: &mut Vec<(K, V)>| data.drain(..).for_each(|(k, v)| side.entry(k).or_default().push(v)),
-                |side, data: &mut Vec<(K, W)>| data.drain(..).for_each(|(k, w)| side.entry(k).or_default().push(w)),
-                move |_t: Time, mut vs: Side<K, V>, mut ws: Side<K, W>, out| {
-                    for (k, v) in vs.drain() {
-                        let w = ws.remove(&k).unwrap_or_default();
-                        emit(k, v, w, out);
-                    }
-                    for (k, w) in ws.drain() {
-                        emit(k, Vec::new(), w, out);
-                    }
-                },
-            )
+            left.exchange_by_key().per_batch_with(op, right.exchange_by_key(), move |_t, vs, ws, out| {
+                let mut vs = side(vs);
+                let mut ws = side(ws);
+                for (k, v) in vs.drain() {
+                    let w = ws.remove(&k).unwrap_or_default();
+                    emit(k, v, w, out);
+                }
+                for (k, w) in ws.drain() {
+                    emit(k, Vec::new(), w, out);
+                }
+            })
         })
     }
+}
+
+/// One side's records grouped by key.
+fn side<K: Key, V>(records: Vec<(K, V)>) -> FxHashMap<K, Vec<V>> {
+    let mut side = FxHashMap::<K, Vec<V>>::default();
+    records.into_iter().for_each(|(k, v)| side.entry(k).or_default().push(v));
+    side
 }
