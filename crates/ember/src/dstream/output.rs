@@ -258,14 +258,20 @@ impl<T: Data> DStream<T> {
     /// ```
     pub fn sink(&self, name: &str, sink: impl Sink<T>) {
         let sink = Arc::new(sink);
+        let label = name.to_owned();
         self.output(name, Placement::Partition, move |env| {
             let (sink, rt, index, peers, is_driver) =
                 (Arc::clone(&sink), Arc::clone(&env.rt), env.index, env.peers, env.is_driver());
+            let label = label.clone();
             Box::new(move |t, records: Vec<T>| {
                 sink.write(t, index, records).map_err(Cause::new)?;
                 if is_driver {
-                    let sink = Arc::clone(&sink);
-                    rt.add_commit(t.millis(), Box::new(move || sink.commit(t, peers)));
+                    let (sink, label) = (Arc::clone(&sink), label.clone());
+                    let commit = move || {
+                        sink.commit(t, peers)
+                            .map_err(|e| Error::external(format!("committing `{label}` at batch {t}"), e))
+                    };
+                    rt.add_commit(t.millis(), Box::new(commit));
                 }
                 Ok(())
             })
