@@ -176,6 +176,18 @@ impl<T: Data> DStream<T> {
         self.derive(name, move |env, s| build(Batches::new(s, env.kit(slide))).into_stream())
     }
 
+    /// Like [`kit`](Self::kit), for an operation whose output has a slide of its own (a window):
+    /// `build`'s operators fire on this stream's batches.
+    pub(crate) fn kit_with_slide<U: Data>(
+        &self,
+        name: &str,
+        slide: u64,
+        build: impl for<'s> Fn(Batches<'s, T>) -> Batches<'s, U> + Send + Sync + 'static,
+    ) -> DStream<U> {
+        let parent = self.slide;
+        self.derive_with_slide(name, slide, move |env, s| build(Batches::new(s, env.kit(parent))).into_stream())
+    }
+
     /// Declares a stream computed from this one by `build`, on every worker.
     pub(crate) fn derive<U: Data>(
         &self,

@@ -61,7 +61,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             window,
             slide,
             |records: Vec<(K, V)>| records,
-            move |_env| {
+            move |_b| {
                 let f = Arc::clone(&g);
                 Box::new(move |t: Time, w: &WindowSpec, panes: &Panes<Vec<(K, V)>>, out: &mut Vec<(K, V)>| {
                     let mut acc: FxHashMap<K, V> = FxHashMap::default();
@@ -136,9 +136,9 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             window,
             slide,
             |records: Vec<(K, V)>| records,
-            move |env| {
+            move |b| {
                 let (f, inv, keep) = (Arc::clone(&f), Arc::clone(&inv), keep.clone());
-                let running = env.stateful(op, RunningWindow::<K, V>::default());
+                let running = b.stateful(op, RunningWindow::<K, V>::default());
                 Box::new(move |t: Time, w: &WindowSpec, panes: &Panes<Vec<(K, V)>>, out: &mut Vec<(K, V)>| {
                     let t = t.millis();
                     running.update(t, |running| {
@@ -190,7 +190,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             window,
             slide,
             |records: Vec<(K, Vec<V>)>| records,
-            |_env| {
+            |_b| {
                 Box::new(|t: Time, w: &WindowSpec, panes: &Panes<Vec<(K, Vec<V>)>>, out: &mut Vec<(K, Vec<V>)>| {
                     let mut acc: FxHashMap<K, Vec<V>> = FxHashMap::default();
                     for (k, vs) in panes.in_window(t, w).flatten() {

@@ -18,8 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::DStream;
 use crate::error::Error;
-use crate::exec::batch::batch_unary;
-use crate::exec::{local, Batches, BuildEnv};
+use crate::operator::Batches;
 use crate::time::{whole_millis, Grid, Time};
 use crate::Data;
 
@@ -62,7 +61,6 @@ impl<P> Panes<P> {
 pub(crate) struct WindowSpec {
     pub window: u64,
     pub slide: u64,
-    pub parent: u64,
 }
 
 impl WindowSpec {
@@ -81,7 +79,7 @@ impl WindowSpec {
                 format!("the slide duration of windowed DStream ({s} ms) must be a multiple of the slide duration of parent DStream ({parent} ms)"),
             ));
         }
-        Ok(WindowSpec { window: w, slide: s, parent })
+        Ok(WindowSpec { window: w, slide: s })
     }
 }
 
@@ -95,10 +93,7 @@ impl<T: Data> DStream<T> {
         window: Duration,
         slide: Duration,
         pane: impl Fn(Vec<T>) -> P + Send + Sync + 'static,
-        emit: impl Fn(&mut BuildEnv<'_>) -> Box<dyn FnMut(Time, &WindowSpec, &Panes<P>, &mut Vec<U>)>
-            + Send
-            + Sync
-            + 'static,
+        emit: impl Fn(&Batches<'_, T>) -> Box<dyn FnMut(Time, &WindowSpec, &Panes<P>, &mut Vec<U>)> + Send + Sync + 'static,
     ) -> DStream<U> {
         let spec = match WindowSpec::new(op, self.slide, window, slide) {
             Ok(s) => s,
@@ -109,30 +104,18 @@ impl<T: Data> DStream<T> {
         };
         let (pane, emit) = (Arc::new(pane), Arc::new(emit));
         self.ctx.note_stateful(op, spec.slide);
-        let out = self.derive_with_slide(op, spec.slide, move |env: &mut BuildEnv<'_>, s: Batches<'_, T>| {
-            let parent_grid = env.grid(spec.parent);
-            let out_grid = Grid { zero: env.zero, slide: spec.slide };
+        let out = self.kit_with_slide(op, spec.slide, move |b| {
+            let out_grid = Grid { zero: b.zero(), slide: spec.slide };
             let pane = Arc::clone(&pane);
-            let mut emit = emit(env);
-            let panes = env.stateful(op, Panes::<P>::default());
-            batch_unary(
-                s,
-                local(),
-                op,
-                parent_grid,
-                Arc::clone(&env.rt),
-                Vec::new,
-                |acc: &mut Vec<T>, data| acc.append(data),
-                move |t, records, out| {
-                    let tm = t.millis();
-                    panes.update(tm, |panes| {
-                        panes.push(tm, pane(records), tm.saturating_sub(spec.window + spec.slide));
-                        if out_grid.contains(tm) {
-                            emit(t, &spec, panes, out);
-                        }
-                    })
-                },
-            )
+            // Registered before the panes, as the checkpoints name them.
+            let mut emit = emit(&b);
+            b.per_batch_stateful(op, Panes::<P>::default(), move |t, records, panes, out| {
+                let tm = t.millis();
+                panes.push(tm, pane(records), tm.saturating_sub(spec.window + spec.slide));
+                if out_grid.contains(tm) {
+                    emit(t, &spec, panes, out);
+                }
+            })
         });
         self.ctx.note_window(out.node, spec.window);
         out
@@ -153,7 +136,7 @@ impl<T: Data> DStream<T> {
             window,
             slide,
             |records| records,
-            |_env| {
+            |_b| {
                 Box::new(|t: Time, w: &WindowSpec, panes: &Panes<Vec<T>>, out: &mut Vec<T>| {
                     out.extend(panes.in_window(t, w).flat_map(|p| p.iter().cloned()))
                 })

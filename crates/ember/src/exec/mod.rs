@@ -108,12 +108,6 @@ impl<'s> BuildEnv<'s> {
         Guard::new(Arc::clone(&self.rt), self.peers)
     }
 
-    /// An operator's state, starting as `initial` (or as the recovered checkpoint has it),
-    /// checkpointed through [`Stateful::update`](state::Stateful::update).
-    pub fn stateful<S: state::Snapshot + 'static>(&mut self, op: &str, initial: S) -> state::Stateful<S> {
-        self.registry.stateful(&self.rt, self.index, self.rt.graph.user_id(self.current), op, initial)
-    }
-
     /// Keeps the first error met while building (e.g. a state that does not restore).
     pub fn fail(&mut self, e: Error) {
         self.registry.fail(e);

@@ -120,6 +120,12 @@ impl<'s, T: Data> Batches<'s, T> {
         Batches { stream, kit }
     }
 
+    /// A state registered with the job's checkpoints, for an operator that keeps more than one
+    /// (see [`per_batch_stateful`](Self::per_batch_stateful)).
+    pub(crate) fn stateful<S: Snapshot + 'static>(&self, op: &str, initial: S) -> Stateful<S> {
+        self.kit.stateful(op, initial)
+    }
+
     /// The job's zero time: batch `k` is at `zero + k * interval`.
     pub(crate) fn zero(&self) -> u64 {
         self.kit.grid.zero
@@ -422,7 +428,7 @@ impl<'s, T: Data> Batches<'s, T> {
     /// });
     /// assert_eq!(out, vec![vec![3], vec![6], vec![6]]);
     /// ```
-    pub fn per_batch_stateful<S: Data, U: Data>(
+    pub fn per_batch_stateful<S: Serialize + DeserializeOwned + 'static, U: Data>(
         self,
         name: &str,
         initial: S,
