@@ -10,8 +10,6 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use super::DStream;
-use crate::exec::batch::batch_unary;
-use crate::exec::{by_key, local};
 use crate::time::Time;
 use crate::{Data, Key};
 
@@ -114,9 +112,7 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         merge_combiners: impl Fn(C, C) -> C + Send + Sync + 'static,
     ) -> DStream<(K, C)> {
         let (create, merge_value, merge) = (Arc::new(create), Arc::new(merge_value), Arc::new(merge_combiners));
-        let slide = self.slide;
-        self.derive(op, move |env, s| {
-            let grid = env.grid(slide);
+        self.kit(op, move |b| {
             let (create, merge_value) = (Arc::clone(&create), Arc::clone(&merge_value));
             let values = move |groups: &mut Groups<K, C>, data: &mut Vec<(K, V)>| {
                 for (k, v) in data.drain(..) {
@@ -124,17 +120,20 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                 }
             };
             if !map_side {
-                return batch_unary(s, by_key::<K, V>(), op, grid, Arc::clone(&env.rt), Groups::default, values, emit);
+                return b.fold_per_batch_by_key(op, Groups::default, values, emit);
             }
-            let partial =
-                batch_unary(s, local(), "CombinePartial", grid, Arc::clone(&env.rt), Groups::default, values, emit);
             let merge = Arc::clone(&merge);
             let combiners = move |groups: &mut Groups<K, C>, data: &mut Vec<(K, C)>| {
                 for (k, c) in data.drain(..) {
                     fold_into(groups, k, c, |c| c, &*merge);
                 }
             };
-            batch_unary(partial, by_key::<K, C>(), op, grid, Arc::clone(&env.rt), Groups::default, combiners, emit)
+            b.fold_per_batch("CombinePartial", Groups::default, values, emit).fold_per_batch_by_key(
+                op,
+                Groups::default,
+                combiners,
+                emit,
+            )
         })
     }
 }

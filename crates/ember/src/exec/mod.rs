@@ -237,11 +237,6 @@ pub(crate) fn to_driver<T: Data>() -> Exchange<T, impl FnMut(&T) -> u64 + 'stati
     Exchange::new(|_: &T| 0)
 }
 
-/// A pact that sends `(key, value)` records to the worker owning the key.
-pub(crate) fn by_key<K: Data + Hash, V: Data>() -> Exchange<(K, V), impl FnMut(&(K, V)) -> u64 + 'static> {
-    Exchange::new(|kv: &(K, V)| key_hash(&kv.0))
-}
-
 /// The pact that keeps records on their worker.
 pub(crate) fn local() -> Pipeline {
     Pipeline

@@ -612,6 +612,37 @@ impl<'s, K: Data + Hash, V: Data> Batches<'s, (K, V)> {
     pub fn exchange_by_key(self) -> Self {
         self.moved("ExchangeByKey", Exchange::new(|kv: &(K, V)| key_hash(&kv.0)))
     }
+
+    /// [`exchange_by_key`](Self::exchange_by_key) and [`fold_per_batch`](Batches::fold_per_batch)
+    /// in one operator: the records are folded as they arrive on the key's worker, with no
+    /// operator between (the keyed aggregations' hot path).
+    ///
+    /// ```
+    /// # use ember::testing::*;
+    /// let out = run_on_batches(vec![vec![('a', 1), ('b', 2), ('a', 3)]], |s| {
+    ///     s.operator("sum per key", |b| {
+    ///         b.fold_per_batch_by_key(
+    ///             "sum",
+    ///             std::collections::BTreeMap::new,
+    ///             |sums, kvs: &mut Vec<(char, i32)>| kvs.drain(..).for_each(|(k, v)| *sums.entry(k).or_insert(0) += v),
+    ///             |_t, sums, out| out.extend(sums),
+    ///         )
+    ///     })
+    /// });
+    /// assert_eq!(sorted(out), vec![vec![('a', 4), ('b', 2)]]);
+    /// ```
+    pub fn fold_per_batch_by_key<A: 'static, U: Data>(
+        self,
+        name: &str,
+        init: impl Fn() -> A + 'static,
+        absorb: impl FnMut(&mut A, &mut Vec<(K, V)>) + 'static,
+        fire: impl FnMut(Time, A, &mut Vec<U>) + 'static,
+    ) -> Batches<'s, U> {
+        let (grid, rt) = (self.kit.grid, Arc::clone(&self.kit.rt));
+        let by_key = Exchange::new(|kv: &(K, V)| key_hash(&kv.0));
+        let stream = batch_unary(self.stream, by_key, name, grid, rt, init, absorb, fire);
+        Batches { stream, kit: self.kit }
+    }
 }
 
 /// One worker's share of a planned source (see [`StreamingContext::planned_source`]): when
