@@ -9,9 +9,10 @@
 //!
 //! | method | what it does |
 //! |---|---|
-//! | [`pipeline`](Batches::pipeline) | transforms records as they stream through, on their worker |
-//! | [`exchange`](Batches::exchange), [`to_driver`](Batches::to_driver), [`round_robin`](Batches::round_robin), [`broadcast`](Batches::broadcast) | moves records between workers and processes |
-//! | [`per_batch`](Batches::per_batch) | sees each worker's share of each batch once it is complete, empty batches included |
+//! | [`pipeline`](Batches::pipeline), [`take_per_batch`](Batches::take_per_batch) | transforms (or limits) records as they stream through, on their worker |
+//! | [`exchange`](Batches::exchange), [`exchange_by_key`](Batches::exchange_by_key), [`exchange_by_value`](Batches::exchange_by_value), [`exchange_to_worker`](Batches::exchange_to_worker), [`to_driver`](Batches::to_driver), [`round_robin`](Batches::round_robin), [`broadcast`](Batches::broadcast) | moves records between workers and processes |
+//! | [`per_batch`](Batches::per_batch), [`fold_per_batch`](Batches::fold_per_batch), [`fold_per_batch_by_key`](Batches::fold_per_batch_by_key) | sees each worker's share of each batch once it is complete, empty batches included |
+//! | [`per_batch_with`](Batches::per_batch_with) | the same for two streams (joins, set operations) |
 //! | [`per_batch_stateful`](Batches::per_batch_stateful) | the same with a state kept across batches, checkpointed and recovered with the job's |
 //! | [`driver_state`](Batches::driver_state) + [`with_state`](Batches::with_state) | a state folded on the driver each batch and handed to every worker |
 //! | [`union`](Batches::union) | both streams' records |
