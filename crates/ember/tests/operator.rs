@@ -128,3 +128,23 @@ fn a_panic_in_an_operator_fails_its_batch_naming_the_operator() {
     let _ = ssc.stop(false);
     assert_eq!(out.batches().len(), 1, "no output ran for the failed batch");
 }
+
+#[test]
+fn a_panic_on_a_worker_other_than_the_driver_fails_the_batch_everywhere() {
+    let ssc = manual_context("local[2]");
+    let out = ssc
+        .queue_stream(vec![vec![1, 2, 3, 4], vec![5, 6, 7, 8]], true)
+        .operator("checked", |b| {
+            let worker = b.worker();
+            b.round_robin().per_batch("worker 1 fails", move |t, xs: Vec<i32>, out| {
+                assert!(!(worker == 1 && t.millis() == 2000), "worker 1 gave up");
+                out.extend(xs)
+            })
+        })
+        .collect_batches();
+    ssc.run_batches(1).unwrap();
+    let e = ssc.run_batches(1).unwrap_err();
+    assert!(e.to_string().contains("`worker 1 fails` panicked at batch 2000 ms: worker 1 gave up"), "{e}");
+    let _ = ssc.stop(false);
+    assert_eq!(out.batches().len(), 1, "no output ran for the failed batch, not even the driver's share");
+}

@@ -23,12 +23,16 @@ impl<T: Data> DStream<T> {
             let some = |_t, n: u64, out: &mut Vec<u64>| out.extend((n > 0).then_some(n));
             b.fold_per_batch("CountPartial", || 0u64, |n, data: &mut Vec<T>| *n += data.drain(..).count() as u64, some)
                 .to_driver()
-                .fold_per_batch("Count", || 0u64, |n, data| *n += data.drain(..).sum::<u64>(), |_t, n, out| out.push(n))
-                .pipeline("Count", move |_t, totals, out| {
-                    if driver {
-                        out.append(totals)
-                    }
-                })
+                .fold_per_batch(
+                    "Count",
+                    || 0u64,
+                    |n, data| *n += data.drain(..).sum::<u64>(),
+                    move |_t, n, out| {
+                        if driver {
+                            out.push(n)
+                        }
+                    },
+                )
         })
     }
 

@@ -172,8 +172,7 @@ impl<T: Data> DStream<T> {
         name: &str,
         build: impl for<'s> Fn(Batches<'s, T>) -> Batches<'s, U> + Send + Sync + 'static,
     ) -> DStream<U> {
-        let slide = self.slide;
-        self.derive(name, move |env, s| build(Batches::new(s, env.kit(slide))).into_stream())
+        self.kit_with_slide(name, self.slide, build)
     }
 
     /// Like [`kit`](Self::kit), for an operation whose output has a slide of its own (a window):
@@ -188,16 +187,8 @@ impl<T: Data> DStream<T> {
         self.derive_with_slide(name, slide, move |env, s| build(Batches::new(s, env.kit(parent))).into_stream())
     }
 
-    /// Declares a stream computed from this one by `build`, on every worker.
-    pub(crate) fn derive<U: Data>(
-        &self,
-        op: &str,
-        build: impl for<'s> Fn(&mut BuildEnv<'s>, Stream<'s, T>) -> Stream<'s, U> + Send + Sync + 'static,
-    ) -> DStream<U> {
-        self.derive_with_slide(op, self.slide, build)
-    }
-
-    /// Like `derive`, for a stream with its own slide (windows).
+    /// Declares a stream of the given slide computed from this one by `build`, on every worker
+    /// (the kit's operations are declared through it).
     pub(crate) fn derive_with_slide<U: Data>(
         &self,
         op: &str,

@@ -36,6 +36,7 @@
 //! Batch time is the timely timestamp, in milliseconds since the epoch.
 
 pub(crate) mod batch;
+pub(crate) mod connector;
 pub(crate) mod job;
 pub mod operator;
 pub(crate) mod output;
