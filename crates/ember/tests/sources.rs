@@ -116,6 +116,8 @@ fn file_stream_pick_up_rules() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let ssc = file_context();
+    let files = Arc::new(Mutex::new(Vec::new()));
+    ssc.add_streaming_listener(FilesRead(Arc::clone(&files)));
     let out = ssc.text_file_stream(d).collect_batches();
     write_file(d, "a.txt", "a1\na2\n", START + 500);
     write_file(d, ".hidden", "hidden\n", START + 500);
@@ -144,6 +146,26 @@ fn file_stream_pick_up_rules() {
         batches,
         vec![(1000, vec!["a1".into(), "a2".into()]), (2000, vec![]), (3000, vec!["f1".into(), "f2".into()]),]
     );
+    // Each batch reports the files it read (Spark's `files` metadata), none for an empty batch.
+    let name = |f: &str| d.join(f).display().to_string();
+    assert_eq!(
+        *files.lock().unwrap(),
+        vec![(1000, Some(name("a.txt"))), (2000, None), (3000, Some(name("future.txt")))]
+    );
+}
+
+/// The `files` metadata of the file stream (input 0) per completed batch.
+struct FilesRead(Arc<Mutex<Vec<(u64, Option<String>)>>>);
+
+impl StreamingListener for FilesRead {
+    fn on_batch_completed(&mut self, info: &ember::BatchInfo) {
+        let files = info
+            .stream_input_info
+            .iter()
+            .find(|i| i.input_stream_id == 0)
+            .and_then(|i| i.metadata.get("files").cloned());
+        self.0.lock().unwrap().push((info.batch_time.millis() - START, files));
+    }
 }
 
 #[test]

@@ -175,15 +175,6 @@ impl Checkpoints {
         self.store.get(&what)?.map(|b| codec::decode(FrameKind::Position, &b, &what)).transpose()
     }
 
-    pub fn put_batch_log<L: Serialize>(&self, t: u64, input: usize, entry: &L) -> Result<()> {
-        self.store.put(&format!("batchlog/{t}/{input}"), &codec::encode(FrameKind::BatchLog, entry)?)
-    }
-
-    pub fn get_batch_log<L: serde::de::DeserializeOwned>(&self, t: u64, input: usize) -> Result<Option<L>> {
-        let what = format!("batchlog/{t}/{input}");
-        self.store.get(&what)?.map(|b| codec::decode(FrameKind::BatchLog, &b, &what)).transpose()
-    }
-
     /// Writes block `seq` of a receiver's write-ahead log (`log` names the receiver).
     pub fn put_block(&self, log: &str, seq: u64, records: &[u8]) -> Result<()> {
         let framed = codec::frame_bytes(FrameKind::Block, records);
@@ -233,6 +224,23 @@ impl Checkpoints {
             }
         }
         Ok(out)
+    }
+
+    /// The batch-log protocol, the one place it is written: the entry of batch `t` under `key` as
+    /// logged by an earlier run (`(entry, true)`, a re-run reads exactly that again), or else
+    /// `plan()`'s entry, durable in the log before it is returned (`(entry, false)`).
+    pub fn replay_or_log<L: Serialize + serde::de::DeserializeOwned>(
+        &self,
+        t: u64,
+        key: &str,
+        plan: impl FnOnce() -> Result<L>,
+    ) -> Result<(L, bool)> {
+        if let Some(logged) = self.get_keyed_batch_log(t, key)? {
+            return Ok((logged, true));
+        }
+        let entry = plan()?;
+        self.put_keyed_batch_log(t, key, &entry)?;
+        Ok((entry, false))
     }
 
     pub fn put_keyed_batch_log<L: Serialize>(&self, t: u64, key: &str, entry: &L) -> Result<()> {
@@ -392,8 +400,8 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let ck = Checkpoints::open(dir.path(), 1000, 0, false, false).unwrap();
             let paths: Vec<std::path::PathBuf> = files.iter().map(std::path::PathBuf::from).collect();
-            ck.put_batch_log(5000, 0, &paths).unwrap();
-            prop_assert_eq!(ck.get_batch_log::<Vec<std::path::PathBuf>>(5000, 0).unwrap(), Some(paths));
+            ck.put_keyed_batch_log(5000, "0", &paths).unwrap();
+            prop_assert_eq!(ck.get_keyed_batch_log::<Vec<std::path::PathBuf>>(5000, "0").unwrap(), Some(paths));
             ck.put_keyed_batch_log(5000, "1-w0", &seqs).unwrap();
             prop_assert_eq!(ck.get_keyed_batch_log::<Vec<u64>>(5000, "1-w0").unwrap(), Some(seqs.clone()));
             ck.put_position(5000, 2, 1, &seqs).unwrap();

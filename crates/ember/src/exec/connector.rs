@@ -53,6 +53,19 @@ pub trait PlannedSource: 'static {
     /// of the job (after a recovery), so it need not continue from the reader's last read.
     fn read(&mut self, batch: Time, plan: &Self::Plan, out: &mut Vec<Self::Item>) -> crate::Result<()>;
 
+    /// Whether the last [`read`](Self::read) or [`read_more`](Self::read_more) left part of the
+    /// batch unread. A source whose batches may not fit in memory (the file stream reads whole
+    /// files) reads a few megabytes per call and says so here; the kit then lets what it read move
+    /// on through the dataflow before it calls `read_more`.
+    fn has_more(&self) -> bool {
+        false
+    }
+
+    /// Reads the next part of the batch being read (see [`has_more`](Self::has_more)).
+    fn read_more(&mut self, _batch: Time, _out: &mut Vec<Self::Item>) -> crate::Result<()> {
+        Ok(())
+    }
+
     /// Facts of the batch for the listener and output operations (key, value). Values of the
     /// same key from several workers are joined with newlines.
     fn metadata(&self, _plan: &Self::Plan) -> Vec<(String, String)> {

@@ -295,21 +295,21 @@ impl<T: Data> ReceiverDriver<T> {
         ck: &crate::checkpoint::Checkpoints,
         out: &mut Vec<T>,
     ) -> crate::Result<()> {
-        if let Some(blocks) = ck.get_keyed_batch_log::<Vec<u64>>(t, log)? {
+        let (blocks, replayed) = ck.replay_or_log(t, log, || {
+            let mut blocks = std::mem::take(&mut self.unassigned);
             for &seq in &blocks {
                 self.read_block(ck, log, seq, out)?;
             }
-            self.last_assigned = blocks.iter().copied().max().unwrap_or(self.last_assigned).max(self.last_assigned);
-            return Ok(());
+            blocks.extend(self.take(out));
+            Ok(blocks)
+        })?;
+        if replayed {
+            for &seq in &blocks {
+                self.read_block(ck, log, seq, out)?;
+            }
         }
-        let mut blocks = std::mem::take(&mut self.unassigned);
-        for &seq in &blocks {
-            self.read_block(ck, log, seq, out)?;
-        }
-        blocks.extend(self.take(out));
-        ck.put_keyed_batch_log(t, log, &blocks)?;
         self.last_assigned = blocks.iter().copied().max().unwrap_or(self.last_assigned).max(self.last_assigned);
-        if self.rt.checkpoint_at(t).is_some() {
+        if !replayed && self.rt.checkpoint_at(t).is_some() {
             // Blocks already in batches two checkpoints ago are covered by a committed checkpoint
             // (batches in flight are bounded), so nothing will replay them: remove them.
             self.saved.push_back(self.last_assigned);

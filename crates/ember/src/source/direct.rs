@@ -6,7 +6,12 @@
 //! checkpoint directory's batch log **before** anything is read, and then the reader reads exactly
 //! what the plan says. After a crash, the batches after the last checkpoint are re-run with their
 //! logged plans, so they hold the same records as the first time. This is Spark's direct Kafka
-//! stream, generalised.
+//! stream, generalised; Ember's file stream and `ember-kafka`'s and `ember-kinesis`' direct
+//! streams are planned sources, and the write-ahead-log receiver logs its blocks through the same
+//! protocol (one function in the storage layer).
+//!
+//! A source whose batch may not fit in memory reads it in parts
+//! ([`PlannedSource::has_more`]): each part moves on through the dataflow before the next is read.
 //!
 //! What each worker reports of a batch ([`PlannedSource::metadata`]) reaches the listener in
 //! [`StreamInputInfo::metadata`](crate::StreamInputInfo::metadata) and output operations through
@@ -23,70 +28,65 @@ use crate::context::StreamingContext;
 use crate::dstream::DStream;
 use crate::error::{Cause, Error};
 use crate::exec::runtime::Runtime;
-use crate::exec::source::{source, SourceDriver};
+use crate::exec::source::{source, spread_source, SourceDriver, SourceEnv};
 use crate::operator::{BatchMetadata, PlanEnv, PlannedSource};
 use crate::rate::RateLimiter;
 use crate::time::Time;
 
-struct DirectDriver<R: PlannedSource> {
+struct PlannedDriver<R: PlannedSource> {
     reader: R,
     rt: Arc<Runtime>,
     name: String,
+    /// This reader's entries in the batch log.
     key: String,
     rate: Arc<RateLimiter>,
     failed: bool,
     meta: Vec<(String, String)>,
 }
 
-impl<R: PlannedSource> DirectDriver<R> {
+impl<R: PlannedSource> PlannedDriver<R> {
     fn fail(&mut self, t: Time, e: Error) {
         self.failed = true;
         self.rt.fail_batch(t.millis(), Error::Input { stream: self.name.clone(), time: t, source: Cause::new(e) });
     }
 
-    fn plan(&mut self, t: Time) -> Option<R::Plan> {
-        let ck = self.rt.checkpoints.clone();
-        if let Some(ck) = ck.as_deref() {
-            match ck.get_keyed_batch_log::<R::Plan>(t.millis(), &self.key) {
-                Ok(Some(plan)) => return Some(plan),
-                Ok(None) => {}
-                Err(e) => {
-                    self.fail(t, Error::Other(format!("its batch log does not read back: {e}")));
-                    return None;
-                }
-            }
-        }
+    /// Batch `t`'s plan: the logged one when the batch ran before, else a new one, logged first.
+    fn plan(&mut self, t: Time) -> crate::Result<R::Plan> {
         let rate = self.rt.settings.backpressure.then(|| self.rate.rate()).filter(|r| *r > 0.0);
-        let plan = match self.reader.plan(t, rate) {
-            Ok(p) => p,
-            Err(m) => {
-                self.fail(t, m);
-                return None;
-            }
-        };
-        if let Some(ck) = ck.as_deref() {
-            // The plan is durable before the batch is read: a re-run reads the same records.
-            if let Err(e) = ck.put_keyed_batch_log(t.millis(), &self.key, &plan) {
-                self.fail(t, Error::Other(format!("cannot write its batch log: {e}")));
-                return None;
-            }
+        match self.rt.checkpoints.clone() {
+            Some(ck) => Ok(ck.replay_or_log(t.millis(), &self.key, || self.reader.plan(t, rate))?.0),
+            None => self.reader.plan(t, rate),
         }
-        Some(plan)
+    }
+
+    fn read(&mut self, t: Time, out: &mut Vec<R::Item>) -> crate::Result<()> {
+        let plan = self.plan(t)?;
+        self.reader.read(t, &plan, out)?;
+        self.meta = self.reader.metadata(&plan);
+        Ok(())
     }
 }
 
-impl<R: PlannedSource> SourceDriver<R::Item> for DirectDriver<R> {
+impl<R: PlannedSource> SourceDriver<R::Item> for PlannedDriver<R> {
     fn close(&mut self, t: Time, out: &mut Vec<R::Item>) {
         if self.failed {
             return;
         }
-        let Some(plan) = self.plan(t) else { return };
-        if let Err(m) = self.reader.read(t, &plan, out) {
+        if let Err(e) = self.read(t, out) {
             out.clear();
-            self.fail(t, m);
-            return;
+            self.fail(t, e);
         }
-        self.meta = self.reader.metadata(&plan);
+    }
+
+    fn closing(&self) -> bool {
+        !self.failed && self.reader.has_more()
+    }
+
+    fn close_more(&mut self, t: Time, out: &mut Vec<R::Item>) {
+        if let Err(e) = self.reader.read_more(t, out) {
+            out.clear();
+            self.fail(t, e);
+        }
     }
 
     fn metadata(&mut self) -> Vec<(String, String)> {
@@ -182,42 +182,76 @@ impl StreamingContext {
         make: impl Fn(&PlanEnv) -> crate::Result<R> + Send + Sync + 'static,
     ) -> (DStream<R::Item>, BatchMetadata) {
         let handle = BatchMetadata::default();
+        let (stream, id) = self.planned_input(kind, reads, Reads::EveryWorker, move |env, _| make(env));
+        self.shared.add_metadata_handle(id, handle.clone());
+        (stream, handle)
+    }
+
+    /// A planned source read as `reads` says; `make` also gets the job's runtime.
+    pub(crate) fn planned_input<R: PlannedSource>(
+        &self,
+        kind: &str,
+        reads: &str,
+        placement: Reads,
+        make: impl Fn(&PlanEnv, &Arc<Runtime>) -> crate::Result<R> + Send + Sync + 'static,
+    ) -> (DStream<R::Item>, usize) {
         let make = Arc::new(make);
-        let (stream, id) = self.input_stream_with_id(kind, reads, move |env, id, name| {
+        self.input_stream_with_id(kind, reads, move |env, id, name| {
             let make = Arc::clone(&make);
-            let denv = PlanEnv {
+            let penv = PlanEnv {
                 worker: env.index,
                 workers: env.peers,
                 stream_id: id,
                 batch_ms: env.rt.batch_ms,
                 recovering: env.rt.recovered.is_some(),
             };
+            let (key, reads_here) = match placement {
+                Reads::EveryWorker => (format!("{id}-w{}", env.index), true),
+                Reads::OnDriver => (id.to_string(), env.is_driver()),
+            };
             let label = name.to_owned();
-            let s = source(env, name, id, move |senv| -> Box<dyn SourceDriver<R::Item>> {
-                match make(&denv) {
-                    Ok(reader) => {
-                        let rate = senv.rt.direct_rate(id);
-                        Box::new(DirectDriver {
-                            reader,
-                            rt: senv.rt,
-                            key: format!("{id}-w{}", senv.index),
-                            name: label,
-                            rate,
-                            failed: false,
-                            meta: Vec::new(),
-                        })
-                    }
+            let driver = move |senv: SourceEnv| -> Box<dyn SourceDriver<R::Item>> {
+                if !reads_here {
+                    return Box::new(Idle);
+                }
+                match make(&penv, &senv.rt) {
+                    Ok(reader) => Box::new(PlannedDriver {
+                        reader,
+                        rate: senv.rt.direct_rate(id),
+                        rt: senv.rt,
+                        key,
+                        name: label,
+                        failed: false,
+                        meta: Vec::new(),
+                    }),
                     Err(e) => {
                         tracing::error!("{label}: {e}");
                         Box::new(Broken { rt: senv.rt, name: label, error: Some(e) })
                     }
                 }
-            });
-            // Each worker reads its own share (one Kafka partition stays on one worker, as one
-            // Spark partition per Kafka partition): no exchange after the source.
-            s
-        });
-        self.shared.add_metadata_handle(id, handle.clone());
-        (stream, handle)
+            };
+            match placement {
+                // Each worker reads its own share (one Kafka partition stays on one worker, as
+                // one Spark partition per Kafka partition): no exchange after the source.
+                Reads::EveryWorker => source(env, name, id, driver),
+                Reads::OnDriver => spread_source(env, name, id, driver),
+            }
+        })
     }
+}
+
+/// Where a planned source is read.
+#[derive(Clone, Copy)]
+pub(crate) enum Reads {
+    /// Every worker reads its share; each has its own batch-log entries.
+    EveryWorker,
+    /// The driver worker reads it all (one batch-log entry per batch) and spreads the records.
+    OnDriver,
+}
+
+/// The share of a source on a worker that does not read it.
+struct Idle;
+
+impl<T> SourceDriver<T> for Idle {
+    fn close(&mut self, _t: Time, _out: &mut Vec<T>) {}
 }

@@ -12,6 +12,11 @@
 //! which reports 0 records for file streams, Ember reports the lines read. A missing directory
 //! logs a warning and gives an empty batch.
 //!
+//! The file stream is a [`PlannedSource`] read on the driver
+//! worker: a batch's plan is its list of files, written to the checkpoint's batch log before the
+//! first line is read, so a batch re-run after a failure reads the same files. The list is the
+//! batch's `files` metadata (as in Spark), seen by listeners and the web UI.
+//!
 //! The creation time in the threshold is the stream's first start: a job recovered from a
 //! checkpoint keeps it (as Spark does), so the batches it runs for the time it was down select the
 //! files that arrived meanwhile, as far back as the remember window reaches. Files that arrived
@@ -27,7 +32,8 @@ use super::lines::Lines;
 use crate::context::StreamingContext;
 use crate::dstream::DStream;
 use crate::exec::runtime::Runtime;
-use crate::exec::source::{spread_source, SourceDriver};
+use crate::operator::PlannedSource;
+use crate::source::direct::Reads;
 use crate::time::Time;
 
 /// How many bytes of files a source emits before it yields (the rest of the batch follows).
@@ -45,15 +51,15 @@ struct Position {
 /// began with the map's length, which is never this.
 const POSITION_V2: u64 = u64::MAX;
 
-struct FileDriver {
-    input: usize,
+/// The file stream's reader, on the driver worker: a batch's plan is the list of files it reads.
+struct FileSource {
     dir: PathBuf,
     initial_threshold: u64,
     remember_ms: u64,
     /// Files selected per remembered batch.
     selected: BTreeMap<u64, Vec<PathBuf>>,
     rt: Arc<Runtime>,
-    /// The batch being closed: files still to read, and the one being read.
+    /// The batch being read: files still to read, and the one being read.
     to_read: VecDeque<PathBuf>,
     reading: Option<(PathBuf, BufReader<File>, Lines)>,
 }
@@ -63,8 +69,8 @@ pub(crate) fn ignored_name(name: &str) -> bool {
     name.starts_with('.') || name.starts_with('_') || name.ends_with(".tmp") || name.ends_with("._COPYING_")
 }
 
-impl FileDriver {
-    fn select(&mut self, t: u64) -> Vec<PathBuf> {
+impl FileSource {
+    fn select(&self, t: u64) -> Vec<PathBuf> {
         let threshold = self.initial_threshold.max(t.saturating_sub(self.remember_ms));
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
@@ -139,43 +145,42 @@ impl FileDriver {
     }
 }
 
-impl SourceDriver<String> for FileDriver {
-    fn close(&mut self, t: Time, out: &mut Vec<String>) {
+impl PlannedSource for FileSource {
+    type Item = String;
+    type Plan = Vec<PathBuf>;
+
+    fn plan(&mut self, t: Time, _rate: Option<f64>) -> crate::Result<Vec<PathBuf>> {
+        Ok(self.select(t.millis()))
+    }
+
+    fn read(&mut self, t: Time, files: &Vec<PathBuf>, out: &mut Vec<String>) -> crate::Result<()> {
         let t = t.millis();
-        // The batch log: a batch re-run after a recovery reads the files it read the first time.
-        let logged = self.rt.checkpoints.as_deref().map(|ck| ck.get_batch_log::<Vec<PathBuf>>(t, self.input));
-        let files = match logged {
-            Some(Ok(Some(files))) => files,
-            Some(Err(e)) => {
-                self.rt.checkpoint_failed(e);
-                Vec::new()
-            }
-            Some(Ok(None)) | None => {
-                let files = self.select(t);
-                if let Some(ck) = self.rt.checkpoints.as_deref() {
-                    if let Err(e) = ck.put_batch_log(t, self.input, &files) {
-                        self.rt.checkpoint_failed(e);
-                    }
-                }
-                files
-            }
-        };
         if !files.is_empty() {
             tracing::debug!("file stream: batch {t} ms reads {} file(s)", files.len());
         }
         self.to_read = files.iter().cloned().collect();
-        self.selected.insert(t, files);
+        self.selected.insert(t, files.clone());
         let keep_after = t.saturating_sub(self.remember_ms);
         self.selected.retain(|&bt, _| bt > keep_after);
         self.read_some(out);
+        Ok(())
     }
 
-    fn closing(&self) -> bool {
+    fn has_more(&self) -> bool {
         self.reading.is_some() || !self.to_read.is_empty()
     }
 
-    fn close_more(&mut self, _t: Time, out: &mut Vec<String>) {
+    fn read_more(&mut self, _t: Time, out: &mut Vec<String>) -> crate::Result<()> {
         self.read_some(out);
+        Ok(())
+    }
+
+    fn metadata(&self, files: &Vec<PathBuf>) -> Vec<(String, String)> {
+        if files.is_empty() {
+            return Vec::new();
+        }
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        vec![("files".to_owned(), names.join("\n"))]
     }
 
     fn position(&self) -> Option<Vec<u8>> {
@@ -209,34 +214,20 @@ impl StreamingContext {
         let batch = self.shared.batch_ms;
         let remember_ms = self.shared.settings.file_min_remember_ms.div_ceil(batch).max(1) * batch;
         let reads = dir.display().to_string();
-        self.input_stream("file stream", &reads, move |env, id, name| {
-            let dir = dir.clone();
-            let driver = env.is_driver();
-            spread_source(env, name, id, move |senv| -> Box<dyn SourceDriver<String>> {
-                if driver {
-                    Box::new(FileDriver {
-                        input: id,
-                        dir,
-                        initial_threshold: created,
-                        remember_ms,
-                        selected: BTreeMap::new(),
-                        rt: senv.rt,
-                        to_read: VecDeque::new(),
-                        reading: None,
-                    })
-                } else {
-                    Box::new(Idle)
-                }
+        let rt_dir = dir.clone();
+        self.planned_input("file stream", &reads, Reads::OnDriver, move |_, rt| {
+            Ok(FileSource {
+                dir: rt_dir.clone(),
+                initial_threshold: created,
+                remember_ms,
+                selected: BTreeMap::new(),
+                rt: Arc::clone(rt),
+                to_read: VecDeque::new(),
+                reading: None,
             })
         })
+        .0
     }
-}
-
-/// The share of a source on a worker that does not read it.
-pub(crate) struct Idle;
-
-impl<T> SourceDriver<T> for Idle {
-    fn close(&mut self, _t: Time, _out: &mut Vec<T>) {}
 }
 
 #[cfg(test)]
@@ -256,8 +247,7 @@ mod tests {
         std::fs::write(dir.path().join("big.txt"), &text).unwrap();
         drop(text);
         let rt = Arc::new(crate::exec::runtime::tests::runtime(crate::Conf::new()));
-        let mut d = FileDriver {
-            input: 0,
+        let mut d = FileSource {
             dir: dir.path().to_path_buf(),
             initial_threshold: 0,
             remember_ms: 60_000,
@@ -269,16 +259,17 @@ mod tests {
         let mtime = std::fs::metadata(dir.path().join("big.txt")).unwrap().modified().unwrap();
         let t = Time::from_millis(mtime.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64 + 1);
         let (mut out, mut parts, mut total) = (Vec::new(), 0, 0);
-        d.close(t, &mut out);
+        let files = d.plan(t, None).unwrap();
+        d.read(t, &files, &mut out).unwrap();
         loop {
             parts += 1;
             assert!(out.len() * 100 <= CHUNK_BYTES + 256 * 1024 + 100, "part {parts} holds {} lines", out.len());
             total += out.len();
             out.clear();
-            if !d.closing() {
+            if !d.has_more() {
                 break;
             }
-            d.close_more(t, &mut out);
+            d.read_more(t, &mut out).unwrap();
         }
         assert_eq!(total, lines);
         assert!(parts >= 3, "{parts} parts");
