@@ -51,6 +51,10 @@ def jars():
 
 
 def engine_cmd(system, workload, port, seconds, csv_path, batch_ms=1000):
+    if system == "floor":
+        # The word count's floor: one thread reading, splitting and counting, no engine.
+        return [BENCH, "socket-hand", "--port", str(port), "--batch-ms", str(batch_ms), "--seconds", str(seconds),
+                "--csv", csv_path]
     if system == "ember":
         return [BENCH, "socket", "--workload", workload, "--port", str(port), "--workers", "2",
                 "--batch-ms", str(batch_ms), "--seconds", str(seconds), "--csv", csv_path]
@@ -193,10 +197,11 @@ def noisy(workload="wordcount"):
     median and the spread instead of a maximum rate, which a busy machine drives to 0."""
     rate = int(os.environ.get("BENCH_RATE", "100000"))
     repeats = int(os.environ.get("BENCH_REPEATS", "3"))
-    idle = {system: run(system, workload, [(0, LOAD_S)])["cpu"] for system in ["ember", "spark"]}
-    per = {"ember": [], "spark": []}
+    systems = ["ember", "spark"] + (["floor"] if workload == "wordcount" else [])
+    idle = {system: run(system, workload, [(0, LOAD_S)])["cpu"] for system in systems}
+    per = {system: [] for system in systems}
     for i in range(repeats):
-        for system in ["ember", "spark"]:
+        for system in systems:
             res = at_load(system, workload, rate)
             res["cpu_per_m_marginal"] = max(res["cpu"] - idle[system], 0) / max(res["records"] / 1e6, 1e-9)
             per[system].append(res)
@@ -212,14 +217,19 @@ def noisy(workload="wordcount"):
            "| system | CPU s per M records, median (min - max) | idle run CPU s | total delay p50 ms, median | peak RSS MiB, median |",
            "|---|---|---|---|---|"]
     med = lambda xs: sorted(xs)[len(xs) // 2]
-    for system in ["ember", "spark"]:
+    for system in systems:
         c = [r["cpu_per_m_marginal"] for r in per[system]]
         out.append(f"| {system} | {med(c):.2f} ({min(c):.2f} - {max(c):.2f}) | {idle[system]:.1f} | "
                    f"{med([r['p50'] for r in per[system]])} | {med([r['rss_mb'] for r in per[system]]):.0f} |")
     e = med([r["cpu_per_m_marginal"] for r in per["ember"]])
     sp = med([r["cpu_per_m_marginal"] for r in per["spark"]])
     out += ["", f"Spark / Ember CPU per record (medians): **{ratio(sp, e)}**.", ""]
-    path = os.path.join(ROOT, "crates", "ember-bench", "results", f"{datetime.date.today().isoformat()}-noisy.md")
+    if "floor" in per:
+        fl = med([r["cpu_per_m_marginal"] for r in per["floor"]])
+        out += [f"`floor` is `ember-bench socket-hand`: one thread reading the same socket, splitting and counting",
+                f"into an Fx hash map, no engine — what any engine must spend at least. Ember / floor: **{ratio(e, fl)}**.", ""]
+    name = f"{datetime.date.today().isoformat()}-noisy" + ("" if rate == 100000 else f"-{rate}") + ".md"
+    path = os.path.join(ROOT, "crates", "ember-bench", "results", name)
     with open(path, "w") as f:
         f.write("\n".join(out))
     print("\n".join(out))

@@ -18,6 +18,8 @@
 //!     the side-by-side workloads on the load generator's lines, one CSV row per batch; with
 //!     --until-eof it reads until the sender closes and reports lines processed and peak RSS
 //!     (slow_sink: an output spending U µs per line, for the overload test; --ui: with the web UI)
+//! ember-bench socket-hand --port P [--batch-ms B] [--seconds S] [--csv FILE]
+//!     the word count's floor on the same socket: one thread, no engine (CPU per line to compare)
 //! ember-bench kafka [--brokers B] [--records N] [--workers W] [--batches K]
 //!     Kafka (3 partitions, 100-byte records) -> word count -> Kafka sink, against the client alone
 //!     and a hand-written consume-count-produce loop
@@ -49,7 +51,7 @@ fn text(lines_per_second: u64) -> GeneratedText {
 
 fn word_count(lines: &DStream<String>) {
     lines
-        .flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .flat_map(|line: String| line.split_owned(' '))
         .map(|w| (w, 1u64))
         .reduce_by_key(|a, b| a + b)
         .foreach_partition(|_t, counts| {
@@ -191,7 +193,7 @@ fn windowed(workers: u64, lines_per_batch: u64, batches: u64) -> anyhow::Result<
     let conf = Conf::new().master(format!("local[{workers}]")).manual_clock(true);
     let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
     ssc.generated_text_stream_with(text(lines_per_batch))
-        .flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .flat_map(|line: String| line.split_owned(' '))
         .map(|w| (w, 1u64))
         .reduce_by_key_and_window_inverse(|a, b| a + b, |a, b| a - b, Duration::from_secs(10), Duration::from_secs(2))
         .foreach_partition(|_t, counts| {
@@ -348,6 +350,7 @@ fn main() -> anyhow::Result<()> {
         Some("kinesis") => connectors::kinesis(&args[1..]),
         Some("zeromq") => connectors::zeromq(&args[1..]),
         Some("socket") => socket::main(&args[1..]),
+        Some("socket-hand") => socket::hand(&args[1..]),
         Some("checkpoint") => checkpoint_cost(arg(&args, "--keys", 1_000_000)?, arg(&args, "--batches", 5)?),
         Some("windowed") => windowed(arg(&args, "--workers", 2)?, arg(&args, "--lines-per-batch", 500_000)?, arg(&args, "--batches", 10)?),
         Some("state") => state(arg(&args, "--workers", 2)?, arg(&args, "--keys", 1_000_000)?, arg(&args, "--touched", 10_000)?, arg(&args, "--batches", 5)?),

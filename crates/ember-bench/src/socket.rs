@@ -64,7 +64,49 @@ fn consume<K: ember::Data, V: ember::Data + Into<u64>>(counts: &DStream<(K, V)>)
 }
 
 fn words(lines: &DStream<String>) -> DStream<(String, u64)> {
-    lines.flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>()).map(|w| (w, 1u64))
+    lines.flat_map(|line: String| line.split_owned(' ')).map(|w| (w, 1u64))
+}
+
+/// `ember-bench socket-hand --port P [--batch-ms B] [--seconds S]`: the word count's physical
+/// floor on the same socket, without Ember: one thread reads lines into a reused buffer, splits
+/// them and counts the words into an Fx hash map with owned keys, dropped every batch interval.
+/// Its CPU per line is what any engine must spend at least.
+pub fn hand(args: &[String]) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let get = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let port: u16 = get("--port").context("--port is required")?.parse()?;
+    let batch = Duration::from_millis(get("--batch-ms").map_or(Ok(1000), |w| w.parse())?);
+    let seconds: u64 = get("--seconds").map_or(Ok(60), |w| w.parse())?;
+    if let Some(csv) = get("--csv") {
+        std::fs::write(&csv, "batch_ms,num_records,sched_delay_ms,proc_delay_ms,total_delay_ms,rate_limit\n")?;
+    }
+    let conn = std::net::TcpStream::connect(("127.0.0.1", port)).context("connecting to the load generator")?;
+    conn.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, conn);
+    let (start, mut next_batch) = (std::time::Instant::now(), batch);
+    let mut counts: rustc_hash::FxHashMap<String, u64> = Default::default();
+    let (mut line, mut lines) = (Vec::new(), 0u64);
+    while start.elapsed() < Duration::from_secs(seconds) {
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {
+                let text = std::str::from_utf8(&line).unwrap_or("").trim_end_matches(['\n', '\r']);
+                for w in text.split(' ') {
+                    *counts.entry(w.to_owned()).or_insert(0) += 1;
+                }
+                lines += 1;
+                line.clear();
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if start.elapsed() >= next_batch {
+            black_box(std::mem::take(&mut counts).len());
+            next_batch += batch;
+        }
+    }
+    println!("BENCH processed_lines={lines}");
+    Ok(())
 }
 
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
