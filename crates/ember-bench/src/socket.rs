@@ -83,7 +83,7 @@ pub fn hand(args: &[String]) -> anyhow::Result<()> {
     let conn = std::net::TcpStream::connect(("127.0.0.1", port)).context("connecting to the load generator")?;
     conn.set_read_timeout(Some(Duration::from_millis(100)))?;
     let mut reader = std::io::BufReader::with_capacity(64 * 1024, conn);
-    let (start, mut next_batch) = (std::time::Instant::now(), batch);
+    let (start, mut next_batch) = (Stopwatch::start(), batch);
     let mut counts: rustc_hash::FxHashMap<String, u64> = Default::default();
     let (mut line, mut lines) = (Vec::new(), 0u64);
     while start.elapsed() < Duration::from_secs(seconds) {
