@@ -108,6 +108,31 @@ fn build(input: &Path, out: &Path, ck: &Path, master: &str) -> ember::Result<Str
                 })
         })
         .save_as_text_files(save("kit_driver_state"), "");
+    // A state trained batch after batch (train_per_batch): each worker weighs its records by
+    // the state after the previous batch, so a state restored wrong changes every later one.
+    values
+        .operator("trained", |b| {
+            let driver = b.is_driver();
+            b.train_per_batch(
+                "mix",
+                (0u64, 1u64),
+                |_t, xs: Vec<u64>, &(n, mix): &(u64, u64), out| {
+                    out.push((xs.len() as u64, xs.len() as u64 * (mix % 7 + 1) + n % 3));
+                },
+                |_t, parts, (n, mix)| {
+                    for (_worker, (count, weighed)) in parts {
+                        *n += count;
+                        *mix = mix.wrapping_mul(31).wrapping_add(weighed) % 1_000_003;
+                    }
+                },
+            )
+            .per_batch("on the driver", move |_t, states, out| {
+                if driver {
+                    out.extend(states)
+                }
+            })
+        })
+        .save_as_text_files(save("kit_train_per_batch"), "");
     let records = ssc.accumulator("records");
     let dir = accumulator_dir(out);
     words.foreach_batch(move |t, batch| -> ember::Result<()> {
@@ -203,8 +228,8 @@ fn killed_and_straight_agree(master: &str, kills: usize, seed: u64) {
         c.finish();
     }
     let want = outputs(&dir.path().join("a"));
-    // Ten outputs every batch (the accumulator's among them), two every second batch.
-    assert_eq!(want.len() as u64, 10 * BATCHES + 2 * (BATCHES / 2), "every output of every batch");
+    // Eleven outputs every batch (the accumulator's among them), two every second batch.
+    assert_eq!(want.len() as u64, 11 * BATCHES + 2 * (BATCHES / 2), "every output of every batch");
 
     let (out, ck) = (dir.path().join("b"), dir.path().join("ck-b"));
     let mut r = common::rng(seed);

@@ -15,6 +15,7 @@
 //! | [`per_batch_with`](Batches::per_batch_with) | the same for two streams (joins, set operations) |
 //! | [`per_batch_stateful`](Batches::per_batch_stateful) | the same with a state kept across batches, checkpointed and recovered with the job's |
 //! | [`driver_state`](Batches::driver_state) + [`with_state`](Batches::with_state) | a state folded on the driver each batch and handed to every worker |
+//! | [`train_per_batch`](Batches::train_per_batch) | a state trained batch after batch: every worker uses the state after the previous batch, and every worker folds all workers' partial results into its copy (streaming machine learning) |
 //! | [`union`](Batches::union) | both streams' records |
 //!
 //! Sources and sinks have their own contracts: [`PlannedSource`] (a source whose batches are
@@ -482,6 +483,69 @@ impl<'s, T: Data> Batches<'s, T> {
             }
             f(t, records, latest.as_ref(), out)
         })
+    }
+
+    /// A state trained on the stream, batch after batch (the primitive of streaming machine
+    /// learning): each worker turns its share of batch `t` into `partial` results using the state
+    /// as it was after batch `t - 1` (`initial` before the first); every worker receives the
+    /// partials of all workers, tagged with the worker that made them and in worker order, and
+    /// `update` folds them into its copy of the state, so every worker holds the same state. The
+    /// output is the state after each batch, one record per worker. Only the partials travel,
+    /// never the batch. The state is part of the checkpoint: a recovered job continues from it.
+    ///
+    /// ```
+    /// # use ember::testing::*;
+    /// // A running count, where each batch counts its records above the mean before it.
+    /// let out = run_on_batches(vec![vec![1.0, 3.0], vec![5.0, 0.5]], |s| {
+    ///     s.operator("above the mean so far", |b| {
+    ///         b.train_per_batch(
+    ///             "mean",
+    ///             (0.0, 0u64, 0u64),
+    ///             |_t, xs: Vec<f64>, &(sum, n, _): &(f64, u64, u64), out| {
+    ///                 let above = xs.iter().filter(|x| n > 0 && **x > sum / n as f64).count() as u64;
+    ///                 out.push((xs.iter().sum::<f64>(), xs.len() as u64, above))
+    ///             },
+    ///             |_t, parts: Vec<(usize, (f64, u64, u64))>, (sum, n, above): &mut (f64, u64, u64)| {
+    ///                 parts.into_iter().for_each(|(_worker, (s, c, a))| { *sum += s; *n += c; *above += a; })
+    ///             },
+    ///         )
+    ///         .per_batch("one", |_t, states: Vec<(f64, u64, u64)>, out| out.extend(states.into_iter().take(1)))
+    ///     })
+    /// });
+    /// // Batch 2: 5.0 is above the mean 2.0 of batch 1, 0.5 is not.
+    /// assert_eq!(out, vec![vec![(4.0, 2, 0)], vec![(9.5, 4, 1)]]);
+    /// ```
+    pub fn train_per_batch<S: Data, P: Data>(
+        self,
+        name: &str,
+        initial: S,
+        mut partial: impl FnMut(Time, Vec<T>, &S, &mut Vec<P>) + 'static,
+        mut update: impl FnMut(Time, Vec<(usize, P)>, &mut S) + 'static,
+    ) -> Batches<'s, S> {
+        use timely::dataflow::operators::core::{ConnectLoop, Feedback};
+        // Batch `t` may start only once every worker updated the state with batch `t - 1`: the
+        // states come back through a loop delayed by one batch. Their records are not needed:
+        // each worker reads its own copy, which is also the one a recovered job restores.
+        let (handle, previous) = self.stream.scope().feedback::<Vec<S>>(self.kit.grid.slide);
+        let previous = Batches { stream: previous, kit: Rc::clone(&self.kit) };
+        let (worker, state) = (self.kit.index, self.stateful(name, initial));
+        let current = Rc::clone(&state.cell);
+        let trained = self
+            .per_batch_with(name, previous, move |t, records, _previous, out: &mut Vec<(usize, P)>| {
+                let mut parts = Vec::new();
+                partial(t, records, &current.borrow(), &mut parts);
+                out.extend(parts.into_iter().map(|p| (worker, p)));
+            })
+            .broadcast()
+            .per_batch(name, move |t, mut parts, out| {
+                parts.sort_by_key(|(w, _)| *w);
+                state.update(t.millis(), |s| {
+                    update(t, parts, s);
+                    out.push(s.clone());
+                })
+            });
+        trained.stream.clone().connect_loop(handle);
+        trained
     }
 
     /// Calls `f` once per batch with this worker's share of the batch of this stream and of
