@@ -362,6 +362,21 @@ impl StreamingKMeans {
         lock(&self.latest).clone().or_else(|| self.initial.clone())
     }
 
+    /// The model after each batch, once per batch (the driver worker's copy; every worker holds
+    /// the same), once [`train_on`](Self::train_on) was declared: to save or show the model as
+    /// it evolves, as Spark users read `latestModel()` in `foreachRDD`.
+    pub fn models(&self) -> Option<DStream<KMeansModel>> {
+        let trained = lock(&self.models).clone()?;
+        Some(trained.operator("StreamingKMeans.models", |b| {
+            let driver = b.is_driver();
+            b.per_batch("driver's copy", move |_t, models: Vec<KMeansModel>, out| {
+                if driver {
+                    out.extend(models.into_iter().take(1))
+                }
+            })
+        }))
+    }
+
     /// The points skipped so far in this process (another dimension, or not finite).
     pub fn skipped(&self) -> u64 {
         self.skipped.load(std::sync::atomic::Ordering::Relaxed)

@@ -39,18 +39,23 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
 
+/// The case's `StreamingKMeans`, configured as the golden script configured Spark's.
+fn configured(case: &Case) -> StreamingKMeans {
+    let unit = if case.time_unit == "points" { TimeUnit::Points } else { TimeUnit::Batches };
+    match &case.half_life {
+        Some((h, _)) => StreamingKMeans::new().k(case.k).half_life(*h, unit),
+        None => StreamingKMeans::new().k(case.k).decay_factor(case.decay_factor).time_unit(unit),
+    }
+    .initial_centers(case.centers.clone(), case.weights.clone())
+}
+
 /// Runs `case` under `master` and compares the model after every batch with Spark's.
 fn replay(case: &Case, master: &str) {
     let ssc = ember::testing::manual_context(master);
     let batches: Vec<Vec<Vector>> =
         case.batches.iter().map(|b| b.iter().map(|p| Vector::dense(p.clone())).collect()).collect();
     let points = ssc.queue_stream(batches, true);
-    let unit = if case.time_unit == "points" { TimeUnit::Points } else { TimeUnit::Batches };
-    let km = match &case.half_life {
-        Some((h, _)) => StreamingKMeans::new().k(case.k).half_life(*h, unit),
-        None => StreamingKMeans::new().k(case.k).decay_factor(case.decay_factor).time_unit(unit),
-    }
-    .initial_centers(case.centers.clone(), case.weights.clone());
+    let km = configured(case);
     km.train_on(&points).unwrap();
     for (i, want) in case.after_each_batch.iter().enumerate() {
         ssc.run_batches(1).unwrap();
@@ -156,4 +161,77 @@ fn configuration_mistakes_are_errors_before_start() {
     assert!(e.unwrap_err().to_string().contains("k is 3 but there are 2 initial centers"));
     let e = StreamingKMeans::new().decay_factor(-1.0).initial_centers(vec![vec![1.0]], vec![1.0]).predict_on(&points);
     assert!(e.unwrap_err().to_string().contains("decay factor must be 0 or more"));
+}
+
+/// Every case at once, in one job on `conf`: the models of every case after each batch, as
+/// `case batch json` lines.
+fn replay_all(conf: ember::Conf) -> Vec<String> {
+    let g = golden();
+    let ssc = ember::StreamingContext::new(conf.manual_clock(true), std::time::Duration::from_secs(1)).unwrap();
+    let rounds = g.cases.iter().map(|c| c.batches.len()).max().unwrap();
+    let models: Vec<StreamingKMeans> = g
+        .cases
+        .iter()
+        .map(|case| {
+            let batches: Vec<Vec<Vector>> =
+                case.batches.iter().map(|b| b.iter().map(|p| Vector::dense(p.clone())).collect()).collect();
+            let km = configured(case);
+            km.train_on(&ssc.queue_stream(batches, true)).unwrap();
+            km
+        })
+        .collect();
+    let mut lines = Vec::new();
+    for batch in 0..rounds {
+        ssc.run_batches(1).unwrap();
+        for (case, km) in g.cases.iter().zip(&models) {
+            let m = km.latest_model().unwrap();
+            lines.push(format!("{} {batch} {}", case.name, serde_json::to_string(&(m.centers, m.weights)).unwrap()));
+        }
+    }
+    ssc.stop(false).unwrap();
+    lines
+}
+
+/// Whether the model lines of a run match Spark's after every batch of every case.
+fn check_lines(lines: &[String], how: &str) {
+    let g = golden();
+    for case in &g.cases {
+        for (i, want) in case.after_each_batch.iter().enumerate() {
+            let prefix = format!("{} {i} ", case.name);
+            let line =
+                lines.iter().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("{how}: no model for {prefix}"));
+            let (centers, weights): (Vec<Vec<f64>>, Vec<f64>) = serde_json::from_str(&line[prefix.len()..]).unwrap();
+            let ok = weights.len() == want.weights.len()
+                && weights.iter().zip(&want.weights).all(|(a, b)| close(*a, *b))
+                && centers.iter().flatten().zip(want.centers.iter().flatten()).all(|(a, b)| close(*a, *b));
+            assert!(ok, "{how}: {} after batch {i}: Ember {centers:?} {weights:?}, Spark {want:?}", case.name);
+        }
+    }
+}
+
+#[test]
+#[ignore = "run as a child process by `every_batch_matches_spark_on_two_processes`"]
+fn kmeans_cluster_child() {
+    for l in replay_all(ember::Conf::new()) {
+        println!("KM {l}");
+    }
+}
+
+#[test]
+fn every_batch_matches_spark_on_two_processes() {
+    let outputs = ember::testing::run_cluster("kmeans_cluster_child", &[]);
+    for (p, out) in outputs.iter().enumerate() {
+        let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            // The test harness may print its `test ... ` on the first line's start.
+            .filter_map(|l| l.find("KM ").map(|at| l[at + 3..].to_owned()))
+            .collect();
+        // Every process holds the model.
+        check_lines(&lines, &format!("2 processes x 2 workers, process {p}"));
+    }
+}
+
+#[test]
+fn all_cases_in_one_job_match_spark() {
+    check_lines(&replay_all(ember::Conf::new().master("local[2]")), "one job, local[2]");
 }

@@ -1,0 +1,120 @@
+//! Streaming k-means with a checkpoint directory, killed with SIGKILL at random points of its
+//! progress and restarted: the model saved after every batch equals an uninterrupted run's.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ember::{Clock, Conf, StreamingContext};
+use ember_ml::{StreamingKMeans, Vector};
+
+const START: u64 = 1_700_000_000_000;
+const BATCHES: u64 = 16;
+
+/// Files of points in Spark's text form, their modification times spread over the batches.
+fn write_input(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut seed = 11u64;
+    let mut r = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as f64 / (1u64 << 31) as f64
+    };
+    for i in 0..40u64 {
+        let lines: Vec<String> = (0..(5 + (r() * 30.0) as usize))
+            .map(|_| {
+                let (cx, cy) = [(0.0, 0.0), (5.0, 5.0), (-4.0, 6.0)][(r() * 3.0) as usize % 3];
+                format!("[{},{}]", cx + r() - 0.5, cy + r() - 0.5)
+            })
+            .collect();
+        let path = dir.join(format!("points-{i:03}.txt"));
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let mtime = START + 1 + i * (BATCHES - 2) * 1000 / 40;
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + Duration::from_millis(mtime)).unwrap();
+    }
+}
+
+fn build(input: &Path, out: &Path, ck: &Path, master: &str) -> ember::Result<StreamingContext> {
+    let conf = Conf::new()
+        .master(master)
+        .manual_clock(true)
+        .set("clock.manual.start", START.to_string())
+        .set("checkpoint.sync", "false");
+    let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
+    ssc.checkpoint(ck);
+    let points = ssc.text_file_stream(input).flat_map(|l: String| l.parse::<Vector>().ok());
+    let km = StreamingKMeans::new()
+        .k(3)
+        .decay_factor(0.8)
+        .initial_centers(vec![vec![1.0, 1.0], vec![2.0, 2.0], vec![3.0, 3.0]], vec![0.0; 3]);
+    km.train_on(&points)?;
+    let models = km.models().expect("trained");
+    models
+        .map(|m| serde_json::to_string(&m).unwrap_or_default())
+        .save_as_text_files(out.join("model").display().to_string(), "");
+    km.predict_on(&points)?.count_by_value().save_as_text_files(out.join("clusters").display().to_string(), "");
+    Ok(ssc)
+}
+
+#[test]
+#[ignore = "run as a child process by the tests below"]
+fn kmeans_kill_child() {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+    let (input, out, ck) =
+        (PathBuf::from(var("KILL_IN")), PathBuf::from(var("KILL_OUT")), PathBuf::from(var("KILL_CK")));
+    let master = var("KILL_MASTER");
+    let ssc = StreamingContext::get_or_create(&ck, || build(&input, &out, &ck, &master)).unwrap();
+    let clock = ssc.manual_clock().unwrap();
+    ssc.start().unwrap();
+    while clock.now_millis() < START + BATCHES * 1000 {
+        ssc.run_batches(1).unwrap();
+    }
+    ssc.stop(false).unwrap();
+}
+
+fn child(master: &str, input: &Path, out: &Path, ck: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "kmeans_kill_child", "--ignored", "--nocapture", "--test-threads", "1"])
+        .env("KILL_IN", input)
+        .env("KILL_OUT", out)
+        .env("KILL_CK", ck)
+        .env("KILL_MASTER", master)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null());
+    cmd
+}
+
+fn killed_and_straight_agree(master: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    write_input(&input);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let status = child(master, &input, &a, &dir.path().join("ck-a")).status().unwrap();
+    assert!(status.success(), "the uninterrupted run failed");
+    let want = ember::testing::committed_outputs(&a);
+    assert_eq!(want.len() as u64, 2 * BATCHES, "a model and the cluster counts every batch");
+    let ck = dir.path().join("ck-b");
+    let kills = ember::testing::kill_and_restart(
+        || child(master, &input, &b, &ck),
+        6,
+        || ember::testing::committed_output_count(&b),
+        2 * BATCHES,
+    );
+    assert!(kills >= 3, "only {kills} kills landed");
+    let got = ember::testing::committed_outputs(&b);
+    for (name, lines) in &want {
+        assert_eq!(got.get(name), Some(lines), "{master}: output {name} after {kills} kills");
+    }
+    // The model moved: training happened.
+    let last = want.iter().rfind(|(n, _)| n.starts_with("model")).unwrap().1;
+    assert!(!last[0].contains("[1.0,1.0]"), "{last:?}");
+}
+
+#[test]
+fn the_model_survives_sigkill_local_1() {
+    killed_and_straight_agree("local[1]");
+}
+
+#[test]
+fn the_model_survives_sigkill_local_3() {
+    killed_and_straight_agree("local[3]");
+}
