@@ -162,6 +162,32 @@ pub fn kill_and_restart(
     done
 }
 
+/// The body of a child process of a SIGKILL test: reads the directories `KILL_IN`, `KILL_OUT`,
+/// `KILL_CK` and the master `KILL_MASTER` from the environment, gets the job from its checkpoint
+/// or creates it with `build(input, out, checkpoint, master)`, and runs it on its manual clock
+/// until the clock reads `end_millis`.
+///
+/// # Panics
+/// When a variable is not set or the job fails (a test helper).
+pub fn run_kill_child(
+    end_millis: u64,
+    build: impl FnOnce(&std::path::Path, &std::path::Path, &std::path::Path, &str) -> crate::Result<StreamingContext>,
+) {
+    use crate::clock::Clock;
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+    let (input, out, ck) = (var("KILL_IN"), var("KILL_OUT"), var("KILL_CK"));
+    let (input, out, ck) = (std::path::Path::new(&input), std::path::Path::new(&out), std::path::Path::new(&ck));
+    let master = var("KILL_MASTER");
+    let ssc = StreamingContext::get_or_create(ck, || build(input, out, ck, &master))
+        .unwrap_or_else(|e| panic!("cannot get or create the job: {e}"));
+    let clock = ssc.manual_clock().unwrap_or_else(|| panic!("the job has no manual clock"));
+    ssc.start().unwrap_or_else(|e| panic!("cannot start the job: {e}"));
+    while clock.now_millis() < end_millis {
+        ssc.run_batches(1).unwrap_or_else(|e| panic!("the job failed: {e}"));
+    }
+    ssc.stop(false).unwrap_or_else(|e| panic!("cannot stop the job: {e}"));
+}
+
 /// How many outputs under `dir` carry their `_SUCCESS` marker (0 before `dir` exists): the
 /// progress of a job that saves one output per batch, for [`kill_and_restart`].
 pub fn committed_output_count(dir: &std::path::Path) -> u64 {

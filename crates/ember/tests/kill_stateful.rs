@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ember::dstream::map_with_state::{State, StateSpec};
-use ember::{Clock, Conf, StreamingContext};
+use ember::{Conf, StreamingContext};
 
 const START: u64 = 1_700_000_000_000;
 const BATCHES: u64 = 24;
@@ -150,17 +150,7 @@ fn build(input: &Path, out: &Path, ck: &Path, master: &str) -> ember::Result<Str
 #[test]
 #[ignore = "run as a child process by the tests below"]
 fn stateful_kill_child() {
-    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
-    let (input, out, ck) =
-        (PathBuf::from(var("KILL_IN")), PathBuf::from(var("KILL_OUT")), PathBuf::from(var("KILL_CK")));
-    let master = var("KILL_MASTER");
-    let ssc = StreamingContext::get_or_create(&ck, || build(&input, &out, &ck, &master)).unwrap();
-    let clock = ssc.manual_clock().unwrap();
-    ssc.start().unwrap();
-    while clock.now_millis() < START + BATCHES * 1000 {
-        ssc.run_batches(1).unwrap();
-    }
-    ssc.stop(false).unwrap();
+    ember::testing::run_kill_child(START + BATCHES * 1000, build);
 }
 
 /// Starts one run of the job: one child process, or two for `cluster`.
