@@ -98,22 +98,18 @@ fn build(input: &Path, out: &Path, ck: &Path, master: &str) -> ember::Result<Str
         .save_as_text_files(save("kit_per_batch_stateful"), "");
     values
         .operator("records so far", |b| {
-            let driver = b.is_driver();
-            b.per_batch("partial", |_t, xs: Vec<u64>, out| out.push(xs.len() as u64))
-                .driver_state("records", 0u64, |_t, partials, total| *total += partials.iter().sum::<u64>())
-                .per_batch("on the driver", move |_t, totals, out| {
-                    if driver {
-                        out.extend(totals)
-                    }
-                })
+            on_the_driver(b.per_batch("partial", |_t, xs: Vec<u64>, out| out.push(xs.len() as u64)).driver_state(
+                "records",
+                0u64,
+                |_t, partials, total| *total += partials.iter().sum::<u64>(),
+            ))
         })
         .save_as_text_files(save("kit_driver_state"), "");
     // A state trained batch after batch (train_per_batch): each worker weighs its records by
     // the state after the previous batch, so a state restored wrong changes every later one.
     values
         .operator("trained", |b| {
-            let driver = b.is_driver();
-            b.train_per_batch(
+            on_the_driver(b.train_per_batch(
                 "mix",
                 (0u64, 1u64),
                 |_t, xs: Vec<u64>, &(n, mix): &(u64, u64), out| {
@@ -125,14 +121,28 @@ fn build(input: &Path, out: &Path, ck: &Path, master: &str) -> ember::Result<Str
                         *mix = mix.wrapping_mul(31).wrapping_add(weighed) % 1_000_003;
                     }
                 },
-            )
-            .per_batch("on the driver", move |_t, states, out| {
-                if driver {
-                    out.extend(states)
-                }
-            })
+            ))
         })
         .save_as_text_files(save("kit_train_per_batch"), "");
+    // The same in rounds (train_per_batch_in_rounds), with a number of rounds that depends on
+    // the state.
+    values
+        .operator("trained in rounds", |b| {
+            on_the_driver(b.train_per_batch_in_rounds(
+                "rounds",
+                (0u64, 1u64),
+                5,
+                |_t, round, xs: &[u64], &(_, mix): &(u64, u64)| xs.len() as u64 * (mix % 5 + u64::from(round)),
+                |_t, round, parts, (n, mix)| {
+                    for (_worker, weighed) in parts {
+                        *mix = (mix.wrapping_mul(31) + weighed) % 1_000_003;
+                    }
+                    *n += 1;
+                    u64::from(round) < *mix % 3 + 1
+                },
+            ))
+        })
+        .save_as_text_files(save("kit_train_per_batch_in_rounds"), "");
     let records = ssc.accumulator("records");
     let dir = accumulator_dir(out);
     words.foreach_batch(move |t, batch| -> ember::Result<()> {
@@ -145,6 +155,16 @@ fn build(input: &Path, out: &Path, ck: &Path, master: &str) -> ember::Result<Str
             .map_err(|e| ember::Error::io("saving the accumulator", e))
     });
     Ok(ssc)
+}
+
+/// The driver worker's records of each batch, of a state every worker holds a copy of.
+fn on_the_driver<S: ember::Data>(b: ember::operator::Batches<'_, S>) -> ember::operator::Batches<'_, S> {
+    let driver = b.is_driver();
+    b.per_batch("on the driver", move |_t, states, out| {
+        if driver {
+            out.extend(states)
+        }
+    })
 }
 
 #[test]
@@ -218,8 +238,8 @@ fn killed_and_straight_agree(master: &str, kills: usize, seed: u64) {
         c.finish();
     }
     let want = outputs(&dir.path().join("a"));
-    // Eleven outputs every batch (the accumulator's among them), two every second batch.
-    assert_eq!(want.len() as u64, 11 * BATCHES + 2 * (BATCHES / 2), "every output of every batch");
+    // Twelve outputs every batch (the accumulator's among them), two every second batch.
+    assert_eq!(want.len() as u64, 12 * BATCHES + 2 * (BATCHES / 2), "every output of every batch");
 
     let (out, ck) = (dir.path().join("b"), dir.path().join("ck-b"));
     let mut r = common::rng(seed);

@@ -16,6 +16,7 @@
 //! | [`per_batch_stateful`](Batches::per_batch_stateful) | the same with a state kept across batches, checkpointed and recovered with the job's |
 //! | [`driver_state`](Batches::driver_state) + [`with_state`](Batches::with_state) | a state folded on the driver each batch and handed to every worker |
 //! | [`train_per_batch`](Batches::train_per_batch) | a state trained batch after batch: every worker uses the state after the previous batch, and every worker folds all workers' partial results into its copy (streaming machine learning) |
+//! | [`train_per_batch_in_rounds`](Batches::train_per_batch_in_rounds) | the same in rounds within each batch, each worker keeping its share of the batch (gradient descent) |
 //! | [`union`](Batches::union) | both streams' records |
 //!
 //! Sources and sinks have their own contracts: [`PlannedSource`] (a source whose batches are
@@ -45,7 +46,7 @@ use timely::dataflow::operators::core::Concatenate;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
-use super::batch::{batch_binary, batch_unary};
+use super::batch::{batch_binary, batch_unary, fire_ready};
 use super::runtime::Runtime;
 use super::state::{Registry, Snapshot, Stateful};
 use super::{key_hash, Guard};
@@ -546,6 +547,179 @@ impl<'s, T: Data> Batches<'s, T> {
             });
         trained.stream.clone().connect_loop(handle);
         trained
+    }
+
+    /// Like [`train_per_batch`](Self::train_per_batch), in rounds within each batch (the
+    /// primitive of iterative learning, such as gradient descent): each worker keeps its share
+    /// of batch `t`; in round `i` (from 1) it computes one `partial` of its share with the state
+    /// as the previous round left it; every worker receives the partials of all workers, in
+    /// worker order, and `update` folds them into its copy of the state and says whether another
+    /// round follows (at most `max_rounds`). `update` must decide alike on every worker, from the
+    /// partials and the state alone. The output is the state after each batch, one record per
+    /// worker; it is checkpointed, and a recovered job continues from it.
+    ///
+    /// ```
+    /// # use ember::testing::*;
+    /// // Newton's square root of the batch's sum: one round per step, until it settles.
+    /// let out = run_on_batches(vec![vec![1.0, 1.0], vec![7.0]], |s| {
+    ///     s.operator("root", |b| {
+    ///         b.train_per_batch_in_rounds(
+    ///             "root",
+    ///             (0.0f64, 1.0f64),
+    ///             50,
+    ///             |_t, _round, xs: &[f64], _state: &(f64, f64)| xs.iter().sum::<f64>(),
+    ///             |_t, round, parts: Vec<(usize, f64)>, (total, root): &mut (f64, f64)| {
+    ///                 if round == 1 {
+    ///                     *total += parts.iter().map(|(_, p)| p).sum::<f64>();
+    ///                 }
+    ///                 let next = (*root + *total / *root) / 2.0;
+    ///                 let moved = (next - *root).abs() > 1e-12;
+    ///                 *root = next;
+    ///                 moved
+    ///             },
+    ///         )
+    ///         .per_batch("one", |_t, states: Vec<(f64, f64)>, out| out.extend(states.into_iter().take(1)))
+    ///     })
+    /// });
+    /// assert_eq!(out[0][0].0, 2.0);
+    /// assert!((out[0][0].1 - 2f64.sqrt()).abs() < 1e-12 && (out[1][0].1 - 3.0).abs() < 1e-12);
+    /// ```
+    pub fn train_per_batch_in_rounds<S: Data, P: Data>(
+        self,
+        name: &str,
+        initial: S,
+        max_rounds: u32,
+        mut partial: impl FnMut(Time, u32, &[T], &S) -> P + 'static,
+        mut update: impl FnMut(Time, u32, Vec<(usize, P)>, &mut S) -> bool + 'static,
+    ) -> Batches<'s, S> {
+        use std::cell::{Cell, RefCell};
+        use timely::container::CapacityContainerBuilder;
+        use timely::dataflow::operators::core::{ConnectLoop, Feedback};
+        use timely::dataflow::operators::Capability;
+
+        let kit = Rc::clone(&self.kit);
+        let (grid, worker, peers) = (kit.grid, kit.index, kit.peers);
+        let scope = self.stream.scope();
+        // Batch `t` starts once every worker finished batch `t - 1` (a loop delayed by a batch).
+        let (handle, previous) = scope.feedback::<Vec<S>>(grid.slide);
+        let state = self.stateful(name, initial);
+        let (cell, g_cell) = (Rc::clone(&state.cell), Rc::clone(&state.cell));
+        // The folding operator tells the partial operator of its worker which round of the batch
+        // to compute next (round 0: the batch is done), and wakes it.
+        let next: Rc<Cell<Option<(u64, u32)>>> = Rc::default();
+        let wake: Rc<RefCell<Option<timely::scheduling::Activator>>> = Rc::default();
+        let (g_next, g_wake, g_rt, g_name) = (Rc::clone(&next), Rc::clone(&wake), Arc::clone(&kit.rt), name.to_owned());
+        let mut g_guard = kit.guard();
+        let partials = self.stream.binary_frontier::<_, CapacityContainerBuilder<Vec<(usize, u32, P)>>, _, _, _, _>(
+            previous,
+            Pipeline,
+            Pipeline,
+            name,
+            move |mut cap, info| {
+                *g_wake.borrow_mut() = Some(scope.activator_for(info.address));
+                cap.downgrade(&grid.first_after(g_rt.start()));
+                let mut cap = Some(cap);
+                let mut pending: BTreeMap<u64, Vec<T>> = BTreeMap::new();
+                // The batch in rounds: its capability and this worker's records.
+                let mut rounds: Option<(Capability<u64>, Vec<T>)> = None;
+                move |(records, f1), (states, f2), output| {
+                    records.for_each(|c, data| pending.entry(grid.ceil(*c.time())).or_default().append(data));
+                    states.for_each(|_, _| {});
+                    if let Some((t, round)) = g_next.take() {
+                        match rounds.as_ref() {
+                            Some((c, records)) if round > 0 && *c.time() == t => {
+                                let s = &*g_cell.borrow();
+                                let p = g_guard.run(
+                                    &g_name,
+                                    t,
+                                    || c.clone(),
+                                    || partial(Time::from_millis(t), round, records, s),
+                                );
+                                match p {
+                                    Some(p) => output.session(c).give((worker, round, p)),
+                                    None => rounds = None,
+                                }
+                            }
+                            _ => rounds = None,
+                        }
+                    }
+                    if rounds.as_ref().is_some_and(|(c, _)| g_rt.failed_at(*c.time())) {
+                        rounds = None;
+                    }
+                    let f = match (f1.frontier().first().copied(), f2.frontier().first().copied()) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    fire_ready(&mut cap, grid, f, &g_rt, |c| {
+                        let t = *c.time();
+                        let records = pending.remove(&t).unwrap_or_default();
+                        let s = &*g_cell.borrow();
+                        if let Some(p) =
+                            g_guard.run(&g_name, t, || c.clone(), || partial(Time::from_millis(t), 1, &records, s))
+                        {
+                            output.session(c).give((worker, 1, p));
+                            rounds = Some((c.clone(), records));
+                        }
+                    });
+                    if cap.is_none() {
+                        pending.clear();
+                    }
+                }
+            },
+        );
+        let partials = Batches { stream: partials, kit: Rc::clone(&kit) }.broadcast().stream;
+        let (rt, u_name) = (Arc::clone(&kit.rt), name.to_owned());
+        let mut u_guard = kit.guard();
+        let wake_partials = move |next_round: (u64, u32)| {
+            next.set(Some(next_round));
+            if let Some(a) = wake.borrow().as_ref() {
+                a.activate();
+            }
+        };
+        let trained =
+            partials.unary_frontier::<CapacityContainerBuilder<Vec<S>>, _, _, _>(Pipeline, name, move |_, _| {
+                let mut got: BTreeMap<(u64, u32), Vec<(usize, P)>> = BTreeMap::new();
+                let mut caps: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
+                move |(input, _frontier), output| {
+                    input.for_each(|c, data| {
+                        let t = grid.ceil(*c.time());
+                        caps.entry(t).or_insert_with(|| c.retain(0));
+                        for (w, round, p) in data.drain(..) {
+                            got.entry((t, round)).or_default().push((w, p));
+                        }
+                    });
+                    let complete: Vec<(u64, u32)> =
+                        got.iter().filter(|(_, v)| v.len() == peers).map(|(k, _)| *k).collect();
+                    for (t, round) in complete {
+                        let (Some(mut parts), Some(cap)) = (got.remove(&(t, round)), caps.get(&t)) else { continue };
+                        parts.sort_by_key(|(w, _)| *w);
+                        let more = u_guard.run(
+                            &u_name,
+                            t,
+                            || cap.clone(),
+                            || update(Time::from_millis(t), round, parts, &mut cell.borrow_mut()),
+                        );
+                        match more {
+                            Some(true) if round < max_rounds => wake_partials((t, round + 1)),
+                            Some(_) => {
+                                if let Some(cap) = caps.remove(&t) {
+                                    state.update(t, |s| output.session(&cap).give(s.clone()));
+                                }
+                                wake_partials((t, 0));
+                            }
+                            None => {
+                                caps.remove(&t);
+                                wake_partials((t, 0));
+                            }
+                        }
+                    }
+                    // A failed batch's rounds end where they are.
+                    caps.retain(|t, _| !rt.failed_at(*t));
+                    got.retain(|(t, _), _| !rt.failed_at(*t));
+                }
+            });
+        trained.clone().connect_loop(handle);
+        Batches { stream: trained, kit }
     }
 
     /// Calls `f` once per batch with this worker's share of the batch of this stream and of
