@@ -114,7 +114,6 @@ impl KMeansModel {
     /// Writes the model as JSON: `{"format": "ember-ml/kmeans/1", "k", "dim", "centers",
     /// "weights"}`.
     pub fn save(&self, path: impl AsRef<Path>) -> ember::Result<()> {
-        let path = path.as_ref();
         let file = ModelFile {
             format: FORMAT.into(),
             k: self.k(),
@@ -122,19 +121,13 @@ impl KMeansModel {
             centers: self.centers.clone(),
             weights: self.weights.clone(),
         };
-        let json = serde_json::to_vec_pretty(&file).map_err(|e| Error::external("encoding a k-means model", e))?;
-        std::fs::write(path, json).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+        crate::write_json(path.as_ref(), &file, "k-means model")
     }
 
     /// Reads a model written by [`save`](Self::save), checked as [`new`](Self::new) checks.
     pub fn load(path: impl AsRef<Path>) -> ember::Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        let file: ModelFile = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::external(format!("{} is not a k-means model", path.display()), e))?;
-        if file.format != FORMAT {
-            return Err(Error::Other(format!("{}: format `{}`, expected `{FORMAT}`", path.display(), file.format)));
-        }
+        let file: ModelFile = crate::read_json(path, "k-means model", FORMAT)?;
         let model = KMeansModel::new(file.centers, file.weights)?;
         if model.k() != file.k || model.dim() != file.dim {
             return Err(Error::Other(format!("{}: k and dim do not match the centers", path.display())));

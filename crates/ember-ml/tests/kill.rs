@@ -1,11 +1,12 @@
-//! Streaming k-means with a checkpoint directory, killed with SIGKILL at random points of its
-//! progress and restarted: the model saved after every batch equals an uninterrupted run's.
+//! Streaming k-means and linear regression with a checkpoint directory, killed with SIGKILL at
+//! random points of its progress and restarted: the models saved after every batch equal an
+//! uninterrupted run's.
 
 use std::path::Path;
 use std::time::Duration;
 
 use ember::{Conf, StreamingContext};
-use ember_ml::{StreamingKMeans, Vector};
+use ember_ml::{LabeledPoint, StreamingKMeans, StreamingLinearRegressionWithSGD, Vector};
 
 const START: u64 = 1_700_000_000_000;
 const BATCHES: u64 = 16;
@@ -52,6 +53,16 @@ fn build(input: &Path, out: &Path, ck: &Path, master: &str) -> ember::Result<Str
         .map(|m| serde_json::to_string(&m).unwrap_or_default())
         .save_as_text_files(out.join("model").display().to_string(), "");
     km.predict_on(&points)?.count_by_value().save_as_text_files(out.join("clusters").display().to_string(), "");
+    // Linear regression of each point's second coordinate on its first, 20 iterations a batch.
+    let lr = StreamingLinearRegressionWithSGD::new().num_iterations(20).convergence_tol(0.0).initial_weights(vec![0.0]);
+    lr.train_on(&points.map(|v| {
+        let d = v.to_dense();
+        LabeledPoint::new(d[1], vec![d[0]])
+    }))?;
+    lr.models()
+        .expect("trained")
+        .map(|m| serde_json::to_string(&m).unwrap_or_default())
+        .save_as_text_files(out.join("linear").display().to_string(), "");
     Ok(ssc)
 }
 
@@ -81,13 +92,13 @@ fn killed_and_straight_agree(master: &str) {
     let status = child(master, &input, &a, &dir.path().join("ck-a")).status().unwrap();
     assert!(status.success(), "the uninterrupted run failed");
     let want = ember::testing::committed_outputs(&a);
-    assert_eq!(want.len() as u64, 2 * BATCHES, "a model and the cluster counts every batch");
+    assert_eq!(want.len() as u64, 3 * BATCHES, "two models and the cluster counts every batch");
     let ck = dir.path().join("ck-b");
     let kills = ember::testing::kill_and_restart(
         || child(master, &input, &b, &ck),
         6,
         || ember::testing::committed_output_count(&b),
-        2 * BATCHES,
+        3 * BATCHES,
     );
     assert!(kills >= 3, "only {kills} kills landed");
     let got = ember::testing::committed_outputs(&b);

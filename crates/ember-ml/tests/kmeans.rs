@@ -2,6 +2,9 @@
 //! (`tests/golden/spark/kmeans.json`, taken by `tests/golden/spark/kmeans_golden.py`): the same
 //! initial models and batches, the model after every batch within a relative 1e-9.
 
+mod common;
+
+use common::close;
 use ember_ml::{StreamingKMeans, TimeUnit, Vector};
 use serde::Deserialize;
 
@@ -31,12 +34,7 @@ struct Model {
 }
 
 fn golden() -> Golden {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/spark/kmeans.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+    serde_json::from_str(&common::golden_text("kmeans.json")).unwrap()
 }
 
 /// The case's `StreamingKMeans`, configured as the golden script configured Spark's.
@@ -219,15 +217,9 @@ fn kmeans_cluster_child() {
 
 #[test]
 fn every_batch_matches_spark_on_two_processes() {
-    let outputs = ember::testing::run_cluster("kmeans_cluster_child", &[]);
-    for (p, out) in outputs.iter().enumerate() {
-        let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            // The test harness may print its `test ... ` on the first line's start.
-            .filter_map(|l| l.find("KM ").map(|at| l[at + 3..].to_owned()))
-            .collect();
-        // Every process holds the model.
-        check_lines(&lines, &format!("2 processes x 2 workers, process {p}"));
+    // Every process holds the model.
+    for (p, lines) in common::cluster_lines("kmeans_cluster_child", "KM").iter().enumerate() {
+        check_lines(lines, &format!("2 processes x 2 workers, process {p}"));
     }
 }
 
