@@ -8,12 +8,7 @@
 mod common;
 
 use ember::prelude::*;
-use ember_ml::{LabeledPoint, StreamingKMeans, Vector};
-
-/// Parses a line, or logs why it is skipped.
-fn parsed<T: std::str::FromStr<Err = ember_ml::ParseError>>(line: String) -> Option<T> {
-    line.parse().map_err(|e| tracing::warn!("{e}; the line is skipped")).ok()
-}
+use ember_ml::{parse_labeled_points, parse_vectors, StreamingKMeans};
 
 fn main() -> anyhow::Result<()> {
     common::init_logging();
@@ -26,8 +21,9 @@ fn main() -> anyhow::Result<()> {
     };
     let conf = Conf::new().master("local[2]").app_name("StreamingKMeansExample");
     let ssc = StreamingContext::new(conf, Duration::from_secs(seconds.parse()?))?;
-    let training = ssc.text_file_stream(training).flat_map(parsed::<Vector>);
-    let test = ssc.text_file_stream(test).flat_map(parsed::<LabeledPoint>);
+    // Malformed lines are skipped, counted and logged.
+    let (training, _) = parse_vectors(&ssc.text_file_stream(training));
+    let (test, _) = parse_labeled_points(&ssc.text_file_stream(test));
     let model = StreamingKMeans::new().k(k.parse()?).decay_factor(1.0).random_centers(dim.parse()?, 0.0, 42);
     model.train_on(&training)?;
     model.predict_on_values(&test.map(|p| (p.label, p.features)))?.print();

@@ -8,7 +8,7 @@
 mod common;
 
 use ember::prelude::*;
-use ember_ml::{LabeledPoint, StreamingLinearRegressionWithSGD};
+use ember_ml::{parse_labeled_points, StreamingLinearRegressionWithSGD};
 
 fn main() -> anyhow::Result<()> {
     common::init_logging();
@@ -19,10 +19,9 @@ fn main() -> anyhow::Result<()> {
     };
     let conf = Conf::new().master("local[2]").app_name("StreamingLinearRegressionExample");
     let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
-    let parsed =
-        |line: String| line.parse::<LabeledPoint>().map_err(|e| tracing::warn!("{e}; the line is skipped")).ok();
-    let training = ssc.text_file_stream(training).flat_map(parsed);
-    let test = ssc.text_file_stream(test).flat_map(parsed);
+    // Malformed lines are skipped, counted and logged.
+    let (training, _) = parse_labeled_points(&ssc.text_file_stream(training));
+    let (test, _) = parse_labeled_points(&ssc.text_file_stream(test));
     let model = StreamingLinearRegressionWithSGD::new().initial_weights(vec![0.0; 3]);
     model.train_on(&training)?;
     model.predict_on_values(&test.map(|p| (p.label, p.features)))?.print();

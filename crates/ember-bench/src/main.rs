@@ -21,7 +21,8 @@
 //! ember-bench socket-hand --port P [--batch-ms B] [--seconds S] [--csv FILE]
 //!     the word count's floor on the same socket: one thread, no engine (CPU per line to compare)
 //! ember-bench kmeans [--workers W] [--dim D] [--k K] [--points-per-batch N] [--batches B]
-//!     streaming k-means training throughput (points/s per worker), batches back to back
+//! ember-bench sgd [--workers W] [--dim D] [--iterations I] [--points-per-batch N] [--batches B]
+//!     streaming k-means / linear-regression training throughput (points/s per worker)
 //! ember-bench kafka [--brokers B] [--records N] [--workers W] [--batches K]
 //!     Kafka (3 partitions, 100-byte records) -> word count -> Kafka sink, against the client alone
 //!     and a hand-written consume-count-produce loop
@@ -354,7 +355,7 @@ fn main() -> anyhow::Result<()> {
         Some("zeromq") => connectors::zeromq(&args[1..]),
         Some("socket") => socket::main(&args[1..]),
         Some("socket-hand") => socket::hand(&args[1..]),
-        Some("kmeans") => ml::main(&args[1..]),
+        Some(mode @ ("kmeans" | "sgd")) => ml::main(mode, &args[1..]),
         Some("checkpoint") => checkpoint_cost(arg(&args, "--keys", 1_000_000)?, arg(&args, "--batches", 5)?),
         Some("windowed") => windowed(arg(&args, "--workers", 2)?, arg(&args, "--lines-per-batch", 500_000)?, arg(&args, "--batches", 10)?),
         Some("state") => state(arg(&args, "--workers", 2)?, arg(&args, "--keys", 1_000_000)?, arg(&args, "--touched", 10_000)?, arg(&args, "--batches", 5)?),

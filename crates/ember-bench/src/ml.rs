@@ -1,13 +1,14 @@
-//! `ember-bench kmeans`: streaming k-means training throughput (points per second per worker),
-//! on batches of random points around `k` centers, batches back to back on the manual clock.
-//! `crates/ember-bench/spark/SparkKMeans.java` runs the same on Spark's `StreamingKMeans` (the Java API).
+//! `ember-bench kmeans` and `ember-bench sgd`: streaming k-means and linear-regression training
+//! throughput (points per second per worker), on batches of random points around 10 centers,
+//! batches back to back on the manual clock. `crates/ember-bench/spark/SparkMl.java` runs the same
+//! on Spark's `StreamingKMeans` and `StreamingLinearRegressionWithSGD` (the Java API).
 
 use std::time::Duration;
 
 use anyhow::Context;
 use ember::clock::Stopwatch;
 use ember::prelude::*;
-use ember_ml::{StreamingKMeans, Vector};
+use ember_ml::{LabeledPoint, StreamingKMeans, StreamingLinearRegressionWithSGD, Vector};
 
 /// The points of one batch: `n` points of dimension `dim` around `k` centers, seeded.
 pub fn points(n: usize, dim: usize, k: usize, seed: u64) -> Vec<Vec<f64>> {
@@ -43,13 +44,48 @@ pub fn ember(workers: u64, n: usize, dim: usize, k: usize, batches: usize) -> an
     Ok((n * batches) as f64 / secs / workers as f64)
 }
 
-/// `ember-bench kmeans [--workers W] [--dim D] [--k K] [--points-per-batch N] [--batches B]`.
-pub fn main(args: &[String]) -> anyhow::Result<()> {
+/// Points per second per worker of Ember's linear regression by SGD: `iterations` iterations per
+/// batch (no early stop), `batches` batches of `n` labeled points after a warm-up batch.
+pub fn ember_sgd(workers: u64, n: usize, dim: usize, iterations: u32, batches: usize) -> anyhow::Result<f64> {
+    let conf = Conf::new().master(format!("local[{workers}]")).manual_clock(true);
+    let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
+    let data: Vec<Vec<LabeledPoint>> = (0..=batches)
+        .map(|b| {
+            points(n, dim, 10, b as u64 + 1)
+                .into_iter()
+                .map(|x| LabeledPoint::new(x.iter().enumerate().map(|(i, v)| v * (i % 3) as f64).sum(), x))
+                .collect()
+        })
+        .collect();
+    let lr = StreamingLinearRegressionWithSGD::new()
+        .num_iterations(iterations)
+        .convergence_tol(0.0)
+        .step_size(0.01)
+        .initial_weights(vec![0.0; dim]);
+    lr.train_on(&ssc.queue_stream(data, true))?;
+    ssc.run_batches(1)?;
+    let watch = Stopwatch::start();
+    ssc.run_batches(batches as u64)?;
+    let secs = watch.elapsed().as_secs_f64();
+    ssc.stop(false)?;
+    std::hint::black_box(lr.latest_model());
+    Ok((n * batches) as f64 / secs / workers as f64)
+}
+
+/// `ember-bench kmeans [--workers W] [--dim D] [--k K] [--points-per-batch N] [--batches B]`, or
+/// with `sgd` as `mode`, `ember-bench sgd [--workers W] [--dim D] [--iterations I] [--points-per-batch N] [--batches B]`.
+pub fn main(mode: &str, args: &[String]) -> anyhow::Result<()> {
     let get = |name: &str, default: u64| -> anyhow::Result<u64> {
         Ok(args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map_or(Ok(default), |v| v.parse())?)
     };
     let (workers, dim, k) = (get("--workers", 2)?, get("--dim", 10)? as usize, get("--k", 10)? as usize);
     let (n, batches) = (get("--points-per-batch", 200_000)? as usize, get("--batches", 5)? as usize);
+    if mode == "sgd" {
+        let iterations = get("--iterations", 10)? as u32;
+        let rate = ember_sgd(workers, n, dim, iterations, batches)?;
+        println!("ember StreamingLinearRegressionWithSGD local[{workers}], iterations {iterations}, dim {dim}, {n} points per batch: {rate:.0} points/s per worker");
+        return Ok(());
+    }
     let rate = ember(workers, n, dim, k, batches)?;
     println!(
         "ember StreamingKMeans local[{workers}], k {k}, dim {dim}, {n} points per batch: {rate:.0} points/s per worker"

@@ -249,6 +249,8 @@ pub struct StreamingKMeans {
     /// The trained models, on every worker, once `train_on` was declared.
     models: Mutex<Option<DStream<KMeansModel>>>,
     skipped: Arc<AtomicU64>,
+    /// Whether a `predict_on` was declared before any `train_on` (it scores with the initial model).
+    untrained_predictions: std::sync::atomic::AtomicBool,
     problem: Option<String>,
 }
 
@@ -269,6 +271,7 @@ impl StreamingKMeans {
             latest: Arc::default(),
             models: Mutex::new(None),
             skipped: Arc::default(),
+            untrained_predictions: Default::default(),
             problem: None,
         }
     }
@@ -413,6 +416,12 @@ impl StreamingKMeans {
         // Training is an output operation, as Spark's `trainOn` is: a batch completes once its
         // model is trained.
         models.foreach_partition(|_t, _models: Vec<KMeansModel>| {});
+        if self.untrained_predictions.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                "{}: predict_on was declared before train_on, so those predictions use the initial model; declare train_on first to predict with the model trained on each batch",
+                "StreamingKMeans"
+            );
+        }
         *lock(&self.models) = Some(models);
         Ok(())
     }
@@ -443,11 +452,10 @@ impl StreamingKMeans {
                     score(model.unwrap_or(&initial), kvs, out)
                 })
             }),
-            None => points.map_partitions(move |kvs| {
-                let mut out = Vec::new();
-                score(&initial, kvs, &mut out);
-                out
-            }),
+            None => {
+                self.untrained_predictions.store(true, std::sync::atomic::Ordering::Relaxed);
+                crate::score_with(points, initial, score)
+            }
         })
     }
 }

@@ -23,6 +23,7 @@
 //! | `StreamingLogisticRegressionWithSGD().setRegParam(0.1)` | `StreamingLogisticRegressionWithSGD::new().reg_param(0.1)` |
 //! | `setMiniBatchFraction`, `setConvergenceTol`, `setInitialWeights` | `mini_batch_fraction`, `convergence_tol`, `initial_weights` |
 //! | `Vectors.parse`, `LabeledPoint.parse` | `"[1.0,2.0]".parse::<Vector>()`, `"(1.0,[2.0])".parse::<LabeledPoint>()` |
+//! | `lines.map(Vectors.parse)`, `lines.map(LabeledPoint.parse)` | [`parse_vectors`]`(&lines)`, [`parse_labeled_points`]`(&lines)`, [`parse_libsvm`]: malformed lines skipped, counted, logged |
 //!
 //! ```
 //! use ember::prelude::*;
@@ -46,8 +47,23 @@
 //! ```
 
 mod kmeans;
+mod parse;
 mod regression;
 mod vector;
+
+/// Scores every partition of `points` with a fixed `model` (a model that is not trained on the
+/// stream).
+fn score_with<K: ember::Data, M: Send + Sync + 'static, U: ember::Data>(
+    points: &ember::DStream<(K, Vector)>,
+    model: M,
+    score: impl Fn(&M, Vec<(K, Vector)>, &mut Vec<U>) + Send + Sync + 'static,
+) -> ember::DStream<U> {
+    points.map_partitions(move |kvs| {
+        let mut out = Vec::new();
+        score(&model, kvs, &mut out);
+        out
+    })
+}
 
 /// Writes `value` as pretty JSON to `path` (`what` names it in errors).
 fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T, what: &str) -> ember::Result<()> {
@@ -68,6 +84,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path, what: &str,
 }
 
 pub use kmeans::{KMeansModel, StreamingKMeans, TimeUnit};
+pub use parse::{parse_labeled_points, parse_libsvm, parse_vectors};
 pub use regression::{
     LeastSquares, LinearModel, Logistic, Loss, StreamingLinearRegressionWithSGD, StreamingLogisticRegressionWithSGD,
     StreamingSgd,

@@ -143,6 +143,8 @@ pub struct StreamingSgd<L: Loss> {
     latest: Arc<Mutex<Option<LinearModel>>>,
     models: Mutex<Option<DStream<Training>>>,
     skipped: Arc<AtomicU64>,
+    /// Whether a `predict_on` was declared before any `train_on` (it scores with the initial model).
+    untrained_predictions: std::sync::atomic::AtomicBool,
     problem: Option<String>,
     loss: PhantomData<L>,
 }
@@ -203,6 +205,7 @@ impl<L: Loss> StreamingSgd<L> {
             latest: Arc::default(),
             models: Mutex::new(None),
             skipped: Arc::default(),
+            untrained_predictions: Default::default(),
             problem: None,
             loss: PhantomData,
         }
@@ -302,6 +305,12 @@ impl<L: Loss> StreamingSgd<L> {
         });
         // Training is an output operation, as Spark's `trainOn` is.
         trained.foreach_partition(|_t, _models: Vec<Training>| {});
+        if self.untrained_predictions.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                "{}: predict_on was declared before train_on, so those predictions use the initial model; declare train_on first to predict with the model trained on each batch",
+                L::NAME
+            );
+        }
         *lock(&self.models) = Some(trained);
         Ok(())
     }
@@ -345,11 +354,10 @@ impl<L: Loss> StreamingSgd<L> {
                     score(training.map_or(&initial, |t| &t.model), kvs, out)
                 })
             }),
-            None => points.map_partitions(move |kvs| {
-                let mut out = Vec::new();
-                score(&initial, kvs, &mut out);
-                out
-            }),
+            None => {
+                self.untrained_predictions.store(true, std::sync::atomic::Ordering::Relaxed);
+                crate::score_with(points, initial, score)
+            }
         })
     }
 }

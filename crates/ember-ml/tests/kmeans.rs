@@ -227,3 +227,18 @@ fn every_batch_matches_spark_on_two_processes() {
 fn all_cases_in_one_job_match_spark() {
     check_lines(&replay_all(ember::Conf::new().master("local[2]")), "one job, local[2]");
 }
+
+#[test]
+fn prediction_declared_before_training_uses_the_initial_model() {
+    // Ember's departure, documented: declare train_on first to predict with the trained model.
+    let ssc = ember::testing::manual_context("local[2]");
+    let train = one_d(&ssc, vec![vec![4.0; 4]]);
+    let score = one_d(&ssc, vec![vec![6.0]]);
+    let km = StreamingKMeans::new().initial_centers(vec![vec![0.0], vec![10.0]], vec![1.0, 1.0]);
+    let predicted = km.predict_on(&score).unwrap().collect_batches();
+    km.train_on(&train).unwrap();
+    ssc.run_batches(1).unwrap();
+    ssc.stop(false).unwrap();
+    assert_eq!(predicted.batches()[0].1, vec![1]);
+    assert_eq!(km.latest_model().unwrap().centers, vec![vec![3.2], vec![10.0]]);
+}

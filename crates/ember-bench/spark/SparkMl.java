@@ -1,5 +1,7 @@
-// Spark's StreamingKMeans training throughput, the counterpart of `ember-bench kmeans`:
-// java ... SparkKMeans <master> <k> <dim> <points per batch> <batches> <workers>
+// Spark MLlib's streaming training throughput, the counterpart of `ember-bench kmeans` and
+// `ember-bench sgd`:
+// java ... SparkMl kmeans <master> <k> <dim> <points per batch> <batches> <workers>
+// java ... SparkMl sgd <master> <iterations> <dim> <points per batch> <batches> <workers>
 // Batches of random points (the same generator as Ember's bench) are parallelized and cached
 // before the stream starts; the result is points per second of processing time per worker, over
 // the batches after the first.
@@ -14,12 +16,14 @@ import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.mllib.clustering.StreamingKMeans;
 import org.apache.spark.mllib.linalg.Vector;
 import org.apache.spark.mllib.linalg.Vectors;
+import org.apache.spark.mllib.regression.LabeledPoint;
+import org.apache.spark.mllib.regression.StreamingLinearRegressionWithSGD;
 import org.apache.spark.streaming.Durations;
 import org.apache.spark.streaming.api.java.JavaStreamingContext;
 import org.apache.spark.streaming.scheduler.StreamingListener;
 import org.apache.spark.streaming.scheduler.StreamingListenerBatchCompleted;
 
-public class SparkKMeans {
+public class SparkMl {
     static List<Vector> points(int n, int dim, int k, long seed) {
         long state = seed;
         List<Vector> out = new ArrayList<>(n);
@@ -37,19 +41,34 @@ public class SparkKMeans {
     }
 
     public static void main(String[] args) throws Exception {
-        String master = args[0];
-        int k = Integer.parseInt(args[1]), dim = Integer.parseInt(args[2]), n = Integer.parseInt(args[3]);
-        int batches = Integer.parseInt(args[4]), workers = Integer.parseInt(args[5]);
+        String mode = args[0], master = args[1];
+        int k = Integer.parseInt(args[2]), dim = Integer.parseInt(args[3]), n = Integer.parseInt(args[4]);
+        int batches = Integer.parseInt(args[5]), workers = Integer.parseInt(args[6]);
+        boolean sgd = mode.equals("sgd");
         SparkConf conf = new SparkConf().setMaster(master).setAppName("peer-kmeans")
             .set("spark.ui.enabled", "false").set("spark.driver.host", "127.0.0.1")
             .set("spark.driver.bindAddress", "127.0.0.1");
         JavaStreamingContext ssc = new JavaStreamingContext(conf, Durations.seconds(2));
         ssc.sparkContext().setLogLevel("ERROR");
         Queue<JavaRDD<Vector>> queue = new LinkedList<>();
+        Queue<JavaRDD<LabeledPoint>> labeled = new LinkedList<>();
         for (int b = 0; b <= batches; b++) {
-            JavaRDD<Vector> rdd = ssc.sparkContext().parallelize(points(n, dim, k, b + 1), workers).cache();
-            rdd.count();
-            queue.add(rdd);
+            List<Vector> pts = points(n, dim, sgd ? 10 : k, b + 1);
+            if (sgd) {
+                List<LabeledPoint> lps = new ArrayList<>(n);
+                for (Vector x : pts) {
+                    double y = 0;
+                    for (int i = 0; i < dim; i++) y += x.apply(i) * (i % 3);
+                    lps.add(new LabeledPoint(y, x));
+                }
+                JavaRDD<LabeledPoint> rdd = ssc.sparkContext().parallelize(lps, workers).cache();
+                rdd.count();
+                labeled.add(rdd);
+            } else {
+                JavaRDD<Vector> rdd = ssc.sparkContext().parallelize(pts, workers).cache();
+                rdd.count();
+                queue.add(rdd);
+            }
         }
         List<Long> processing = new CopyOnWriteArrayList<>();
         ssc.addStreamingListener(new StreamingListener() {
@@ -60,8 +79,14 @@ public class SparkKMeans {
                 }
             }
         });
-        StreamingKMeans model = new StreamingKMeans().setK(k).setDecayFactor(0.9).setRandomCenters(dim, 0.0, 42);
-        model.trainOn(ssc.queueStream(queue, true).dstream());
+        if (sgd) {
+            StreamingLinearRegressionWithSGD model = new StreamingLinearRegressionWithSGD().setNumIterations(k)
+                .setStepSize(0.01).setConvergenceTol(0.0).setInitialWeights(Vectors.zeros(dim));
+            model.trainOn(ssc.queueStream(labeled, true).dstream());
+        } else {
+            StreamingKMeans model = new StreamingKMeans().setK(k).setDecayFactor(0.9).setRandomCenters(dim, 0.0, 42);
+            model.trainOn(ssc.queueStream(queue, true).dstream());
+        }
         ssc.start();
         while (processing.size() < batches + 1) {
             Thread.sleep(50);
@@ -70,7 +95,7 @@ public class SparkKMeans {
         long ms = 0;
         for (int i = 1; i <= batches; i++) ms += processing.get(i);
         double rate = (double) n * batches / (ms / 1000.0) / workers;
-        System.out.printf("spark StreamingKMeans %s, k %d, dim %d, %d points per batch: %.0f points/s per worker%n",
-            master, k, dim, n, rate);
+        System.out.printf("spark %s %s, %s %d, dim %d, %d points per batch: %.0f points/s per worker%n",
+            sgd ? "StreamingLinearRegressionWithSGD" : "StreamingKMeans", master, sgd ? "iterations" : "k", k, dim, n, rate);
     }
 }
