@@ -84,18 +84,33 @@ fn child(master: &str, input: &Path, out: &Path, ck: &Path) -> std::process::Com
     cmd
 }
 
+/// The processes of one run: one, or two for `cluster` (2 processes x 2 workers).
+fn run(master: &str, input: &Path, out: &Path, ck: &Path) -> Vec<std::process::Command> {
+    if master != "cluster" {
+        return vec![child(master, input, out, ck)];
+    }
+    let hosts = ember::testing::cluster_hosts();
+    (0..2)
+        .map(|i| {
+            let mut c = child("local[1]", input, out, ck);
+            c.envs(ember::testing::cluster_env(&hosts, i));
+            c
+        })
+        .collect()
+}
+
 fn killed_and_straight_agree(master: &str) {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
     write_input(&input);
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    let status = child(master, &input, &a, &dir.path().join("ck-a")).status().unwrap();
-    assert!(status.success(), "the uninterrupted run failed");
+    let ck_a = dir.path().join("ck-a");
+    ember::testing::kill_and_restart_all(|| run(master, &input, &a, &ck_a), 0, || 0, 1);
     let want = ember::testing::committed_outputs(&a);
     assert_eq!(want.len() as u64, 3 * BATCHES, "two models and the cluster counts every batch");
     let ck = dir.path().join("ck-b");
-    let kills = ember::testing::kill_and_restart(
-        || child(master, &input, &b, &ck),
+    let kills = ember::testing::kill_and_restart_all(
+        || run(master, &input, &b, &ck),
         6,
         || ember::testing::committed_output_count(&b),
         3 * BATCHES,
@@ -118,4 +133,9 @@ fn the_model_survives_sigkill_local_1() {
 #[test]
 fn the_model_survives_sigkill_local_3() {
     killed_and_straight_agree("local[3]");
+}
+
+#[test]
+fn the_model_survives_sigkill_two_processes() {
+    killed_and_straight_agree("cluster");
 }

@@ -124,6 +124,20 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
 pub fn kill_and_restart(
     mut cmd: impl FnMut() -> std::process::Command,
     kills: usize,
+    progress: impl FnMut() -> u64,
+    total: u64,
+) -> usize {
+    kill_and_restart_all(move || vec![cmd()], kills, progress, total)
+}
+
+/// [`kill_and_restart`] for a job of several processes: `cmds()` gives the commands of every
+/// process of one run, and a kill SIGKILLs them all at once.
+///
+/// # Panics
+/// As [`kill_and_restart`].
+pub fn kill_and_restart_all(
+    mut cmds: impl FnMut() -> Vec<std::process::Command>,
+    kills: usize,
     mut progress: impl FnMut() -> u64,
     total: u64,
 ) -> usize {
@@ -136,11 +150,15 @@ pub fn kill_and_restart(
     let mut done = 0;
     for attempt in 0.. {
         assert!(attempt < 200, "the job did not finish after {attempt} starts");
-        let mut child = cmd().spawn().unwrap_or_else(|e| panic!("cannot start the job: {e}"));
+        let mut children: Vec<std::process::Child> =
+            cmds().iter_mut().map(|c| c.spawn().unwrap_or_else(|e| panic!("cannot start the job: {e}"))).collect();
+        let running = |children: &mut Vec<std::process::Child>| {
+            children.iter_mut().any(|c| c.try_wait().ok().flatten().is_none())
+        };
         if done < kills {
             let target = (step * (done as f64 + random())) as u64;
             let watch = crate::clock::Stopwatch::start();
-            while progress() < target && child.try_wait().ok().flatten().is_none() {
+            while progress() < target && running(&mut children) {
                 assert!(
                     watch.elapsed() < Duration::from_secs(120),
                     "the job made no progress past {target} of {total}"
@@ -148,15 +166,19 @@ pub fn kill_and_restart(
                 crate::clock::real_sleep(Duration::from_millis(2));
             }
             crate::clock::real_sleep(Duration::from_micros((20_000.0 * random()) as u64));
-            if child.try_wait().ok().flatten().is_none() {
-                let _ = child.kill();
-                let _ = child.wait();
+            if running(&mut children) {
+                for c in &mut children {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
                 done += 1;
                 continue;
             }
         }
-        let status = child.wait().unwrap_or_else(|e| panic!("waiting for the job: {e}"));
-        assert!(status.success(), "a restarted run failed: {status}");
+        for mut c in children {
+            let status = c.wait().unwrap_or_else(|e| panic!("waiting for the job: {e}"));
+            assert!(status.success(), "a restarted run failed: {status}");
+        }
         break;
     }
     done
@@ -186,6 +208,28 @@ pub fn run_kill_child(
         ssc.run_batches(1).unwrap_or_else(|e| panic!("the job failed: {e}"));
     }
     ssc.stop(false).unwrap_or_else(|e| panic!("cannot stop the job: {e}"));
+}
+
+/// The environment of process `process` of a job of 2 processes x 2 workers on loopback, at the
+/// addresses `hosts` (from [`cluster_hosts`]).
+pub fn cluster_env(hosts: &str, process: usize) -> Vec<(&'static str, String)> {
+    vec![
+        ("EMBER_CLUSTER_HOSTS", hosts.to_owned()),
+        ("EMBER_CLUSTER_PROCESS", process.to_string()),
+        ("EMBER_CLUSTER_WORKERS", "2".to_owned()),
+    ]
+}
+
+/// Two free loopback addresses for a job of 2 processes, as `EMBER_CLUSTER_HOSTS` takes them.
+///
+/// # Panics
+/// When no port can be bound (a test helper).
+pub fn cluster_hosts() -> String {
+    let listeners: Vec<_> =
+        (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"))).collect();
+    let hosts: Vec<String> =
+        listeners.iter().map(|l| format!("{}", l.local_addr().unwrap_or_else(|e| panic!("addr: {e}")))).collect();
+    hosts.join(",")
 }
 
 /// How many outputs under `dir` carry their `_SUCCESS` marker (0 before `dir` exists): the
@@ -244,19 +288,13 @@ pub fn receiver_errors(ssc: &StreamingContext) -> std::sync::mpsc::Receiver<Stri
 /// # Panics
 /// When a process cannot start or fails; the panic shows its output (a test helper).
 pub fn run_cluster(name: &str, extra: &[(&str, String)]) -> Vec<std::process::Output> {
-    let listeners: Vec<_> =
-        (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"))).collect();
-    let hosts: Vec<String> =
-        listeners.iter().map(|l| format!("{}", l.local_addr().unwrap_or_else(|e| panic!("addr: {e}")))).collect();
-    drop(listeners);
+    let hosts = cluster_hosts();
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("test binary: {e}"));
     let children: Vec<_> = (0..2)
         .map(|i| {
             std::process::Command::new(&exe)
                 .args(["--exact", name, "--ignored", "--nocapture", "--test-threads", "1"])
-                .env("EMBER_CLUSTER_HOSTS", hosts.join(","))
-                .env("EMBER_CLUSTER_PROCESS", i.to_string())
-                .env("EMBER_CLUSTER_WORKERS", "2")
+                .envs(cluster_env(&hosts, i))
                 .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
