@@ -79,7 +79,16 @@ struct Shared<T> {
 struct Buffer<T> {
     records: Vec<T>,
     blocks: Vec<u64>,
+    /// Since when records wait that the source was not woken for (see [`WAKE_AFTER`]).
+    unwoken: Option<crate::clock::Stopwatch>,
 }
+
+/// A receiver wakes its source when this many records wait, or when the oldest record not yet
+/// announced has waited [`WAKE_AFTER`]: a steady trickle of small writes then costs one worker
+/// step per few milliseconds, not one per write. Records still waiting join their batch at its
+/// close in any case.
+const WAKE_RECORDS: usize = 4096;
+const WAKE_AFTER: Duration = Duration::from_millis(5);
 
 impl<T: Data> ReceiverContext<T> {
     /// Stores one record.
@@ -133,8 +142,17 @@ impl<T: Data> ReceiverContext<T> {
         }
         held.records.append(&mut records);
         held.blocks.extend(seq);
+        let due =
+            held.records.len() >= WAKE_RECORDS || held.unwoken.as_ref().is_some_and(|w| w.elapsed() >= WAKE_AFTER);
+        if due {
+            held.unwoken = None;
+        } else {
+            held.unwoken.get_or_insert_with(crate::clock::Stopwatch::start);
+        }
         drop(held);
-        self.waker.wake();
+        if due {
+            self.waker.wake();
+        }
         self.rt.add_received(n);
         Ok(())
     }
@@ -266,6 +284,7 @@ impl<T: Data> ReceiverDriver<T> {
     fn take(&self, out: &mut Vec<T>) -> Vec<u64> {
         let mut held = lock(&self.shared.records);
         out.append(&mut held.records);
+        held.unwoken = None;
         let blocks = std::mem::take(&mut held.blocks);
         drop(held);
         self.shared.drained.notify_all();
@@ -442,7 +461,7 @@ pub(crate) fn receiver_source<'s, T: Data, R: Receiver<T>>(
     };
     spread_source(env, label, id, move |senv: SourceEnv| {
         let shared = Arc::new(Shared {
-            records: Mutex::new(Buffer { records: Vec::new(), blocks: Vec::new() }),
+            records: Mutex::new(Buffer { records: Vec::new(), blocks: Vec::new(), unwoken: None }),
             next_seq: std::sync::atomic::AtomicU64::new(next_seq),
             wal,
             drained: Condvar::new(),
