@@ -352,8 +352,8 @@ impl StreamingKMeans {
     }
 
     /// The model after the last batch trained in this process (every process holds the job's
-    /// model), or the initial model before the first batch (also right after a recovery, until
-    /// the first batch after it completes).
+    /// model), or the initial model before the first batch (after a recovery: the restored model
+    /// once the first batch after it started).
     pub fn latest_model(&self) -> Option<KMeansModel> {
         lock(&self.latest).clone().or_else(|| self.initial.clone())
     }
@@ -402,11 +402,15 @@ impl StreamingKMeans {
         let (decay, unit) = (self.decay, self.unit);
         let (latest, skipped) = (Arc::clone(&self.latest), Arc::clone(&self.skipped));
         let models = points.operator("StreamingKMeans.train_on", move |b| {
-            let (latest, skipped) = (Arc::clone(&latest), Arc::clone(&skipped));
+            let (latest, seen, skipped) = (Arc::clone(&latest), Arc::clone(&latest), Arc::clone(&skipped));
             b.train_per_batch(
                 "model",
                 initial.clone(),
-                move |_t: Time, points: Vec<Vector>, model: &KMeansModel, out| out.push(model.stats(&points, &skipped)),
+                move |_t: Time, points: Vec<Vector>, model: &KMeansModel, out| {
+                    // After a recovery, the model the job restored, until this batch updates it.
+                    lock(&seen).get_or_insert_with(|| model.clone());
+                    out.push(model.stats(&points, &skipped))
+                },
                 move |_t, parts: Vec<(usize, Stats)>, model: &mut KMeansModel| {
                     model.update(parts.into_iter().map(|(_, s)| s), decay, unit);
                     *lock(&latest) = Some(model.clone());

@@ -255,7 +255,8 @@ impl<L: Loss> StreamingSgd<L> {
     }
 
     /// The model after the last batch trained in this process (every process holds it), or the
-    /// initial model before the first batch.
+    /// initial model before the first batch (after a recovery: the restored model once the first
+    /// batch after it started).
     pub fn latest_model(&self) -> Option<LinearModel> {
         lock(&self.latest).clone().or_else(|| self.initial.clone())
     }
@@ -281,13 +282,15 @@ impl<L: Loss> StreamingSgd<L> {
         let settings = self.settings;
         let (latest, skipped) = (Arc::clone(&self.latest), Arc::clone(&self.skipped));
         let trained = points.operator(&format!("{}.train_on", L::NAME), move |b| {
-            let (latest, skipped) = (Arc::clone(&latest), Arc::clone(&skipped));
+            let (latest, seen, skipped) = (Arc::clone(&latest), Arc::clone(&latest), Arc::clone(&skipped));
             let worker = b.worker() as u64;
             b.train_per_batch_in_rounds(
                 "model",
                 Training { model: initial.clone(), previous: None },
                 settings.num_iterations,
                 move |t: Time, i, points: &[LabeledPoint], training: &Training| {
+                    // After a recovery, the model the job restored, until this batch updates it.
+                    lock(&seen).get_or_insert_with(|| training.model.clone());
                     gradient_sums::<L>(
                         &training.model.weights,
                         points,
