@@ -23,12 +23,13 @@
 
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ember::operator::count_skipped;
 use ember::{DStream, Data, Error, Time};
 use serde::{Deserialize, Serialize};
 
+use crate::trainer::{lock, Trainer};
 use crate::vector::Vector;
 
 /// How decay is counted: per batch, or per point (Spark's `timeUnit`).
@@ -243,15 +244,7 @@ pub struct StreamingKMeans {
     k: usize,
     decay: f64,
     unit: TimeUnit,
-    initial: Option<KMeansModel>,
-    /// The model after the last batch this process trained (every process holds the model).
-    latest: Arc<Mutex<Option<KMeansModel>>>,
-    /// The trained models, on every worker, once `train_on` was declared.
-    models: Mutex<Option<DStream<KMeansModel>>>,
-    skipped: Arc<AtomicU64>,
-    /// Whether a `predict_on` was declared before any `train_on` (it scores with the initial model).
-    untrained_predictions: std::sync::atomic::AtomicBool,
-    problem: Option<String>,
+    trainer: Trainer<KMeansModel, KMeansModel>,
 }
 
 impl Default for StreamingKMeans {
@@ -263,21 +256,11 @@ impl Default for StreamingKMeans {
 impl StreamingKMeans {
     /// `k = 2`, decay factor 1.0, time unit batches, no centers yet.
     pub fn new() -> Self {
-        StreamingKMeans {
-            k: 2,
-            decay: 1.0,
-            unit: TimeUnit::Batches,
-            initial: None,
-            latest: Arc::default(),
-            models: Mutex::new(None),
-            skipped: Arc::default(),
-            untrained_predictions: Default::default(),
-            problem: None,
-        }
+        StreamingKMeans { k: 2, decay: 1.0, unit: TimeUnit::Batches, trainer: Trainer::new("StreamingKMeans", |m| m) }
     }
 
     fn refuse(mut self, problem: String) -> Self {
-        self.problem.get_or_insert(problem);
+        self.trainer.refuse(|| problem);
         self
     }
 
@@ -327,7 +310,7 @@ impl StreamingKMeans {
     /// its number of clusters.
     pub fn initial_model(mut self, model: KMeansModel) -> Self {
         self.k = model.k();
-        self.initial = Some(model);
+        self.trainer.initial = Some(model);
         self
     }
 
@@ -355,36 +338,23 @@ impl StreamingKMeans {
     /// model), or the initial model before the first batch (after a recovery: the restored model
     /// once the first batch after it started).
     pub fn latest_model(&self) -> Option<KMeansModel> {
-        lock(&self.latest).clone().or_else(|| self.initial.clone())
+        self.trainer.latest_model()
     }
 
     /// The model after each batch, once per batch (the driver worker's copy; every worker holds
     /// the same), once [`train_on`](Self::train_on) was declared: to save or show the model as
     /// it evolves, as Spark users read `latestModel()` in `foreachRDD`.
     pub fn models(&self) -> Option<DStream<KMeansModel>> {
-        let trained = lock(&self.models).clone()?;
-        Some(trained.operator("StreamingKMeans.models", |b| {
-            let driver = b.is_driver();
-            b.per_batch("driver's copy", move |_t, models: Vec<KMeansModel>, out| {
-                if driver {
-                    out.extend(models.into_iter().take(1))
-                }
-            })
-        }))
+        self.trainer.models()
     }
 
     /// The points skipped so far in this process (another dimension, or not finite).
     pub fn skipped(&self) -> u64 {
-        self.skipped.load(std::sync::atomic::Ordering::Relaxed)
+        self.trainer.skipped()
     }
 
     fn checked(&self) -> ember::Result<KMeansModel> {
-        if let Some(p) = &self.problem {
-            return Err(Error::Other(format!("StreamingKMeans: {p}")));
-        }
-        let model = self.initial.clone().ok_or_else(|| {
-            Error::Other("StreamingKMeans: initial cluster centers must be set before training or predicting".into())
-        })?;
+        let model = self.trainer.checked("initial cluster centers must be set before training or predicting")?;
         if model.k() != self.k {
             return Err(Error::Other(format!(
                 "StreamingKMeans: k is {} but there are {} initial centers",
@@ -400,7 +370,7 @@ impl StreamingKMeans {
     pub fn train_on(&self, points: &DStream<Vector>) -> ember::Result<()> {
         let initial = self.checked()?;
         let (decay, unit) = (self.decay, self.unit);
-        let (latest, skipped) = (Arc::clone(&self.latest), Arc::clone(&self.skipped));
+        let (latest, skipped) = (Arc::clone(&self.trainer.latest), Arc::clone(&self.trainer.skipped));
         let models = points.operator("StreamingKMeans.train_on", move |b| {
             let (latest, seen, skipped) = (Arc::clone(&latest), Arc::clone(&latest), Arc::clone(&skipped));
             b.train_per_batch(
@@ -417,16 +387,7 @@ impl StreamingKMeans {
                 },
             )
         });
-        // Training is an output operation, as Spark's `trainOn` is: a batch completes once its
-        // model is trained.
-        models.foreach_partition(|_t, _models: Vec<KMeansModel>| {});
-        if self.untrained_predictions.load(std::sync::atomic::Ordering::Relaxed) {
-            tracing::warn!(
-                "{}: predict_on was declared before train_on, so those predictions use the initial model; declare train_on first to predict with the model trained on each batch",
-                "StreamingKMeans"
-            );
-        }
-        *lock(&self.models) = Some(models);
+        self.trainer.keep(models);
         Ok(())
     }
 
@@ -439,7 +400,7 @@ impl StreamingKMeans {
     /// The nearest cluster of every value, keeping the keys (Spark's `predictOnValues`).
     pub fn predict_on_values<K: Data>(&self, points: &DStream<(K, Vector)>) -> ember::Result<DStream<(K, usize)>> {
         let initial = self.checked()?;
-        let skipped = Arc::clone(&self.skipped);
+        let skipped = Arc::clone(&self.trainer.skipped);
         let score = move |model: &KMeansModel, kvs: Vec<(K, Vector)>, out: &mut Vec<(K, usize)>| {
             for (key, p) in kvs {
                 match model.predict(&p) {
@@ -448,24 +409,8 @@ impl StreamingKMeans {
                 }
             }
         };
-        let trained = lock(&self.models).clone();
-        Ok(match trained {
-            Some(models) => points.operator_with("StreamingKMeans.predict_on", &models, move |p, m| {
-                let (score, initial) = (score.clone(), initial.clone());
-                p.with_state("predict", m, move |_t, kvs, model: Option<&KMeansModel>, out| {
-                    score(model.unwrap_or(&initial), kvs, out)
-                })
-            }),
-            None => {
-                self.untrained_predictions.store(true, std::sync::atomic::Ordering::Relaxed);
-                crate::score_with(points, initial, score)
-            }
-        })
+        Ok(self.trainer.predict(points, initial, score))
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

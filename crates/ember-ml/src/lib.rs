@@ -49,21 +49,8 @@
 mod kmeans;
 mod parse;
 mod regression;
+mod trainer;
 mod vector;
-
-/// Scores every partition of `points` with a fixed `model` (a model that is not trained on the
-/// stream).
-fn score_with<K: ember::Data, M: Send + Sync + 'static, U: ember::Data>(
-    points: &ember::DStream<(K, Vector)>,
-    model: M,
-    score: impl Fn(&M, Vec<(K, Vector)>, &mut Vec<U>) + Send + Sync + 'static,
-) -> ember::DStream<U> {
-    points.map_partitions(move |kvs| {
-        let mut out = Vec::new();
-        score(&model, kvs, &mut out);
-        out
-    })
-}
 
 /// Writes `value` as pretty JSON to `path` (`what` names it in errors).
 fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T, what: &str) -> ember::Result<()> {

@@ -25,12 +25,13 @@
 use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ember::operator::count_skipped;
 use ember::{DStream, Data, Error, Time};
 use serde::{Deserialize, Serialize};
 
+use crate::trainer::{lock, Trainer};
 use crate::vector::{LabeledPoint, Vector};
 
 /// A linear model: `weights` and an `intercept` (Spark's `LinearRegressionModel` and
@@ -139,13 +140,7 @@ impl Loss for Logistic {
 #[derive(Debug)]
 pub struct StreamingSgd<L: Loss> {
     settings: Settings,
-    initial: Option<LinearModel>,
-    latest: Arc<Mutex<Option<LinearModel>>>,
-    models: Mutex<Option<DStream<Training>>>,
-    skipped: Arc<AtomicU64>,
-    /// Whether a `predict_on` was declared before any `train_on` (it scores with the initial model).
-    untrained_predictions: std::sync::atomic::AtomicBool,
-    problem: Option<String>,
+    trainer: Trainer<LinearModel, Training>,
     loss: PhantomData<L>,
 }
 
@@ -201,19 +196,14 @@ impl<L: Loss> StreamingSgd<L> {
                 reg_param: 0.0,
                 threshold: 0.5,
             },
-            initial: None,
-            latest: Arc::default(),
-            models: Mutex::new(None),
-            skipped: Arc::default(),
-            untrained_predictions: Default::default(),
-            problem: None,
+            trainer: Trainer::new(L::NAME, |t| &t.model),
             loss: PhantomData,
         }
     }
 
     fn check(mut self, ok: bool, problem: impl FnOnce() -> String) -> Self {
         if !ok {
-            self.problem.get_or_insert_with(problem);
+            self.trainer.refuse(problem);
         }
         self
     }
@@ -250,7 +240,7 @@ impl<L: Loss> StreamingSgd<L> {
     /// Starts from a model, e.g. one trained offline and [loaded](LinearModel::load).
     pub fn initial_model(mut self, model: LinearModel) -> Self {
         let ok = !model.weights.is_empty() && model.weights.iter().chain([&model.intercept]).all(|w| w.is_finite());
-        self.initial = Some(model);
+        self.trainer.initial = Some(model);
         self.check(ok, || "the initial weights must be finite numbers, at least one".into())
     }
 
@@ -258,21 +248,16 @@ impl<L: Loss> StreamingSgd<L> {
     /// initial model before the first batch (after a recovery: the restored model once the first
     /// batch after it started).
     pub fn latest_model(&self) -> Option<LinearModel> {
-        lock(&self.latest).clone().or_else(|| self.initial.clone())
+        self.trainer.latest_model()
     }
 
     /// The points skipped so far in this process (another size, or not finite).
     pub fn skipped(&self) -> u64 {
-        self.skipped.load(std::sync::atomic::Ordering::Relaxed)
+        self.trainer.skipped()
     }
 
     fn checked(&self) -> ember::Result<LinearModel> {
-        if let Some(p) = &self.problem {
-            return Err(Error::Other(format!("{}: {p}", L::NAME)));
-        }
-        self.initial.clone().ok_or_else(|| {
-            Error::Other(format!("{}: initial weights must be set before training or predicting", L::NAME))
-        })
+        self.trainer.checked("initial weights must be set before training or predicting")
     }
 
     /// Trains the model on every batch of `points` (Spark's `trainOn`). The model is part of the
@@ -280,7 +265,7 @@ impl<L: Loss> StreamingSgd<L> {
     pub fn train_on(&self, points: &DStream<LabeledPoint>) -> ember::Result<()> {
         let initial = self.checked()?;
         let settings = self.settings;
-        let (latest, skipped) = (Arc::clone(&self.latest), Arc::clone(&self.skipped));
+        let (latest, skipped) = (Arc::clone(&self.trainer.latest), Arc::clone(&self.trainer.skipped));
         let trained = points.operator(&format!("{}.train_on", L::NAME), move |b| {
             let (latest, seen, skipped) = (Arc::clone(&latest), Arc::clone(&latest), Arc::clone(&skipped));
             let worker = b.worker() as u64;
@@ -301,34 +286,21 @@ impl<L: Loss> StreamingSgd<L> {
                 },
                 move |_t, i, parts: Vec<(usize, Sums)>, training: &mut Training| {
                     let more = step(&settings, i, parts, training);
-                    *lock(&latest) = Some(training.model.clone());
+                    // The batch's last iteration: this process's latest model.
+                    if !more || i >= settings.num_iterations {
+                        *lock(&latest) = Some(training.model.clone());
+                    }
                     more
                 },
             )
         });
-        // Training is an output operation, as Spark's `trainOn` is.
-        trained.foreach_partition(|_t, _models: Vec<Training>| {});
-        if self.untrained_predictions.load(std::sync::atomic::Ordering::Relaxed) {
-            tracing::warn!(
-                "{}: predict_on was declared before train_on, so those predictions use the initial model; declare train_on first to predict with the model trained on each batch",
-                L::NAME
-            );
-        }
-        *lock(&self.models) = Some(trained);
+        self.trainer.keep(trained);
         Ok(())
     }
 
     /// The model after each batch, once per batch (the driver worker's copy).
     pub fn models(&self) -> Option<DStream<LinearModel>> {
-        let trained = lock(&self.models).clone()?;
-        Some(trained.operator(&format!("{}.models", L::NAME), |b| {
-            let driver = b.is_driver();
-            b.per_batch("driver's copy", move |_t, models: Vec<Training>, out| {
-                if driver {
-                    out.extend(models.into_iter().take(1).map(|t| t.model))
-                }
-            })
-        }))
+        self.trainer.models()
     }
 
     /// The prediction for every point (Spark's `predictOn`): the margin for linear regression,
@@ -340,7 +312,7 @@ impl<L: Loss> StreamingSgd<L> {
     /// The prediction for every value, keeping the keys (Spark's `predictOnValues`).
     pub fn predict_on_values<K: Data>(&self, points: &DStream<(K, Vector)>) -> ember::Result<DStream<(K, f64)>> {
         let initial = self.checked()?;
-        let (skipped, threshold) = (Arc::clone(&self.skipped), self.settings.threshold);
+        let (skipped, threshold) = (Arc::clone(&self.trainer.skipped), self.settings.threshold);
         let score = move |model: &LinearModel, kvs: Vec<(K, Vector)>, out: &mut Vec<(K, f64)>| {
             for (key, x) in kvs {
                 match model.margin(&x) {
@@ -349,19 +321,7 @@ impl<L: Loss> StreamingSgd<L> {
                 }
             }
         };
-        let trained = lock(&self.models).clone();
-        Ok(match trained {
-            Some(models) => points.operator_with(&format!("{}.predict_on", L::NAME), &models, move |p, m| {
-                let (score, initial) = (score.clone(), initial.clone());
-                p.with_state("predict", m, move |_t, kvs, training: Option<&Training>, out| {
-                    score(training.map_or(&initial, |t| &t.model), kvs, out)
-                })
-            }),
-            None => {
-                self.untrained_predictions.store(true, std::sync::atomic::Ordering::Relaxed);
-                crate::score_with(points, initial, score)
-            }
-        })
+        Ok(self.trainer.predict(points, initial, score))
     }
 }
 
@@ -447,8 +407,4 @@ fn skip(skipped: &AtomicU64, dim: usize, what: &str) {
     if let Some(n) = count_skipped(skipped) {
         tracing::warn!("regression {what}: skipped a point that does not have {dim} finite features and a finite label; {n} skipped so far");
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -45,6 +45,7 @@ pub(crate) mod receiver;
 pub(crate) mod runtime;
 pub(crate) mod source;
 pub(crate) mod state;
+mod train;
 
 use std::any::Any;
 use std::cell::RefCell;
