@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ember::{Conf, StreamingContext};
-use ember_ml::{LabeledPoint, StreamingKMeans, StreamingLinearRegressionWithSGD, Vector};
+use ember::StreamingContext;
+use ember_ml::{LabeledPoint, StreamingKMeans, StreamingLinearRegressionWithSGD};
 
 const START: u64 = 1_700_000_000_000;
 const BATCHES: u64 = 16;
@@ -35,14 +35,8 @@ fn write_input(dir: &Path) {
 }
 
 fn build(input: &Path, out: &Path, ck: &Path, master: &str) -> ember::Result<StreamingContext> {
-    let conf = Conf::new()
-        .master(master)
-        .manual_clock(true)
-        .set("clock.manual.start", START.to_string())
-        .set("checkpoint.sync", "false");
-    let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
-    ssc.checkpoint(ck);
-    let points = ssc.text_file_stream(input).flat_map(|l: String| l.parse::<Vector>().ok());
+    let ssc = ember::testing::kill_test_context(master, START, ck)?;
+    let (points, _) = ember_ml::parse_vectors(&ssc.text_file_stream(input));
     let km = StreamingKMeans::new()
         .k(3)
         .decay_factor(0.8)

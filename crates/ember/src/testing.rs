@@ -184,6 +184,27 @@ pub fn kill_and_restart_all(
     done
 }
 
+/// The context of a SIGKILL test's job: `master`, 1 s batches on a manual clock that starts at
+/// `start_millis`, checkpointed to `checkpoint` without syncing files to disk (a killed process
+/// loses nothing the operating system holds).
+///
+/// # Errors
+/// As [`StreamingContext::new`].
+pub fn kill_test_context(
+    master: &str,
+    start_millis: u64,
+    checkpoint: &std::path::Path,
+) -> crate::Result<StreamingContext> {
+    let conf = Conf::new()
+        .master(master)
+        .manual_clock(true)
+        .set("clock.manual.start", start_millis.to_string())
+        .set("checkpoint.sync", "false");
+    let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
+    ssc.checkpoint(checkpoint);
+    Ok(ssc)
+}
+
 /// The body of a child process of a SIGKILL test: reads the directories `KILL_IN`, `KILL_OUT`,
 /// `KILL_CK` and the master `KILL_MASTER` from the environment, gets the job from its checkpoint
 /// or creates it with `build(input, out, checkpoint, master)`, and runs it on its manual clock

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ember::dstream::map_with_state::{State, StateSpec};
-use ember::{Conf, StreamingContext};
+use ember::StreamingContext;
 
 const START: u64 = 1_700_000_000_000;
 const BATCHES: u64 = 24;
@@ -49,13 +49,7 @@ fn count(k: &String, v: Option<u64>, st: &mut State<u64>) -> (String, u64) {
 }
 
 fn build(input: &Path, out: &Path, ck: &Path, master: &str) -> ember::Result<StreamingContext> {
-    let conf = Conf::new()
-        .master(master)
-        .manual_clock(true)
-        .set("clock.manual.start", START.to_string())
-        .set("checkpoint.sync", "false");
-    let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
-    ssc.checkpoint(ck);
+    let ssc = ember::testing::kill_test_context(master, START, ck)?;
     let save = |name: &str| out.join(name).display().to_string();
     let words = ssc
         .text_file_stream(input)

@@ -6,11 +6,11 @@ random batches of points from a queue stream (one batch per second) and records,
 batch, the model's centers and weights; the batches are written beside them, so the test replays
 exactly the same points.
 """
-import json, random, sys, time
-from pyspark import SparkConf, SparkContext
-from pyspark.streaming import StreamingContext
+import random, sys
 from pyspark.mllib.clustering import StreamingKMeans
 from pyspark.mllib.linalg import Vectors
+
+from spark_golden import run_case, spark_context, write
 
 
 def batches(seed, n_batches, per_batch, dim, blobs, empty=()):
@@ -45,50 +45,30 @@ CASES = [
 
 
 def main(out_path):
-    conf = (SparkConf().setMaster("local[2]").setAppName("ember-kmeans-golden")
-            .set("spark.ui.enabled", "false").set("spark.driver.host", "127.0.0.1")
-            .set("spark.driver.bindAddress", "127.0.0.1"))
-    sc = SparkContext(conf=conf)
-    sc.setLogLevel("ERROR")
+    sc = spark_context("ember-kmeans-golden")
     results = []
     for case in CASES:
         data = batches(case["seed"], case["n"], case["per"], case["dim"], case["blobs"], set(case["empty"]))
-        ssc = StreamingContext(sc, 1)
         rdds = [sc.parallelize([Vectors.dense(p) for p in b], 2) for b in data]
-        stream = ssc.queueStream(rdds, oneAtATime=True)
         model = StreamingKMeans(k=case["k"])
         if "half_life" in case:
             model.setHalfLife(*case["half_life"])
         else:
             model.setDecayFactor(case["decay"])
         model.setInitialCenters(case["centers"], case["weights"])
-        model.trainOn(stream)
-        seen = []
 
-        def record(t, rdd):
+        def read():
             m = model.latestModel()
-            seen.append({"centers": [list(map(float, c)) for c in m.clusterCenters],
-                         "weights": list(map(float, m.clusterWeights))})
-        stream.foreachRDD(record)
-        ssc.start()
-        deadline = time.time() + 120
-        while len(seen) < case["n"] and time.time() < deadline:
-            time.sleep(0.2)
-        ssc.stop(stopSparkContext=False, stopGraceFully=False)
-        assert len(seen) >= case["n"], f"{case['name']}: only {len(seen)} batches"
+            return {"centers": [list(map(float, c)) for c in m.clusterCenters], "weights": list(map(float, m.clusterWeights))}
+        seen = run_case(sc, rdds, model.trainOn, read, case["name"])
         c = {k: v for k, v in case.items() if k not in ("blobs", "seed", "per")}
         c["decay_factor"] = model._decayFactor
         c["time_unit"] = model._timeUnit
         c["batches"] = data
-        c["after_each_batch"] = seen[: case["n"]]
+        c["after_each_batch"] = seen
         results.append(c)
-        print(case["name"], "decay", model._decayFactor, model._timeUnit, "final", seen[case["n"] - 1], flush=True)
-    version = sc.version
-    sc.stop()
-    with open(out_path, "w") as f:  # one case per line
-        f.write('{"spark": %s, "cases": [\n' % json.dumps(version))
-        f.write(",\n".join(json.dumps(c) for c in results))
-        f.write("\n]}\n")
+        print(case["name"], "decay", model._decayFactor, model._timeUnit, "final", seen[-1], flush=True)
+    write(out_path, sc, results)
 
 
 if __name__ == "__main__":

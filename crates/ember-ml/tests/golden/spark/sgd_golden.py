@@ -6,11 +6,11 @@ Run with the Spark peer's venv (it needs numpy), with `PYSPARK_PYTHON` set to th
 a queue stream (mini-batch fraction 1.0, so every point counts, as in Ember) and records the
 weights after every batch; the batches are written beside them.
 """
-import json, math, random, sys, time
-from pyspark import SparkConf, SparkContext
-from pyspark.streaming import StreamingContext
+import math, random, sys
 from pyspark.mllib.regression import LabeledPoint, StreamingLinearRegressionWithSGD
 from pyspark.mllib.classification import StreamingLogisticRegressionWithSGD
+
+from spark_golden import run_case, spark_context, write
 
 
 def batches(seed, n, per, truth, logistic, empty=()):
@@ -46,17 +46,11 @@ CASES = [
 
 
 def main(out_path):
-    conf = (SparkConf().setMaster("local[2]").setAppName("ember-sgd-golden")
-            .set("spark.ui.enabled", "false").set("spark.driver.host", "127.0.0.1")
-            .set("spark.driver.bindAddress", "127.0.0.1"))
-    sc = SparkContext(conf=conf)
-    sc.setLogLevel("ERROR")
+    sc = spark_context("ember-sgd-golden")
     results = []
     for case in CASES:
         data = batches(case["seed"], case["n"], case["per"], case["truth"], case["kind"] == "logistic", set(case["empty"]))
-        ssc = StreamingContext(sc, 1)
         rdds = [sc.parallelize([LabeledPoint(y, x) for y, x in b], 2) for b in data]
-        stream = ssc.queueStream(rdds, oneAtATime=True)
         if case["kind"] == "linear":
             model = StreamingLinearRegressionWithSGD(stepSize=case["step"], numIterations=case["iters"],
                                                      miniBatchFraction=1.0, convergenceTol=case["tol"])
@@ -65,30 +59,17 @@ def main(out_path):
                                                        miniBatchFraction=1.0, regParam=case["reg"],
                                                        convergenceTol=case["tol"])
         model.setInitialWeights(case["initial"])
-        model.trainOn(stream)
-        seen = []
 
-        def record(t, rdd):
+        def read():
             m = model.latestModel()
-            seen.append({"weights": list(map(float, m.weights)), "intercept": float(m.intercept)})
-        stream.foreachRDD(record)
-        ssc.start()
-        deadline = time.time() + 120
-        while len(seen) < case["n"] and time.time() < deadline:
-            time.sleep(0.2)
-        ssc.stop(stopSparkContext=False, stopGraceFully=False)
-        assert len(seen) >= case["n"], f"{case['name']}: only {len(seen)} batches"
+            return {"weights": list(map(float, m.weights)), "intercept": float(m.intercept)}
+        seen = run_case(sc, rdds, model.trainOn, read, case["name"])
         c = {k: v for k, v in case.items() if k not in ("truth", "seed", "per")}
         c["batches"] = data
-        c["after_each_batch"] = seen[: case["n"]]
+        c["after_each_batch"] = seen
         results.append(c)
-        print(case["name"], "final", seen[case["n"] - 1], flush=True)
-    version = sc.version
-    sc.stop()
-    with open(out_path, "w") as f:  # one case per line
-        f.write('{"spark": %s, "cases": [\n' % json.dumps(version))
-        f.write(",\n".join(json.dumps(c) for c in results))
-        f.write("\n]}\n")
+        print(case["name"], "final", seen[-1], flush=True)
+    write(out_path, sc, results)
 
 
 if __name__ == "__main__":
