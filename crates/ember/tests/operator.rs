@@ -148,3 +148,55 @@ fn a_panic_on_a_worker_other_than_the_driver_fails_the_batch_everywhere() {
     let _ = ssc.stop(false);
     assert_eq!(out.batches().len(), 1, "no output ran for the failed batch, not even the driver's share");
 }
+
+#[test]
+fn a_panic_while_training_on_a_worker_other_than_the_driver_fails_the_batch_and_never_hangs() {
+    // In a round after the first (partial or update), and in train_per_batch's partial step.
+    for (fails_in, name) in [("partial", "rounds"), ("update", "rounds"), ("partial", "per batch")] {
+        let ssc = manual_context("local[2]");
+        let out = ssc
+            .queue_stream(vec![vec![1.0, 2.0, 3.0, 4.0], vec![5.0, 6.0, 7.0, 8.0]], true)
+            .operator("trained", move |b| {
+                let worker = b.worker();
+                let fail = move |t: ember::Time, round: u32, at: &str| {
+                    assert!(!(worker == 1 && t.millis() == 2000 && round == 2 && at == fails_in), "worker 1 gave up");
+                };
+                let b = b.round_robin();
+                if name == "rounds" {
+                    b.train_per_batch_in_rounds(
+                        "rounds",
+                        0.0f64,
+                        3,
+                        move |t, round, xs: &[f64], _s: &f64| {
+                            fail(t, round, "partial");
+                            xs.iter().sum::<f64>()
+                        },
+                        move |t, round, parts: Vec<(usize, f64)>, s: &mut f64| {
+                            fail(t, round, "update");
+                            *s += parts.iter().map(|(_, p)| p).sum::<f64>();
+                            true
+                        },
+                    )
+                } else {
+                    b.train_per_batch(
+                        "per batch",
+                        0.0f64,
+                        move |t, xs: Vec<f64>, _s: &f64, out| {
+                            fail(t, 2, "partial");
+                            out.push(xs.iter().sum::<f64>())
+                        },
+                        |_t, parts: Vec<(usize, f64)>, s: &mut f64| *s += parts.iter().map(|(_, p)| p).sum::<f64>(),
+                    )
+                }
+            })
+            .collect_batches();
+        ssc.run_batches(1).unwrap();
+        let e = ssc.run_batches(1).unwrap_err();
+        assert!(
+            e.to_string().contains(&format!("`{name}` panicked at batch 2000 ms: worker 1 gave up")),
+            "{fails_in}: {e}"
+        );
+        let _ = ssc.stop(false);
+        assert_eq!(out.batches().len(), 1, "{fails_in}: no output ran for the failed batch");
+    }
+}
