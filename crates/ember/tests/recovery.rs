@@ -62,34 +62,46 @@ fn kill_9_at_random_points_changes_nothing() {
     let want = ember::testing::committed_outputs(&dir.path().join("a"));
     assert_eq!(want.len(), 2 * BATCHES as usize, "two outputs per batch");
 
-    let (out, ck) = (dir.path().join("b"), dir.path().join("ck-b"));
+    // Rounds of SIGKILLs, each from an empty output and checkpoint directory and each checked
+    // against the uninterrupted run. The kill points are a fraction of the uninterrupted run's
+    // time; when a round's restarts are faster than that run (it ran on a loaded machine) the job
+    // finishes before all its kills, so the next round kills sooner.
     let mut r = common::rng(7);
     let mut kills = 0;
-    for attempt in 0.. {
-        assert!(attempt < 400, "the job did not finish after {attempt} starts");
-        let mut child = run_example(&input, &out, &ck, BATCHES).spawn().unwrap();
-        if kills < 20 {
-            // A kill point somewhere in the first few percent of an uninterrupted run (at least
-            // 30 ms in, past the start-up), so that each run makes some progress before it dies.
-            let delay = Duration::from_millis(30) + straight.mul_f64(0.005 + (r() % 1000) as f64 / 1000.0 * 0.025);
-            ember::clock::real_sleep(delay);
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-                continue;
+    let mut scale = 1.0;
+    for round in 0.. {
+        assert!(round < 8, "only {kills} kill points after {round} rounds");
+        let (out, ck) = (dir.path().join(format!("b{round}")), dir.path().join(format!("ck-b{round}")));
+        for attempt in 0.. {
+            assert!(attempt < 400, "the job did not finish after {attempt} starts");
+            let mut child = run_example(&input, &out, &ck, BATCHES).spawn().unwrap();
+            if kills < 20 {
+                // A kill point somewhere in the first few percent of an uninterrupted run (at
+                // least 30 ms in, past the start-up), so that each run makes some progress first.
+                let share = 0.005 + (r() % 1000) as f64 / 1000.0 * 0.025;
+                let delay = Duration::from_millis(30) + straight.mul_f64(share * scale);
+                ember::clock::real_sleep(delay);
+                if child.try_wait().unwrap().is_none() {
+                    child.kill().unwrap(); // SIGKILL
+                    child.wait().unwrap();
+                    kills += 1;
+                    continue;
+                }
             }
+            // The kills are done (or it finished early): let it run to the end.
+            let status = child.wait().unwrap();
+            assert!(status.success(), "a restarted run failed: {status}");
+            break;
         }
-        // 20 kills done (or it finished early): let it run to the end.
-        let status = child.wait().unwrap();
-        assert!(status.success(), "a restarted run failed: {status}");
-        break;
-    }
-    assert!(kills >= 20, "only {kills} kill points");
-    let got = ember::testing::committed_outputs(&out);
-    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "the same batches have output");
-    for (name, lines) in &want {
-        assert_eq!(&got[name], lines, "output {name} after {kills} kills");
+        let got = ember::testing::committed_outputs(&out);
+        assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "the same batches have output");
+        for (name, lines) in &want {
+            assert_eq!(&got[name], lines, "output {name} after {kills} kills (round {round})");
+        }
+        if kills >= 20 {
+            break;
+        }
+        scale /= 2.0;
     }
 }
 
