@@ -401,15 +401,14 @@ fn two_processes_read_every_shard_once_with_lineage() {
     common::split(&c, "cluster", "shardId-000000000001");
     put.extend(common::put(&c, "cluster", &common::lines("b", 200)));
     let outputs = ember::testing::run_cluster("cluster_child", &[("KINESIS_ENDPOINT", server.endpoint.clone())]);
-    let lines: Vec<(u64, String, String, String)> = String::from_utf8_lossy(&outputs[0].stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("REC "))
+    let lines: Vec<(u64, String, String, String)> = ember::testing::tagged(&outputs[0].stdout, "REC")
+        .iter()
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
             (f[0].parse().unwrap(), f[1].to_owned(), f[2].to_owned(), f[3].to_owned())
         })
         .collect();
-    assert!(String::from_utf8_lossy(&outputs[1].stdout).lines().all(|l| !l.starts_with("REC ")));
+    assert!(ember::testing::tagged(&outputs[1].stdout, "REC").is_empty());
     let mut by_shard: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (_, shard, seq, _) in &lines {
         by_shard.entry(shard.clone()).or_default().push(seq.clone());

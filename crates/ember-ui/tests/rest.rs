@@ -545,10 +545,11 @@ fn two_processes_one_ui_on_the_driver() {
     let outputs = ember::testing::run_cluster("two_processes_child", &[]);
     let out: Vec<String> = outputs.iter().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).collect();
     assert!(out[1].contains("UI none"), "only the driver process serves the UI: {}", out[1]);
-    let stats_line = out[0].lines().find_map(|l| l.strip_prefix("UI statistics ")).expect("the driver's UI");
-    let stats: Value = serde_json::from_str(stats_line).unwrap();
+    let tagged = |tag: &str| ember::testing::tagged(&outputs[0].stdout, tag).into_iter().next();
+    let stats_line = tagged("UI statistics").expect("the driver's UI");
+    let stats: Value = serde_json::from_str(&stats_line).unwrap();
     assert_eq!(stats["numProcessedRecords"], 100, "10 + 20 + 30 + 40 lines, read on the driver");
-    let metrics = out[0].lines().find_map(|l| l.strip_prefix("UI metrics ")).unwrap().replace('|', "\n");
+    let metrics = tagged("UI metrics").unwrap().replace('|', "\n");
     let m = scrape(&metrics);
     let flat_map =
         m.iter().find(|(k, _)| k.starts_with("ember_operation_last_batch_records") && k.contains("\"flat_map\""));

@@ -74,6 +74,10 @@ pub const KEYS: &[KeySpec] = &[
         doc: "Cluster mode: the `host:port` of every process, in process-index order." },
     KeySpec { name: "cluster.process", kind: ValueKind::Int, default: "0", doc: "Cluster mode: this process's index in `cluster.hosts`." },
     KeySpec { name: "cluster.workers", kind: ValueKind::Int, default: "1", doc: "Cluster mode: worker threads per process." },
+    KeySpec { name: "cluster.connect_timeout", kind: ValueKind::Millis, default: "60s",
+        doc: "Cluster mode: how long a starting process waits for all the others to connect before it stops with an error naming the ones missing (it logs who it waits for every 5 s)." },
+    KeySpec { name: "cluster.failure_timeout", kind: ValueKind::Millis, default: "5s",
+        doc: "Cluster mode: a process that sends nothing (not even a heartbeat) for this long is taken as lost, and after a loss or failure the other processes stop within this long, with an error naming the process." },
     KeySpec { name: "flow.max_batches_in_flight", kind: ValueKind::Int, default: "2",
         doc: "Sources close a batch only while fewer than this many closed batches wait to complete; when processing falls behind, input waits at the source instead of piling up in the dataflow, and a receiver whose open batch is due but not closed stops storing, so TCP pushes back on its sender (Ember's own, beyond Spark)." },
     KeySpec { name: "receiver.max_rate", kind: ValueKind::Float, default: "0",
@@ -227,6 +231,7 @@ impl Conf {
             }
             Ok(())
         };
+        at_least("cluster.failure_timeout", conf.millis("cluster.failure_timeout")?, 100, " ms")?;
         let restart_delay = "receiver.restart_delay";
         at_least(restart_delay, conf.millis(restart_delay)?, 1, " ms (0 would reconnect in a busy loop)")?;
         for (key, what) in [
@@ -266,6 +271,8 @@ impl Conf {
             wal_sync: conf.bool("receiver.write_ahead_log.sync")?,
             max_buffered_records: conf.int("receiver.max_buffered_records")? as usize,
             restart_delay_ms: conf.millis("receiver.restart_delay")?,
+            connect_timeout_ms: conf.millis("cluster.connect_timeout")?,
+            failure_timeout_ms: conf.millis("cluster.failure_timeout")?,
             file_min_remember_ms: conf.millis("file_stream.min_remember")?,
             generated: GeneratedSettings {
                 lines_per_second: conf.int("generated.lines_per_second")?,
@@ -398,6 +405,8 @@ pub(crate) struct Settings {
     pub wal_sync: bool,
     pub max_buffered_records: usize,
     pub restart_delay_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub failure_timeout_ms: u64,
     pub file_min_remember_ms: u64,
     pub generated: GeneratedSettings,
 }

@@ -362,7 +362,7 @@ impl StreamingContext {
                 // After a failure (a worker that died, a checkpoint that could not be written) the
                 // other workers may wait for ever for the dead one's progress: give them a while,
                 // then leave them.
-                let limit = rt.failed().then_some(Duration::from_secs(5));
+                let limit = rt.failed().then(|| job.as_ref().map_or(Duration::from_secs(5), |j| j.failure_timeout()));
                 let finished = rt.wait_finished(limit);
                 let mut result = Ok(());
                 if !finished {
@@ -487,6 +487,8 @@ impl StreamingContext {
         }
         let rt = self.runtime().ok_or_else(|| Error::IllegalState("the StreamingContext is not running".into()))?;
         if rt.stopping() {
+            // Stopping because the job failed: the failure, once, rather than the stop.
+            rt.wait(Some(Duration::ZERO), |_| false)?;
             return Err(Error::IllegalState("StreamingContext has already been stopped".into()));
         }
         manual.advance(n * self.shared.batch_ms);

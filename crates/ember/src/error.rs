@@ -98,6 +98,10 @@ pub enum Error {
     /// A failure a source, receiver or sink describes in words, with no error value of its own.
     #[error("{0}")]
     Other(String),
+    /// A process of the job was lost or failed, or the processes could not connect: names the
+    /// process and why.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// Starting or running the timely execution failed (e.g. the cluster could not connect).
     #[error("execution failed: {0}")]
     Execution(String),

@@ -302,6 +302,20 @@ pub fn receiver_errors(ssc: &StreamingContext) -> std::sync::mpsc::Receiver<Stri
     rx
 }
 
+/// The lines of a child process's `stdout` that carry `tag` (`TAG rest`), without the tag. The
+/// test harness may print `test <name> ... ` on the line of the child's first output, so the tag
+/// is also found after that.
+pub fn tagged(stdout: &[u8], tag: &str) -> Vec<String> {
+    let prefix = format!("{tag} ");
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| {
+            let at = l.find(&prefix)?;
+            (at == 0 || l[..at].ends_with("... ")).then(|| l[at + prefix.len()..].to_owned())
+        })
+        .collect()
+}
+
 /// Runs the `#[ignore]`d test `name` of the running test binary as the 2 processes × 2 workers of
 /// one job on loopback (`EMBER_CLUSTER_*` set for each), with `extra` in their environment; waits
 /// for both and returns their outputs, process 0 (the driver) first.

@@ -55,3 +55,184 @@ fn word_count_two_processes_equals_local_1() {
     assert_eq!(common::tagged(&outputs[0].stdout, "WC"), local, "process 0 (the driver) prints the local[1] output");
     assert!(common::tagged(&outputs[1].stdout, "WC").iter().all(|l| l.ends_with(" []")), "process 1 collects nothing");
 }
+
+/// A job that runs batch after batch until it fails; prints `STARTED`, then `BATCH n` after each
+/// batch; on an error prints `ERROR <error>` to stderr and exits with 1. `CHILD_CONNECT_TIMEOUT`
+/// sets `cluster.connect_timeout`.
+#[test]
+#[ignore = "run as a child process by the fail-fast tests"]
+fn endless_cluster_child() {
+    let connect = std::env::var("CHILD_CONNECT_TIMEOUT").unwrap_or_else(|_| "60s".into());
+    let conf =
+        Conf::new().manual_clock(true).set("cluster.connect_timeout", connect).set("cluster.failure_timeout", "2s");
+    let fail = |e: ember::Error| -> ! {
+        eprintln!("ERROR {e}");
+        std::process::exit(1)
+    };
+    let ssc = StreamingContext::new(conf, Duration::from_secs(1)).unwrap_or_else(|e| fail(e));
+    let text = GeneratedText { lines_per_second: 200, words_per_line: 4, vocabulary: 50, skew: 1.0, seed: 3 };
+    // `CHILD_PANIC_AFTER=n`: process 1's `flat_map` panics on its n-th line.
+    let panic_after: Option<u64> = std::env::var("CHILD_PANIC_AFTER").ok().and_then(|n| n.parse().ok());
+    let in_process_1 = std::env::var("EMBER_CLUSTER_PROCESS").as_deref() == Ok("1");
+    let seen = std::sync::atomic::AtomicU64::new(0);
+    let counts = ssc
+        .generated_text_stream_with(text)
+        .flat_map(move |line: String| {
+            let n = seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if in_process_1 && Some(n) == panic_after {
+                panic!("line {n} is one too many");
+            }
+            line.split(' ').map(str::to_owned).collect::<Vec<_>>()
+        })
+        .map(|w| (w, 1u64))
+        .reduce_by_key(|a, b| a + b)
+        .count();
+    let _c = counts.collect_batches();
+    ssc.start().unwrap_or_else(|e| fail(e));
+    println!("STARTED");
+    for n in 0.. {
+        ssc.run_batches(1).unwrap_or_else(|e| fail(e));
+        println!("BATCH {n}");
+    }
+}
+
+/// Process `process` of a 2 x 2 job at `hosts`, running `endless_cluster_child`.
+fn spawn_endless(hosts: &str, process: usize, extra: &[(&str, &str)]) -> std::process::Child {
+    let exe = std::env::current_exe().unwrap();
+    std::process::Command::new(exe)
+        .args(["--exact", "endless_cluster_child", "--ignored", "--nocapture", "--test-threads", "1"])
+        .envs(ember::testing::cluster_env(hosts, process))
+        .envs(extra.iter().copied())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads `child`'s stdout until a line contains `tag` (panics if the output ends first); the
+/// rest of stdout is drained in the background.
+fn wait_for_line(child: &mut std::process::Child, tag: &str) {
+    use std::io::BufRead;
+    let out = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(out).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains(tag) => break,
+            Some(Ok(_)) => {}
+            _ => panic!("the process ended before printing {tag}"),
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+}
+
+/// Waits for `child` to exit (a hang guard of 60 s, not a speed test); its exit code, its
+/// stderr, and the seconds it took.
+fn exit_of(mut child: std::process::Child) -> (Option<i32>, String, f64) {
+    let watch = ember::clock::Stopwatch::start();
+    let mut err = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut err, &mut s).unwrap();
+        s
+    });
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status.code(), stderr.join().unwrap(), watch.elapsed().as_secs_f64());
+        }
+        if watch.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the process did not stop within 60 s");
+        }
+        ember::clock::real_sleep(Duration::from_millis(20));
+    }
+}
+
+/// What a clean stop with an error looks like: exit code 1, the error named, none of timely's
+/// raw panics and no "bug in Ember".
+fn assert_clean_failure(code: Option<i32>, stderr: &str, wanted: &str) {
+    assert_eq!(code, Some(1), "exit code 1; stderr:\n{stderr}");
+    let error =
+        stderr.lines().find(|l| l.starts_with("ERROR ")).unwrap_or_else(|| panic!("no error line in:\n{stderr}"));
+    assert!(error.contains(wanted), "`{error}` names {wanted}");
+    for noise in ["panicked", "timely communication error", "MergeQueue", "bug in Ember"] {
+        assert!(!stderr.contains(noise), "stderr shows `{noise}`:\n{stderr}");
+    }
+}
+
+#[test]
+fn a_process_killed_mid_run_stops_the_other_with_an_error_naming_it() {
+    for victim in [1, 0] {
+        let hosts = ember::testing::cluster_hosts();
+        let mut p0 = spawn_endless(&hosts, 0, &[]);
+        let mut p1 = spawn_endless(&hosts, 1, &[]);
+        let survivor_index = 1 - victim;
+        let (victim_child, survivor) = if victim == 1 { (&mut p1, &mut p0) } else { (&mut p0, &mut p1) };
+        wait_for_line(survivor, "BATCH 5");
+        victim_child.kill().unwrap(); // SIGKILL
+        victim_child.wait().unwrap();
+        let survivor = if victim == 1 { p0 } else { p1 };
+        let (code, stderr, secs) = exit_of(survivor);
+        eprintln!("process {survivor_index} stopped {secs:.2} s after process {victim} was killed");
+        let addr = hosts.split(',').nth(victim).unwrap();
+        assert_clean_failure(code, &stderr, &format!("lost process {victim} ({addr})"));
+    }
+}
+
+#[test]
+fn a_process_killed_right_after_the_start_stops_the_other() {
+    let hosts = ember::testing::cluster_hosts();
+    let p0 = spawn_endless(&hosts, 0, &[]);
+    let mut p1 = spawn_endless(&hosts, 1, &[]);
+    wait_for_line(&mut p1, "STARTED");
+    p1.kill().unwrap();
+    p1.wait().unwrap();
+    let (code, stderr, _) = exit_of(p0);
+    assert_clean_failure(code, &stderr, "process 1");
+}
+
+#[test]
+fn a_process_started_alone_stops_after_the_connect_timeout_naming_the_missing_one() {
+    let hosts = ember::testing::cluster_hosts();
+    let p1 = spawn_endless(&hosts, 1, &[("CHILD_CONNECT_TIMEOUT", "1500ms")]);
+    let (code, stderr, secs) = exit_of(p1);
+    assert_clean_failure(
+        code,
+        &stderr,
+        &format!("no connection with process 0 ({})", hosts.split(',').next().unwrap()),
+    );
+    assert!(stderr.contains("cluster.connect_timeout"), "the error names the setting:\n{stderr}");
+    eprintln!("stopped after {secs:.2} s");
+}
+
+#[test]
+fn processes_of_different_shapes_refuse_each_other() {
+    let hosts = ember::testing::cluster_hosts();
+    let p0 = spawn_endless(&hosts, 0, &[("CHILD_CONNECT_TIMEOUT", "20s")]);
+    let p1 = spawn_endless(&hosts, 1, &[("CHILD_CONNECT_TIMEOUT", "20s"), ("EMBER_CLUSTER_WORKERS", "3")]);
+    for (i, p) in [p0, p1].into_iter().enumerate() {
+        let (code, stderr, _) = exit_of(p);
+        assert_clean_failure(code, &stderr, "processes x");
+        eprintln!("process {i}: {}", stderr.lines().find(|l| l.starts_with("ERROR")).unwrap_or(""));
+    }
+}
+
+#[test]
+fn a_failed_batch_in_one_process_stops_every_process_with_its_error() {
+    let hosts = ember::testing::cluster_hosts();
+    let p0 = spawn_endless(&hosts, 0, &[("CHILD_PANIC_AFTER", "300")]);
+    let p1 = spawn_endless(&hosts, 1, &[("CHILD_PANIC_AFTER", "300")]);
+    let (code0, err0, _) = exit_of(p0);
+    let (code1, err1, _) = exit_of(p1);
+    assert_eq!((code0, code1), (Some(1), Some(1)), "both exit with 1:\n{err0}\n{err1}");
+    let line = |s: &str| s.lines().find(|l| l.starts_with("ERROR ")).unwrap_or("").to_owned();
+    let addr = hosts.split(',').nth(1).unwrap();
+    assert!(line(&err1).contains("the function of `flat_map` panicked"), "{err1}");
+    assert!(line(&err1).contains("line 300 is one too many"), "{err1}");
+    let want = format!("process 1 ({addr}) failed: the function of `flat_map` panicked");
+    assert!(line(&err0).contains(&want), "process 0 names process 1 and its error: {err0}");
+    assert!(line(&err0).contains("line 300 is one too many"), "{err0}");
+    for noise in ["timely communication error", "MergeQueue", "bug in Ember"] {
+        assert!(!err0.contains(noise) && !err1.contains(noise), "`{noise}` in\n{err0}\n{err1}");
+    }
+}

@@ -58,8 +58,7 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 
 /// The lines of `stdout` that start with `tag `, without the tag.
 pub fn tagged(stdout: &[u8], tag: &str) -> Vec<String> {
-    let prefix = format!("{tag} ");
-    String::from_utf8_lossy(stdout).lines().filter_map(|l| l.strip_prefix(&prefix).map(str::to_owned)).collect()
+    ember::testing::tagged(stdout, tag)
 }
 
 /// Runs the child test `name` as the 2 processes x 2 workers of one job on loopback; returns the

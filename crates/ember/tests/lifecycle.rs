@@ -381,10 +381,8 @@ fn operation_records_count_what_each_operation_produced_in_each_batch() {
         assert_eq!(operation_records(&manual_context(master)), OPERATION_RECORDS, "{master}");
     }
     let outputs = ember::testing::run_cluster("operation_records_cluster_child", &[]);
-    let stdout = String::from_utf8_lossy(&outputs[0].stdout);
-    let got: Vec<Vec<u64>> = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("OPS "))
+    let got: Vec<Vec<u64>> = ember::testing::tagged(&outputs[0].stdout, "OPS")
+        .iter()
         .map(|l| l.split(',').map(|n| n.parse().unwrap()).collect())
         .collect();
     assert_eq!(got, OPERATION_RECORDS, "2 processes x 2 workers: counted in every process, summed on the driver");

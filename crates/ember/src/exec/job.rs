@@ -5,9 +5,14 @@
 
 use std::sync::Arc;
 
-use timely::communication::{Config as CommConfig, WorkerGuards};
+use std::time::Duration;
+
+use timely::communication::allocator::zero_copy::initialize::initialize_networking_from_sockets;
+use timely::communication::allocator::ProcessBuilder;
+use timely::communication::{AllocatorBuilder, Hooks, WorkerGuards};
 use timely::WorkerConfig;
 
+use super::cluster::{self, Membership, Mesh};
 use super::runtime::{panic_text, Runtime};
 use crate::conf::Master;
 use crate::error::{Error, Result};
@@ -15,41 +20,58 @@ use crate::error::{Error, Result};
 /// The running workers of this process.
 pub(crate) struct Job {
     guards: WorkerGuards<Result<()>>,
+    mesh: Option<Arc<Mesh>>,
 }
 
-/// Starts this process's workers of the job `rt` describes.
+/// Starts this process's workers of the job `rt` describes; in cluster mode, after connecting
+/// to every other process (or failing after `cluster.connect_timeout`).
 pub(crate) fn launch(master: &Master, rt: &Arc<Runtime>) -> Result<Job> {
-    let (config, cluster) = match master {
-        Master::Local(n) => (timely::Config::process(*n), false),
-        Master::Cluster { hosts, process, workers } => (
-            timely::Config {
-                communication: CommConfig::Cluster {
-                    threads: *workers,
-                    process: *process,
-                    addresses: hosts.clone(),
-                    report: false,
-                    zerocopy: false,
-                },
-                worker: WorkerConfig::default(),
-            },
-            true,
-        ),
+    let (builders, others, mesh): (Vec<AllocatorBuilder>, Box<dyn std::any::Any + Send>, _) = match master {
+        Master::Local(n) => {
+            let (builders, others) = timely::CommunicationConfig::Process(*n).try_build().map_err(Error::Execution)?;
+            (builders, others, None)
+        }
+        Master::Cluster { hosts, process, workers } => {
+            let me = Membership {
+                hosts: hosts.clone(),
+                process: *process,
+                workers: *workers,
+                connect_timeout: Duration::from_millis(rt.settings.connect_timeout_ms),
+                failure_timeout: Duration::from_millis(rt.settings.failure_timeout_ms),
+            };
+            let connections = cluster::connect(&me)?;
+            let hooks = Hooks::default();
+            let local = ProcessBuilder::new_typed_vector(*workers, hooks.refill.clone(), hooks.spill.clone());
+            let (builders, comms) =
+                initialize_networking_from_sockets(local, connections.data, *process, *workers, hooks)
+                    .map_err(|e| Error::Cluster(format!("starting the network threads: {e}")))?;
+            let mesh = Mesh::start(me, connections.control, rt)?;
+            let _ = rt.mesh.set(Arc::clone(&mesh));
+            (builders.into_iter().map(AllocatorBuilder::Tcp).collect(), Box::new(comms), Some(mesh))
+        }
     };
+    let cluster = mesh.is_some();
     let worker_rt = Arc::clone(rt);
-    let guards = timely::execute(config, move |worker| {
+    let worker_mesh = mesh.clone();
+    let guards = timely::execute::execute_from(builders, others, WorkerConfig::default(), move |worker| {
         let rt = Arc::clone(&worker_rt);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             super::run_worker(worker, Arc::clone(&rt), cluster)
         }));
         result.unwrap_or_else(|p| {
-            let e = Error::Internal(format!("a worker panicked: {}", panic_text(&p)));
+            let text = panic_text(&p);
+            let e = match &worker_mesh {
+                // timely's reaction to a lost peer: the control connections name the peer.
+                Some(mesh) if cluster::is_connection_panic(&text) => mesh.cause_of_broken_connection(&text),
+                _ => Error::Internal(format!("a worker panicked: {text}")),
+            };
             rt.fail_batch(rt.completed() + rt.batch_ms, e.clone());
             rt.worker_finished();
             Err(e)
         })
     })
     .map_err(Error::Execution)?;
-    Ok(Job { guards })
+    Ok(Job { guards, mesh })
 }
 
 impl Job {
@@ -63,11 +85,22 @@ impl Job {
                 }
             }
         }
+        if let Some(mesh) = &self.mesh {
+            mesh.close(result.is_ok());
+        }
         result
+    }
+
+    /// How long the workers get to wind down after the job failed.
+    pub fn failure_timeout(&self) -> Duration {
+        self.mesh.as_ref().map_or(Duration::from_secs(5), |m| m.failure_timeout())
     }
 
     /// Leaves the worker threads running (they wait for a peer that died).
     pub fn abandon(self) {
+        if let Some(mesh) = &self.mesh {
+            mesh.close(false);
+        }
         std::mem::forget(self.guards);
     }
 }

@@ -36,6 +36,7 @@
 //! Batch time is the timely timestamp, in milliseconds since the epoch.
 
 pub(crate) mod batch;
+pub(crate) mod cluster;
 pub(crate) mod connector;
 pub(crate) mod job;
 pub mod operator;
@@ -538,7 +539,11 @@ fn agree_on_start(worker: &mut Worker, rt: &Runtime, proposed: u64) -> Result<u6
     input.advance_to(1);
     drop(input);
     while !probe.done() {
-        worker.step();
+        if rt.failed() {
+            // A peer was lost during the start: its part of the agreement never comes.
+            return Err(Error::Cluster("the job failed while its processes agreed on the start".into()));
+        }
+        worker.step_or_park(Some(std::time::Duration::from_millis(10)));
     }
     let Some((zero, values)) = agreed.borrow_mut().take() else { return Ok(proposed) };
     if worker.index() >= rt.settings.local_workers() {

@@ -108,6 +108,8 @@ pub(crate) struct Runtime {
     estimators: Mutex<BTreeMap<usize, crate::rate::PidRateEstimator>>,
     /// Cancelled when the context stops, to cut receivers' back-off waits short.
     pub sleeper: Arc<crate::clock::Sleeper>,
+    /// The control connections to the other processes of a cluster job.
+    pub mesh: std::sync::OnceLock<Arc<super::cluster::Mesh>>,
 }
 
 impl Runtime {
@@ -149,6 +151,7 @@ impl Runtime {
             failed_from: AtomicU64::new(NOT_SET),
             estimators: Mutex::new(BTreeMap::new()),
             sleeper: Arc::new(crate::clock::Sleeper::default()),
+            mesh: std::sync::OnceLock::new(),
         }
     }
 
@@ -235,7 +238,7 @@ impl Runtime {
     /// committed checkpoint stays as it was.
     pub fn checkpoint_failed(&self, e: Error) {
         self.checkpoint_broken.store(true, Ordering::Release);
-        self.report_error(e);
+        self.report_fatal(e);
         if !self.stopping() {
             let done = self.completed();
             self.request_stop(done);
@@ -265,12 +268,32 @@ impl Runtime {
 
     /// Records the job's first error; later ones are logged only.
     pub fn report_error(&self, e: Error) {
+        self.record_error(e, |_| {});
+    }
+
+    /// Records `e` as the job's error if it is the first, running `first(&e)` before anyone
+    /// waiting for an error can see it.
+    fn record_error(&self, e: Error, first: impl FnOnce(&Error)) {
         tracing::error!("{e}");
         let mut p = lock(&self.progress);
-        if p.error.is_none() {
-            p.error = Some(e);
-            self.changed.notify_all();
+        if p.error.is_some() {
+            return;
         }
+        first(&e);
+        p.error = Some(e);
+        self.changed.notify_all();
+    }
+
+    /// Records an error that stops the job. The first one is sent to the job's other processes
+    /// (unless it is a peer's own failure) before this process's waiters see it — a program that
+    /// exits on the error must not exit before its peers know why.
+    fn report_fatal(&self, e: Error) {
+        let from_peer = matches!(e, Error::Cluster(_));
+        self.record_error(e, |e| {
+            if let (Some(mesh), false) = (self.mesh.get(), from_peer) {
+                mesh.announce_failure(e);
+            }
+        });
     }
 
     /// Waits until `pred(progress)` holds, an unseen error is reported or `timeout` passes
@@ -342,7 +365,7 @@ impl Runtime {
     pub fn fail_batch(&self, t: u64, e: Error) {
         self.failed_from.fetch_min(t, Ordering::AcqRel);
         self.checkpoint_broken.store(true, Ordering::Release);
-        self.report_error(e);
+        self.report_fatal(e);
         if !self.stopping() {
             self.request_stop(self.completed());
         }

@@ -1,0 +1,452 @@
+//! The job's processes, connected. Ember opens the TCP connections between its processes itself
+//! — with a deadline and a handshake that checks both ends run the same cluster — hands timely
+//! one data connection per peer, and keeps a second, control connection per peer for what
+//! timely does not carry:
+//!
+//! - heartbeats, so that a peer that died or hangs is noticed within `cluster.failure_timeout`
+//!   (a closed connection at once, silence after the timeout);
+//! - a process's failure, sent to every peer before it stops, so that all stop with the error
+//!   that caused it, naming the process;
+//! - `Bye`, sent by a process whose job ended cleanly, so its closing is not taken for a loss.
+//!
+//! timely itself is fail-stop: when a peer's connection breaks, its network threads panic and
+//! its workers follow. Those panics are expected once a peer is lost; the panic hook installed
+//! here keeps them out of the output (they are logged at debug level), and the job stops with
+//! the control connection's error instead.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::runtime::Runtime;
+use crate::clock::{lock, real_sleep, Stopwatch};
+use crate::error::{Error, Result};
+
+const MAGIC: u32 = 0x454d_4252; // "EMBR"
+const VERSION: u8 = 1;
+const DATA: u8 = 0;
+const CONTROL: u8 = 1;
+
+/// What this process is in its cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct Membership {
+    pub hosts: Vec<String>,
+    pub process: usize,
+    pub workers: usize,
+    pub connect_timeout: Duration,
+    pub failure_timeout: Duration,
+}
+
+impl Membership {
+    fn peer(&self, p: usize) -> String {
+        format!("process {p} ({})", self.hosts[p])
+    }
+
+    fn hello(&self, kind: u8) -> Hello {
+        Hello {
+            kind,
+            process: self.process as u32,
+            processes: self.hosts.len() as u32,
+            workers: self.workers as u32,
+            hosts: hosts_hash(&self.hosts),
+        }
+    }
+}
+
+/// The first bytes on every connection, both ways.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Hello {
+    kind: u8,
+    process: u32,
+    processes: u32,
+    workers: u32,
+    hosts: u64,
+}
+
+impl Hello {
+    const LEN: usize = 4 + 1 + 1 + 4 + 4 + 4 + 8;
+
+    fn write(&self, s: &mut TcpStream) -> std::io::Result<()> {
+        let mut b = Vec::with_capacity(Self::LEN);
+        b.extend_from_slice(&MAGIC.to_le_bytes());
+        b.push(VERSION);
+        b.push(self.kind);
+        b.extend_from_slice(&self.process.to_le_bytes());
+        b.extend_from_slice(&self.processes.to_le_bytes());
+        b.extend_from_slice(&self.workers.to_le_bytes());
+        b.extend_from_slice(&self.hosts.to_le_bytes());
+        s.write_all(&b)
+    }
+
+    fn read(s: &mut TcpStream) -> std::result::Result<Hello, String> {
+        let mut b = [0u8; Self::LEN];
+        s.read_exact(&mut b).map_err(|e| format!("no handshake: {e}"))?;
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or_default());
+        if u32_at(0) != MAGIC {
+            return Err("not an Ember process (wrong handshake)".into());
+        }
+        if b[4] != VERSION {
+            return Err(format!("another version of Ember's cluster protocol ({}, here {VERSION})", b[4]));
+        }
+        Ok(Hello {
+            kind: b[5],
+            process: u32_at(6),
+            processes: u32_at(10),
+            workers: u32_at(14),
+            hosts: u64::from_le_bytes(b[18..26].try_into().unwrap_or_default()),
+        })
+    }
+
+    /// Why a peer's hello does not fit this process's membership.
+    fn mismatch(&self, me: &Membership) -> Option<String> {
+        let mine = me.hello(self.kind);
+        if self.processes != mine.processes || self.workers != mine.workers {
+            return Some(format!(
+                "it runs as one of {} processes x {} workers, this one as one of {} x {}",
+                self.processes, self.workers, mine.processes, mine.workers
+            ));
+        }
+        if self.hosts != mine.hosts {
+            return Some("it was started with another cluster.hosts".into());
+        }
+        if self.process as usize >= me.hosts.len() || self.process as usize == me.process {
+            return Some(format!("it claims to be process {}", self.process));
+        }
+        None
+    }
+}
+
+fn hosts_hash(hosts: &[String]) -> u64 {
+    super::key_hash(hosts)
+}
+
+/// A message on a control connection.
+#[derive(Debug, Serialize, Deserialize)]
+enum Message {
+    Heartbeat,
+    /// The sender's job failed with this error; it is stopping.
+    Failed(String),
+    /// The sender's job ended cleanly; its connections close next.
+    Bye,
+}
+
+fn send(s: &mut TcpStream, m: &Message) -> std::io::Result<()> {
+    let body = bincode::serialize(m).map_err(std::io::Error::other)?;
+    let mut b = Vec::with_capacity(4 + body.len());
+    b.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    b.extend_from_slice(&body);
+    s.write_all(&b)
+}
+
+fn receive(s: &mut TcpStream) -> std::io::Result<Message> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > 1 << 24 {
+        return Err(std::io::Error::other(format!("a control message of {len} bytes")));
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)?;
+    bincode::deserialize(&body).map_err(std::io::Error::other)
+}
+
+/// The connections of this process to its peers: the data connections go to timely, the
+/// control connections stay here.
+pub(crate) struct Connections {
+    pub data: Vec<Option<TcpStream>>,
+    pub control: Vec<Option<TcpStream>>,
+}
+
+/// Connects this process to every other process of the cluster, or fails after
+/// `connect_timeout` with an error naming the processes that did not answer.
+pub(crate) fn connect(me: &Membership) -> Result<Connections> {
+    install_panic_hook();
+    let n = me.hosts.len();
+    let listener = TcpListener::bind(&me.hosts[me.process]).map_err(|e| {
+        Error::Cluster(format!("process {} cannot listen on {}: {e}", me.process, me.hosts[me.process]))
+    })?;
+    listener.set_nonblocking(true).map_err(|e| Error::Cluster(format!("listening socket: {e}")))?;
+    let watch = Stopwatch::start();
+    let mut data: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+    let mut control: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+    let mut last_note = Duration::ZERO;
+    // Lower-numbered processes are connected to, higher-numbered ones accepted: one data and
+    // one control connection per pair, each opened by the higher-numbered process.
+    loop {
+        let missing: Vec<usize> =
+            (0..n).filter(|&p| p != me.process && (data[p].is_none() || control[p].is_none())).collect();
+        if missing.is_empty() {
+            break;
+        }
+        let elapsed = watch.elapsed();
+        let waiting = || missing.iter().map(|&p| me.peer(p)).collect::<Vec<_>>().join(", ");
+        if elapsed >= me.connect_timeout {
+            return Err(Error::Cluster(format!(
+                "process {} of {n}: no connection with {} after {:.1} s (cluster.connect_timeout); start every process of the job, each with the same cluster.hosts",
+                me.process,
+                waiting(),
+                elapsed.as_secs_f64()
+            )));
+        }
+        if elapsed >= last_note + Duration::from_secs(5) {
+            last_note = elapsed;
+            tracing::info!("process {} is waiting for {}", me.process, waiting());
+        }
+        let mut progressed = false;
+        for &p in missing.iter().filter(|&&p| p < me.process) {
+            for (kind, slot) in [(DATA, &mut data[p]), (CONTROL, &mut control[p])] {
+                if slot.is_some() {
+                    continue;
+                }
+                if let Ok(mut s) = TcpStream::connect_timeout(&resolve(&me.hosts[p])?, Duration::from_millis(500)) {
+                    match handshake(&mut s, me, kind, true) {
+                        Ok((q, _)) if q == p => {
+                            *slot = Some(s);
+                            progressed = true;
+                        }
+                        Ok((q, _)) => tracing::warn!("{} answered as process {q}", me.peer(p)),
+                        Err(e) if e.starts_with("mismatch:") => {
+                            return Err(Error::Cluster(format!("{}: {}", me.peer(p), e[9..].trim())))
+                        }
+                        // Not listening for us yet, or a process of an earlier run going away.
+                        Err(e) => tracing::debug!("connecting to {}: {e}", me.peer(p)),
+                    }
+                }
+            }
+        }
+        loop {
+            match listener.accept() {
+                Ok((mut s, from)) => {
+                    let _ = s.set_nonblocking(false);
+                    match handshake(&mut s, me, 0, false) {
+                        Ok((q, kind)) => {
+                            let slot = if kind == CONTROL { &mut control[q] } else { &mut data[q] };
+                            *slot = Some(s);
+                            progressed = true;
+                        }
+                        Err(e) => {
+                            if let Some(why) = e.strip_prefix("mismatch:") {
+                                return Err(Error::Cluster(format!("a process at {from}: {}", why.trim())));
+                            }
+                            tracing::warn!("ignoring a connection from {from}: {e}");
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    return Err(Error::Cluster(format!("accepting connections on {}: {e}", me.hosts[me.process])))
+                }
+            }
+        }
+        if !progressed {
+            real_sleep(Duration::from_millis(50));
+        }
+    }
+    for s in data.iter().flatten() {
+        let _ = s.set_nodelay(true);
+    }
+    Ok(Connections { data, control })
+}
+
+fn resolve(host: &str) -> Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    host.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| Error::Cluster(format!("cannot resolve the cluster host `{host}`")))
+}
+
+/// Exchanges hellos on a new connection; the peer's process index and the connection's kind.
+/// The connecting side sends first. A peer of another cluster is an error starting with
+/// `mismatch:`.
+fn handshake(
+    s: &mut TcpStream,
+    me: &Membership,
+    kind: u8,
+    connecting: bool,
+) -> std::result::Result<(usize, u8), String> {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let io = |e: std::io::Error| format!("handshake: {e}");
+    let theirs = if connecting {
+        me.hello(kind).write(s).map_err(io)?;
+        Hello::read(s)?
+    } else {
+        let theirs = Hello::read(s)?;
+        me.hello(theirs.kind).write(s).map_err(io)?;
+        theirs
+    };
+    if let Some(why) = theirs.mismatch(me) {
+        return Err(format!("mismatch: {why}"));
+    }
+    let _ = s.set_read_timeout(None);
+    Ok((theirs.process as usize, theirs.kind))
+}
+
+/// The control connections of a running job.
+pub(crate) struct Mesh {
+    me: Membership,
+    writers: Vec<Option<Mutex<TcpStream>>>,
+    closing: AtomicBool,
+    /// The first peer failure seen, for workers whose timely connection broke.
+    lost: Mutex<Option<Error>>,
+    changed: Condvar,
+    rt: Weak<Runtime>,
+}
+
+impl Mesh {
+    /// Starts watching the control connections: a reader per peer and one heartbeat thread.
+    pub fn start(me: Membership, control: Vec<Option<TcpStream>>, rt: &Arc<Runtime>) -> Result<Arc<Mesh>> {
+        let mut writers = Vec::with_capacity(control.len());
+        let mut readers = Vec::new();
+        for (p, s) in control.into_iter().enumerate() {
+            match s {
+                None => writers.push(None),
+                Some(s) => {
+                    let reader = s.try_clone().map_err(|e| Error::Cluster(format!("control connection: {e}")))?;
+                    let _ = reader.set_read_timeout(Some(me.failure_timeout));
+                    let _ = s.set_write_timeout(Some(me.failure_timeout));
+                    readers.push((p, reader));
+                    writers.push(Some(Mutex::new(s)));
+                }
+            }
+        }
+        let mesh = Arc::new(Mesh {
+            me,
+            writers,
+            closing: AtomicBool::new(false),
+            lost: Mutex::new(None),
+            changed: Condvar::new(),
+            rt: Arc::downgrade(rt),
+        });
+        for (p, reader) in readers {
+            let m = Arc::clone(&mesh);
+            std::thread::Builder::new()
+                .name(format!("ember:peer-{p}"))
+                .spawn(move || m.watch(p, reader))
+                .map_err(|e| Error::Cluster(format!("starting a control thread: {e}")))?;
+        }
+        let m = Arc::downgrade(&mesh);
+        let beat = (mesh.me.failure_timeout / 4).max(Duration::from_millis(10));
+        std::thread::Builder::new()
+            .name("ember:heartbeat".into())
+            .spawn(move || loop {
+                real_sleep(beat);
+                let Some(m) = m.upgrade() else { return };
+                if m.closing.load(Ordering::Acquire) {
+                    return;
+                }
+                m.broadcast(&Message::Heartbeat);
+            })
+            .map_err(|e| Error::Cluster(format!("starting the heartbeat thread: {e}")))?;
+        Ok(mesh)
+    }
+
+    fn broadcast(&self, m: &Message) {
+        for w in self.writers.iter().flatten() {
+            let _ = send(&mut lock(w), m);
+        }
+    }
+
+    /// Reads peer `p`'s control connection until it ends.
+    fn watch(&self, p: usize, mut s: TcpStream) {
+        let lost = loop {
+            match receive(&mut s) {
+                Ok(Message::Heartbeat) => {}
+                Ok(Message::Bye) => return,
+                Ok(Message::Failed(why)) => break format!("{} failed: {why}", self.me.peer(p)),
+                Err(e) => {
+                    if self.closing.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let why = match e.kind() {
+                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => {
+                            "its connection closed (the process exited or was killed)".to_owned()
+                        }
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => format!(
+                            "it sent nothing for {:.1} s (cluster.failure_timeout)",
+                            self.me.failure_timeout.as_secs_f64()
+                        ),
+                        _ => e.to_string(),
+                    };
+                    break format!("lost {}: {why}", self.me.peer(p));
+                }
+            }
+        };
+        let e = Error::Cluster(lost);
+        lock(&self.lost).get_or_insert_with(|| e.clone());
+        self.changed.notify_all();
+        if let Some(rt) = self.rt.upgrade() {
+            rt.fail_batch(rt.completed() + rt.batch_ms, e);
+            rt.wake_workers();
+        }
+    }
+
+    /// Tells every peer that this process's job failed with `e` (it stops next).
+    pub fn announce_failure(&self, e: &Error) {
+        self.broadcast(&Message::Failed(e.to_string()));
+    }
+
+    /// The error of the peer whose loss broke a timely connection of this process, waiting up to
+    /// `cluster.failure_timeout` for the control connections to name it.
+    pub fn cause_of_broken_connection(&self, what: &str) -> Error {
+        let lost = lock(&self.lost);
+        let (lost, _) = self
+            .changed
+            .wait_timeout_while(lost, self.me.failure_timeout, |l| l.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        lost.clone().unwrap_or_else(|| Error::Cluster(format!("a connection to another process broke: {what}")))
+    }
+
+    /// How long the job's workers get to wind down after a failure.
+    pub fn failure_timeout(&self) -> Duration {
+        self.me.failure_timeout
+    }
+
+    /// Ends the control connections; `clean` says goodbye first, so peers do not take the
+    /// closing for a loss.
+    pub fn close(&self, clean: bool) {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if clean {
+            self.broadcast(&Message::Bye);
+        }
+        for w in self.writers.iter().flatten() {
+            let _ = lock(w).shutdown(std::net::Shutdown::Write);
+        }
+    }
+}
+
+/// Whether a panic is timely's reaction to a broken connection to another process.
+pub(crate) fn is_connection_panic(text: &str) -> bool {
+    text.contains("timely communication error") || text.contains("MergeQueue") || text.contains("thread panic")
+}
+
+/// Keeps timely's panics about broken connections — expected once a peer is lost, and reported
+/// by Ember as the peer's loss — out of the output; every other panic goes to the previous hook.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let text = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let thread = std::thread::current();
+            let name = thread.name().unwrap_or("");
+            let network = name.starts_with("timely:send") || name.starts_with("timely:recv");
+            if network || (name.starts_with("timely:") && is_connection_panic(&text)) {
+                tracing::debug!("{name}: {text}");
+                return;
+            }
+            previous(info);
+        }));
+    });
+}
