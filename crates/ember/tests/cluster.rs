@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ember::testing::exclusive;
@@ -234,5 +235,125 @@ fn a_failed_batch_in_one_process_stops_every_process_with_its_error() {
     assert!(line(&err0).contains("line 300 is one too many"), "{err0}");
     for noise in ["timely communication error", "MergeQueue", "bug in Ember"] {
         assert!(!err0.contains(noise) && !err1.contains(noise), "`{noise}` in\n{err0}\n{err1}");
+    }
+}
+
+const START: u64 = 1_700_000_000_000;
+
+/// Running word totals, checkpointed every 2 s to `CHILD_CK`, run for `CHILD_BATCHES` batches
+/// (recovering from the checkpoint when there is one); the driver prints `TOT <t> <totals>` per
+/// batch. Fails as `endless_cluster_child` does.
+#[test]
+#[ignore = "run as a child process by the checkpoint tests"]
+fn checkpointed_cluster_child() {
+    use ember::Clock;
+    let ck = std::path::PathBuf::from(std::env::var("CHILD_CK").unwrap());
+    let batches: u64 = std::env::var("CHILD_BATCHES").unwrap().parse().unwrap();
+    let fail = |e: ember::Error| -> ! {
+        eprintln!("ERROR {e}");
+        std::process::exit(1)
+    };
+    let build = || -> ember::Result<StreamingContext> {
+        let conf = Conf::new()
+            .manual_clock(true)
+            .set("clock.manual.start", START.to_string())
+            .set("checkpoint.sync", "false")
+            .set("cluster.failure_timeout", "2s");
+        let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
+        ssc.checkpoint(&ck);
+        let text = GeneratedText { lines_per_second: 100, words_per_line: 3, vocabulary: 20, skew: 1.0, seed: 5 };
+        ssc.generated_text_stream_with(text)
+            .flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
+            .map(|w| (w, 1u64))
+            .update_state_by_key(|n: Vec<u64>, s: Option<u64>| Some(s.unwrap_or(0) + n.len() as u64))
+            .checkpoint(Duration::from_secs(2))
+            .foreach_batch(|t, mut totals: Vec<(String, u64)>| {
+                totals.sort();
+                println!("TOT {} {totals:?}", t.millis());
+            });
+        Ok(ssc)
+    };
+    let ssc = StreamingContext::get_or_create(&ck, build).unwrap_or_else(|e| fail(e));
+    let clock = ssc.manual_clock().unwrap();
+    ssc.start().unwrap_or_else(|e| fail(e));
+    while clock.now_millis() < START + batches * 1000 {
+        ssc.run_batches(1).unwrap_or_else(|e| fail(e));
+    }
+    ssc.stop(false).unwrap_or_else(|e| fail(e));
+}
+
+/// Runs `checkpointed_cluster_child` as 2 processes x 2 workers; their exit codes, the driver's
+/// `TOT` lines by batch time, and both stderrs.
+fn run_checkpointed(ck: &std::path::Path, batches: u64) -> (Vec<Option<i32>>, BTreeMap<u64, String>, Vec<String>) {
+    let hosts = ember::testing::cluster_hosts();
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|i| {
+            std::process::Command::new(&exe)
+                .args(["--exact", "checkpointed_cluster_child", "--ignored", "--nocapture", "--test-threads", "1"])
+                .envs(ember::testing::cluster_env(&hosts, i))
+                .env("CHILD_CK", ck)
+                .env("CHILD_BATCHES", batches.to_string())
+                .env("RUST_LOG", "warn")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let totals = ember::testing::tagged(&outs[0].stdout, "TOT")
+        .into_iter()
+        .map(|l| {
+            let (t, rest) = l.split_once(' ').unwrap();
+            (t.parse().unwrap(), rest.to_owned())
+        })
+        .collect();
+    let codes = outs.iter().map(|o| o.status.code()).collect();
+    (codes, totals, outs.iter().map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).collect())
+}
+
+fn commits(ck: &std::path::Path) -> Vec<u64> {
+    let mut times: Vec<u64> = std::fs::read_dir(ck.join("commits"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.parse().ok())
+        .collect();
+    times.sort_unstable();
+    times
+}
+
+#[test]
+fn a_checkpoint_part_that_one_process_cannot_write_commits_nothing_and_stops_every_process() {
+    const BATCHES: u64 = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let (codes, straight, errs) = run_checkpointed(&dir.path().join("a"), BATCHES);
+    assert_eq!(codes, [Some(0), Some(0)], "the uninterrupted run: {errs:?}");
+    assert_eq!(straight.len(), BATCHES as usize);
+
+    // Worker 2 (process 1) cannot write its state of checkpoint START + 4000: a file stands
+    // where its directory goes.
+    let ck = dir.path().join("b");
+    let broken = START + 4000;
+    std::fs::create_dir_all(ck.join(format!("state/{broken}"))).unwrap();
+    std::fs::write(ck.join(format!("state/{broken}/w2")), "in the way").unwrap();
+    let (codes, _, errs) = run_checkpointed(&ck, BATCHES);
+    assert_eq!(codes, [Some(1), Some(1)], "both processes stop with an error: {errs:?}");
+    let error = |s: &str| s.lines().find(|l| l.starts_with("ERROR ")).unwrap_or("").to_owned();
+    let path = format!("state/{broken}/w2");
+    assert!(error(&errs[1]).contains(&path), "process 1 names the path: {}", errs[1]);
+    assert!(
+        error(&errs[0]).contains("process 1 (") && error(&errs[0]).contains(&path),
+        "process 0 names process 1 and the path: {}",
+        errs[0]
+    );
+    assert_eq!(commits(&ck), [START + 2000], "checkpoint {broken} is not committed, the one before stays");
+
+    // Recovery takes the previous checkpoint and goes on as the uninterrupted run did.
+    std::fs::remove_file(ck.join(&path)).unwrap();
+    let (codes, recovered, errs) = run_checkpointed(&ck, BATCHES);
+    assert_eq!(codes, [Some(0), Some(0)], "the recovered run: {errs:?}");
+    assert_eq!(recovered.keys().next(), Some(&(START + 3000)), "the batches after checkpoint {}", START + 2000);
+    for (t, line) in &recovered {
+        assert_eq!(line, &straight[t], "batch {t}");
     }
 }

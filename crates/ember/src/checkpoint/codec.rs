@@ -26,6 +26,9 @@ pub(crate) enum FrameKind {
     BatchLog = 4,
     /// A block of received records (the write-ahead log).
     Block = 5,
+    /// A commit record that lists its parts with their checksums (the current format; `Commit`
+    /// frames hold the earlier ones).
+    CommitWithChecksums = 6,
 }
 
 impl FrameKind {
@@ -36,6 +39,7 @@ impl FrameKind {
             3 => FrameKind::Position,
             4 => FrameKind::BatchLog,
             5 => FrameKind::Block,
+            6 => FrameKind::CommitWithChecksums,
             _ => return None,
         })
     }

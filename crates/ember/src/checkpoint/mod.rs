@@ -7,13 +7,15 @@
 //! positions/<t>/<input id>-w<worker>    a source's position after batch t
 //! batchlog/<t>/<input id>               what defined batch t of an input (e.g. its file list),
 //!                                       written before the batch is processed
-//! commits/<t>                           the commit record: checkpoint t exists
+//! commits/<t>                           the commit record: checkpoint t exists; it lists every
+//!                                       part above, of every process, with size and CRC-32
 //! ```
 //!
 //! Every `checkpoint interval` (a multiple of every stateful stream's slide, by default the
 //! smallest such multiple of at least 10 s), each stateful operator writes its snapshot right
 //! after it processed batch `t` and each source its position after closing `t`; once batch `t`
-//! completed everywhere, the driver writes the commit record. A checkpoint without its commit
+//! completed everywhere and every process reported the parts it wrote (see `exec::cluster`),
+//! the driver writes the commit record. A checkpoint without its commit
 //! record does not exist. Recovery takes the newest commit record that reads back intact
 //! (skipping corrupt ones with a warning), restores every operator and source, and re-runs the
 //! batches after it with the inputs logged for them. Older checkpoints are pruned (the newest
@@ -50,37 +52,53 @@ pub(crate) struct Commit {
     pub fingerprint: Vec<String>,
     /// Accumulator values at `t`.
     pub accumulators: BTreeMap<String, i64>,
-    /// Every state and position file of the checkpoint with its size: recovery checks them all
-    /// before it takes the checkpoint, and falls back to an older one when one is damaged.
-    pub parts: Vec<(String, u64)>,
+    /// Every state and position file of the checkpoint — written by every process of the job —
+    /// with its size and checksum: recovery checks them all before it takes the checkpoint, and
+    /// falls back to an older one when one is damaged.
+    pub parts: Vec<Part>,
 }
 
-/// A commit record as written before commit records listed their parts; read, never written.
-#[derive(Deserialize)]
-struct CommitV1 {
-    time: u64,
-    zero: u64,
-    batch_ms: u64,
-    workers: usize,
-    fingerprint: Vec<String>,
-    accumulators: BTreeMap<String, i64>,
+/// One file of a checkpoint, as its commit record lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Part {
+    pub name: String,
+    pub len: u64,
+    /// The CRC-32 of the whole file (`None` in records of the format before checksums).
+    pub crc: Option<u32>,
 }
+
+/// The fields every format of the commit record starts with (time, zero, batch interval,
+/// workers, fingerprint, accumulators); bincode encodes a tuple as it encodes the struct.
+type CommitHead = (u64, u64, u64, usize, Vec<String>, BTreeMap<String, i64>);
 
 impl Commit {
-    /// Reads a commit record of either format.
+    fn encode(&self) -> Result<Vec<u8>> {
+        codec::encode(FrameKind::CommitWithChecksums, self)
+    }
+
+    /// Reads a commit record of any format: the current one, the one whose parts had no
+    /// checksums, and the first, which listed no parts (both read, never written).
     fn decode(bytes: &[u8], what: &str) -> Result<Commit> {
-        codec::decode::<Commit>(FrameKind::Commit, bytes, what).or_else(|e| {
-            let v1: CommitV1 = codec::decode(FrameKind::Commit, bytes, what).map_err(|_| e)?;
-            Ok(Commit {
-                time: v1.time,
-                zero: v1.zero,
-                batch_ms: v1.batch_ms,
-                workers: v1.workers,
-                fingerprint: v1.fingerprint,
-                accumulators: v1.accumulators,
-                parts: Vec::new(),
+        if bytes.get(5) == Some(&(FrameKind::CommitWithChecksums as u8)) {
+            return codec::decode::<Commit>(FrameKind::CommitWithChecksums, bytes, what);
+        }
+        let old = |(time, zero, batch_ms, workers, fingerprint, accumulators): CommitHead, parts| Commit {
+            time,
+            zero,
+            batch_ms,
+            workers,
+            fingerprint,
+            accumulators,
+            parts,
+        };
+        codec::decode::<(CommitHead, Vec<(String, u64)>)>(FrameKind::Commit, bytes, what)
+            .map(|(head, parts)| {
+                old(head, parts.into_iter().map(|(name, len)| Part { name, len, crc: None }).collect())
             })
-        })
+            .or_else(|e| {
+                let head: CommitHead = codec::decode(FrameKind::Commit, bytes, what).map_err(|_| e)?;
+                Ok(old(head, Vec::new()))
+            })
     }
 }
 
@@ -106,6 +124,8 @@ pub(crate) struct Checkpoints {
     pub interval: u64,
     pub zero: u64,
     stats: StorageStats,
+    /// The parts this process wrote, by checkpoint time, until the checkpoint commits.
+    written: std::sync::Mutex<BTreeMap<u64, Vec<Part>>>,
 }
 
 impl Checkpoints {
@@ -116,7 +136,26 @@ impl Checkpoints {
             interval,
             zero,
             stats: StorageStats::default(),
+            written: std::sync::Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Writes part `name` of checkpoint `t` and notes it for the commit record.
+    fn put_part(&self, t: u64, name: String, framed: Vec<u8>) -> Result<()> {
+        self.timed(|| self.store.put(&name, &framed))?;
+        let part = Part { name, len: framed.len() as u64, crc: Some(crc32fast::hash(&framed)) };
+        crate::clock::lock(&self.written).entry(t).or_default().push(part);
+        Ok(())
+    }
+
+    /// The parts of checkpoint `t` this process wrote (each once), forgetting them and any of
+    /// earlier checkpoints.
+    pub fn take_parts(&self, t: u64) -> Vec<Part> {
+        let mut written = crate::clock::lock(&self.written);
+        let later = written.split_off(&(t + 1));
+        let mut parts = std::mem::replace(&mut *written, later).remove(&t).unwrap_or_default();
+        parts.sort_by(|a, b| a.name.cmp(&b.name));
+        parts
     }
 
     /// Runs one write of a checkpoint part, adding its time to the checkpoint being taken.
@@ -146,9 +185,7 @@ impl Checkpoints {
     }
 
     pub fn put_state(&self, t: u64, worker: usize, name: &str, bytes: &[u8]) -> Result<()> {
-        self.timed(|| {
-            self.store.put(&format!("state/{t}/w{worker}/{}", safe(name)), &codec::frame_bytes(FrameKind::State, bytes))
-        })
+        self.put_part(t, format!("state/{t}/w{worker}/{}", safe(name)), codec::frame_bytes(FrameKind::State, bytes))
     }
 
     pub fn get_state(&self, t: u64, worker: usize, name: &str) -> Result<Option<Vec<u8>>> {
@@ -160,9 +197,7 @@ impl Checkpoints {
     }
 
     pub fn put_position<P: Serialize>(&self, t: u64, input: usize, worker: usize, p: &P) -> Result<()> {
-        self.timed(|| {
-            self.store.put(&format!("positions/{t}/{input}-w{worker}"), &codec::encode(FrameKind::Position, p)?)
-        })
+        self.put_part(t, format!("positions/{t}/{input}-w{worker}"), codec::encode(FrameKind::Position, p)?)
     }
 
     pub fn get_position<P: serde::de::DeserializeOwned>(
@@ -252,36 +287,16 @@ impl Checkpoints {
         self.store.get(&what)?.map(|b| codec::decode(FrameKind::BatchLog, &b, &what)).transpose()
     }
 
-    /// Writes the commit record of `commit.time`, listing the checkpoint's state and position
-    /// files, then prunes what older checkpoints left.
+    /// Writes the commit record of `commit.time`, which lists the parts every process wrote,
+    /// then prunes what older checkpoints left.
     pub fn commit(&self, commit: &Commit) -> Result<()> {
-        let mut commit = commit.clone();
-        commit.parts = self.parts(commit.time)?;
-        self.timed(|| {
-            self.store.put(&format!("commits/{}", commit.time), &codec::encode(FrameKind::Commit, &commit)?)
-        })?;
+        self.timed(|| self.store.put(&format!("commits/{}", commit.time), &commit.encode()?))?;
         let s = &self.stats;
         s.checkpoints.fetch_add(1, Ordering::Relaxed);
         s.last_time.store(commit.time, Ordering::Relaxed);
-        s.last_bytes.store(commit.parts.iter().map(|p| p.1).sum(), Ordering::Relaxed);
+        s.last_bytes.store(commit.parts.iter().map(|p| p.len).sum(), Ordering::Relaxed);
         s.last_write_micros.store(s.pending_micros.swap(0, Ordering::Relaxed), Ordering::Relaxed);
         self.prune()
-    }
-
-    /// The state and position files of checkpoint `t`, with their sizes.
-    fn parts(&self, t: u64) -> Result<Vec<(String, u64)>> {
-        let mut names = self.store.list(&format!("positions/{t}"))?;
-        for worker in self.store.list(&format!("state/{t}"))? {
-            names.extend(self.store.list(&worker)?);
-        }
-        let mut parts = Vec::with_capacity(names.len());
-        for name in names {
-            let len = self.store.len(&name)?.ok_or_else(|| {
-                Error::Internal(format!("checkpoint part {name} vanished while checkpoint {t} was committed"))
-            })?;
-            parts.push((name, len));
-        }
-        Ok(parts)
     }
 
     fn prune(&self) -> Result<()> {
@@ -359,14 +374,15 @@ pub(crate) fn latest_commit(dir: &Path) -> Result<Option<Commit>> {
 
 /// Every part a commit record lists is present, of its size, and its frame is intact.
 fn check_parts(store: &dyn CheckpointStore, c: &Commit) -> Result<()> {
-    for (name, len) in &c.parts {
+    for Part { name, len, crc } in &c.parts {
         let kind = if name.starts_with("state/") { FrameKind::State } else { FrameKind::Position };
-        let bytes = store.get(name)?.ok_or_else(|| Error::Corrupt { what: name.clone(), reason: "missing".into() })?;
+        let corrupt = |reason: String| Error::Corrupt { what: name.clone(), reason };
+        let bytes = store.get(name)?.ok_or_else(|| corrupt("missing".into()))?;
         if bytes.len() as u64 != *len {
-            return Err(Error::Corrupt {
-                what: name.clone(),
-                reason: format!("{} bytes where the commit record says {len}", bytes.len()),
-            });
+            return Err(corrupt(format!("{} bytes where the commit record says {len}", bytes.len())));
+        }
+        if crc.is_some_and(|crc| crc != crc32fast::hash(&bytes)) {
+            return Err(corrupt("its checksum differs from the commit record's".into()));
         }
         codec::unframe(kind, &bytes, name)?;
     }
@@ -390,9 +406,13 @@ mod tests {
             fingerprint in proptest::collection::vec(".{0,40}", 0..8),
             accs in proptest::collection::btree_map(".{0,10}", any::<i64>(), 0..5),
         ) {
-            let c = Commit { time, zero, batch_ms: 1000, workers, fingerprint, accumulators: accs, parts: vec![("state/1/w0/x".into(), 7)] };
-            let bytes = codec::encode(FrameKind::Commit, &c).unwrap();
-            prop_assert_eq!(Commit::decode(&bytes, "commit").unwrap(), c);
+            let part = |crc| Part { name: "state/1/w0/x".into(), len: 7, crc };
+            let c = Commit { time, zero, batch_ms: 1000, workers, fingerprint, accumulators: accs, parts: vec![part(Some(time as u32))] };
+            prop_assert_eq!(Commit::decode(&c.encode().unwrap(), "commit").unwrap(), c.clone());
+            // The format before checksums is still read.
+            let v2 = (c.time, c.zero, c.batch_ms, c.workers, c.fingerprint.clone(), c.accumulators.clone(), vec![("state/1/w0/x".to_string(), 7u64)]);
+            let old = Commit::decode(&codec::encode(FrameKind::Commit, &v2).unwrap(), "commit").unwrap();
+            prop_assert_eq!(old, Commit { parts: vec![part(None)], ..c });
         }
 
         #[test]

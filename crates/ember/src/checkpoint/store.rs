@@ -20,8 +20,6 @@ pub(crate) trait CheckpointStore: Send + Sync {
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
     /// Removes `prefix` and everything under it.
     fn delete(&self, prefix: &str) -> Result<()>;
-    /// The size of `name` in bytes, or `None` when it does not exist.
-    fn len(&self, name: &str) -> Result<Option<u64>>;
 }
 
 /// A checkpoint store in a local directory.
@@ -88,14 +86,6 @@ impl CheckpointStore for LocalStore {
             .collect();
         names.sort();
         Ok(names)
-    }
-
-    fn len(&self, name: &str) -> Result<Option<u64>> {
-        match fs::metadata(self.path(name)) {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(format!("reading the size of {}", self.path(name).display()), e)),
-        }
     }
 
     fn delete(&self, prefix: &str) -> Result<()> {

@@ -132,6 +132,11 @@ enum Message {
     Failed(String),
     /// The sender's job ended cleanly; its connections close next.
     Bye,
+    /// The parts of checkpoint `time` the sender wrote, all durable (sent to process 0 only).
+    Parts {
+        time: u64,
+        parts: Vec<crate::checkpoint::Part>,
+    },
 }
 
 fn send(s: &mut TcpStream, m: &Message) -> std::io::Result<()> {
@@ -293,6 +298,8 @@ pub(crate) struct Mesh {
     closing: AtomicBool,
     /// The first peer failure seen, for workers whose timely connection broke.
     lost: Mutex<Option<Error>>,
+    /// On process 0: the checkpoint parts each other process reported, by checkpoint time.
+    parts: Mutex<std::collections::BTreeMap<u64, std::collections::BTreeMap<usize, Vec<crate::checkpoint::Part>>>>,
     changed: Condvar,
     rt: Weak<Runtime>,
 }
@@ -319,6 +326,7 @@ impl Mesh {
             writers,
             closing: AtomicBool::new(false),
             lost: Mutex::new(None),
+            parts: Mutex::new(std::collections::BTreeMap::new()),
             changed: Condvar::new(),
             rt: Arc::downgrade(rt),
         });
@@ -357,6 +365,13 @@ impl Mesh {
             match receive(&mut s) {
                 Ok(Message::Heartbeat) => {}
                 Ok(Message::Bye) => return,
+                Ok(Message::Parts { time, parts }) => {
+                    lock(&self.parts).entry(time).or_default().insert(p, parts);
+                    self.changed.notify_all();
+                    if let Some(rt) = self.rt.upgrade() {
+                        rt.wake_workers();
+                    }
+                }
                 Ok(Message::Failed(why)) => break format!("{} failed: {why}", self.me.peer(p)),
                 Err(e) => {
                     if self.closing.load(Ordering::Acquire) {
@@ -383,6 +398,32 @@ impl Mesh {
             rt.fail_batch(rt.completed() + rt.batch_ms, e);
             rt.wake_workers();
         }
+    }
+
+    /// Reports to process 0 the parts of checkpoint `t` this process wrote.
+    pub fn send_parts(&self, t: u64, parts: Vec<crate::checkpoint::Part>) {
+        if let Some(Some(w)) = self.writers.first() {
+            if let Err(e) = send(&mut lock(w), &Message::Parts { time: t, parts }) {
+                tracing::warn!("reporting the parts of checkpoint {t} to process 0: {e}");
+            }
+        }
+    }
+
+    /// On process 0: the parts of checkpoint `t` of every other process, once all reported
+    /// them, waiting up to `wait` for them.
+    pub fn take_parts(&self, t: u64, wait: Duration) -> Option<Vec<crate::checkpoint::Part>> {
+        let others = self.me.hosts.len() - 1;
+        let parts = lock(&self.parts);
+        let (mut parts, _) = self
+            .changed
+            .wait_timeout_while(parts, wait, |p| p.get(&t).map_or(0, |m| m.len()) < others)
+            .unwrap_or_else(|e| e.into_inner());
+        if parts.get(&t).map_or(0, |m| m.len()) < others {
+            return None;
+        }
+        let later = parts.split_off(&(t + 1));
+        let all = std::mem::replace(&mut *parts, later).remove(&t).unwrap_or_default();
+        Some(all.into_values().flatten().collect())
     }
 
     /// Tells every peer that this process's job failed with `e` (it stops next).

@@ -265,6 +265,8 @@ pub(crate) struct DriverLog {
     pub accumulators: BTreeMap<u64, BTreeMap<String, i64>>,
     /// When the previous batch completed (clock millis).
     pub last_completion: u64,
+    /// Checkpoints whose batch completed, waiting for every process's parts before they commit.
+    pub pending_commits: Vec<crate::checkpoint::Commit>,
 }
 
 impl DriverLog {
@@ -431,6 +433,9 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
         if local_leader {
             completed = track_completion(rt, &probe, grid, completed, is_driver, peers, &driver_log);
         }
+        if is_driver && !driver_log.borrow().pending_commits.is_empty() {
+            commit_ready(rt, &mut driver_log.borrow_mut(), std::time::Duration::ZERO);
+        }
         let park = if stopping { None } else { rt.clock.park_for(next_boundary) };
         if !worker.step_or_park(park) {
             break;
@@ -438,6 +443,11 @@ fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<
     }
     if local_leader {
         track_completion(rt, &probe, grid, completed, is_driver, peers, &driver_log);
+    }
+    if is_driver {
+        // The other processes report the parts of the last checkpoints as they finish too.
+        let wait = std::time::Duration::from_millis(rt.settings.failure_timeout_ms);
+        commit_ready(rt, &mut driver_log.borrow_mut(), wait);
     }
     if tracing::enabled!(tracing::Level::DEBUG) {
         for (name, handle) in &states {
@@ -492,25 +502,67 @@ fn track_completion(
             rt.run_commits(t);
             let broken = rt.checkpoint_broken.load(std::sync::atomic::Ordering::Acquire);
             if let Some(ck) = rt.checkpoint_at(t).filter(|_| !broken) {
-                let commit = crate::checkpoint::Commit {
+                let accumulators = log.accumulators.remove(&t).unwrap_or_default();
+                log.pending_commits.push(crate::checkpoint::Commit {
                     time: t,
                     zero: grid.zero,
                     batch_ms: rt.batch_ms,
                     workers: peers,
                     fingerprint: rt.graph.fingerprint(&rt.settings.app_name),
-                    accumulators: log.accumulators.remove(&t).unwrap_or_default(),
-                    parts: Vec::new(),
-                };
-                match ck.commit(&commit) {
-                    Ok(()) => tracing::info!("checkpoint {t} committed"),
-                    Err(e) => rt.checkpoint_failed(e),
-                }
+                    accumulators,
+                    parts: ck.take_parts(t),
+                });
+            }
+            t += grid.slide;
+        }
+        commit_ready(rt, &mut log, std::time::Duration::ZERO);
+    } else if let Some(mesh) = rt.mesh.get() {
+        // Another process's local leader: every worker of the job is past these batches, so
+        // this process's parts of their checkpoints are written; process 0 commits once it
+        // has every process's.
+        let broken = rt.checkpoint_broken.load(std::sync::atomic::Ordering::Acquire);
+        let mut t = completed + grid.slide;
+        while t <= through {
+            if let Some(ck) = rt.checkpoint_at(t).filter(|_| !broken) {
+                mesh.send_parts(t, ck.take_parts(t));
             }
             t += grid.slide;
         }
     }
     rt.set_completed(through);
     through
+}
+
+/// On the driver: commits the pending checkpoints, in order, whose parts every process has
+/// reported (waiting up to `wait` for them). A checkpoint is whole or absent: none commits
+/// after a part of any process failed to be written.
+fn commit_ready(rt: &Runtime, log: &mut DriverLog, wait: std::time::Duration) {
+    let Some(ck) = rt.checkpoints.as_deref() else { return };
+    while !log.pending_commits.is_empty() {
+        if rt.checkpoint_broken.load(std::sync::atomic::Ordering::Acquire) {
+            log.pending_commits.clear();
+            return;
+        }
+        let t = log.pending_commits[0].time;
+        if let Some(mesh) = rt.mesh.get() {
+            match mesh.take_parts(t, wait) {
+                Some(parts) => log.pending_commits[0].parts.extend(parts),
+                None => {
+                    if !wait.is_zero() {
+                        tracing::warn!("checkpoint {t} is not committed: not every process reported its parts");
+                        log.pending_commits.clear();
+                    }
+                    return;
+                }
+            }
+        }
+        let mut commit = log.pending_commits.remove(0);
+        commit.parts.sort_by(|a, b| a.name.cmp(&b.name));
+        match ck.commit(&commit) {
+            Ok(()) => tracing::info!("checkpoint {t} committed"),
+            Err(e) => rt.checkpoint_failed(e),
+        }
+    }
 }
 
 /// In cluster mode, every worker takes what worker 0 proposes: the zero time, so that all
