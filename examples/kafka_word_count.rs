@@ -4,9 +4,18 @@
 //! recovers from the checkpoint, re-reads the offset ranges logged for the batches after it, and
 //! rewrites their output with the same contents.
 //!
-//! `kafka_word_count <brokers> <topic> <output dir> <checkpoint dir> [--max-rate R]` runs on 1 s
-//! batches until Ctrl-C; `--max-rate` limits each partition to R records/s.
+//! `kafka_word_count <brokers> <topic> <output dir> <checkpoint dir> [--max-rate R] [--windowed]`
+//! runs on 1 s batches until Ctrl-C; `--max-rate` limits each partition to R records/s;
+//! `--windowed` also saves word counts over a 4 s window sliding by 2 s.
 //! For tests: `--manual-clock <start ms> --batches N` runs on the manual clock until batch N.
+//!
+//! It runs as `local[2]`, or as one process of a cluster when `EMBER_CLUSTER_*` say so, as
+//! `ember-launch` does (the README's "Running on a cluster"):
+//!
+//! ```sh
+//! ember-launch --processes 3 --workers 2 -- ./target/release/examples/kafka_word_count \
+//!     127.0.0.1:9092 words /tmp/out /tmp/checkpoint --windowed
+//! ```
 
 mod common;
 
@@ -29,7 +38,11 @@ fn build(
         KafkaParams::new(brokers).group_id("kafka-word-count"),
         RateLimits::max_per_partition(opts.max_rate),
     );
-    common::save_word_totals(&kafka.values_utf8(), output);
+    let lines = kafka.values_utf8();
+    common::save_word_totals(&lines, output);
+    if opts.windowed {
+        common::save_windowed_counts(&lines, output);
+    }
     Ok(ssc)
 }
 
@@ -38,7 +51,7 @@ fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let opts = common::Opts::take(&mut args)?;
     let [brokers, topic, output, checkpoint] = args.as_slice() else {
-        anyhow::bail!("usage: kafka_word_count <brokers> <topic> <output dir> <checkpoint dir> [--max-rate R] [--manual-clock START --batches N]")
+        anyhow::bail!("usage: kafka_word_count <brokers> <topic> <output dir> <checkpoint dir> [--max-rate R] [--windowed] [--manual-clock START --batches N]")
     };
     let ssc =
         StreamingContext::get_or_create(Path::new(checkpoint), || build(brokers, topic, output, checkpoint, &opts))?;

@@ -105,14 +105,17 @@ if ! cargo clippy --version >/dev/null 2>&1; then rustup component add clippy; f
 step "cargo fmt --check"
 cargo fmt --all --check
 
+step "Kubernetes manifests (parsed and checked against each other)"
+"$VENV/bin/python" deploy/kubernetes/check.py
+
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo doc -D warnings (broken intra-doc links fail)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 
-step "build the examples (the recovery tests run one as a child process)"
-cargo build --examples -q
+step "build the examples and ember-launch (tests run them as child processes)"
+cargo build --examples --bins -q
 
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -62,16 +62,26 @@ pub fn run(ssc: &StreamingContext, batches: Option<u64>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Options of the examples that run on Kafka: `--max-rate R`, `--manual-clock START`, `--batches N`.
+/// Options of the examples that run on Kafka: `--max-rate R`, `--manual-clock START`, `--batches N`,
+/// `--windowed`.
 pub struct Opts {
     pub max_rate: f64,
     pub manual_start: Option<u64>,
     pub batches: Option<u64>,
+    /// Also save word counts over a window (see [`save_windowed_counts`]).
+    pub windowed: bool,
 }
 
 impl Opts {
     pub fn take(args: &mut Vec<String>) -> anyhow::Result<Opts> {
         let batches = batches_arg(args)?;
+        let windowed = match args.iter().position(|a| a == "--windowed") {
+            Some(i) => {
+                args.remove(i);
+                true
+            }
+            None => false,
+        };
         let mut value = |flag: &str| -> anyhow::Result<Option<String>> {
             match args.iter().position(|a| a == flag) {
                 None => Ok(None),
@@ -84,7 +94,7 @@ impl Opts {
         };
         let max_rate = value("--max-rate")?.map(|v| v.parse()).transpose()?.unwrap_or(0.0);
         let manual_start = value("--manual-clock")?.map(|v| v.parse()).transpose()?;
-        Ok(Opts { max_rate, manual_start, batches })
+        Ok(Opts { max_rate, manual_start, batches, windowed })
     }
 
     /// On the manual clock: batch after batch until batch N after the start, then a stop.
@@ -127,4 +137,14 @@ pub fn save_word_totals(lines: &ember::DStream<String>, output: &str) {
         .update_state_by_key(|new: Vec<u64>, total: Option<u64>| Some(total.unwrap_or(0) + new.iter().sum::<u64>()))
         .checkpoint(std::time::Duration::from_secs(2))
         .save_as_text_files(format!("{output}/totals"), "");
+}
+
+/// Word counts of `lines` over a 4 s window sliding by 2 s, saved as text files under
+/// `output/windowed` every slide.
+pub fn save_windowed_counts(lines: &ember::DStream<String>, output: &str) {
+    lines
+        .flat_map(|line: String| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .map(|w| (w, 1u64))
+        .reduce_by_key_and_window(|a, b| a + b, std::time::Duration::from_secs(4), std::time::Duration::from_secs(2))
+        .save_as_text_files(format!("{output}/windowed"), "");
 }

@@ -111,6 +111,17 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
     path
 }
 
+/// The path of the `ember-launch` binary, built beside the running test binary.
+///
+/// # Panics
+/// When it is not built (a test helper).
+pub fn launcher_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary");
+    let path = exe.parent().and_then(std::path::Path::parent).expect("target dir").join("ember-launch");
+    assert!(path.exists(), "{} is missing: build it first (`cargo build -p ember --bins`)", path.display());
+    path
+}
+
 /// Starts `cmd()` again and again, killing it with SIGKILL `kills` times, then lets it run to the
 /// end. Kill `i` lands at a pseudo-random point of the job's progress: once `progress()` (batches
 /// committed, records consumed — anything that grows to `total` as the job runs) has reached a
@@ -246,8 +257,16 @@ pub fn cluster_env(hosts: &str, process: usize) -> Vec<(&'static str, String)> {
 /// # Panics
 /// When no port can be bound (a test helper).
 pub fn cluster_hosts() -> String {
+    loopback_hosts(2)
+}
+
+/// `n` free loopback addresses, as `EMBER_CLUSTER_HOSTS` and `ember-launch --hosts` take them.
+///
+/// # Panics
+/// When no port can be bound (a test helper).
+pub fn loopback_hosts(n: usize) -> String {
     let listeners: Vec<_> =
-        (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"))).collect();
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"))).collect();
     let hosts: Vec<String> =
         listeners.iter().map(|l| format!("{}", l.local_addr().unwrap_or_else(|e| panic!("addr: {e}")))).collect();
     hosts.join(",")

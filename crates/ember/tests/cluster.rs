@@ -357,3 +357,46 @@ fn a_checkpoint_part_that_one_process_cannot_write_commits_nothing_and_stops_eve
         assert_eq!(line, &straight[t], "batch {t}");
     }
 }
+
+/// `ember-launch` around a shell command; its exit code and stderr.
+fn launch_shell(args: &[&str], script: &str) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ember-launch"))
+        .args(args)
+        .args(["--", "sh", "-c", script])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_launcher_gives_each_process_its_place_in_the_cluster() {
+    let (code, stdout, stderr) = launch_shell(
+        &["--processes", "3", "--workers", "2", "--port", "7300"],
+        "echo \"$EMBER_CLUSTER_PROCESS $EMBER_CLUSTER_WORKERS $EMBER_CLUSTER_HOSTS $EMBER_LAUNCH_ATTEMPT\"",
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort_unstable();
+    let hosts = "127.0.0.1:7300,127.0.0.1:7301,127.0.0.1:7302";
+    assert_eq!(lines, [0, 1, 2].map(|i| format!("{i} 2 {hosts} 0")));
+    assert!(stderr.contains("ember-launch: every process finished"), "{stderr}");
+}
+
+#[test]
+fn the_launcher_restarts_every_process_until_its_budget_is_spent() {
+    // Process 1 fails at once; process 0 would run for a minute: the launcher stops it, starts
+    // both again, twice, then gives up with process 1's exit code.
+    let (code, stdout, stderr) = launch_shell(
+        &["--hosts", "127.0.0.1:7310,127.0.0.1:7311", "--max-restarts", "2", "--backoff", "0", "--grace", "200ms"],
+        "echo attempt $EMBER_LAUNCH_ATTEMPT; if [ $EMBER_CLUSTER_PROCESS = 1 ]; then exit 3; else exec sleep 60; fi",
+    );
+    assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("attempt")).count(), 6, "3 runs of 2 processes: {stdout}");
+    assert!(stderr.contains("process 1 exited with 3"), "{stderr}");
+    assert!(stderr.contains("killing the processes still running"), "{stderr}");
+    assert!(stderr.contains("giving up after 2 restarts"), "{stderr}");
+}

@@ -201,6 +201,19 @@ pub(crate) fn connect(me: &Membership) -> Result<Connections> {
             last_note = elapsed;
             tracing::info!("process {} is waiting for {}", me.process, waiting());
         }
+        // A peer that connected and then went away (killed during the start) never returns on
+        // that connection: stop now rather than at the timeout.
+        for (p, s) in control.iter().enumerate().filter_map(|(p, s)| Some((p, s.as_ref()?))) {
+            let _ = s.set_nonblocking(true);
+            let gone = matches!(s.peek(&mut [0u8; 1]), Ok(0));
+            let _ = s.set_nonblocking(false);
+            if gone {
+                return Err(Error::Cluster(format!(
+                    "lost {} during the start: its connection closed (the process exited or was killed)",
+                    me.peer(p)
+                )));
+            }
+        }
         let mut progressed = false;
         for &p in missing.iter().filter(|&&p| p < me.process) {
             for (kind, slot) in [(DATA, &mut data[p]), (CONTROL, &mut control[p])] {
@@ -296,6 +309,8 @@ pub(crate) struct Mesh {
     me: Membership,
     writers: Vec<Option<Mutex<TcpStream>>>,
     closing: AtomicBool,
+    /// This process's job failed (it told its peers).
+    failed: AtomicBool,
     /// The first peer failure seen, for workers whose timely connection broke.
     lost: Mutex<Option<Error>>,
     /// On process 0: the checkpoint parts each other process reported, by checkpoint time.
@@ -325,6 +340,7 @@ impl Mesh {
             me,
             writers,
             closing: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             lost: Mutex::new(None),
             parts: Mutex::new(std::collections::BTreeMap::new()),
             changed: Condvar::new(),
@@ -428,7 +444,13 @@ impl Mesh {
 
     /// Tells every peer that this process's job failed with `e` (it stops next).
     pub fn announce_failure(&self, e: &Error) {
+        self.failed.store(true, Ordering::Release);
         self.broadcast(&Message::Failed(e.to_string()));
+    }
+
+    /// Whether the job failed here or lost a peer: timely's network threads may have panicked.
+    fn troubled(&self) -> bool {
+        self.failed.load(Ordering::Acquire) || lock(&self.lost).is_some()
     }
 
     /// The error of the peer whose loss broke a timely connection of this process, waiting up to
@@ -458,6 +480,22 @@ impl Mesh {
         }
         for w in self.writers.iter().flatten() {
             let _ = lock(w).shutdown(std::net::Shutdown::Write);
+        }
+    }
+}
+
+/// timely's network threads, which the job's end joins. After a failure or a lost peer they may
+/// have panicked (and joining them would panic again, or wait for a dead peer): then they are
+/// left to the process's exit.
+pub(crate) struct NetworkThreads {
+    pub guard: Option<Box<dyn std::any::Any + Send>>,
+    pub mesh: Arc<Mesh>,
+}
+
+impl Drop for NetworkThreads {
+    fn drop(&mut self) {
+        if self.mesh.troubled() {
+            std::mem::forget(self.guard.take());
         }
     }
 }

@@ -47,7 +47,8 @@ pub(crate) fn launch(master: &Master, rt: &Arc<Runtime>) -> Result<Job> {
                     .map_err(|e| Error::Cluster(format!("starting the network threads: {e}")))?;
             let mesh = Mesh::start(me, connections.control, rt)?;
             let _ = rt.mesh.set(Arc::clone(&mesh));
-            (builders.into_iter().map(AllocatorBuilder::Tcp).collect(), Box::new(comms), Some(mesh))
+            let threads = cluster::NetworkThreads { guard: Some(Box::new(comms)), mesh: Arc::clone(&mesh) };
+            (builders.into_iter().map(AllocatorBuilder::Tcp).collect(), Box::new(threads), Some(mesh))
         }
     };
     let cluster = mesh.is_some();

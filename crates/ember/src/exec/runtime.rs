@@ -274,11 +274,12 @@ impl Runtime {
     /// Records `e` as the job's error if it is the first, running `first(&e)` before anyone
     /// waiting for an error can see it.
     fn record_error(&self, e: Error, first: impl FnOnce(&Error)) {
-        tracing::error!("{e}");
         let mut p = lock(&self.progress);
         if p.error.is_some() {
+            tracing::debug!("{e}");
             return;
         }
+        tracing::error!("{e}");
         first(&e);
         p.error = Some(e);
         self.changed.notify_all();
