@@ -140,7 +140,7 @@ impl StreamingContext {
         if let Some(a) = accs.iter().find(|a| a.name == name) {
             return a.clone();
         }
-        let a = crate::Accumulator { name, value: Arc::new(std::sync::atomic::AtomicI64::new(0)) };
+        let a = crate::Accumulator::new(name);
         accs.push(a.clone());
         a
     }
@@ -282,7 +282,9 @@ impl StreamingContext {
         }
         rt.metadata = inner.metadata.clone();
         rt.accumulators = lock(&s.accumulators).clone();
-        if let Some(c) = &inner.recovered {
+        // The checkpoint holds the sum over every process: the driver starts from it, the other
+        // processes from zero.
+        if let Some(c) = inner.recovered.as_ref().filter(|_| self.is_driver()) {
             for a in &rt.accumulators {
                 a.value.store(c.accumulators.get(&a.name).copied().unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
             }

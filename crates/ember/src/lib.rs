@@ -141,30 +141,41 @@ pub mod prelude {
 }
 
 impl StreamingContext {
-    /// Counters of this process's inputs: records received, lines skipped for length, lines with
-    /// invalid UTF-8.
+    /// Counters of the inputs: records received, lines skipped for length, lines with invalid
+    /// UTF-8. On the driver of a job of several processes, over every process (the others' as of
+    /// the batches they completed); elsewhere, this process's.
     pub fn input_counters(&self) -> InputCounters {
         counters_of(self.runtime_handle())
     }
 
-    /// What this process wrote to the checkpoint directory (zeros without one).
+    /// What was written to the checkpoint directory (zeros without one). On the driver of a job
+    /// of several processes, the write-ahead-log counts are over every process.
     pub fn storage_counters(&self) -> StorageCounters {
         storage_of(self.runtime_handle())
     }
 }
 
 pub(crate) fn storage_of(rt: Option<std::sync::Arc<exec::runtime::Runtime>>) -> StorageCounters {
-    rt.and_then(|rt| rt.checkpoints.as_ref().map(|c| c.counters())).unwrap_or_default()
+    let Some(rt) = rt else { return StorageCounters::default() };
+    let mut c = rt.checkpoints.as_ref().map(|c| c.counters()).unwrap_or_default();
+    if let Some(remote) = rt.mesh.get().filter(|m| m.is_driver()).map(|m| m.remote_counters()) {
+        c.wal_blocks += remote.wal_blocks;
+        c.wal_bytes += remote.wal_bytes;
+    }
+    c
 }
 
 pub(crate) fn counters_of(rt: Option<std::sync::Arc<exec::runtime::Runtime>>) -> InputCounters {
     use std::sync::atomic::Ordering::Relaxed;
     match rt {
-        Some(rt) => InputCounters {
-            received: rt.received.load(Relaxed),
-            oversized_skipped: rt.oversized.load(Relaxed),
-            invalid_utf8: rt.invalid_utf8.load(Relaxed),
-        },
+        Some(rt) => {
+            let remote = rt.mesh.get().filter(|m| m.is_driver()).map(|m| m.remote_counters()).unwrap_or_default();
+            InputCounters {
+                received: rt.received.load(Relaxed) + remote.received,
+                oversized_skipped: rt.oversized.load(Relaxed) + remote.oversized,
+                invalid_utf8: rt.invalid_utf8.load(Relaxed) + remote.invalid_utf8,
+            }
+        }
         None => InputCounters::default(),
     }
 }
@@ -180,7 +191,7 @@ pub struct StorageCounters {
     pub last_checkpoint_bytes: u64,
     /// Time this process spent writing its files and commit record, summed over its workers.
     pub last_checkpoint_write_ms: f64,
-    /// Write-ahead-log blocks this process's receivers wrote.
+    /// Write-ahead-log blocks the receivers wrote (on the driver: of every process).
     pub wal_blocks: u64,
     /// Their bytes, framing included.
     pub wal_bytes: u64,

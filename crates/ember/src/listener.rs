@@ -103,7 +103,7 @@ impl BatchInfo {
 }
 
 /// A receiver's status (Spark's `ReceiverInfo`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReceiverInfo {
     /// The input stream's id.
     pub stream_id: usize,

@@ -400,3 +400,133 @@ fn the_launcher_restarts_every_process_until_its_budget_is_spent() {
     assert!(stderr.contains("killing the processes still running"), "{stderr}");
     assert!(stderr.contains("giving up after 2 restarts"), "{stderr}");
 }
+
+/// Generated lines counted with the accumulator `lines` in a transformation, on every worker of
+/// every process, and with `seen` in `foreach_batch` on the driver; checkpointed to `CHILD_CK`,
+/// run to batch `CHILD_BATCHES` (recovering when a checkpoint is there), then stopped gracefully
+/// (a final checkpoint). The driver prints `ACC <lines> <seen>`.
+#[test]
+#[ignore = "run as a child process by the accumulator test"]
+fn accumulators_cluster_child() {
+    use ember::Clock;
+    let ck = std::path::PathBuf::from(std::env::var("CHILD_CK").unwrap());
+    let batches: u64 = std::env::var("CHILD_BATCHES").unwrap().parse().unwrap();
+    let build = || -> ember::Result<StreamingContext> {
+        let conf =
+            Conf::new().manual_clock(true).set("clock.manual.start", START.to_string()).set("checkpoint.sync", "false");
+        let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
+        ssc.checkpoint(&ck);
+        let (lines, seen) = (ssc.accumulator("lines"), ssc.accumulator("seen"));
+        let text = GeneratedText { lines_per_second: 3_000, words_per_line: 2, vocabulary: 20, skew: 1.0, seed: 8 };
+        ssc.generated_text_stream_with(text)
+            .map(move |l: String| {
+                lines.add(1);
+                l
+            })
+            .count()
+            .foreach_batch(move |_, n: Vec<u64>| seen.add(n.iter().sum::<u64>() as i64));
+        Ok(ssc)
+    };
+    let ssc = StreamingContext::get_or_create(&ck, build).unwrap();
+    let clock = ssc.manual_clock().unwrap();
+    ssc.start().unwrap();
+    while clock.now_millis() < START + batches * 1000 {
+        ssc.run_batches(1).unwrap();
+    }
+    ssc.stop(true).unwrap();
+    if ssc.is_driver() {
+        println!("ACC {} {}", ssc.accumulator("lines").value(), ssc.accumulator("seen").value());
+    }
+}
+
+#[test]
+fn accumulators_add_up_over_every_process_and_across_a_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let mut last = 0;
+    for batches in [4, 8] {
+        let outputs = ember::testing::run_cluster(
+            "accumulators_cluster_child",
+            &[("CHILD_CK", ck.display().to_string()), ("CHILD_BATCHES", batches.to_string())],
+        );
+        let line = ember::testing::tagged(&outputs[0].stdout, "ACC");
+        let [lines, seen]: [i64; 2] =
+            line[0].split(' ').map(|n| n.parse().unwrap()).collect::<Vec<_>>().try_into().unwrap();
+        assert!(lines > last, "{lines} lines after {batches} batches");
+        assert_eq!(lines, seen, "the lines counted on every worker of both processes are the lines the driver saw");
+        last = lines;
+    }
+}
+
+/// A receiver that stores as fast as its rate limit lets it; the one beside a worker of process
+/// 1 prints `RATE <r>` the first time its limit differs from the initial rate.
+struct Firehose;
+
+impl ember::operator::Receiver<u64> for Firehose {
+    fn on_start(&mut self, ctx: &ember::operator::ReceiverContext<u64>) -> ember::Result<()> {
+        let mut reported = false;
+        while !ctx.is_stopped() {
+            ctx.store_many(vec![1; 20]);
+            let rate = ctx.current_rate_limit();
+            if !reported && rate.is_some_and(|r| r != 500.0) {
+                println!("RATE {}", rate.unwrap_or(0.0));
+                reported = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Three receivers (input 2 beside worker 2, in process 1) under backpressure on 200 ms batches
+/// of the real clock, for 3 s. The driver prints `RECEIVER <stream> <worker>` for each receiver
+/// start it hears of and `LIMIT <stream> <rate>` for the rates in the last completed batch.
+#[test]
+#[ignore = "run as a child process by the backpressure test"]
+fn backpressure_cluster_child() {
+    let conf = Conf::new().set("backpressure.enabled", "true").set("backpressure.initial_rate", "500");
+    let ssc = StreamingContext::new(conf, Duration::from_millis(200)).unwrap();
+    struct Heard(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+    impl ember::StreamingListener for Heard {
+        fn on_receiver_started(&mut self, i: &ember::ReceiverInfo) {
+            self.0.lock().unwrap().push(format!("RECEIVER {} {}", i.stream_id, i.worker));
+        }
+        fn on_batch_completed(&mut self, b: &ember::BatchInfo) {
+            let mut heard = self.0.lock().unwrap();
+            heard.retain(|l| !l.starts_with("LIMIT"));
+            for s in &b.stream_input_info {
+                heard.push(format!("LIMIT {} {}", s.input_stream_id, s.rate_limit.unwrap_or(0.0)));
+            }
+        }
+    }
+    let heard = std::sync::Arc::default();
+    ssc.add_streaming_listener(Heard(std::sync::Arc::clone(&heard)));
+    let streams: Vec<_> = (0..3).map(|_| ssc.receiver_stream(Firehose)).collect();
+    streams[0].union(&streams[1]).union(&streams[2]).count().foreach_batch(|_, _: Vec<u64>| {});
+    ssc.start().unwrap();
+    let _ = ssc.await_termination_or_timeout(Duration::from_secs(3));
+    ssc.stop(false).unwrap();
+    for line in heard.lock().unwrap().iter() {
+        println!("{line}");
+    }
+}
+
+#[test]
+fn backpressure_reaches_a_receiver_in_another_process() {
+    let outputs = ember::testing::run_cluster("backpressure_cluster_child", &[]);
+    let driver = |tag| ember::testing::tagged(&outputs[0].stdout, tag);
+    let mut receivers = driver("RECEIVER");
+    receivers.sort();
+    assert_eq!(receivers, ["0 0", "1 1", "2 2"], "the driver hears of every receiver's start");
+    let limits = driver("LIMIT");
+    assert!(
+        limits.iter().any(|l| l.starts_with("2 ") && l != "2 0"),
+        "the driver reports a rate for input 2: {limits:?}"
+    );
+    let rate = ember::testing::tagged(&outputs[1].stdout, "RATE");
+    assert_eq!(
+        rate.len(),
+        1,
+        "the receiver in process 1 got a rate from the driver's estimator: {:?}",
+        String::from_utf8_lossy(&outputs[1].stdout)
+    );
+}

@@ -7,7 +7,13 @@
 //!   (a closed connection at once, silence after the timeout);
 //! - a process's failure, sent to every peer before it stops, so that all stop with the error
 //!   that caused it, naming the process;
-//! - `Bye`, sent by a process whose job ended cleanly, so its closing is not taken for a loss.
+//! - `Bye`, sent by a process whose job ended cleanly, so its closing is not taken for a loss;
+//! - the parts of each checkpoint a process wrote, to process 0, which commits a checkpoint only
+//!   when every process has reported (a checkpoint is whole or absent);
+//! - what makes the driver's services cover every process: each process's counters
+//!   (accumulators, records received, write-ahead-log writes) as its batches complete, its
+//!   rate-controlled inputs, its receivers' events; and from the driver, the backpressure
+//!   estimator's rates for every process's receivers and direct streams.
 //!
 //! timely itself is fail-stop: when a peer's connection breaks, its network threads panic and
 //! its workers follow. Those panics are expected once a peer is lost; the panic hook installed
@@ -132,12 +138,69 @@ enum Message {
     Failed(String),
     /// The sender's job ended cleanly; its connections close next.
     Bye,
-    /// The parts of checkpoint `time` the sender wrote, all durable (sent to process 0 only).
+    /// The parts of checkpoint `time` the sender wrote, all durable, and its accumulators' counts
+    /// when `time` completed (sent to process 0 only).
     Parts {
         time: u64,
         parts: Vec<crate::checkpoint::Part>,
+        accumulators: Vec<(String, i64)>,
+    },
+    /// The sender's counters as its latest batch completed (to process 0).
+    Progress(Counters),
+    /// The sender has a rate-controlled input `stream`; `capped`: `receiver.max_rate` caps it.
+    Limited {
+        stream: usize,
+        capped: bool,
+    },
+    /// From process 0: the backpressure estimator's new rate of `stream`, before any cap.
+    Rate {
+        stream: usize,
+        rate: f64,
+    },
+    /// An event of one of the sender's receivers, for the driver's listeners.
+    Receiver {
+        kind: ReceiverEvent,
+        info: crate::listener::ReceiverInfo,
     },
 }
+
+/// Which receiver event.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) enum ReceiverEvent {
+    Started,
+    Error,
+    Stopped,
+}
+
+/// What a process counted since it started: its accumulators, its inputs, its write-ahead log.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Counters {
+    pub accumulators: Vec<(String, i64)>,
+    pub received: u64,
+    pub oversized: u64,
+    pub invalid_utf8: u64,
+    pub wal_blocks: u64,
+    pub wal_bytes: u64,
+}
+
+impl Counters {
+    /// This process's counters.
+    pub fn of(rt: &Runtime) -> Counters {
+        use std::sync::atomic::Ordering::Relaxed;
+        let storage = rt.checkpoints.as_ref().map(|c| c.counters()).unwrap_or_default();
+        Counters {
+            accumulators: rt.accumulators.iter().map(|a| (a.name.clone(), a.local())).collect(),
+            received: rt.received.load(Relaxed),
+            oversized: rt.oversized.load(Relaxed),
+            invalid_utf8: rt.invalid_utf8.load(Relaxed),
+            wal_blocks: storage.wal_blocks,
+            wal_bytes: storage.wal_bytes,
+        }
+    }
+}
+
+/// What process 0 holds of checkpoint `t`: each other process's parts and accumulator counts.
+type Reported = std::collections::BTreeMap<usize, (Vec<crate::checkpoint::Part>, Vec<(String, i64)>)>;
 
 fn send(s: &mut TcpStream, m: &Message) -> std::io::Result<()> {
     let body = bincode::serialize(m).map_err(std::io::Error::other)?;
@@ -314,7 +377,13 @@ pub(crate) struct Mesh {
     /// The first peer failure seen, for workers whose timely connection broke.
     lost: Mutex<Option<Error>>,
     /// On process 0: the checkpoint parts each other process reported, by checkpoint time.
-    parts: Mutex<std::collections::BTreeMap<u64, std::collections::BTreeMap<usize, Vec<crate::checkpoint::Part>>>>,
+    parts: Mutex<std::collections::BTreeMap<u64, Reported>>,
+    /// On process 0: each other process's latest counters.
+    counters: Mutex<std::collections::BTreeMap<usize, Counters>>,
+    /// The peers that said goodbye (their last reports are in).
+    done: Mutex<std::collections::BTreeSet<usize>>,
+    /// On process 0: the rate-controlled inputs of the other processes (and whether capped).
+    limited: Mutex<std::collections::BTreeMap<usize, bool>>,
     changed: Condvar,
     rt: Weak<Runtime>,
 }
@@ -343,6 +412,9 @@ impl Mesh {
             failed: AtomicBool::new(false),
             lost: Mutex::new(None),
             parts: Mutex::new(std::collections::BTreeMap::new()),
+            counters: Mutex::new(std::collections::BTreeMap::new()),
+            limited: Mutex::new(std::collections::BTreeMap::new()),
+            done: Mutex::new(std::collections::BTreeSet::new()),
             changed: Condvar::new(),
             rt: Arc::downgrade(rt),
         });
@@ -380,12 +452,34 @@ impl Mesh {
         let lost = loop {
             match receive(&mut s) {
                 Ok(Message::Heartbeat) => {}
-                Ok(Message::Bye) => return,
-                Ok(Message::Parts { time, parts }) => {
-                    lock(&self.parts).entry(time).or_default().insert(p, parts);
+                Ok(Message::Bye) => {
+                    lock(&self.done).insert(p);
+                    self.changed.notify_all();
+                    return;
+                }
+                Ok(Message::Parts { time, parts, accumulators }) => {
+                    lock(&self.parts).entry(time).or_default().insert(p, (parts, accumulators));
                     self.changed.notify_all();
                     if let Some(rt) = self.rt.upgrade() {
                         rt.wake_workers();
+                    }
+                }
+                Ok(Message::Progress(counters)) => self.progress(p, counters),
+                Ok(Message::Limited { stream, capped }) => {
+                    lock(&self.limited).insert(stream, capped);
+                }
+                Ok(Message::Rate { stream, rate }) => {
+                    if let Some(rt) = self.rt.upgrade() {
+                        rt.apply_rate(stream, rate);
+                    }
+                }
+                Ok(Message::Receiver { kind, info }) => {
+                    if let Some(rt) = self.rt.upgrade() {
+                        rt.post(match kind {
+                            ReceiverEvent::Started => crate::listener::Event::ReceiverStarted(info),
+                            ReceiverEvent::Error => crate::listener::Event::ReceiverError(info),
+                            ReceiverEvent::Stopped => crate::listener::Event::ReceiverStopped(info),
+                        });
                     }
                 }
                 Ok(Message::Failed(why)) => break format!("{} failed: {why}", self.me.peer(p)),
@@ -416,18 +510,84 @@ impl Mesh {
         }
     }
 
-    /// Reports to process 0 the parts of checkpoint `t` this process wrote.
-    pub fn send_parts(&self, t: u64, parts: Vec<crate::checkpoint::Part>) {
+    /// Whether this is process 0, the driver's.
+    pub fn is_driver(&self) -> bool {
+        self.me.process == 0
+    }
+
+    /// Sends `m` to process 0.
+    fn to_driver(&self, m: &Message) {
         if let Some(Some(w)) = self.writers.first() {
-            if let Err(e) = send(&mut lock(w), &Message::Parts { time: t, parts }) {
-                tracing::warn!("reporting the parts of checkpoint {t} to process 0: {e}");
+            if let Err(e) = send(&mut lock(w), m) {
+                tracing::debug!("reporting to process 0: {e}");
             }
         }
     }
 
-    /// On process 0: the parts of checkpoint `t` of every other process, once all reported
-    /// them, waiting up to `wait` for them.
-    pub fn take_parts(&self, t: u64, wait: Duration) -> Option<Vec<crate::checkpoint::Part>> {
+    /// Reports to process 0 the parts of checkpoint `t` this process wrote, with its
+    /// accumulators' counts.
+    pub fn send_parts(&self, t: u64, parts: Vec<crate::checkpoint::Part>, accumulators: Vec<(String, i64)>) {
+        self.to_driver(&Message::Parts { time: t, parts, accumulators });
+    }
+
+    /// Reports this process's counters to process 0.
+    pub fn send_progress(&self, counters: Counters) {
+        self.to_driver(&Message::Progress(counters));
+    }
+
+    /// Tells process 0 that this process has a rate-controlled input.
+    pub fn send_limited(&self, stream: usize, capped: bool) {
+        self.to_driver(&Message::Limited { stream, capped });
+    }
+
+    /// Forwards a receiver event to process 0.
+    pub fn send_receiver_event(&self, kind: ReceiverEvent, info: crate::listener::ReceiverInfo) {
+        self.to_driver(&Message::Receiver { kind, info });
+    }
+
+    /// From process 0: the estimator's new rate of `stream`, for every process.
+    pub fn send_rate(&self, stream: usize, rate: f64) {
+        self.broadcast(&Message::Rate { stream, rate });
+    }
+
+    /// On process 0: the other processes' rate-controlled inputs.
+    pub fn remote_limited(&self) -> std::collections::BTreeMap<usize, bool> {
+        lock(&self.limited).clone()
+    }
+
+    /// On process 0: the sum of the other processes' latest counters.
+    pub fn remote_counters(&self) -> Counters {
+        let mut sum = Counters::default();
+        for c in lock(&self.counters).values() {
+            sum.received += c.received;
+            sum.oversized += c.oversized;
+            sum.invalid_utf8 += c.invalid_utf8;
+            sum.wal_blocks += c.wal_blocks;
+            sum.wal_bytes += c.wal_bytes;
+        }
+        sum
+    }
+
+    /// Process `p` reported its counters: its accumulators join the driver's values.
+    fn progress(&self, p: usize, counters: Counters) {
+        let mut all = lock(&self.counters);
+        all.insert(p, counters);
+        if let Some(rt) = self.rt.upgrade() {
+            for a in &rt.accumulators {
+                let remote: i64 = all
+                    .values()
+                    .flat_map(|c| c.accumulators.iter())
+                    .filter(|(n, _)| *n == a.name)
+                    .map(|(_, v)| v)
+                    .sum();
+                a.remote.store(remote, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// On process 0: the parts of checkpoint `t` of every other process and the sum of their
+    /// accumulator counts, once all reported them, waiting up to `wait` for them.
+    pub fn take_parts(&self, t: u64, wait: Duration) -> Option<(Vec<crate::checkpoint::Part>, Vec<(String, i64)>)> {
         let others = self.me.hosts.len() - 1;
         let parts = lock(&self.parts);
         let (mut parts, _) = self
@@ -439,7 +599,8 @@ impl Mesh {
         }
         let later = parts.split_off(&(t + 1));
         let all = std::mem::replace(&mut *parts, later).remove(&t).unwrap_or_default();
-        Some(all.into_values().flatten().collect())
+        let (parts, counts): (Vec<_>, Vec<_>) = all.into_values().unzip();
+        Some((parts.into_iter().flatten().collect(), counts.into_iter().flatten().collect()))
     }
 
     /// Tells every peer that this process's job failed with `e` (it stops next).
@@ -467,6 +628,17 @@ impl Mesh {
     /// How long the job's workers get to wind down after a failure.
     pub fn failure_timeout(&self) -> Duration {
         self.me.failure_timeout
+    }
+
+    /// On process 0, after a clean end: waits up to `cluster.failure_timeout` for every other
+    /// process to say goodbye, so that their last counters are in before anyone reads them.
+    pub fn await_peers(&self) {
+        if !self.is_driver() {
+            return;
+        }
+        let others = self.me.hosts.len() - 1;
+        let done = lock(&self.done);
+        let _ = self.changed.wait_timeout_while(done, self.me.failure_timeout, |d| d.len() < others);
     }
 
     /// Ends the control connections; `clean` says goodbye first, so peers do not take the

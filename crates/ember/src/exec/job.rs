@@ -87,6 +87,9 @@ impl Job {
             }
         }
         if let Some(mesh) = &self.mesh {
+            if result.is_ok() {
+                mesh.await_peers();
+            }
             mesh.close(result.is_ok());
         }
         result

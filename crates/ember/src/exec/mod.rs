@@ -521,10 +521,12 @@ fn track_completion(
         // this process's parts of their checkpoints are written; process 0 commits once it
         // has every process's.
         let broken = rt.checkpoint_broken.load(std::sync::atomic::Ordering::Acquire);
+        let counters = cluster::Counters::of(rt);
+        mesh.send_progress(counters.clone());
         let mut t = completed + grid.slide;
         while t <= through {
             if let Some(ck) = rt.checkpoint_at(t).filter(|_| !broken) {
-                mesh.send_parts(t, ck.take_parts(t));
+                mesh.send_parts(t, ck.take_parts(t), counters.accumulators.clone());
             }
             t += grid.slide;
         }
@@ -546,7 +548,13 @@ fn commit_ready(rt: &Runtime, log: &mut DriverLog, wait: std::time::Duration) {
         let t = log.pending_commits[0].time;
         if let Some(mesh) = rt.mesh.get() {
             match mesh.take_parts(t, wait) {
-                Some(parts) => log.pending_commits[0].parts.extend(parts),
+                Some((parts, counts)) => {
+                    let c = &mut log.pending_commits[0];
+                    c.parts.extend(parts);
+                    for (name, n) in counts {
+                        *c.accumulators.entry(name).or_insert(0) += n;
+                    }
+                }
                 None => {
                     if !wait.is_zero() {
                         tracing::warn!("checkpoint {t} is not committed: not every process reported its parts");

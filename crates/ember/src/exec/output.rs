@@ -214,7 +214,8 @@ pub(crate) fn build_stage<'s>(env: &mut BuildEnv<'s>) -> Result<Batches<'s, ()>>
                     guard.keep(|| c.clone());
                 }
                 if is_driver && rt.checkpoint_at(t).is_some() {
-                    let values = rt.accumulators.iter().map(|a| (a.name.clone(), a.value())).collect();
+                    // This process's counts; the commit adds the other processes' (`commit_ready`).
+                    let values = rt.accumulators.iter().map(|a| (a.name.clone(), a.local())).collect();
                     log.borrow_mut().accumulators.insert(t, values);
                 }
             });

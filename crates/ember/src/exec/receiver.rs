@@ -204,6 +204,12 @@ impl<T> ReceiverContext<T> {
         self.rt.post(Event::ReceiverError(self.info(true, Some(&message))));
     }
 
+    /// The rate this receiver may store at, records per second (`receiver.max_rate`, or the
+    /// backpressure estimator's rate); `None` when unlimited (Spark's `getCurrentRateLimit`).
+    pub fn current_rate_limit(&self) -> Option<f64> {
+        Some(self.limiter.rate()).filter(|r| *r > 0.0)
+    }
+
     /// Whether the context stops: `on_start` must return.
     pub fn is_stopped(&self) -> bool {
         self.shared.stopped.load(Ordering::Acquire) || self.rt.stopping()

@@ -106,6 +106,8 @@ pub(crate) struct Runtime {
     failed_from: AtomicU64,
     /// Backpressure estimators, by input stream id (on the driver).
     estimators: Mutex<BTreeMap<usize, crate::rate::PidRateEstimator>>,
+    /// The estimators' latest rates, capped as applied (on the driver).
+    rates: Mutex<BTreeMap<usize, f64>>,
     /// Cancelled when the context stops, to cut receivers' back-off waits short.
     pub sleeper: Arc<crate::clock::Sleeper>,
     /// The control connections to the other processes of a cluster job.
@@ -150,12 +152,27 @@ impl Runtime {
             metadata: BTreeMap::new(),
             failed_from: AtomicU64::new(NOT_SET),
             estimators: Mutex::new(BTreeMap::new()),
+            rates: Mutex::new(BTreeMap::new()),
             sleeper: Arc::new(crate::clock::Sleeper::default()),
             mesh: std::sync::OnceLock::new(),
         }
     }
 
+    /// Posts `e` to this process's listeners; a receiver event of another process than the
+    /// driver's also goes to the driver's.
     pub fn post(&self, e: Event) {
+        use super::cluster::ReceiverEvent;
+        if let Some(mesh) = self.mesh.get().filter(|m| !m.is_driver()) {
+            let forward = match &e {
+                Event::ReceiverStarted(i) => Some((ReceiverEvent::Started, i)),
+                Event::ReceiverError(i) => Some((ReceiverEvent::Error, i)),
+                Event::ReceiverStopped(i) => Some((ReceiverEvent::Stopped, i)),
+                _ => None,
+            };
+            if let Some((kind, info)) = forward {
+                mesh.send_receiver_event(kind, info.clone());
+            }
+        }
         self.bus.post(e)
     }
 
@@ -349,6 +366,22 @@ impl Runtime {
     /// Registers the rate limiter of a receiver of this process.
     pub fn register_limiter(&self, stream: usize, limiter: Arc<crate::rate::RateLimiter>) {
         lock(&self.limiters).insert(stream, (limiter, true));
+        self.announce_limited(stream, true);
+    }
+
+    /// Tells the driver of another process that this process has a rate-controlled input.
+    fn announce_limited(&self, stream: usize, capped: bool) {
+        if let Some(mesh) = self.mesh.get().filter(|m| !m.is_driver()) {
+            mesh.send_limited(stream, capped);
+        }
+    }
+
+    /// The driver's estimator set a new rate for `stream`: this process's limiter takes it
+    /// (capped by `receiver.max_rate` if it is a receiver's).
+    pub fn apply_rate(&self, stream: usize, rate: f64) {
+        if let Some((limiter, capped)) = lock(&self.limiters).get(&stream) {
+            limiter.set_rate(if *capped { self.settings.capped_rate(rate) } else { rate });
+        }
     }
 
     /// The rate of a direct stream, shared by its readers in this process: backpressure sets
@@ -356,8 +389,14 @@ impl Runtime {
     pub fn direct_rate(&self, stream: usize) -> Arc<crate::rate::RateLimiter> {
         let initial = if self.settings.backpressure { self.settings.initial_rate } else { 0.0 };
         let mut limiters = lock(&self.limiters);
+        let new = !limiters.contains_key(&stream);
         let entry = limiters.entry(stream).or_insert_with(|| (Arc::new(crate::rate::RateLimiter::new(initial)), false));
-        Arc::clone(&entry.0)
+        let limiter = Arc::clone(&entry.0);
+        drop(limiters);
+        if new {
+            self.announce_limited(stream, false);
+        }
+        limiter
     }
 
     /// Batch `t` failed (an input could not read it, user code panicked on it, an output failed
@@ -411,12 +450,16 @@ impl Runtime {
     /// the new limits; records the limits in the batch's info.
     pub fn control_rates(&self, info: &mut crate::listener::BatchInfo) {
         let limiters = lock(&self.limiters);
-        if limiters.is_empty() {
+        // The rate-controlled inputs of every process (another process's are announced to the
+        // driver), and whether `receiver.max_rate` caps them.
+        let mut controlled: BTreeMap<usize, bool> = self.mesh.get().map(|m| m.remote_limited()).unwrap_or_default();
+        controlled.extend(limiters.iter().map(|(s, (_, capped))| (*s, *capped)));
+        if controlled.is_empty() {
             return;
         }
         // Every rate-controlled input appears in every batch, with its rate, as in Spark's
         // batch info; one that took no records in this batch has a zero count.
-        for &stream in limiters.keys() {
+        for &stream in controlled.keys() {
             if !info.stream_input_info.iter().any(|s| s.input_stream_id == stream) {
                 info.stream_input_info.push(crate::listener::StreamInputInfo {
                     input_stream_id: stream,
@@ -429,8 +472,11 @@ impl Runtime {
         info.stream_input_info.sort_by_key(|s| s.input_stream_id);
         let mut estimators = lock(&self.estimators);
         let (end, proc, sched) = (info.processing_end_time, info.processing_delay(), info.scheduling_delay());
+        let mut rates = lock(&self.rates);
         for input in &mut info.stream_input_info {
-            let Some((limiter, capped)) = limiters.get(&input.input_stream_id) else { continue };
+            let id = input.input_stream_id;
+            let Some(&capped) = controlled.get(&id) else { continue };
+            let cap = |rate: f64| if capped { self.settings.capped_rate(rate) } else { rate };
             if self.settings.backpressure {
                 let estimator = match estimators.entry(input.input_stream_id) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
@@ -442,11 +488,21 @@ impl Runtime {
                 };
                 if let (Some(end), Some(proc), Some(sched)) = (end, proc, sched) {
                     if let Some(rate) = estimator.compute(end as i64, input.num_records, proc, sched) {
-                        limiter.set_rate(if *capped { self.settings.capped_rate(rate) } else { rate });
+                        if let Some((limiter, _)) = limiters.get(&id) {
+                            limiter.set_rate(cap(rate));
+                        }
+                        rates.insert(id, cap(rate));
+                        if let Some(mesh) = self.mesh.get() {
+                            mesh.send_rate(id, rate);
+                        }
                     }
                 }
             }
-            let rate = limiter.rate();
+            let initial = if capped { self.settings.initial_receiver_rate() } else { self.settings.initial_rate };
+            let rate = match limiters.get(&id) {
+                Some((limiter, _)) => limiter.rate(),
+                None => rates.get(&id).copied().unwrap_or(if self.settings.backpressure { initial } else { 0.0 }),
+            };
             input.rate_limit = (rate > 0.0).then_some(rate);
         }
     }
