@@ -240,10 +240,18 @@ impl StreamingContext {
         if let Some(c) = &inner.recovered {
             let workers = s.settings.total_workers();
             if c.workers != workers {
-                return Err(Error::Recovery(format!(
-                    "checkpoint {} was taken with {} workers and this job has {workers}; state is partitioned by worker, so recover with the same number",
-                    c.time, c.workers
-                )));
+                // A rescale: every state moves to the new workers. The batches after the
+                // checkpoint were planned per old worker, so a rescale starts from a checkpoint
+                // that nothing ran after (a graceful stop's).
+                let dir = inner.checkpoint_dir.as_deref().unwrap_or(std::path::Path::new("."));
+                let after = crate::checkpoint::logged_after(dir, c.time)?;
+                if let Some(first) = after.first() {
+                    return Err(Error::Recovery(format!(
+                        "checkpoint {} was taken with {} workers and this job has {workers}, but batches after it ({} from {first} on) were planned for {} workers: recover with {} workers, stop gracefully (`stop(true)`, which checkpoints the last batch), then restart with {workers}",
+                        c.time, c.workers, after.len(), c.workers, c.workers
+                    )));
+                }
+                tracing::info!("rescaling from {} workers (checkpoint {}) to {workers}", c.workers, c.time);
             }
             if let Some(m) = &s.manual {
                 m.set(c.time);

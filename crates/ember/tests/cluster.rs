@@ -530,3 +530,195 @@ fn backpressure_reaches_a_receiver_in_another_process() {
         String::from_utf8_lossy(&outputs[1].stdout)
     );
 }
+
+/// Input files for the rescale test: one per batch `1..=batches`, modified inside its batch;
+/// some words come back after idling longer than the 3 s timeout, some never do.
+fn rescale_input(dir: &std::path::Path, batches: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut r = common::rng(31);
+    for b in 1..=batches {
+        let mut words: Vec<String> = (0..(r() % 40 + 10)).map(|_| format!("w{}", r() % 25)).collect();
+        if b <= 2 || b % 6 == 0 {
+            words.push(format!("rare{}", b % 4));
+        }
+        let path = dir.join(format!("part-{b:03}.txt"));
+        std::fs::write(&path, words.join(" ")).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + Duration::from_millis(START + b * 1000 - 500)).unwrap();
+    }
+}
+
+/// Word totals (`update_state_by_key`), counts over a 4 s window sliding by 2 s (the inverse
+/// form), the records of a 3 s window (`window`), and `map_with_state` with a 3 s timeout, of the
+/// files in `CHILD_IN`; checkpointed to `CHILD_CK`; run to batch `CHILD_BATCHES` (recovering
+/// when a checkpoint is there) and stopped gracefully. The driver prints `OUT <output> <t> <records>`.
+#[test]
+#[ignore = "run as a child process by the rescale test"]
+fn rescale_child() {
+    use ember::prelude::*;
+    let var = |k: &str| std::env::var(k).unwrap();
+    let (input, ck) = (var("CHILD_IN"), std::path::PathBuf::from(var("CHILD_CK")));
+    let batches: u64 = var("CHILD_BATCHES").parse().unwrap();
+    let build = || -> ember::Result<StreamingContext> {
+        let mut conf =
+            Conf::new().manual_clock(true).set("clock.manual.start", START.to_string()).set("checkpoint.sync", "false");
+        if let Ok(master) = std::env::var("CHILD_MASTER") {
+            conf = conf.master(&master);
+        }
+        let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
+        ssc.checkpoint(&ck);
+        let words = ssc
+            .text_file_stream(&input)
+            .flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
+            .map(|w| (w, 1i64));
+        fn out<T: std::fmt::Debug + Ord + ember::Data>(name: &'static str, s: &DStream<T>) {
+            s.foreach_batch(move |t, mut v: Vec<T>| {
+                v.sort();
+                println!("OUT {name} {} {v:?}", t.millis());
+            });
+        }
+        let totals = words
+            .update_state_by_key(|n: Vec<i64>, s: Option<i64>| Some(s.unwrap_or(0) + n.iter().sum::<i64>()))
+            .checkpoint(Duration::from_secs(2));
+        out("totals", &totals);
+        out(
+            "windowed",
+            &words.reduce_by_key_and_window_inverse(
+                |a, b| a + b,
+                |a, b| a - b,
+                Duration::from_secs(4),
+                Duration::from_secs(2),
+            ),
+        );
+        out("window", &words.window(Duration::from_secs(3), Duration::from_secs(1)));
+        let spec = StateSpec::function(|w: &String, n: Option<i64>, st: &mut State<i64>| {
+            if st.is_timing_out() {
+                return format!("{w} idle after {}", st.get().copied().unwrap_or(0));
+            }
+            let total = st.get().copied().unwrap_or(0) + n.unwrap_or(0);
+            st.update(total);
+            format!("{w} {total}")
+        })
+        .timeout(Duration::from_secs(3));
+        out("mapped", &words.map_with_state(spec));
+        Ok(ssc)
+    };
+    let ssc = StreamingContext::get_or_create(&ck, build).unwrap_or_else(|e| panic!("{e}"));
+    let clock = ssc.manual_clock().unwrap();
+    ssc.start().unwrap_or_else(|e| panic!("{e}"));
+    while clock.now_millis() < START + batches * 1000 {
+        ssc.run_batches(1).unwrap();
+    }
+    // `CHILD_ABRUPT`: a stop that checkpoints nothing more (batches after the last checkpoint
+    // stay in the batch log, as after a crash).
+    ssc.stop(std::env::var("CHILD_ABRUPT").is_err()).unwrap();
+}
+
+/// Runs `rescale_child` as `processes` processes x 2 workers (or, for 0, one process of
+/// `local[2]`); the driver's `OUT` lines.
+fn run_rescale(
+    input: &std::path::Path,
+    ck: &std::path::Path,
+    processes: usize,
+    batches: u64,
+    master: &str,
+) -> Vec<String> {
+    let outs = spawn_rescale(input, ck, processes, batches, master, &[]);
+    for o in &outs {
+        assert!(o.status.success(), "a run failed: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    ember::testing::tagged(&outs[0].stdout, "OUT")
+}
+
+/// The processes of one `rescale_child` run, with `extra` in their environment, waited for.
+fn spawn_rescale(
+    input: &std::path::Path,
+    ck: &std::path::Path,
+    processes: usize,
+    batches: u64,
+    master: &str,
+    extra: &[(&str, &str)],
+) -> Vec<std::process::Output> {
+    let exe = std::env::current_exe().unwrap();
+    let hosts = ember::testing::loopback_hosts(processes.max(1));
+    let children: Vec<_> = (0..processes.max(1))
+        .map(|i| {
+            let mut c = std::process::Command::new(&exe);
+            c.args(["--exact", "rescale_child", "--ignored", "--nocapture", "--test-threads", "1"])
+                .env("CHILD_IN", input)
+                .env("CHILD_CK", ck)
+                .env("CHILD_BATCHES", batches.to_string())
+                .env("RUST_LOG", "warn")
+                .envs(extra.iter().copied())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            if processes == 0 {
+                c.env("CHILD_MASTER", master);
+            } else {
+                c.env("EMBER_CLUSTER_HOSTS", &hosts)
+                    .env("EMBER_CLUSTER_PROCESS", i.to_string())
+                    .env("EMBER_CLUSTER_WORKERS", "2");
+            }
+            c.spawn().unwrap()
+        })
+        .collect();
+    children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
+}
+
+/// `OUT` lines by (output, batch time); a later line of the same batch replaces an earlier one.
+fn by_batch(lines: &[String]) -> BTreeMap<(String, u64), String> {
+    lines
+        .iter()
+        .map(|l| {
+            let mut f = l.splitn(3, ' ');
+            let (name, t, rest) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap_or(""));
+            ((name.to_owned(), t.parse().unwrap()), rest.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn a_job_rescaled_from_2_to_3_processes_to_1_gives_the_output_of_one_uninterrupted_process() {
+    const END: u64 = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    rescale_input(&input, END + 1);
+    let straight = by_batch(&run_rescale(&input, &dir.path().join("ck-a"), 0, END, "local[1]"));
+
+    let ck = dir.path().join("ck-b");
+    let mut got = BTreeMap::new();
+    for (processes, batches) in [(2, 5), (3, 10), (0, END)] {
+        let watch = ember::clock::Stopwatch::start();
+        got.extend(by_batch(&run_rescale(&input, &ck, processes, batches, "local[2]")));
+        eprintln!("{processes} processes to batch {batches}: {:.2} s", watch.elapsed().as_secs_f64());
+    }
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        straight.keys().collect::<Vec<_>>(),
+        "the same outputs of the same batches"
+    );
+    for (k, v) in &straight {
+        assert_eq!(&got[k], v, "{k:?}");
+    }
+    assert!(straight.values().any(|v| v.contains("idle after")), "keys time out");
+}
+
+#[test]
+fn a_rescale_after_a_crash_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    rescale_input(&input, 8);
+    let ck = dir.path().join("ck");
+    // Stopped without a last checkpoint: batches after checkpoint 4000 are in the batch log.
+    let outs = spawn_rescale(&input, &ck, 2, 5, "", &[("CHILD_ABRUPT", "1")]);
+    assert!(outs.iter().all(|o| o.status.success()));
+    let outs = spawn_rescale(&input, &ck, 0, 8, "local[3]", &[]);
+    let stderr = String::from_utf8_lossy(&outs[0].stderr);
+    assert!(!outs[0].status.success(), "the rescale is refused");
+    assert!(
+        stderr.contains("taken with 4 workers and this job has 3") && stderr.contains("stop gracefully"),
+        "the error says why and what to do: {stderr}"
+    );
+    // Recovered with its 4 workers it goes on.
+    assert!(spawn_rescale(&input, &ck, 2, 8, "", &[]).iter().all(|o| o.status.success()));
+}

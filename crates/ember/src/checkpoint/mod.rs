@@ -372,6 +372,16 @@ pub(crate) fn latest_commit(dir: &Path) -> Result<Option<Commit>> {
     )))
 }
 
+/// The batches after `t` whose inputs are in the batch log of `dir`: batches a recovery from
+/// checkpoint `t` runs again.
+pub(crate) fn logged_after(dir: &Path, t: u64) -> Result<Vec<u64>> {
+    let store = LocalStore::open(dir, false)?;
+    let mut times: Vec<u64> =
+        store.list("batchlog")?.iter().filter_map(|n| n.rsplit('/').next()?.parse().ok()).filter(|&b| b > t).collect();
+    times.sort_unstable();
+    Ok(times)
+}
+
 /// Every part a commit record lists is present, of its size, and its frame is intact.
 fn check_parts(store: &dyn CheckpointStore, c: &Commit) -> Result<()> {
     for Part { name, len, crc } in &c.parts {

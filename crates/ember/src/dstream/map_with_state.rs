@@ -134,6 +134,14 @@ pub(crate) struct TimedStates<K, S> {
     pub values: FxHashMap<K, (S, u64)>,
 }
 
+impl<K: Key, S> crate::exec::state::KeyedStates for TimedStates<K, S> {
+    type Key = K;
+    type Value = (S, u64);
+    fn values(&mut self) -> &mut FxHashMap<K, (S, u64)> {
+        &mut self.values
+    }
+}
+
 impl<K, S> Default for TimedStates<K, S> {
     fn default() -> Self {
         TimedStates { values: FxHashMap::default() }
@@ -216,7 +224,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
                     .map(|(k, s)| (k, (s, start)))
                     .collect(),
             };
-            b.exchange_by_key().per_batch_stateful("map_with_state", mine, move |t, records, states, out| {
+            let rescale = <TimedStates<K, S> as crate::exec::state::KeyedStates>::rescale();
+            b.exchange_by_key().per_batch_state("map_with_state", mine, rescale, move |t, records, states, out| {
                 let now = t.millis();
                 for (k, v) in records {
                     let prev = states.values.remove(&k).map(|(s, _)| s);

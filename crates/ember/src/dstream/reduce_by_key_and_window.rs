@@ -30,6 +30,14 @@ pub(crate) struct RunningWindow<K, V> {
     pub values: FxHashMap<K, V>,
 }
 
+impl<K: Key, V> crate::exec::state::KeyedStates for RunningWindow<K, V> {
+    type Key = K;
+    type Value = V;
+    fn values(&mut self) -> &mut FxHashMap<K, V> {
+        &mut self.values
+    }
+}
+
 impl<K, V> Default for RunningWindow<K, V> {
     fn default() -> Self {
         RunningWindow { values: FxHashMap::default() }
@@ -60,16 +68,22 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             "reduce_by_key_and_window",
             window,
             slide,
+            Panes::keyed,
             |records: Vec<(K, V)>| records,
             move |_b| {
                 let f = Arc::clone(&g);
-                Box::new(move |t: Time, w: &WindowSpec, panes: &Panes<Vec<(K, V)>>, out: &mut Vec<(K, V)>| {
-                    let mut acc: FxHashMap<K, V> = FxHashMap::default();
-                    for (k, v) in panes.in_window(t, w).flatten() {
-                        merge(&mut acc, k.clone(), v.clone(), &*f);
-                    }
-                    out.extend(acc);
-                })
+                Box::new(
+                    move |t: Time, w: &WindowSpec, panes: &Panes<Vec<(K, V)>>, out: &mut Vec<(K, V)>, ends: bool| {
+                        if !ends {
+                            return;
+                        }
+                        let mut acc: FxHashMap<K, V> = FxHashMap::default();
+                        for (k, v) in panes.in_window(t, w).flatten() {
+                            merge(&mut acc, k.clone(), v.clone(), &*f);
+                        }
+                        out.extend(acc);
+                    },
+                )
             },
         )
     }
@@ -135,41 +149,48 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             op,
             window,
             slide,
+            Panes::keyed,
             |records: Vec<(K, V)>| records,
             move |b| {
                 let (f, inv, keep) = (Arc::clone(&f), Arc::clone(&inv), keep.clone());
-                let running = b.stateful(op, RunningWindow::<K, V>::default());
-                Box::new(move |t: Time, w: &WindowSpec, panes: &Panes<Vec<(K, V)>>, out: &mut Vec<(K, V)>| {
-                    let t = t.millis();
-                    running.update(t, |running| {
-                        // Leaving: the previous window minus the current one; entering: the current
-                        // window minus the previous one. (Spark takes (t-S-W, t-W] and (t-S, t],
-                        // which for W < S both hold the gap between windows; a key first seen in
-                        // the gap then gets a wrong value. Ember skips the gap.)
-                        let leaving_to = t.saturating_sub(w.slide).min(t.saturating_sub(w.window));
-                        let entering_from = t.saturating_sub(w.slide).max(t.saturating_sub(w.window));
-                        let mut old: FxHashMap<K, V> = FxHashMap::default();
-                        for (k, v) in panes.range(t.saturating_sub(w.slide + w.window), leaving_to).flatten() {
-                            merge(&mut old, k.clone(), v.clone(), &*f);
-                        }
-                        let mut new: FxHashMap<K, V> = FxHashMap::default();
-                        for (k, v) in panes.range(entering_from, t).flatten() {
-                            merge(&mut new, k.clone(), v.clone(), &*f);
-                        }
-                        for (k, o) in old {
-                            if let Some(v) = running.values.remove(&k) {
-                                running.values.insert(k, inv(v, o));
+                let rescale = <RunningWindow<K, V> as crate::exec::state::KeyedStates>::rescale();
+                let running = b.stateful(op, RunningWindow::<K, V>::default(), rescale);
+                Box::new(
+                    move |t: Time, w: &WindowSpec, panes: &Panes<Vec<(K, V)>>, out: &mut Vec<(K, V)>, ends: bool| {
+                        let t = t.millis();
+                        running.update(t, |running| {
+                            if !ends {
+                                return;
                             }
-                        }
-                        for (k, n) in new {
-                            merge(&mut running.values, k, n, &*f);
-                        }
-                        if let Some(keep) = &keep {
-                            running.values.retain(|k, v| keep(k, v));
-                        }
-                        out.extend(running.values.iter().map(|(k, v)| (k.clone(), v.clone())));
-                    })
-                })
+                            // Leaving: the previous window minus the current one; entering: the current
+                            // window minus the previous one. (Spark takes (t-S-W, t-W] and (t-S, t],
+                            // which for W < S both hold the gap between windows; a key first seen in
+                            // the gap then gets a wrong value. Ember skips the gap.)
+                            let leaving_to = t.saturating_sub(w.slide).min(t.saturating_sub(w.window));
+                            let entering_from = t.saturating_sub(w.slide).max(t.saturating_sub(w.window));
+                            let mut old: FxHashMap<K, V> = FxHashMap::default();
+                            for (k, v) in panes.range(t.saturating_sub(w.slide + w.window), leaving_to).flatten() {
+                                merge(&mut old, k.clone(), v.clone(), &*f);
+                            }
+                            let mut new: FxHashMap<K, V> = FxHashMap::default();
+                            for (k, v) in panes.range(entering_from, t).flatten() {
+                                merge(&mut new, k.clone(), v.clone(), &*f);
+                            }
+                            for (k, o) in old {
+                                if let Some(v) = running.values.remove(&k) {
+                                    running.values.insert(k, inv(v, o));
+                                }
+                            }
+                            for (k, n) in new {
+                                merge(&mut running.values, k, n, &*f);
+                            }
+                            if let Some(keep) = &keep {
+                                running.values.retain(|k, v| keep(k, v));
+                            }
+                            out.extend(running.values.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        })
+                    },
+                )
             },
         )
     }
@@ -189,15 +210,25 @@ impl<K: Key, V: Data> DStream<(K, V)> {
             "group_by_key_and_window",
             window,
             slide,
+            Panes::keyed,
             |records: Vec<(K, Vec<V>)>| records,
             |_b| {
-                Box::new(|t: Time, w: &WindowSpec, panes: &Panes<Vec<(K, Vec<V>)>>, out: &mut Vec<(K, Vec<V>)>| {
-                    let mut acc: FxHashMap<K, Vec<V>> = FxHashMap::default();
-                    for (k, vs) in panes.in_window(t, w).flatten() {
-                        acc.entry(k.clone()).or_default().extend(vs.iter().cloned());
-                    }
-                    out.extend(acc);
-                })
+                Box::new(
+                    |t: Time,
+                     w: &WindowSpec,
+                     panes: &Panes<Vec<(K, Vec<V>)>>,
+                     out: &mut Vec<(K, Vec<V>)>,
+                     ends: bool| {
+                        if !ends {
+                            return;
+                        }
+                        let mut acc: FxHashMap<K, Vec<V>> = FxHashMap::default();
+                        for (k, vs) in panes.in_window(t, w).flatten() {
+                            acc.entry(k.clone()).or_default().extend(vs.iter().cloned());
+                        }
+                        out.extend(acc);
+                    },
+                )
             },
         )
     }

@@ -31,6 +31,14 @@ impl<K, S> Default for StateMap<K, S> {
 }
 
 /// The pairs of `initial` whose keys this worker owns (the same rule as the key exchange).
+impl<K: Key, S> crate::exec::state::KeyedStates for StateMap<K, S> {
+    type Key = K;
+    type Value = S;
+    fn values(&mut self) -> &mut FxHashMap<K, S> {
+        &mut self.values
+    }
+}
+
 pub(crate) fn owned<K: Key, S: Clone>(initial: &[(K, S)], index: usize, peers: usize) -> FxHashMap<K, S> {
     initial.iter().filter(|(k, _)| key_hash(k) % peers as u64 == index as u64).cloned().collect()
 }
@@ -71,7 +79,8 @@ impl<K: Key, V: Data> DStream<(K, V)> {
         self.kit("update_state_by_key", move |b| {
             let f = Arc::clone(&f);
             let mine = StateMap { values: owned(&crate::clock::lock(&initial), b.worker(), b.workers()) };
-            b.exchange_by_key().per_batch_stateful("update_state_by_key", mine, move |_t, records, state, out| {
+            let rescale = <StateMap<K, S> as crate::exec::state::KeyedStates>::rescale();
+            b.exchange_by_key().per_batch_state("update_state_by_key", mine, rescale, move |_t, records, state, out| {
                 let mut new: FxHashMap<K, Vec<V>> = FxHashMap::default();
                 records.into_iter().for_each(|(k, v)| new.entry(k).or_default().push(v));
                 let mut old = std::mem::take(&mut state.values);

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::DStream;
 use crate::error::Error;
+use crate::exec::state::{routed_to, Rescale};
 use crate::operator::Batches;
 use crate::time::{whole_millis, Grid, Time};
 use crate::Data;
@@ -56,6 +57,39 @@ impl<P> Panes<P> {
     }
 }
 
+impl<X> Panes<Vec<X>> {
+    /// Adds `other`'s panes, batch by batch (a rescale merging two workers' panes).
+    fn absorb(&mut self, other: Self) {
+        for (t, pane) in other.panes {
+            match self.panes.iter().position(|(pt, _)| *pt >= t) {
+                Some(i) if self.panes[i].0 == t => self.panes[i].1.extend(pane),
+                Some(i) => self.panes.insert(i, (t, pane)),
+                None => self.panes.push_back((t, pane)),
+            }
+        }
+    }
+
+    /// Panes of records of no particular worker: old worker `w`'s go to new worker `w % workers`.
+    pub(crate) fn spread() -> Rescale<Self> {
+        Rescale::Spread { empty: Self::default, absorb: Self::absorb }
+    }
+}
+
+impl<K: std::hash::Hash, V> Panes<Vec<(K, V)>> {
+    /// Panes of keyed records, each on its key's worker: they move with their keys.
+    pub(crate) fn keyed() -> Rescale<Self> {
+        Rescale::Keyed {
+            empty: Self::default,
+            absorb: Self::absorb,
+            retain: |panes, index, peers| {
+                for (_, pane) in panes.panes.iter_mut() {
+                    pane.retain(|(k, _)| routed_to(crate::exec::key_hash(k), index, peers));
+                }
+            },
+        }
+    }
+}
+
 /// Window and slide in milliseconds, checked against the parent's slide.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WindowSpec {
@@ -87,13 +121,18 @@ impl<T: Data> DStream<T> {
     /// Declares a windowed stream: every parent batch becomes a pane (`pane` folds a worker's share
     /// of it), and at each slide time `emit` sees the panes of the last `window + slide` (enough
     /// for the inverse form's leaving panes).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn windowed<P: Serialize + DeserializeOwned + 'static, U: Data>(
         &self,
         op: &'static str,
         window: Duration,
         slide: Duration,
+        rescale: fn() -> Rescale<Panes<P>>,
         pane: impl Fn(Vec<T>) -> P + Send + Sync + 'static,
-        emit: impl Fn(&Batches<'_, T>) -> Box<dyn FnMut(Time, &WindowSpec, &Panes<P>, &mut Vec<U>)> + Send + Sync + 'static,
+        emit: impl Fn(&Batches<'_, T>) -> Box<dyn FnMut(Time, &WindowSpec, &Panes<P>, &mut Vec<U>, bool)>
+            + Send
+            + Sync
+            + 'static,
     ) -> DStream<U> {
         let spec = match WindowSpec::new(op, self.slide, window, slide) {
             Ok(s) => s,
@@ -109,12 +148,12 @@ impl<T: Data> DStream<T> {
             let pane = Arc::clone(&pane);
             // Registered before the panes, as the checkpoints name them.
             let mut emit = emit(&b);
-            b.per_batch_stateful(op, Panes::<P>::default(), move |t, records, panes, out| {
+            b.per_batch_state(op, Panes::<P>::default(), rescale(), move |t, records, panes, out| {
                 let tm = t.millis();
                 panes.push(tm, pane(records), tm.saturating_sub(spec.window + spec.slide));
-                if out_grid.contains(tm) {
-                    emit(t, &spec, panes, out);
-                }
+                // Every batch, so that a state of `emit`'s is saved at every checkpoint (a
+                // graceful stop's may fall between two windows); it emits when a window ends.
+                emit(t, &spec, panes, out, out_grid.contains(tm));
             })
         });
         self.ctx.note_window(out.node, spec.window);
@@ -135,10 +174,13 @@ impl<T: Data> DStream<T> {
             "window",
             window,
             slide,
+            Panes::spread,
             |records| records,
             |_b| {
-                Box::new(|t: Time, w: &WindowSpec, panes: &Panes<Vec<T>>, out: &mut Vec<T>| {
-                    out.extend(panes.in_window(t, w).flat_map(|p| p.iter().cloned()))
+                Box::new(|t: Time, w: &WindowSpec, panes: &Panes<Vec<T>>, out: &mut Vec<T>, ends: bool| {
+                    if ends {
+                        out.extend(panes.in_window(t, w).flat_map(|p| p.iter().cloned()))
+                    }
                 })
             },
         )

@@ -48,7 +48,7 @@ use timely::dataflow::Stream;
 
 use super::batch::{batch_binary, batch_unary};
 use super::runtime::Runtime;
-use super::state::{Registry, Snapshot, Stateful};
+use super::state::{Registry, Rescale, Stateful};
 use super::{key_hash, Guard};
 use crate::time::{Grid, Time};
 use crate::Data;
@@ -100,9 +100,14 @@ impl<'s, T: Data> Batches<'s, T> {
     /// A state registered with the job's checkpoints, starting as `initial` (or as the
     /// recovered checkpoint has it), for an operator that keeps more than one (see
     /// [`per_batch_stateful`](Self::per_batch_stateful)).
-    pub(crate) fn stateful<S: Snapshot + 'static>(&self, op: &str, initial: S) -> Stateful<S> {
+    pub(crate) fn stateful<S: Serialize + DeserializeOwned + 'static>(
+        &self,
+        op: &str,
+        initial: S,
+        rescale: Rescale<S>,
+    ) -> Stateful<S> {
         let kit = &self.kit;
-        kit.registry.stateful(&kit.rt, kit.index, kit.user_id, op, initial)
+        kit.registry.stateful(&kit.rt, kit.index, kit.peers, kit.user_id, op, initial, rescale)
     }
 
     /// The job's zero time: batch `k` is at `zero + k * interval`.
@@ -389,7 +394,9 @@ impl<'s, T: Data> Batches<'s, T> {
     /// across batches. The state is part of the job's checkpoints: it is saved after every
     /// checkpointed batch and restored when the job recovers, with nothing more to wire. Each
     /// worker keeps its own (exchange by key first for a state per key). `name` names it in the
-    /// checkpoint, with the operation's place in the plan.
+    /// checkpoint, with the operation's place in the plan. Such a state means something only on
+    /// its worker, so a job that holds one recovers only with the number of workers it was
+    /// checkpointed with (Ember's keyed states, windows and models move to another number).
     ///
     /// ```
     /// # use ember::testing::*;
@@ -407,9 +414,21 @@ impl<'s, T: Data> Batches<'s, T> {
         self,
         name: &str,
         initial: S,
+        f: impl FnMut(Time, Vec<T>, &mut S, &mut Vec<U>) + 'static,
+    ) -> Batches<'s, U> {
+        self.per_batch_state(name, initial, Rescale::Fixed, f)
+    }
+
+    /// [`per_batch_stateful`](Self::per_batch_stateful) with a state that `rescale` moves when
+    /// the job recovers with another number of workers.
+    pub(crate) fn per_batch_state<S: Serialize + DeserializeOwned + 'static, U: Data>(
+        self,
+        name: &str,
+        initial: S,
+        rescale: Rescale<S>,
         mut f: impl FnMut(Time, Vec<T>, &mut S, &mut Vec<U>) + 'static,
     ) -> Batches<'s, U> {
-        let state = self.stateful(name, initial);
+        let state = self.stateful(name, initial, rescale);
         self.per_batch(name, move |t, records, out| state.update(t.millis(), |s| f(t, records, s, out)))
     }
 
@@ -440,7 +459,7 @@ impl<'s, T: Data> Batches<'s, T> {
     ) -> Batches<'s, S> {
         let driver = self.is_driver();
         self.to_driver()
-            .per_batch_stateful(name, initial, move |t, records, state, out| {
+            .per_batch_state(name, initial, Rescale::Replicated, move |t, records, state, out| {
                 if driver {
                     f(t, records, state);
                     out.push(state.clone());

@@ -67,6 +67,30 @@ pub(crate) trait SourceDriver<T>: 'static {
     }
 }
 
+/// A rescale: a source whose position only worker 0 keeps (read on the driver, as the file
+/// stream) keeps it on worker 0; one with a position per worker cannot move (yet): an error.
+fn rescaled_position<T: 'static>(
+    ck: &crate::checkpoint::Checkpoints,
+    commit: &crate::checkpoint::Commit,
+    stream_id: usize,
+    name: &str,
+    index: usize,
+    driver: &mut dyn SourceDriver<T>,
+) -> crate::Result<()> {
+    for w in 1..commit.workers {
+        if ck.get_position::<Vec<u8>>(commit.time, stream_id, w)?.is_some() {
+            return Err(crate::Error::Recovery(format!(
+                "checkpoint {} was taken with {} workers: input `{name}` keeps a position on each worker and cannot move to another number of workers; recover with {} workers",
+                commit.time, commit.workers, commit.workers
+            )));
+        }
+    }
+    match ck.get_position::<Vec<u8>>(commit.time, stream_id, 0)? {
+        Some(bytes) if index == 0 => driver.restore(&bytes),
+        _ => Ok(()),
+    }
+}
+
 /// What a source driver may need from its worker.
 pub(crate) struct SourceEnv {
     pub rt: Arc<Runtime>,
@@ -152,9 +176,12 @@ fn source_counting<'s, T: Data>(
         waker: Waker(env.scope.worker().sync_activator_for(info.address.to_vec())),
     });
     if let (Some(ck), Some(commit)) = (env.rt.checkpoints.as_deref(), env.rt.recovered.as_ref()) {
-        let restored = ck
-            .get_position::<Vec<u8>>(commit.time, stream_id, env.index)
-            .and_then(|p| p.map_or(Ok(()), |bytes| driver.restore(&bytes)));
+        let restored = if commit.workers == env.peers {
+            ck.get_position::<Vec<u8>>(commit.time, stream_id, env.index)
+                .and_then(|p| p.map_or(Ok(()), |bytes| driver.restore(&bytes)))
+        } else {
+            rescaled_position(ck, commit, stream_id, name, env.index, &mut *driver)
+        };
         if let Err(e) = restored {
             env.fail(e);
         }

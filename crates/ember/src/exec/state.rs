@@ -40,6 +40,47 @@ impl<S: Serialize + DeserializeOwned> Snapshot for S {
 /// A registered state container.
 pub(crate) type StateHandle = Rc<RefCell<dyn Snapshot>>;
 
+/// How a state moves when the job recovers from a checkpoint taken with another number of
+/// workers (a rescale). Each worker's state was saved under its index; the new workers rebuild
+/// theirs from the old ones.
+pub(crate) enum Rescale<S> {
+    /// Kept per worker, meaningful nowhere else (a user's `per_batch_stateful`): recovering with
+    /// another number of workers is an error naming the state.
+    Fixed,
+    /// The same on every worker (a model every worker trains, a driver's state): old worker 0's.
+    Replicated,
+    /// Records of no particular worker (an unkeyed window's panes): old worker `w` goes to new
+    /// worker `w % workers`; several are merged with `absorb`, none is `empty()`.
+    Spread { empty: fn() -> S, absorb: fn(&mut S, S) },
+    /// State per key, on the worker the key's hash picks: every old worker's state, each cut
+    /// down by `retain(state, worker, workers)` to the keys of this worker, merged by `absorb`.
+    Keyed { empty: fn() -> S, absorb: fn(&mut S, S), retain: fn(&mut S, usize, usize) },
+}
+
+/// Whether key hash `hash` belongs to worker `index` of `peers` (as timely's exchange routes it).
+pub(crate) fn routed_to(hash: u64, index: usize, peers: usize) -> bool {
+    hash % peers as u64 == index as u64
+}
+
+/// A state that is a map from keys to per-key states, on the keys' workers.
+pub(crate) trait KeyedStates: Default {
+    type Key: std::hash::Hash + Eq;
+    type Value;
+    fn values(&mut self) -> &mut rustc_hash::FxHashMap<Self::Key, Self::Value>;
+
+    /// How it moves to another number of workers: each key to the worker its hash picks.
+    fn rescale() -> Rescale<Self> {
+        Rescale::Keyed {
+            empty: Self::default,
+            absorb: |state, mut other| {
+                let other = std::mem::take(other.values());
+                state.values().extend(other);
+            },
+            retain: |state, index, peers| state.values().retain(|k, _| routed_to(super::key_hash(k), index, peers)),
+        }
+    }
+}
+
 /// Saves one operator's state after the batches that are checkpointed. Operators call
 /// [`StateSaver::after_batch`] once they processed a batch.
 pub(crate) struct StateSaver {
@@ -92,20 +133,31 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Registers `initial` as the state `op` of user operation `user_id` on worker `index`,
-    /// named `node-{user_id}.{op}.{k}` (`k` counts the worker's states); when recovering,
-    /// restores it from the checkpoint first.
-    pub fn stateful<S: Snapshot + 'static>(
+    /// Registers `initial` as the state `op` of user operation `user_id` on worker `index` of
+    /// `peers`, named `node-{user_id}.{op}.{k}` (`k` counts the worker's states); when
+    /// recovering, restores it from the checkpoint first — rebuilt by `rescale` when the
+    /// checkpoint had another number of workers.
+    #[allow(clippy::too_many_arguments)]
+    pub fn stateful<S: Serialize + DeserializeOwned + 'static>(
         &self,
         rt: &Arc<Runtime>,
         index: usize,
+        peers: usize,
         user_id: usize,
         op: &str,
         initial: S,
+        rescale: Rescale<S>,
     ) -> Stateful<S> {
         let (cell, handle) = shared(initial);
         let name = format!("node-{user_id}.{op}.{}", self.states.borrow().len());
         if let (Some(ck), Some(commit)) = (rt.checkpoints.as_deref(), rt.recovered.as_ref()) {
+            if commit.workers != peers {
+                if let Err(e) = rescaled(ck, commit, index, peers, &name, &cell, rescale) {
+                    self.fail(e);
+                }
+                self.states.borrow_mut().push((name.clone(), handle.clone()));
+                return Stateful { cell, saver: StateSaver { rt: Arc::clone(rt), worker: index, name, handle } };
+            }
             let restored = ck
                 .get_state(commit.time, index, &name)
                 .and_then(|bytes| {
@@ -139,6 +191,58 @@ impl Registry {
     pub fn take_states(&self) -> Vec<(String, StateHandle)> {
         std::mem::take(&mut self.states.borrow_mut())
     }
+}
+
+/// Rebuilds worker `index`'s state `name` from checkpoint `commit`, taken with another number of
+/// workers than this job's `peers`.
+fn rescaled<S: DeserializeOwned>(
+    ck: &crate::checkpoint::Checkpoints,
+    commit: &crate::checkpoint::Commit,
+    index: usize,
+    peers: usize,
+    name: &str,
+    cell: &RefCell<S>,
+    rescale: Rescale<S>,
+) -> Result<()> {
+    let t = commit.time;
+    let old = |w: usize| -> Result<S> {
+        let bytes = ck
+            .get_state(t, w, name)?
+            .ok_or_else(|| Error::Recovery(format!("checkpoint {t} has no state for `{name}` of worker {w}")))?;
+        bincode::deserialize(&bytes)
+            .map_err(|e| Error::Recovery(format!("checkpoint {t}: state `{name}` of worker {w} does not decode: {e}")))
+    };
+    let merged = |empty: fn() -> S, absorb: fn(&mut S, S), parts: Vec<S>| {
+        let mut state = empty();
+        for part in parts {
+            absorb(&mut state, part);
+        }
+        state
+    };
+    let state = match rescale {
+        Rescale::Fixed => {
+            return Err(Error::Recovery(format!(
+                "checkpoint {t} was taken with {} workers and this job has {peers}: state `{name}` is kept per worker and cannot move to another number of workers; recover with {} workers",
+                commit.workers, commit.workers
+            )))
+        }
+        Rescale::Replicated => old(0)?,
+        Rescale::Spread { empty, absorb } => {
+            let parts = (0..commit.workers).filter(|w| w % peers == index).map(old).collect::<Result<Vec<_>>>()?;
+            merged(empty, absorb, parts)
+        }
+        Rescale::Keyed { empty, absorb, retain } => {
+            let mut parts = Vec::new();
+            for w in 0..commit.workers {
+                let mut s = old(w)?;
+                retain(&mut s, index, peers);
+                parts.push(s);
+            }
+            merged(empty, absorb, parts)
+        }
+    };
+    *cell.borrow_mut() = state;
+    Ok(())
 }
 
 /// Wraps `state` for an operator and returns the handle to register.

@@ -59,7 +59,7 @@ impl<'s, T: Data> Batches<'s, T> {
         // each worker reads its own copy, which is also the one a recovered job restores.
         let (handle, previous) = self.stream.scope().feedback::<Vec<S>>(self.kit.grid.slide);
         let previous = Batches { stream: previous, kit: Rc::clone(&self.kit) };
-        let (worker, state) = (self.kit.index, self.stateful(name, initial));
+        let (worker, state) = (self.kit.index, self.stateful(name, initial, super::state::Rescale::Replicated));
         let current = Rc::clone(&state.cell);
         let trained = self
             .per_batch_with(name, previous, move |t, records, _previous, out: &mut Vec<(usize, P)>| {
@@ -132,7 +132,7 @@ impl<'s, T: Data> Batches<'s, T> {
         let scope = self.stream.scope();
         // Batch `t` starts once every worker finished batch `t - 1` (a loop delayed by a batch).
         let (handle, previous) = scope.feedback::<Vec<S>>(grid.slide);
-        let state = self.stateful(name, initial);
+        let state = self.stateful(name, initial, super::state::Rescale::Replicated);
         let (cell, g_cell) = (Rc::clone(&state.cell), Rc::clone(&state.cell));
         // The folding operator tells the partial operator of its worker which round of the batch
         // to compute next (round 0: the batch is done), and wakes it.
