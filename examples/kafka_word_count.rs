@@ -7,7 +7,9 @@
 //! `kafka_word_count <brokers> <topic> <output dir> <checkpoint dir> [--max-rate R] [--windowed]`
 //! runs on 1 s batches until Ctrl-C; `--max-rate` limits each partition to R records/s;
 //! `--windowed` also saves word counts over a 4 s window sliding by 2 s.
-//! For tests: `--manual-clock <start ms> --batches N` runs on the manual clock until batch N.
+//! For tests: `--manual-clock <start ms> --batches N` runs on the manual clock until batch N
+//! (`--graceful`: then stops gracefully, checkpointing its last batch, so that it can restart
+//! with another number of processes).
 //!
 //! It runs as `local[2]`, or as one process of a cluster when `EMBER_CLUSTER_*` say so, as
 //! `ember-launch` does (the README's "Running on a cluster"):
@@ -51,7 +53,7 @@ fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let opts = common::Opts::take(&mut args)?;
     let [brokers, topic, output, checkpoint] = args.as_slice() else {
-        anyhow::bail!("usage: kafka_word_count <brokers> <topic> <output dir> <checkpoint dir> [--max-rate R] [--windowed] [--manual-clock START --batches N]")
+        anyhow::bail!("usage: kafka_word_count <brokers> <topic> <output dir> <checkpoint dir> [--max-rate R] [--windowed] [--manual-clock START --batches N [--graceful]]")
     };
     let ssc =
         StreamingContext::get_or_create(Path::new(checkpoint), || build(brokers, topic, output, checkpoint, &opts))?;

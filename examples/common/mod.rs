@@ -63,25 +63,29 @@ pub fn run(ssc: &StreamingContext, batches: Option<u64>) -> anyhow::Result<()> {
 }
 
 /// Options of the examples that run on Kafka: `--max-rate R`, `--manual-clock START`, `--batches N`,
-/// `--windowed`.
+/// `--windowed`, `--graceful`.
 pub struct Opts {
     pub max_rate: f64,
     pub manual_start: Option<u64>,
     pub batches: Option<u64>,
     /// Also save word counts over a window (see [`save_windowed_counts`]).
     pub windowed: bool,
+    /// On the manual clock: stop gracefully after batch N (the open batch is processed and
+    /// checkpointed: the job can restart with another number of processes).
+    pub graceful: bool,
 }
 
 impl Opts {
     pub fn take(args: &mut Vec<String>) -> anyhow::Result<Opts> {
         let batches = batches_arg(args)?;
-        let windowed = match args.iter().position(|a| a == "--windowed") {
+        let mut flag = |name: &str| match args.iter().position(|a| a == name) {
             Some(i) => {
                 args.remove(i);
                 true
             }
             None => false,
         };
+        let (windowed, graceful) = (flag("--windowed"), flag("--graceful"));
         let mut value = |flag: &str| -> anyhow::Result<Option<String>> {
             match args.iter().position(|a| a == flag) {
                 None => Ok(None),
@@ -94,7 +98,7 @@ impl Opts {
         };
         let max_rate = value("--max-rate")?.map(|v| v.parse()).transpose()?.unwrap_or(0.0);
         let manual_start = value("--manual-clock")?.map(|v| v.parse()).transpose()?;
-        Ok(Opts { max_rate, manual_start, batches, windowed })
+        Ok(Opts { max_rate, manual_start, batches, windowed, graceful })
     }
 
     /// On the manual clock: batch after batch until batch N after the start, then a stop.
@@ -107,7 +111,7 @@ impl Opts {
                 while clock.now_millis() < start + n * 1000 {
                     ssc.run_batches(1)?;
                 }
-                ssc.stop(false)?;
+                ssc.stop(self.graceful)?;
                 Ok(())
             }
             _ => run(ssc, self.batches),

@@ -667,6 +667,26 @@ impl PlannedSource for KafkaReader {
         Ok(())
     }
 
+    /// A rescale: of the partitions every old worker read, the ones this worker now owns.
+    fn restore_rescaled(&mut self, positions: Vec<Vec<u8>>) -> ember::Result<()> {
+        let mut mine = BTreeMap::new();
+        for position in positions {
+            let list: Vec<(String, i32, i64)> = serde_json::from_slice(&position)
+                .map_err(|e| Error::Config(format!("not a Kafka stream position: {e}")))?;
+            for (t, p, o) in list {
+                let tp = TopicPartition::new(t, p);
+                if owner(&tp, self.workers) == self.worker {
+                    mine.insert(tp, o);
+                }
+            }
+        }
+        self.current = mine.into_iter().collect();
+        if !self.current.is_empty() {
+            self.reassign()?;
+        }
+        Ok(())
+    }
+
     fn stop(&mut self) {
         // Unlike Spark (SPARK-20050), offsets queued in the last batches are committed.
         self.commit_queued(CommitMode::Sync);

@@ -151,3 +151,55 @@ fn a_process_killed_at_20_random_points_under_the_launcher_changes_nothing() {
         restarts[restarts.len() - 1]
     );
 }
+
+/// The example as `processes` processes x 2 workers (0: one process, `local[2]`) on the manual
+/// clock to batch `batches`, stopped gracefully; waits for it.
+fn run_shape(servers: &str, topic: &str, out: &Path, ck: &Path, processes: usize, batches: u64) {
+    let hosts = ember::testing::loopback_hosts(processes.max(1));
+    let children: Vec<_> = (0..processes.max(1))
+        .map(|i| {
+            let mut c = Command::new(ember::testing::example_binary("kafka_word_count"));
+            c.args([servers.as_ref(), topic.as_ref(), out.as_os_str(), ck.as_os_str()])
+                .args(["--windowed", "--graceful", "--max-rate", "5", "--manual-clock", &START.to_string()])
+                .args(["--batches", &batches.to_string()])
+                .env("RUST_LOG", "error")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            if processes > 0 {
+                c.envs(ember::testing::cluster_env(&hosts, i)).env("EMBER_CLUSTER_HOSTS", &hosts);
+            }
+            c.spawn().unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{processes} processes: {}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+#[test]
+fn a_direct_stream_rescaled_from_2_to_3_processes_to_1_reads_every_record_once() {
+    let servers = common::broker();
+    let topic = common::topic("rescale");
+    common::create_topic(servers, &topic, 6);
+    let (lines, want) = ember::testing::random_word_lines(600, &WORDS);
+    let records: Vec<(i32, Vec<u8>)> =
+        lines.into_iter().enumerate().map(|(i, l)| ((i % 6) as i32, l.into_bytes())).collect();
+    common::produce(&common::producer(servers), &topic, &records);
+    let dir = tempfile::tempdir().unwrap();
+    const END: u64 = 24;
+    run_shape(servers, &topic, &dir.path().join("a"), &dir.path().join("ck-a"), 0, END);
+    let expected = ember::testing::committed_outputs(&dir.path().join("a"));
+    let last = expected.keys().rfind(|k| k.starts_with("totals")).unwrap();
+    assert_eq!(
+        ember::testing::parse_counts::<u64>(&expected[last]),
+        want,
+        "600 lines at 30 a batch: all read by the end"
+    );
+
+    let (out, ck) = (dir.path().join("b"), dir.path().join("ck-b"));
+    for (processes, batches) in [(2, 7), (3, 15), (0, END)] {
+        run_shape(servers, &topic, &out, &ck, processes, batches);
+    }
+    assert_eq!(ember::testing::committed_outputs(&out), expected, "2, then 3 processes, then 1: the output of one");
+}

@@ -82,6 +82,14 @@ pub trait PlannedSource: 'static {
         Ok(())
     }
 
+    /// Restores this worker's position when the job recovers with another number of workers
+    /// than its checkpoint's (a rescale): `positions` holds what every old worker saved, and this
+    /// worker keeps what is now its own (the Kafka stream: the offsets of the partitions it now
+    /// reads). By default a source with a position per worker cannot move: an error.
+    fn restore_rescaled(&mut self, _positions: Vec<Vec<u8>>) -> crate::Result<()> {
+        Err(crate::Error::Other("its positions cannot move to another number of workers".into()))
+    }
+
     /// The context stops: release connections.
     fn stop(&mut self) {}
 }

@@ -65,10 +65,17 @@ pub(crate) trait SourceDriver<T>: 'static {
     fn restore(&mut self, _position: &[u8]) -> crate::Result<()> {
         Ok(())
     }
+
+    /// A rescale: this worker's position from every old worker's (see
+    /// [`PlannedSource::restore_rescaled`](crate::operator::PlannedSource::restore_rescaled)).
+    fn restore_rescaled(&mut self, _positions: Vec<Vec<u8>>) -> crate::Result<()> {
+        Err(crate::Error::Other("its positions cannot move to another number of workers".into()))
+    }
 }
 
 /// A rescale: a source whose position only worker 0 keeps (read on the driver, as the file
-/// stream) keeps it on worker 0; one with a position per worker cannot move (yet): an error.
+/// stream) keeps it on worker 0; one with a position per worker gets every old worker's and
+/// keeps its own (or cannot move: an error naming it).
 fn rescaled_position<T: 'static>(
     ck: &crate::checkpoint::Checkpoints,
     commit: &crate::checkpoint::Commit,
@@ -77,17 +84,24 @@ fn rescaled_position<T: 'static>(
     index: usize,
     driver: &mut dyn SourceDriver<T>,
 ) -> crate::Result<()> {
-    for w in 1..commit.workers {
-        if ck.get_position::<Vec<u8>>(commit.time, stream_id, w)?.is_some() {
-            return Err(crate::Error::Recovery(format!(
-                "checkpoint {} was taken with {} workers: input `{name}` keeps a position on each worker and cannot move to another number of workers; recover with {} workers",
-                commit.time, commit.workers, commit.workers
-            )));
+    let mut saved = Vec::new();
+    for w in 0..commit.workers {
+        if let Some(p) = ck.get_position::<Vec<u8>>(commit.time, stream_id, w)? {
+            saved.push((w, p));
         }
     }
-    match ck.get_position::<Vec<u8>>(commit.time, stream_id, 0)? {
-        Some(bytes) if index == 0 => driver.restore(&bytes),
-        _ => Ok(()),
+    match saved.as_slice() {
+        [] => Ok(()),
+        [(0, bytes)] => match index {
+            0 => driver.restore(bytes),
+            _ => Ok(()),
+        },
+        _ => driver.restore_rescaled(saved.into_iter().map(|(_, p)| p).collect()).map_err(|e| {
+            crate::Error::Recovery(format!(
+                "checkpoint {} was taken with {} workers: input `{name}` cannot move to another number of workers: {e}; recover with {} workers",
+                commit.time, commit.workers, commit.workers
+            ))
+        }),
     }
 }
 

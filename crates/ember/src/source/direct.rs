@@ -106,6 +106,10 @@ impl<R: PlannedSource> SourceDriver<R::Item> for PlannedDriver<R> {
             .restore(position)
             .map_err(|m| Error::Recovery(format!("{}: cannot restore its position: {m}", self.name)))
     }
+
+    fn restore_rescaled(&mut self, positions: Vec<Vec<u8>>) -> crate::Result<()> {
+        self.reader.restore_rescaled(positions)
+    }
 }
 
 /// Stands in for a reader that could not be created: the job fails at its first batch.
