@@ -66,9 +66,9 @@ fn kmeans_kill_child() {
     ember::testing::run_kill_child(START + BATCHES * 1000, build);
 }
 
-fn child(master: &str, input: &Path, out: &Path, ck: &Path) -> std::process::Command {
+fn child(test: &str, master: &str, input: &Path, out: &Path, ck: &Path) -> std::process::Command {
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "kmeans_kill_child", "--ignored", "--nocapture", "--test-threads", "1"])
+    cmd.args(["--exact", test, "--ignored", "--nocapture", "--test-threads", "1"])
         .env("KILL_IN", input)
         .env("KILL_OUT", out)
         .env("KILL_CK", ck)
@@ -78,15 +78,16 @@ fn child(master: &str, input: &Path, out: &Path, ck: &Path) -> std::process::Com
     cmd
 }
 
-/// The processes of one run: one, or two for `cluster` (2 processes x 2 workers).
-fn run(master: &str, input: &Path, out: &Path, ck: &Path) -> Vec<std::process::Command> {
+/// The processes of one run of child test `test`: one, or two for `cluster` (2 processes x 2
+/// workers).
+fn run(test: &str, master: &str, input: &Path, out: &Path, ck: &Path) -> Vec<std::process::Command> {
     if master != "cluster" {
-        return vec![child(master, input, out, ck)];
+        return vec![child(test, master, input, out, ck)];
     }
     let hosts = ember::testing::cluster_hosts();
     (0..2)
         .map(|i| {
-            let mut c = child("local[1]", input, out, ck);
+            let mut c = child(test, "local[1]", input, out, ck);
             c.envs(ember::testing::cluster_env(&hosts, i));
             c
         })
@@ -99,12 +100,12 @@ fn killed_and_straight_agree(master: &str) {
     write_input(&input);
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     let ck_a = dir.path().join("ck-a");
-    ember::testing::kill_and_restart_all(|| run(master, &input, &a, &ck_a), 0, || 0, 1);
+    ember::testing::kill_and_restart_all(|| run("kmeans_kill_child", master, &input, &a, &ck_a), 0, || 0, 1);
     let want = ember::testing::committed_outputs(&a);
     assert_eq!(want.len() as u64, 3 * BATCHES, "two models and the cluster counts every batch");
     let ck = dir.path().join("ck-b");
     let kills = ember::testing::kill_and_restart_all(
-        || run(master, &input, &b, &ck),
+        || run("kmeans_kill_child", master, &input, &b, &ck),
         6,
         || ember::testing::committed_output_count(&b),
         3 * BATCHES,
@@ -132,4 +133,80 @@ fn the_model_survives_sigkill_local_3() {
 #[test]
 fn the_model_survives_sigkill_two_processes() {
     killed_and_straight_agree("cluster");
+}
+
+/// The job of the tests above, run to batch `RESCALE_BATCHES` and stopped gracefully (its last
+/// batch checkpointed), recovering first when its checkpoint is there.
+#[test]
+#[ignore = "run as a child process by the rescale test"]
+fn kmeans_rescale_child() {
+    use ember::Clock;
+    let var = |k: &str| std::env::var(k).unwrap();
+    let (input, out, ck) = (var("KILL_IN"), var("KILL_OUT"), var("KILL_CK"));
+    let (input, out, ck) = (Path::new(&input), Path::new(&out), Path::new(&ck));
+    let batches: u64 = var("RESCALE_BATCHES").parse().unwrap();
+    let master = var("KILL_MASTER");
+    let ssc = StreamingContext::get_or_create(ck, || build(input, out, ck, &master)).unwrap();
+    let clock = ssc.manual_clock().unwrap();
+    ssc.start().unwrap();
+    while clock.now_millis() < START + batches * 1000 {
+        ssc.run_batches(1).unwrap();
+    }
+    ssc.stop(true).unwrap();
+}
+
+/// Whether two JSON values are equal, numbers within a relative 1e-9 (sums of the workers'
+/// partials add up in another order on another number of workers).
+fn close(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
+            (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0)
+        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| close(x, y)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| close(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+#[test]
+fn models_move_with_a_rescale_from_2_processes_to_3_workers_to_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    write_input(&input);
+    let shape = |master: &str, out: &Path, ck: &Path, batches: u64| {
+        let children: Vec<_> = run("kmeans_rescale_child", master, &input, out, ck)
+            .into_iter()
+            .map(|mut c| c.env("RESCALE_BATCHES", batches.to_string()).spawn().unwrap())
+            .collect();
+        for c in children {
+            assert!(c.wait_with_output().unwrap().status.success(), "{master} to batch {batches}");
+        }
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    shape("local[1]", &a, &dir.path().join("ck-a"), BATCHES);
+    let ck = dir.path().join("ck-b");
+    for (master, batches) in [("cluster", 5), ("local[3]", 10), ("local[1]", BATCHES)] {
+        shape(master, &b, &ck, batches);
+    }
+    let (want, got) = (ember::testing::committed_outputs(&a), ember::testing::committed_outputs(&b));
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    for (name, lines) in &want {
+        if name.starts_with("clusters") {
+            assert_eq!(&got[name], lines, "{name}");
+            continue;
+        }
+        let parse = |ls: &[String]| {
+            ls.iter().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>()
+        };
+        let (w, g) = (parse(lines), parse(&got[name]));
+        assert!(
+            w.len() == g.len() && w.iter().zip(&g).all(|(w, g)| close(w, g)),
+            "{name}: {lines:?} vs {:?}",
+            got[name]
+        );
+    }
 }
