@@ -722,3 +722,112 @@ fn a_rescale_after_a_crash_is_refused_with_what_to_do() {
     // Recovered with its 4 workers it goes on.
     assert!(spawn_rescale(&input, &ck, 2, 8, "", &[]).iter().all(|o| o.status.success()));
 }
+
+/// The cost of a rescale (a measurement, not a check; run it in a release build:
+/// `cargo test --release -p ember --test cluster -- --ignored --nocapture rescale_cost`):
+/// a job with about 1 M keys of `update_state_by_key` state stopped gracefully on 4 workers, then
+/// recovered on 4 workers, on 2, and on 4 again, each timed from `get_or_create` to the end of
+/// its first batch (of 10 lines: the time is the state's).
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn rescale_cost_of_a_million_keys() {
+    use ember::Clock;
+    const KEYS: u64 = 1_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let build = |master: &str, lines_per_second: u64| {
+        let conf = Conf::new()
+            .master(master)
+            .manual_clock(true)
+            .set("clock.manual.start", START.to_string())
+            .set("checkpoint.sync", "false");
+        let ssc = StreamingContext::new(conf, Duration::from_secs(1)).unwrap();
+        ssc.checkpoint(&ck);
+        // 3 M words drawn evenly from 1 M: about 950,000 distinct keys after the first batch.
+        let text =
+            GeneratedText { lines_per_second, words_per_line: 10, vocabulary: KEYS as usize, skew: 0.0, seed: 1 };
+        ssc.generated_text_stream_with(text)
+            .flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
+            .map(|w| (w, 1u64))
+            .update_state_by_key(|n: Vec<u64>, s: Option<u64>| Some(s.unwrap_or(0) + n.len() as u64))
+            .count()
+            .foreach_batch(|_, n: Vec<u64>| println!("keys in the state: {}", n.iter().sum::<u64>()));
+        Ok(ssc)
+    };
+    let ssc = build("local[4]", 300_000).unwrap();
+    ssc.run_batches(1).unwrap();
+    ssc.stop(true).unwrap();
+    for master in ["local[4]", "local[2]", "local[4]"] {
+        let watch = ember::clock::Stopwatch::start();
+        // The recovered runs read 10 lines a batch: the time is the state's.
+        let ssc = StreamingContext::get_or_create(&ck, || build(master, 10)).unwrap();
+        let clock = ssc.manual_clock().unwrap();
+        ssc.start().unwrap();
+        ssc.run_batches(1).unwrap();
+        let secs = watch.elapsed().as_secs_f64();
+        let _ = clock.now_millis();
+        ssc.stop(true).unwrap();
+        println!("recovering about 1 M keys on {master}: {secs:.2} s to the end of the first batch");
+    }
+}
+
+/// Stores 100 records, `base..base + 100`, in one reliable block, then waits for the stop.
+struct Hundred(u64);
+
+impl ember::operator::Receiver<u64> for Hundred {
+    fn on_start(&mut self, ctx: &ember::operator::ReceiverContext<u64>) -> ember::Result<()> {
+        ctx.store_block((self.0..self.0 + 100).collect())?;
+        while !ctx.is_stopped() {
+            ctx.wait_for_stop();
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn receivers_with_the_write_ahead_log_move_with_a_rescale() {
+    let _g = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    // Each run's two receivers store 100 new records each; every record counts once. The second
+    // receiver's log is named by its worker: run 3 finds run 1's log again, whose batch logs the
+    // 40 batches of run 2 pruned (four checkpoints later), and must not replay it.
+    for (run, (master, batches)) in
+        [("local[2]", 2), ("local[1]", 40), ("local[2]", 2), ("local[3]", 2)].into_iter().enumerate()
+    {
+        let last: std::sync::Arc<std::sync::Mutex<Vec<(u64, u64)>>> = Default::default();
+        let (seen, dir_ck) = (std::sync::Arc::clone(&last), ck.clone());
+        let build = move || -> ember::Result<StreamingContext> {
+            let conf = Conf::new()
+                .master(master)
+                .manual_clock(true)
+                .set("clock.manual.start", START.to_string())
+                .set("checkpoint.sync", "false")
+                .set("receiver.write_ahead_log.enable", "true");
+            let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
+            ssc.checkpoint(&dir_ck);
+            let base = run as u64 * 1000;
+            let (a, b) = (ssc.receiver_stream(Hundred(base)), ssc.receiver_stream(Hundred(base + 100)));
+            a.union(&b)
+                .map(|x| (x, 1u64))
+                .update_state_by_key(|n: Vec<u64>, s: Option<u64>| Some(s.unwrap_or(0) + n.len() as u64))
+                .foreach_batch(move |_, totals: Vec<(u64, u64)>| *seen.lock().unwrap() = totals);
+            Ok(ssc)
+        };
+        let ssc = StreamingContext::get_or_create(&ck, build).unwrap();
+        ssc.start().unwrap();
+        assert!(ssc.wait_for_received(200, Duration::from_secs(30)).unwrap(), "{master}: the receivers stored");
+        ssc.run_batches(batches).unwrap();
+        ssc.stop(true).unwrap();
+        let mut totals = last.lock().unwrap().clone();
+        totals.sort_unstable();
+        let want: Vec<(u64, u64)> = (0..=run as u64).flat_map(|r| (r * 1000..r * 1000 + 200).map(|x| (x, 1))).collect();
+        let twice: Vec<_> = totals.iter().filter(|(_, n)| *n != 1).collect();
+        let missing: Vec<_> = want.iter().filter(|w| !totals.contains(w)).map(|(x, _)| x).collect();
+        assert!(
+            twice.is_empty() && missing.is_empty(),
+            "run {run} on {master}: counted again {twice:?}, missing {missing:?}"
+        );
+        assert_eq!(totals, want);
+    }
+}

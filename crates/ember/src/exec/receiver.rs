@@ -402,6 +402,17 @@ impl<T: Data> SourceDriver<T> for ReceiverDriver<T> {
         Ok(())
     }
 
+    /// A rescale starts from a graceful stop's checkpoint: every block the old receivers logged
+    /// joined a batch at or before it, so none is replayed. This share's log (named by its new
+    /// worker) goes on after its last block; blocks it may hold from an earlier run are taken as
+    /// assigned, never read again.
+    fn restore_rescaled(&mut self, _positions: Vec<(usize, Vec<u8>)>) -> crate::Result<()> {
+        let (Some(log), Some(ck)) = (self.shared.wal.clone(), self.rt.checkpoints.clone()) else { return Ok(()) };
+        self.last_assigned = ck.blocks(&log)?.last().copied().unwrap_or(0);
+        self.unassigned.clear();
+        Ok(())
+    }
+
     fn finish(&mut self) {
         self.shared.stopped.store(true, Ordering::Release);
         self.limiter.close();

@@ -66,22 +66,25 @@ pub(crate) trait SourceDriver<T>: 'static {
         Ok(())
     }
 
-    /// A rescale: this worker's position from every old worker's (see
+    /// A rescale: this worker's position from the positions the old workers saved (by old
+    /// worker index; see
     /// [`PlannedSource::restore_rescaled`](crate::operator::PlannedSource::restore_rescaled)).
-    fn restore_rescaled(&mut self, _positions: Vec<Vec<u8>>) -> crate::Result<()> {
-        Err(crate::Error::Other("its positions cannot move to another number of workers".into()))
+    /// By default a source that saved any position cannot move.
+    fn restore_rescaled(&mut self, positions: Vec<(usize, Vec<u8>)>) -> crate::Result<()> {
+        match positions.is_empty() {
+            true => Ok(()),
+            false => Err(crate::Error::Other("its positions cannot move to another number of workers".into())),
+        }
     }
 }
 
-/// A rescale: a source whose position only worker 0 keeps (read on the driver, as the file
-/// stream) keeps it on worker 0; one with a position per worker gets every old worker's and
-/// keeps its own (or cannot move: an error naming it).
+/// A rescale: each worker's share of the source rebuilds its position from the old workers'
+/// (or cannot move: an error naming it).
 fn rescaled_position<T: 'static>(
     ck: &crate::checkpoint::Checkpoints,
     commit: &crate::checkpoint::Commit,
     stream_id: usize,
     name: &str,
-    index: usize,
     driver: &mut dyn SourceDriver<T>,
 ) -> crate::Result<()> {
     let mut saved = Vec::new();
@@ -90,13 +93,9 @@ fn rescaled_position<T: 'static>(
             saved.push((w, p));
         }
     }
-    match saved.as_slice() {
-        [] => Ok(()),
-        [(0, bytes)] => match index {
-            0 => driver.restore(bytes),
-            _ => Ok(()),
-        },
-        _ => driver.restore_rescaled(saved.into_iter().map(|(_, p)| p).collect()).map_err(|e| {
+    match saved.is_empty() {
+        true => Ok(()),
+        false => driver.restore_rescaled(saved).map_err(|e| {
             crate::Error::Recovery(format!(
                 "checkpoint {} was taken with {} workers: input `{name}` cannot move to another number of workers: {e}; recover with {} workers",
                 commit.time, commit.workers, commit.workers
@@ -194,7 +193,7 @@ fn source_counting<'s, T: Data>(
             ck.get_position::<Vec<u8>>(commit.time, stream_id, env.index)
                 .and_then(|p| p.map_or(Ok(()), |bytes| driver.restore(&bytes)))
         } else {
-            rescaled_position(ck, commit, stream_id, name, env.index, &mut *driver)
+            rescaled_position(ck, commit, stream_id, name, &mut *driver)
         };
         if let Err(e) = restored {
             env.fail(e);

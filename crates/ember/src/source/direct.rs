@@ -39,6 +39,8 @@ struct PlannedDriver<R: PlannedSource> {
     name: String,
     /// This reader's entries in the batch log.
     key: String,
+    /// Whether it reads on the driver only (then its position is old worker 0's).
+    on_driver: bool,
     rate: Arc<RateLimiter>,
     failed: bool,
     meta: Vec<(String, String)>,
@@ -107,8 +109,14 @@ impl<R: PlannedSource> SourceDriver<R::Item> for PlannedDriver<R> {
             .map_err(|m| Error::Recovery(format!("{}: cannot restore its position: {m}", self.name)))
     }
 
-    fn restore_rescaled(&mut self, positions: Vec<Vec<u8>>) -> crate::Result<()> {
-        self.reader.restore_rescaled(positions)
+    fn restore_rescaled(&mut self, positions: Vec<(usize, Vec<u8>)>) -> crate::Result<()> {
+        if self.on_driver {
+            return match positions.into_iter().find(|(w, _)| *w == 0) {
+                Some((_, p)) => self.restore(&p),
+                None => Ok(()),
+            };
+        }
+        self.reader.restore_rescaled(positions.into_iter().map(|(_, p)| p).collect())
     }
 }
 
@@ -120,6 +128,11 @@ struct Broken {
 }
 
 impl<T> SourceDriver<T> for Broken {
+    /// It fails at its first batch anyway.
+    fn restore_rescaled(&mut self, _positions: Vec<(usize, Vec<u8>)>) -> crate::Result<()> {
+        Ok(())
+    }
+
     fn close(&mut self, t: Time, _out: &mut Vec<T>) {
         if let Some(e) = self.error.take() {
             self.rt.fail_batch(t.millis(), Error::Input { stream: self.name.clone(), time: t, source: Cause::new(e) });
@@ -224,6 +237,7 @@ impl StreamingContext {
                         rate: senv.rt.direct_rate(id),
                         rt: senv.rt,
                         key,
+                        on_driver: matches!(placement, Reads::OnDriver),
                         name: label,
                         failed: false,
                         meta: Vec::new(),
@@ -258,4 +272,9 @@ struct Idle;
 
 impl<T> SourceDriver<T> for Idle {
     fn close(&mut self, _t: Time, _out: &mut Vec<T>) {}
+
+    /// The share of a worker that does not read: the driver's share keeps the position.
+    fn restore_rescaled(&mut self, _positions: Vec<(usize, Vec<u8>)>) -> crate::Result<()> {
+        Ok(())
+    }
 }

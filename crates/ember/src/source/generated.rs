@@ -104,6 +104,7 @@ struct GeneratedDriver {
     produced: u64,
     batch_ms: u64,
     rt: std::sync::Arc<crate::exec::runtime::Runtime>,
+    worker: usize,
 }
 
 /// Lines produced per activation at most, so one source does not hold its worker too long.
@@ -137,6 +138,15 @@ impl SourceDriver<String> for GeneratedDriver {
         })?;
         self.generator.state = u64::from_le_bytes(bytes);
         Ok(())
+    }
+
+    /// A rescale: a worker that existed before goes on with its old generator; a new one starts
+    /// its own (seeded by its index, as at a first start).
+    fn restore_rescaled(&mut self, positions: Vec<(usize, Vec<u8>)>) -> crate::Result<()> {
+        match positions.into_iter().find(|(w, _)| *w == self.worker) {
+            Some((_, p)) => self.restore(&p),
+            None => Ok(()),
+        }
     }
 }
 
@@ -179,6 +189,7 @@ impl StreamingContext {
                     produced: 0,
                     batch_ms,
                     rt: senv.rt,
+                    worker: index,
                 })
             })
         })
