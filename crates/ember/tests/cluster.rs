@@ -76,6 +76,9 @@ fn endless_cluster_child() {
     let panic_after: Option<u64> = std::env::var("CHILD_PANIC_AFTER").ok().and_then(|n| n.parse().ok());
     let in_process_1 = std::env::var("EMBER_CLUSTER_PROCESS").as_deref() == Ok("1");
     let seen = std::sync::atomic::AtomicU64::new(0);
+    if std::env::var("CHILD_ANOTHER_JOB").is_ok() {
+        ssc.generated_text_stream_with(text.clone()).count().foreach_batch(|_, _: Vec<u64>| {});
+    }
     let counts = ssc
         .generated_text_stream_with(text)
         .flat_map(move |line: String| {
@@ -829,5 +832,16 @@ fn receivers_with_the_write_ahead_log_move_with_a_rescale() {
             "run {run} on {master}: counted again {twice:?}, missing {missing:?}"
         );
         assert_eq!(totals, want);
+    }
+}
+
+#[test]
+fn processes_of_different_jobs_refuse_each_other() {
+    let hosts = ember::testing::cluster_hosts();
+    let p0 = spawn_endless(&hosts, 0, &[("CHILD_CONNECT_TIMEOUT", "20s")]);
+    let p1 = spawn_endless(&hosts, 1, &[("CHILD_CONNECT_TIMEOUT", "20s"), ("CHILD_ANOTHER_JOB", "1")]);
+    for p in [p0, p1] {
+        let (code, stderr, _) = exit_of(p);
+        assert_clean_failure(code, &stderr, "it runs another job");
     }
 }

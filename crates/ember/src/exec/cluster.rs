@@ -45,6 +45,8 @@ pub(crate) struct Membership {
     pub workers: usize,
     pub connect_timeout: Duration,
     pub failure_timeout: Duration,
+    /// A hash of the job's plan (its fingerprint): every process must build the same dataflow.
+    pub plan: u64,
 }
 
 impl Membership {
@@ -59,6 +61,7 @@ impl Membership {
             processes: self.hosts.len() as u32,
             workers: self.workers as u32,
             hosts: hosts_hash(&self.hosts),
+            plan: self.plan,
         }
     }
 }
@@ -71,10 +74,11 @@ struct Hello {
     processes: u32,
     workers: u32,
     hosts: u64,
+    plan: u64,
 }
 
 impl Hello {
-    const LEN: usize = 4 + 1 + 1 + 4 + 4 + 4 + 8;
+    const LEN: usize = 4 + 1 + 1 + 4 + 4 + 4 + 8 + 8;
 
     fn write(&self, s: &mut TcpStream) -> std::io::Result<()> {
         let mut b = Vec::with_capacity(Self::LEN);
@@ -85,6 +89,7 @@ impl Hello {
         b.extend_from_slice(&self.processes.to_le_bytes());
         b.extend_from_slice(&self.workers.to_le_bytes());
         b.extend_from_slice(&self.hosts.to_le_bytes());
+        b.extend_from_slice(&self.plan.to_le_bytes());
         s.write_all(&b)
     }
 
@@ -104,6 +109,7 @@ impl Hello {
             processes: u32_at(10),
             workers: u32_at(14),
             hosts: u64::from_le_bytes(b[18..26].try_into().unwrap_or_default()),
+            plan: u64::from_le_bytes(b[26..34].try_into().unwrap_or_default()),
         })
     }
 
@@ -118,6 +124,11 @@ impl Hello {
         }
         if self.hosts != mine.hosts {
             return Some("it was started with another cluster.hosts".into());
+        }
+        if self.plan != mine.plan {
+            return Some(
+                "it runs another job: its plan (streams and outputs, in declaration order, and the app name) differs from this process's; every process must run the same program with the same arguments".into(),
+            );
         }
         if self.process as usize >= me.hosts.len() || self.process as usize == me.process {
             return Some(format!("it claims to be process {}", self.process));

@@ -38,6 +38,7 @@ pub(crate) fn launch(master: &Master, rt: &Arc<Runtime>) -> Result<Job> {
                 workers: *workers,
                 connect_timeout: Duration::from_millis(rt.settings.connect_timeout_ms),
                 failure_timeout: Duration::from_millis(rt.settings.failure_timeout_ms),
+                plan: super::key_hash(&rt.graph.fingerprint(&rt.settings.app_name)),
             };
             let connections = cluster::connect(&me)?;
             let hooks = Hooks::default();
