@@ -37,7 +37,8 @@ impl StreamingListener for Completed {
     }
 }
 
-/// Starts `ssc`, then stops it gracefully after `batches` completed batches, or on Ctrl-C.
+/// Starts `ssc`, then stops it gracefully after `batches` completed batches, or on Ctrl-C or
+/// SIGTERM (as Kubernetes sends it).
 pub fn run(ssc: &StreamingContext, batches: Option<u64>) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel();
     ssc.add_streaming_listener(Completed(tx.clone()));

@@ -363,11 +363,10 @@ impl StreamingContext {
                 let grid = Grid { zero, slide: self.shared.batch_ms };
                 let now = rt.now();
                 let closed = grid.floor(now).unwrap_or(zero);
-                let end = if graceful { closed + grid.slide } else { closed };
                 if graceful {
-                    rt.request_stop_with_checkpoint(end);
+                    rt.stop_gracefully();
                 } else {
-                    rt.request_stop(end);
+                    rt.request_stop(closed);
                 }
                 // After a failure (a worker that died, a checkpoint that could not be written) the
                 // other workers may wait for ever for the dead one's progress: give them a while,

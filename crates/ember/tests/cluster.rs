@@ -102,9 +102,15 @@ fn endless_cluster_child() {
 
 /// Process `process` of a 2 x 2 job at `hosts`, running `endless_cluster_child`.
 fn spawn_endless(hosts: &str, process: usize, extra: &[(&str, &str)]) -> std::process::Child {
+    spawn_child("endless_cluster_child", hosts, process, extra)
+}
+
+/// Process `process` of a 2 x 2 job at `hosts`, running the ignored test `name` with `extra` in
+/// its environment, its output piped.
+fn spawn_child(name: &str, hosts: &str, process: usize, extra: &[(&str, &str)]) -> std::process::Child {
     let exe = std::env::current_exe().unwrap();
     std::process::Command::new(exe)
-        .args(["--exact", "endless_cluster_child", "--ignored", "--nocapture", "--test-threads", "1"])
+        .args(["--exact", name, "--ignored", "--nocapture", "--test-threads", "1"])
         .envs(ember::testing::cluster_env(hosts, process))
         .envs(extra.iter().copied())
         .env("RUST_LOG", "warn")
@@ -289,21 +295,9 @@ fn checkpointed_cluster_child() {
 /// `TOT` lines by batch time, and both stderrs.
 fn run_checkpointed(ck: &std::path::Path, batches: u64) -> (Vec<Option<i32>>, BTreeMap<u64, String>, Vec<String>) {
     let hosts = ember::testing::cluster_hosts();
-    let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = (0..2)
-        .map(|i| {
-            std::process::Command::new(&exe)
-                .args(["--exact", "checkpointed_cluster_child", "--ignored", "--nocapture", "--test-threads", "1"])
-                .envs(ember::testing::cluster_env(&hosts, i))
-                .env("CHILD_CK", ck)
-                .env("CHILD_BATCHES", batches.to_string())
-                .env("RUST_LOG", "warn")
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let (ck, batches) = (ck.to_str().unwrap(), batches.to_string());
+    let extra = [("CHILD_CK", ck), ("CHILD_BATCHES", batches.as_str())];
+    let children: Vec<_> = (0..2).map(|i| spawn_child("checkpointed_cluster_child", &hosts, i, &extra)).collect();
     let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
     let totals = ember::testing::tagged(&outs[0].stdout, "TOT")
         .into_iter()
@@ -844,4 +838,54 @@ fn processes_of_different_jobs_refuse_each_other() {
         let (code, stderr, _) = exit_of(p);
         assert_clean_failure(code, &stderr, "it runs another job");
     }
+}
+
+/// Word totals checkpointed to `CHILD_CK`, run to batch 4; then process 1 asks for a graceful
+/// stop, and process 0 only waits for the job to end.
+#[test]
+#[ignore = "run as a child process by the graceful stop test"]
+fn graceful_stop_cluster_child() {
+    use ember::Clock;
+    let ck = std::path::PathBuf::from(std::env::var("CHILD_CK").unwrap());
+    let conf =
+        Conf::new().manual_clock(true).set("clock.manual.start", START.to_string()).set("checkpoint.sync", "false");
+    let ssc = StreamingContext::new(conf, Duration::from_secs(1)).unwrap();
+    ssc.checkpoint(&ck);
+    let text = GeneratedText { lines_per_second: 100, words_per_line: 3, vocabulary: 20, skew: 1.0, seed: 5 };
+    ssc.generated_text_stream_with(text)
+        .flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .map(|w| (w, 1u64))
+        .update_state_by_key(|n: Vec<u64>, s: Option<u64>| Some(s.unwrap_or(0) + n.len() as u64))
+        .foreach_batch(|t, v: Vec<(String, u64)>| println!("TOT {} {}", t.millis(), v.len()));
+    let clock = ssc.manual_clock().unwrap();
+    ssc.start().unwrap();
+    while clock.now_millis() < START + 4000 {
+        ssc.run_batches(1).unwrap();
+    }
+    if ssc.is_driver() {
+        ssc.await_termination().unwrap();
+    } else {
+        ssc.stop(true).unwrap();
+    }
+}
+
+#[test]
+fn a_graceful_stop_asked_in_one_process_stops_every_process_at_one_checkpointed_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let hosts = ember::testing::cluster_hosts();
+    let extra = [("CHILD_CK", ck.to_str().unwrap())];
+    let children: Vec<_> = (0..2).map(|i| spawn_child("graceful_stop_cluster_child", &hosts, i, &extra)).collect();
+    let mut driver_out = String::new();
+    for (i, mut c) in children.into_iter().enumerate() {
+        let mut out = c.stdout.take().unwrap();
+        let (code, stderr, _) = exit_of(c);
+        assert_eq!(code, Some(0), "process {i}: {stderr}");
+        if i == 0 {
+            std::io::Read::read_to_string(&mut out, &mut driver_out).unwrap();
+        }
+    }
+    let last = ember::testing::tagged(driver_out.as_bytes(), "TOT").last().cloned().unwrap_or_default();
+    assert!(last.starts_with(&(START + 5000).to_string()), "the open batch ran last: {driver_out}");
+    assert_eq!(commits(&ck).last(), Some(&(START + 5000)), "and both processes' parts of it are committed");
 }

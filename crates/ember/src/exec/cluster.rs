@@ -145,8 +145,11 @@ fn hosts_hash(hosts: &[String]) -> u64 {
 #[derive(Debug, Serialize, Deserialize)]
 enum Message {
     Heartbeat,
-    /// The sender's job failed with this error; it is stopping.
-    Failed(String),
+    /// The sender's job failed with this error at batch `at`; it is stopping.
+    Failed {
+        error: String,
+        at: u64,
+    },
     /// The sender's job ended cleanly; its connections close next.
     Bye,
     /// The parts of checkpoint `time` the sender wrote, all durable, and its accumulators' counts
@@ -168,6 +171,12 @@ enum Message {
         stream: usize,
         rate: f64,
     },
+    /// From process 0: the job stops gracefully after batch `end` (every process ends there).
+    Stop {
+        end: u64,
+    },
+    /// To process 0: a graceful stop was asked here; process 0 picks the last batch.
+    StopAsked,
     /// An event of one of the sender's receivers, for the driver's listeners.
     Receiver {
         kind: ReceiverEvent,
@@ -479,6 +488,16 @@ impl Mesh {
                 Ok(Message::Limited { stream, capped }) => {
                     lock(&self.limited).insert(stream, capped);
                 }
+                Ok(Message::Stop { end }) => {
+                    if let Some(rt) = self.rt.upgrade() {
+                        rt.request_stop_with_checkpoint(end);
+                    }
+                }
+                Ok(Message::StopAsked) => {
+                    if let Some(rt) = self.rt.upgrade() {
+                        rt.stop_gracefully();
+                    }
+                }
                 Ok(Message::Rate { stream, rate }) => {
                     if let Some(rt) = self.rt.upgrade() {
                         rt.apply_rate(stream, rate);
@@ -493,7 +512,9 @@ impl Mesh {
                         });
                     }
                 }
-                Ok(Message::Failed(why)) => break format!("{} failed: {why}", self.me.peer(p)),
+                Ok(Message::Failed { error, at }) => {
+                    break (format!("{} failed: {error}", self.me.peer(p)), Some(at));
+                }
                 Err(e) => {
                     if self.closing.load(Ordering::Acquire) {
                         return;
@@ -508,15 +529,18 @@ impl Mesh {
                         ),
                         _ => e.to_string(),
                     };
-                    break format!("lost {}: {why}", self.me.peer(p));
+                    break (format!("lost {}: {why}", self.me.peer(p)), None);
                 }
             }
         };
+        let (lost, at) = lost;
         let e = Error::Cluster(lost);
         lock(&self.lost).get_or_insert_with(|| e.clone());
         self.changed.notify_all();
         if let Some(rt) = self.rt.upgrade() {
-            rt.fail_batch(rt.completed() + rt.batch_ms, e);
+            // A failed peer says which batch failed; a lost one, everything after what completed
+            // (its parts of earlier checkpoints are already reported and durable).
+            rt.fail_batch(at.unwrap_or(rt.completed() + rt.batch_ms), e);
             rt.wake_workers();
         }
     }
@@ -554,6 +578,16 @@ impl Mesh {
     /// Forwards a receiver event to process 0.
     pub fn send_receiver_event(&self, kind: ReceiverEvent, info: crate::listener::ReceiverInfo) {
         self.to_driver(&Message::Receiver { kind, info });
+    }
+
+    /// From process 0: every process stops gracefully after batch `end`.
+    pub fn send_stop(&self, end: u64) {
+        self.broadcast(&Message::Stop { end });
+    }
+
+    /// Asks process 0 to stop the job gracefully.
+    pub fn ask_to_stop(&self) {
+        self.to_driver(&Message::StopAsked);
     }
 
     /// From process 0: the estimator's new rate of `stream`, for every process.
@@ -615,9 +649,9 @@ impl Mesh {
     }
 
     /// Tells every peer that this process's job failed with `e` (it stops next).
-    pub fn announce_failure(&self, e: &Error) {
+    pub fn announce_failure(&self, at: u64, e: &Error) {
         self.failed.store(true, Ordering::Release);
-        self.broadcast(&Message::Failed(e.to_string()));
+        self.broadcast(&Message::Failed { error: e.to_string(), at });
     }
 
     /// Whether the job failed here or lost a peer: timely's network threads may have panicked.

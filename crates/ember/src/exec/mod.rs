@@ -500,8 +500,7 @@ fn track_completion(
             );
             rt.post(Event::BatchCompleted(info));
             rt.run_commits(t);
-            let broken = rt.checkpoint_broken.load(std::sync::atomic::Ordering::Acquire);
-            if let Some(ck) = rt.checkpoint_at(t).filter(|_| !broken) {
+            if let Some(ck) = rt.checkpoint_at(t).filter(|_| rt.checkpoint_ok(t)) {
                 let accumulators = log.accumulators.remove(&t).unwrap_or_default();
                 log.pending_commits.push(crate::checkpoint::Commit {
                     time: t,
@@ -520,12 +519,11 @@ fn track_completion(
         // Another process's local leader: every worker of the job is past these batches, so
         // this process's parts of their checkpoints are written; process 0 commits once it
         // has every process's.
-        let broken = rt.checkpoint_broken.load(std::sync::atomic::Ordering::Acquire);
         let counters = cluster::Counters::of(rt);
         mesh.send_progress(counters.clone());
         let mut t = completed + grid.slide;
         while t <= through {
-            if let Some(ck) = rt.checkpoint_at(t).filter(|_| !broken) {
+            if let Some(ck) = rt.checkpoint_at(t).filter(|_| rt.checkpoint_ok(t)) {
                 mesh.send_parts(t, ck.take_parts(t), counters.accumulators.clone());
             }
             t += grid.slide;
@@ -541,11 +539,12 @@ fn track_completion(
 fn commit_ready(rt: &Runtime, log: &mut DriverLog, wait: std::time::Duration) {
     let Some(ck) = rt.checkpoints.as_deref() else { return };
     while !log.pending_commits.is_empty() {
-        if rt.checkpoint_broken.load(std::sync::atomic::Ordering::Acquire) {
+        let t = log.pending_commits[0].time;
+        if !rt.checkpoint_ok(t) {
+            // This and every later pending checkpoint: a batch or a part at or before it failed.
             log.pending_commits.clear();
             return;
         }
-        let t = log.pending_commits[0].time;
         if let Some(mesh) = rt.mesh.get() {
             match mesh.take_parts(t, wait) {
                 Some((parts, counts)) => {
@@ -568,7 +567,7 @@ fn commit_ready(rt: &Runtime, log: &mut DriverLog, wait: std::time::Duration) {
         commit.parts.sort_by(|a, b| a.name.cmp(&b.name));
         match ck.commit(&commit) {
             Ok(()) => tracing::info!("checkpoint {t} committed"),
-            Err(e) => rt.checkpoint_failed(e),
+            Err(e) => rt.checkpoint_failed(t, e),
         }
     }
 }

@@ -364,7 +364,7 @@ impl<T: Data> SourceDriver<T> for ReceiverDriver<T> {
         match (self.shared.wal.clone(), self.rt.checkpoints.clone()) {
             (Some(log), Some(ck)) => {
                 if let Err(e) = self.close_logged(t.millis(), &log, &ck, out) {
-                    self.rt.checkpoint_failed(e);
+                    self.rt.checkpoint_failed(t.millis(), e);
                 }
             }
             _ => {

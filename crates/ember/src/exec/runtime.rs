@@ -85,7 +85,7 @@ pub(crate) struct Runtime {
     /// The job's accumulators.
     pub accumulators: Vec<crate::Accumulator>,
     /// A part of a checkpoint could not be written: no later checkpoint may commit.
-    pub checkpoint_broken: AtomicBool,
+    broken_from: AtomicU64,
     progress: Mutex<Progress>,
     changed: Condvar,
     workers: Mutex<Vec<Thread>>,
@@ -141,7 +141,7 @@ impl Runtime {
             broadcast_values: Vec::new(),
             final_checkpoint: AtomicBool::new(false),
             accumulators: Vec::new(),
-            checkpoint_broken: AtomicBool::new(false),
+            broken_from: AtomicU64::new(NOT_SET),
             changed: Condvar::new(),
             workers: Mutex::new(Vec::new()),
             received: AtomicU64::new(0),
@@ -193,6 +193,30 @@ impl Runtime {
 
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
+    }
+
+    /// A graceful stop of the whole job: the open batch is the last, processed and checkpointed.
+    /// In a job of several processes every process must end at the same batch: the driver
+    /// picks it and tells the others; another process asks the driver to.
+    pub fn stop_gracefully(&self) {
+        let open = || {
+            let zero = self.zero().unwrap_or(0);
+            let grid = crate::time::Grid { zero, slide: self.batch_ms };
+            grid.floor(self.now()).unwrap_or(zero) + self.batch_ms
+        };
+        match self.mesh.get() {
+            Some(mesh) if !mesh.is_driver() => {
+                if !self.stopping() {
+                    mesh.ask_to_stop();
+                }
+            }
+            Some(mesh) => {
+                let end = self.final_time().unwrap_or_else(open);
+                self.request_stop_with_checkpoint(end);
+                mesh.send_stop(end);
+            }
+            None => self.request_stop_with_checkpoint(open()),
+        }
     }
 
     /// Like `request_stop`, and checkpoints the final batch (a graceful stop).
@@ -251,11 +275,17 @@ impl Runtime {
         (ck.is_checkpoint_time(t) || at_final).then_some(ck)
     }
 
-    /// A write to the checkpoint directory failed: the job stops with the error, and the last
-    /// committed checkpoint stays as it was.
-    pub fn checkpoint_failed(&self, e: Error) {
-        self.checkpoint_broken.store(true, Ordering::Release);
-        self.report_fatal(e);
+    /// Whether checkpoint `t` may commit: nothing at or before it failed to be written, and no
+    /// batch at or before it failed.
+    pub fn checkpoint_ok(&self, t: u64) -> bool {
+        t < self.broken_from.load(Ordering::Acquire)
+    }
+
+    /// A write to the checkpoint directory for batch `t` failed: the job stops with the error,
+    /// no checkpoint at or after `t` commits, and the last committed one stays as it was.
+    pub fn checkpoint_failed(&self, t: u64, e: Error) {
+        self.broken_from.fetch_min(t, Ordering::AcqRel);
+        self.report_fatal(t, e);
         if !self.stopping() {
             let done = self.completed();
             self.request_stop(done);
@@ -302,14 +332,14 @@ impl Runtime {
         self.changed.notify_all();
     }
 
-    /// Records an error that stops the job. The first one is sent to the job's other processes
-    /// (unless it is a peer's own failure) before this process's waiters see it — a program that
-    /// exits on the error must not exit before its peers know why.
-    fn report_fatal(&self, e: Error) {
+    /// Records an error that stops the job at batch `t`. The first one is sent to the job's
+    /// other processes (unless it is a peer's own failure) before this process's waiters see it
+    /// — a program that exits on the error must not exit before its peers know why.
+    fn report_fatal(&self, t: u64, e: Error) {
         let from_peer = matches!(e, Error::Cluster(_));
         self.record_error(e, |e| {
             if let (Some(mesh), false) = (self.mesh.get(), from_peer) {
-                mesh.announce_failure(e);
+                mesh.announce_failure(t, e);
             }
         });
     }
@@ -404,8 +434,8 @@ impl Runtime {
     /// commits, and the job stops with `e`, so that a recovery re-runs `t`.
     pub fn fail_batch(&self, t: u64, e: Error) {
         self.failed_from.fetch_min(t, Ordering::AcqRel);
-        self.checkpoint_broken.store(true, Ordering::Release);
-        self.report_fatal(e);
+        self.broken_from.fetch_min(t, Ordering::AcqRel);
+        self.report_fatal(t, e);
         if !self.stopping() {
             self.request_stop(self.completed());
         }

@@ -262,7 +262,7 @@ fn source_counting<'s, T: Data>(
                 if let Some(ck) = rt.checkpoint_at(open) {
                     if let Some(p) = driver.position() {
                         if let Err(e) = ck.put_position(open, stream_id, index, &p) {
-                            rt.checkpoint_failed(e);
+                            rt.checkpoint_failed(open, e);
                         }
                     }
                 }

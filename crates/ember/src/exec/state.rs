@@ -102,7 +102,7 @@ impl StateSaver {
         };
         let saved = saved.and_then(|bytes| ck.put_state(t, self.worker, &self.name, &bytes));
         if let Err(e) = saved {
-            self.rt.checkpoint_failed(e);
+            self.rt.checkpoint_failed(t, e);
         }
     }
 }
