@@ -249,6 +249,15 @@ fn a_failed_batch_in_one_process_stops_every_process_with_its_error() {
 
 const START: u64 = 1_700_000_000_000;
 
+/// Running totals of the words of 100 generated lines a second.
+fn word_totals(ssc: &StreamingContext) -> ember::DStream<(String, u64)> {
+    let text = GeneratedText { lines_per_second: 100, words_per_line: 3, vocabulary: 20, skew: 1.0, seed: 5 };
+    ssc.generated_text_stream_with(text)
+        .flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .map(|w| (w, 1u64))
+        .update_state_by_key(|n: Vec<u64>, s: Option<u64>| Some(s.unwrap_or(0) + n.len() as u64))
+}
+
 /// Running word totals, checkpointed every 2 s to `CHILD_CK`, run for `CHILD_BATCHES` batches
 /// (recovering from the checkpoint when there is one); the driver prints `TOT <t> <totals>` per
 /// batch. Fails as `endless_cluster_child` does.
@@ -270,16 +279,10 @@ fn checkpointed_cluster_child() {
             .set("cluster.failure_timeout", "2s");
         let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
         ssc.checkpoint(&ck);
-        let text = GeneratedText { lines_per_second: 100, words_per_line: 3, vocabulary: 20, skew: 1.0, seed: 5 };
-        ssc.generated_text_stream_with(text)
-            .flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
-            .map(|w| (w, 1u64))
-            .update_state_by_key(|n: Vec<u64>, s: Option<u64>| Some(s.unwrap_or(0) + n.len() as u64))
-            .checkpoint(Duration::from_secs(2))
-            .foreach_batch(|t, mut totals: Vec<(String, u64)>| {
-                totals.sort();
-                println!("TOT {} {totals:?}", t.millis());
-            });
+        word_totals(&ssc).checkpoint(Duration::from_secs(2)).foreach_batch(|t, mut totals: Vec<(String, u64)>| {
+            totals.sort();
+            println!("TOT {} {totals:?}", t.millis());
+        });
         Ok(ssc)
     };
     let ssc = StreamingContext::get_or_create(&ck, build).unwrap_or_else(|e| fail(e));
@@ -851,12 +854,7 @@ fn graceful_stop_cluster_child() {
         Conf::new().manual_clock(true).set("clock.manual.start", START.to_string()).set("checkpoint.sync", "false");
     let ssc = StreamingContext::new(conf, Duration::from_secs(1)).unwrap();
     ssc.checkpoint(&ck);
-    let text = GeneratedText { lines_per_second: 100, words_per_line: 3, vocabulary: 20, skew: 1.0, seed: 5 };
-    ssc.generated_text_stream_with(text)
-        .flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
-        .map(|w| (w, 1u64))
-        .update_state_by_key(|n: Vec<u64>, s: Option<u64>| Some(s.unwrap_or(0) + n.len() as u64))
-        .foreach_batch(|t, v: Vec<(String, u64)>| println!("TOT {} {}", t.millis(), v.len()));
+    word_totals(&ssc).foreach_batch(|t, v: Vec<(String, u64)>| println!("TOT {} {}", t.millis(), v.len()));
     let clock = ssc.manual_clock().unwrap();
     ssc.start().unwrap();
     while clock.now_millis() < START + 4000 {
