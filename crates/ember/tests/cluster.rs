@@ -57,6 +57,8 @@ fn word_count_two_processes_equals_local_1() {
     assert!(common::tagged(&outputs[1].stdout, "WC").iter().all(|l| l.ends_with(" []")), "process 1 collects nothing");
 }
 
+static START_OF_ENDLESS: std::sync::OnceLock<std::sync::Mutex<Option<u64>>> = std::sync::OnceLock::new();
+
 /// A job that runs batch after batch until it fails; prints `STARTED`, then `BATCH n` after each
 /// batch; on an error prints `ERROR <error>` to stderr and exits with 1. `CHILD_CONNECT_TIMEOUT`
 /// sets `cluster.connect_timeout`.
@@ -92,6 +94,19 @@ fn endless_cluster_child() {
         .reduce_by_key(|a, b| a + b)
         .count();
     let _c = counts.collect_batches();
+    // `CHILD_BLOCK_OUTPUT`: the driver's output blocks for good from batch 3 on.
+    if std::env::var("CHILD_BLOCK_OUTPUT").is_ok() {
+        let first = START_OF_ENDLESS.get_or_init(|| std::sync::Mutex::new(None));
+        counts.foreach_batch(move |t, _: Vec<u64>| {
+            let start = *first.lock().unwrap().get_or_insert(t.millis());
+            if t.millis() >= start + 2000 {
+                println!("BLOCKED");
+                loop {
+                    ember::clock::real_sleep(Duration::from_secs(3600));
+                }
+            }
+        });
+    }
     ssc.start().unwrap_or_else(|e| fail(e));
     println!("STARTED");
     for n in 0.. {
@@ -886,4 +901,17 @@ fn a_graceful_stop_asked_in_one_process_stops_every_process_at_one_checkpointed_
     let last = ember::testing::tagged(driver_out.as_bytes(), "TOT").last().cloned().unwrap_or_default();
     assert!(last.starts_with(&(START + 5000).to_string()), "the open batch ran last: {driver_out}");
     assert_eq!(commits(&ck).last(), Some(&(START + 5000)), "and both processes' parts of it are committed");
+}
+
+#[test]
+fn a_process_blocked_in_an_output_stops_within_the_failure_timeout_when_its_peer_dies() {
+    let hosts = ember::testing::cluster_hosts();
+    let mut p0 = spawn_endless(&hosts, 0, &[("CHILD_BLOCK_OUTPUT", "1")]);
+    let mut p1 = spawn_endless(&hosts, 1, &[("CHILD_BLOCK_OUTPUT", "1")]);
+    wait_for_line(&mut p0, "BLOCKED");
+    p1.kill().unwrap();
+    p1.wait().unwrap();
+    let (code, stderr, secs) = exit_of(p0);
+    eprintln!("the driver, blocked in its output, stopped {secs:.2} s after its peer was killed");
+    assert_clean_failure(code, &stderr, "lost process 1");
 }
