@@ -66,8 +66,7 @@ static START_OF_ENDLESS: std::sync::OnceLock<std::sync::Mutex<Option<u64>>> = st
 #[ignore = "run as a child process by the fail-fast tests"]
 fn endless_cluster_child() {
     let connect = std::env::var("CHILD_CONNECT_TIMEOUT").unwrap_or_else(|_| "60s".into());
-    let conf =
-        Conf::new().manual_clock(true).set("cluster.connect_timeout", connect).set("cluster.failure_timeout", "2s");
+    let conf = Conf::new().manual_clock(true).set("cluster.connect_timeout", connect);
     let fail = |e: ember::Error| -> ! {
         eprintln!("ERROR {e}");
         std::process::exit(1)
@@ -287,11 +286,8 @@ fn checkpointed_cluster_child() {
         std::process::exit(1)
     };
     let build = || -> ember::Result<StreamingContext> {
-        let conf = Conf::new()
-            .manual_clock(true)
-            .set("clock.manual.start", START.to_string())
-            .set("checkpoint.sync", "false")
-            .set("cluster.failure_timeout", "2s");
+        let conf =
+            Conf::new().manual_clock(true).set("clock.manual.start", START.to_string()).set("checkpoint.sync", "false");
         let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
         ssc.checkpoint(&ck);
         word_totals(&ssc).checkpoint(Duration::from_secs(2)).foreach_batch(|t, mut totals: Vec<(String, u64)>| {
