@@ -8,7 +8,8 @@
 //! 1 s batches until Ctrl-C; `--max-rate` limits each shard to R records/s. Credentials come from
 //! `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (any values for an emulator); the region from
 //! `AWS_REGION` (default `us-east-1`).
-//! For tests: `--manual-clock <start ms> --batches N` runs on the manual clock until batch N.
+//! For tests: `--manual-clock <start ms> --batches N` runs on the manual clock until batch N
+//! (`--graceful`: then stops gracefully, so that it can restart with another number of processes).
 
 mod common;
 

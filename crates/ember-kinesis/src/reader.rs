@@ -71,6 +71,9 @@ pub(crate) struct KinesisReader {
     last_listing: Option<u64>,
     /// A shard of this worker ended since the last listing: its children are to be found.
     ended: bool,
+    /// After a rescale: the old workers' shard positions, taken by the shards' new owners at
+    /// the next listing.
+    carried: BTreeMap<String, Pos>,
 }
 
 /// Compares sequence numbers (decimal strings of any length).
@@ -104,6 +107,7 @@ impl KinesisReader {
             buffered: BTreeMap::new(),
             last_listing: None,
             ended: false,
+            carried: BTreeMap::new(),
         })
     }
 
@@ -141,7 +145,7 @@ impl KinesisReader {
         }
         // Owners: a shard goes with its parent when the parent is known, else by its id's hash.
         // Parents come first: shard ids (`shardId-` and 12 digits) sort in creation order.
-        let first_listing = self.owners.is_empty();
+        let first_listing = self.owners.is_empty() && self.carried.is_empty();
         for (id, shard) in &shards {
             if self.owners.contains_key(id) {
                 continue;
@@ -152,7 +156,9 @@ impl KinesisReader {
             };
             self.owners.insert(id.clone(), owner);
             if owner == self.worker && !self.positions.contains_key(id) {
-                let pos = if !first_listing {
+                let pos = if let Some(p) = self.carried.remove(id) {
+                    p
+                } else if !first_listing {
                     Pos::TrimHorizon
                 } else if shard.closed && self.spec.initial == InitialPosition::Latest {
                     Pos::Finished
@@ -454,6 +460,23 @@ impl PlannedSource for KinesisReader {
 
     fn position(&self) -> Option<Vec<u8>> {
         serde_json::to_vec(&Saved { positions: self.positions.clone(), owners: self.owners.clone() }).ok()
+    }
+
+    /// A rescale: the shards get their owners anew at the next listing (by the same rule, for
+    /// the new number of workers, a child with its parent), each with the position its old
+    /// owner saved.
+    fn restore_rescaled(&mut self, positions: Vec<Vec<u8>>) -> ember::Result<()> {
+        self.carried.clear();
+        for position in positions {
+            let saved: Saved =
+                serde_json::from_slice(&position).map_err(|e| ember::Error::external("not a Kinesis position", e))?;
+            self.carried.extend(saved.positions);
+        }
+        self.positions.clear();
+        self.owners.clear();
+        self.iterators.clear();
+        self.buffered.clear();
+        Ok(())
     }
 
     fn restore(&mut self, position: &[u8]) -> ember::Result<()> {
