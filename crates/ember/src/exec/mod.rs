@@ -8,8 +8,9 @@
 //! satellites  ember-kafka, ember-mqtt, ember-kinesis, ember-zeromq, ember-ui   use ember::operator
 //! api         context (lifecycle) · shared (what a context and its streams hold) ·
 //!             dstream/* · source/* (thin constructors)                          no timely
-//! exec        plan · job · operator (Batches and its primitives, Sink, PlannedSource,
-//!             Receiver) · batch · source · receiver · output · state · runtime   the only timely
+//! exec        plan · job · cluster · operator (Batches and its primitives, Sink,
+//!             PlannedSource, Receiver) · batch · source · receiver · output · state ·
+//!             runtime                                                           the only timely
 //! storage     checkpoint (store, codec, batch log, WAL) · rate · listener · conf
 //! base        time · error · clock · print · accumulator
 //! ```
@@ -24,6 +25,11 @@
 //! - [`job`]: `start` launches one timely worker per `local[N]` thread, or per worker of each
 //!   process in cluster mode; each worker builds the same dataflow from the plan
 //!   ([`run_worker`]) and steps it, submitting batches as the clock crosses their end.
+//! - [`cluster`]: in cluster mode, the connections between the processes (Ember's own, with a
+//!   deadline and a handshake) and the control connections beside timely's: failures, heartbeats,
+//!   the parts of each checkpoint, the services that cover every process, the stop.
+//! - [`state`]: checkpointed operator state, and how each kind moves when the job recovers with
+//!   another number of workers (keyed, spread, replicated, or fixed).
 //! - [`source`]: an input's operator holds a capability for the open batch and downgrades it when
 //!   the clock crosses the boundary; [`receiver`] runs receivers beside it.
 //! - [`operator`]: the primitives; records stream through (`pipeline`), move between workers
