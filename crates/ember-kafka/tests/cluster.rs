@@ -17,22 +17,33 @@ const START: u64 = 1_700_000_000_000;
 const WORDS: [&str; 8] = ["ember", "spark", "stream", "batch", "window", "state", "kafka", "timely"];
 const BATCHES: u64 = 34;
 
+/// A topic of 6 partitions holding `n` lines of words; its name and the word counts.
+fn fill_topic(servers: &str, name: &str, n: usize) -> (String, std::collections::BTreeMap<String, u64>) {
+    let topic = common::topic(name);
+    common::create_topic(servers, &topic, 6);
+    let (lines, want) = ember::testing::random_word_lines(n, &WORDS);
+    let records: Vec<(i32, Vec<u8>)> =
+        lines.into_iter().enumerate().map(|(i, l)| ((i % 6) as i32, l.into_bytes())).collect();
+    common::produce(&common::producer(servers), &topic, &records);
+    (topic, want)
+}
+
+/// The example's arguments: `topic` into `out`, checkpointed to `ck`, with the window, 5
+/// records/s per partition, on the manual clock until batch `batches`.
+fn example_args(servers: &str, topic: &str, out: &Path, ck: &Path, batches: u64) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec![servers.into(), topic.into(), out.into(), ck.into()];
+    args.extend(["--windowed", "--max-rate", "5", "--manual-clock"].map(Into::into));
+    args.extend([START.to_string().into(), "--batches".into(), batches.to_string().into()]);
+    args
+}
+
 /// The launcher running the example as 3 processes x 2 workers on the manual clock.
 fn launch(servers: &str, topic: &str, out: &Path, ck: &Path) -> Command {
     let mut cmd = Command::new(ember::testing::launcher_binary());
     cmd.args(["--workers", "2", "--hosts", &ember::testing::loopback_hosts(3)])
         .args(["--max-restarts", "40", "--backoff", "0", "--"])
         .arg(ember::testing::example_binary("kafka_word_count"))
-        .args([servers.as_ref(), topic.as_ref(), out.as_os_str(), ck.as_os_str()])
-        .args([
-            "--windowed",
-            "--max-rate",
-            "5",
-            "--manual-clock",
-            &START.to_string(),
-            "--batches",
-            &BATCHES.to_string(),
-        ])
+        .args(example_args(servers, topic, out, ck, BATCHES))
         .env("RUST_LOG", "error");
     cmd
 }
@@ -40,13 +51,8 @@ fn launch(servers: &str, topic: &str, out: &Path, ck: &Path) -> Command {
 #[test]
 fn a_process_killed_at_20_random_points_under_the_launcher_changes_nothing() {
     let servers = common::broker();
-    let topic = common::topic("cluster");
-    common::create_topic(servers, &topic, 6);
     // 900 lines at 5 per partition and batch: 30 batches of input, then 4 of windows closing.
-    let (lines, want) = ember::testing::random_word_lines(900, &WORDS);
-    let records: Vec<(i32, Vec<u8>)> =
-        lines.into_iter().enumerate().map(|(i, l)| ((i % 6) as i32, l.into_bytes())).collect();
-    common::produce(&common::producer(servers), &topic, &records);
+    let (topic, want) = fill_topic(servers, "cluster", 900);
     let dir = tempfile::tempdir().unwrap();
 
     let straight = launch(servers, &topic, &dir.path().join("a"), &dir.path().join("ck-a"))
@@ -159,14 +165,13 @@ fn run_shape(servers: &str, topic: &str, out: &Path, ck: &Path, processes: usize
     let children: Vec<_> = (0..processes.max(1))
         .map(|i| {
             let mut c = Command::new(ember::testing::example_binary("kafka_word_count"));
-            c.args([servers.as_ref(), topic.as_ref(), out.as_os_str(), ck.as_os_str()])
-                .args(["--windowed", "--graceful", "--max-rate", "5", "--manual-clock", &START.to_string()])
-                .args(["--batches", &batches.to_string()])
+            c.args(example_args(servers, topic, out, ck, batches))
+                .arg("--graceful")
                 .env("RUST_LOG", "error")
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped());
             if processes > 0 {
-                c.envs(ember::testing::cluster_env(&hosts, i)).env("EMBER_CLUSTER_HOSTS", &hosts);
+                c.envs(ember::testing::cluster_env(&hosts, i));
             }
             c.spawn().unwrap()
         })
@@ -180,12 +185,7 @@ fn run_shape(servers: &str, topic: &str, out: &Path, ck: &Path, processes: usize
 #[test]
 fn a_direct_stream_rescaled_from_2_to_3_processes_to_1_reads_every_record_once() {
     let servers = common::broker();
-    let topic = common::topic("rescale");
-    common::create_topic(servers, &topic, 6);
-    let (lines, want) = ember::testing::random_word_lines(600, &WORDS);
-    let records: Vec<(i32, Vec<u8>)> =
-        lines.into_iter().enumerate().map(|(i, l)| ((i % 6) as i32, l.into_bytes())).collect();
-    common::produce(&common::producer(servers), &topic, &records);
+    let (topic, want) = fill_topic(servers, "rescale", 600);
     let dir = tempfile::tempdir().unwrap();
     const END: u64 = 24;
     run_shape(servers, &topic, &dir.path().join("a"), &dir.path().join("ck-a"), 0, END);

@@ -8,6 +8,22 @@ use std::process::{Command, Stdio};
 const START: u64 = 1_700_000_000_000;
 const WORDS: [&str; 8] = ["ember", "spark", "stream", "batch", "window", "state", "kinesis", "timely"];
 
+/// The example reading stream `words` at `endpoint` into `out`, checkpointed to `ck`, 7 records/s
+/// per shard, on the manual clock until batch `batches`; quiet.
+fn example(endpoint: &str, out: &std::path::Path, ck: &std::path::Path, batches: u64) -> Command {
+    let mut cmd = Command::new(ember::testing::example_binary("kinesis_word_count"));
+    cmd.arg(endpoint)
+        .arg("words")
+        .arg(out)
+        .arg(ck)
+        .args(["--max-rate", "7", "--manual-clock", &START.to_string(), "--batches", &batches.to_string()])
+        .env("AWS_ACCESS_KEY_ID", "AKIDEMBERTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "ember-test-secret")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null());
+    cmd
+}
+
 #[test]
 fn idempotent_output_survives_kill_9_at_random_points() {
     const BATCHES: u64 = 40;
@@ -21,17 +37,8 @@ fn idempotent_output_survives_kill_9_at_random_points() {
 
     let dir = tempfile::tempdir().unwrap();
     let run = |out: &std::path::Path, ck: &std::path::Path| {
-        let mut cmd = Command::new(ember::testing::example_binary("kinesis_word_count"));
-        cmd.arg(&server.endpoint)
-            .arg("words")
-            .arg(out)
-            .arg(ck)
-            .args(["--max-rate", "7", "--manual-clock", &START.to_string(), "--batches", &BATCHES.to_string()])
-            .env("AWS_ACCESS_KEY_ID", "AKIDEMBERTEST")
-            .env("AWS_SECRET_ACCESS_KEY", "ember-test-secret")
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut cmd = example(&server.endpoint, out, ck, BATCHES);
+        cmd.stderr(Stdio::null());
         cmd
     };
     ember::testing::check_word_totals_survive_kills(dir.path(), run, BATCHES, &want);
@@ -54,18 +61,8 @@ fn a_stream_rescaled_from_2_to_3_processes_to_1_reads_every_record_once() {
         let hosts = ember::testing::loopback_hosts(processes.max(1));
         let children: Vec<_> = (0..processes.max(1))
             .map(|i| {
-                let mut cmd = Command::new(ember::testing::example_binary("kinesis_word_count"));
-                cmd.arg(&server.endpoint)
-                    .arg("words")
-                    .arg(out)
-                    .arg(ck)
-                    .args(["--graceful", "--max-rate", "7", "--manual-clock", &START.to_string()])
-                    .args(["--batches", &batches.to_string()])
-                    .env("AWS_ACCESS_KEY_ID", "AKIDEMBERTEST")
-                    .env("AWS_SECRET_ACCESS_KEY", "ember-test-secret")
-                    .env("RUST_LOG", "error")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped());
+                let mut cmd = example(&server.endpoint, out, ck, batches);
+                cmd.arg("--graceful").stderr(Stdio::piped());
                 if processes > 0 {
                     cmd.envs(ember::testing::cluster_env(&hosts, i));
                 }

@@ -77,7 +77,7 @@ pub const KEYS: &[KeySpec] = &[
     KeySpec { name: "cluster.connect_timeout", kind: ValueKind::Millis, default: "60s",
         doc: "Cluster mode: how long a starting process waits for all the others to connect before it stops with an error naming the ones missing (it logs who it waits for every 5 s)." },
     KeySpec { name: "cluster.failure_timeout", kind: ValueKind::Millis, default: "5s",
-        doc: "Cluster mode: a process that sends nothing (not even a heartbeat) for this long is taken as lost, and after a loss or failure the other processes stop within this long, with an error naming the process." },
+        doc: "Cluster mode: a process that sends nothing (not even a heartbeat) for this long is taken as lost, and after a loss or failure the other processes stop within this long, with an error naming the process (in any mode: how long workers get to wind down after a failure before they are left)." },
     KeySpec { name: "flow.max_batches_in_flight", kind: ValueKind::Int, default: "2",
         doc: "Sources close a batch only while fewer than this many closed batches wait to complete; when processing falls behind, input waits at the source instead of piling up in the dataflow, and a receiver whose open batch is due but not closed stops storing, so TCP pushes back on its sender (Ember's own, beyond Spark)." },
     KeySpec { name: "receiver.max_rate", kind: ValueKind::Float, default: "0",

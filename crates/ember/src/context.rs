@@ -371,7 +371,7 @@ impl StreamingContext {
                 // After a failure (a worker that died, a checkpoint that could not be written) the
                 // other workers may wait for ever for the dead one's progress: give them a while,
                 // then leave them.
-                let limit = rt.failed().then(|| job.as_ref().map_or(Duration::from_secs(5), |j| j.failure_timeout()));
+                let limit = rt.failed().then(|| Duration::from_millis(rt.settings.failure_timeout_ms));
                 let finished = rt.wait_finished(limit);
                 let mut result = Ok(());
                 if !finished {

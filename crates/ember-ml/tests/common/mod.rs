@@ -14,15 +14,5 @@ pub fn golden_text(name: &str) -> String {
 /// Runs the child test `child` as 2 processes x 2 workers and returns, per process, the lines it
 /// printed after `tag` and a space.
 pub fn cluster_lines(child: &str, tag: &str) -> Vec<Vec<String>> {
-    let marker = format!("{tag} ");
-    ember::testing::run_cluster(child, &[])
-        .iter()
-        .map(|out| {
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                // The test harness may print its `test ... ` on the first line's start.
-                .filter_map(|l| l.find(&marker).map(|at| l[at + marker.len()..].to_owned()))
-                .collect()
-        })
-        .collect()
+    ember::testing::run_cluster(child, &[]).iter().map(|out| ember::testing::tagged(&out.stdout, tag)).collect()
 }

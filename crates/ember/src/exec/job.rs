@@ -96,11 +96,6 @@ impl Job {
         result
     }
 
-    /// How long the workers get to wind down after the job failed.
-    pub fn failure_timeout(&self) -> Duration {
-        self.mesh.as_ref().map_or(Duration::from_secs(5), |m| m.failure_timeout())
-    }
-
     /// Leaves the worker threads running (they wait for a peer that died).
     pub fn abandon(self) {
         if let Some(mesh) = &self.mesh {

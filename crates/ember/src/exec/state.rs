@@ -151,24 +151,20 @@ impl Registry {
         let (cell, handle) = shared(initial);
         let name = format!("node-{user_id}.{op}.{}", self.states.borrow().len());
         if let (Some(ck), Some(commit)) = (rt.checkpoints.as_deref(), rt.recovered.as_ref()) {
-            if commit.workers != peers {
-                if let Err(e) = rescaled(ck, commit, index, peers, &name, &cell, rescale) {
-                    self.fail(e);
-                }
-                self.states.borrow_mut().push((name.clone(), handle.clone()));
-                return Stateful { cell, saver: StateSaver { rt: Arc::clone(rt), worker: index, name, handle } };
-            }
-            let restored = ck
-                .get_state(commit.time, index, &name)
-                .and_then(|bytes| {
-                    bytes.ok_or_else(|| {
-                        Error::Recovery(format!(
-                            "checkpoint {} has no state for `{name}` of worker {index}",
-                            commit.time
-                        ))
+            let restored = if commit.workers != peers {
+                rescaled(ck, commit, index, peers, &name, &cell, rescale)
+            } else {
+                ck.get_state(commit.time, index, &name)
+                    .and_then(|bytes| {
+                        bytes.ok_or_else(|| {
+                            Error::Recovery(format!(
+                                "checkpoint {} has no state for `{name}` of worker {index}",
+                                commit.time
+                            ))
+                        })
                     })
-                })
-                .and_then(|bytes| handle.borrow_mut().restore(&bytes));
+                    .and_then(|bytes| handle.borrow_mut().restore(&bytes))
+            };
             if let Err(e) = restored {
                 self.fail(e);
             }

@@ -197,7 +197,7 @@ impl Mesh {
 
     /// Reads peer `p`'s control connection until it ends.
     fn watch(&self, p: usize, mut s: TcpStream) {
-        let lost = loop {
+        let (lost, at) = loop {
             match receive(&mut s) {
                 Ok(Message::Heartbeat) => {}
                 Ok(Message::Bye) => {
@@ -261,7 +261,6 @@ impl Mesh {
                 }
             }
         };
-        let (lost, at) = lost;
         let e = Error::Cluster(lost);
         lock(&self.lost).get_or_insert_with(|| e.clone());
         self.changed.notify_all();
@@ -396,11 +395,6 @@ impl Mesh {
             .wait_timeout_while(lost, self.me.failure_timeout, |l| l.is_none())
             .unwrap_or_else(|e| e.into_inner());
         lost.clone().unwrap_or_else(|| Error::Cluster(format!("a connection to another process broke: {what}")))
-    }
-
-    /// How long the job's workers get to wind down after a failure.
-    pub fn failure_timeout(&self) -> Duration {
-        self.me.failure_timeout
     }
 
     /// On process 0, after a clean end: waits up to `cluster.failure_timeout` for every other
