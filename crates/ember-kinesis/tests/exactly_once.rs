@@ -2,6 +2,7 @@
 //! equals an uninterrupted run's (the logged sequence-number ranges are read again).
 
 mod common;
+use common::KinesisServer;
 
 use std::process::{Command, Stdio};
 
@@ -27,7 +28,7 @@ fn example(endpoint: &str, out: &std::path::Path, ck: &std::path::Path, batches:
 #[test]
 fn idempotent_output_survives_kill_9_at_random_points() {
     const BATCHES: u64 = 40;
-    let server = common::Server::kinesalite();
+    let server = common::kinesalite();
     let c = server.client();
     common::create_stream(&c, "words", 3);
     let (lines, want) = ember::testing::random_word_lines(600, &WORDS);
@@ -47,7 +48,7 @@ fn idempotent_output_survives_kill_9_at_random_points() {
 #[test]
 fn a_stream_rescaled_from_2_to_3_processes_to_1_reads_every_record_once() {
     const END: u64 = 24;
-    let server = common::Server::kinesalite();
+    let server = common::kinesalite();
     let c = server.client();
     common::create_stream(&c, "words", 4);
     let (lines, want) = ember::testing::random_word_lines(500, &WORDS);

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::Server;
+use common::{KinesisServer, Server};
 use ember::prelude::*;
 use ember::testing::exclusive;
 use ember::BatchInfo;
@@ -113,7 +113,7 @@ fn every_record_once_in_order(server: &Server, master: &str) {
 fn kinesalite_every_record_once_in_order_per_shard() {
     let _g = exclusive();
     for master in ["local[1]", "local[3]"] {
-        let server = Server::kinesalite();
+        let server = common::kinesalite();
         every_record_once_in_order(&server, master);
     }
 }
@@ -121,7 +121,7 @@ fn kinesalite_every_record_once_in_order_per_shard() {
 #[test]
 fn moto_every_record_once_in_order_per_shard() {
     let _g = exclusive();
-    let server = Server::moto(false);
+    let server = Server::moto(None);
     every_record_once_in_order(&server, "local[2]");
 }
 
@@ -129,7 +129,7 @@ fn moto_every_record_once_in_order_per_shard() {
 fn a_shard_split_mid_run_loses_nothing_and_parents_come_first() {
     let _g = exclusive();
     for master in ["local[1]", "local[2]"] {
-        let server = Server::kinesalite();
+        let server = common::kinesalite();
         let c = server.client();
         common::create_stream(&c, "split", 1);
         let mut put = common::put(&c, "split", &common::lines("a", 100));
@@ -174,7 +174,7 @@ fn a_shard_split_mid_run_loses_nothing_and_parents_come_first() {
 #[test]
 fn max_rate_per_shard_limits_each_batch() {
     let _g = exclusive();
-    let server = Server::kinesalite();
+    let server = common::kinesalite();
     let c = server.client();
     common::create_stream(&c, "limited", 2);
     let put = common::put(&c, "limited", &common::lines("x", 100));
@@ -201,7 +201,7 @@ fn max_rate_per_shard_limits_each_batch() {
 #[test]
 fn latest_and_at_timestamp_skip_older_records() {
     let _g = exclusive();
-    let server = Server::kinesalite();
+    let server = common::kinesalite();
     let c = server.client();
     common::create_stream(&c, "late", 1);
     common::put(&c, "late", &common::lines("old", 20));
@@ -245,11 +245,11 @@ fn first_batch_error(spec: KinesisSpec) -> String {
 #[test]
 fn unknown_streams_bad_credentials_and_unreachable_endpoints_are_clear_errors() {
     let _g = exclusive();
-    let server = Server::kinesalite();
+    let server = common::kinesalite();
     let e = first_batch_error(spec(&server.endpoint, "nowhere"));
     assert!(e.contains("kinesis stream `nowhere`") && e.contains("ResourceNotFoundException"), "{e}");
 
-    let moto = Server::moto(true);
+    let moto = Server::moto(Some(0));
     let e = first_batch_error(spec(&moto.endpoint, "lines"));
     assert!(e.contains("InvalidClientTokenId") && e.contains("security token"), "{e}");
 
@@ -267,7 +267,7 @@ fn unknown_streams_bad_credentials_and_unreachable_endpoints_are_clear_errors() 
 #[test]
 fn throttled_reads_are_retried() {
     let _g = exclusive();
-    let server = Server::kinesalite();
+    let server = common::kinesalite();
     let c = server.client();
     common::create_stream(&c, "busy", 2);
     let put = common::put(&c, "busy", &common::lines("t", 50));
@@ -284,7 +284,7 @@ fn throttled_reads_are_retried() {
 #[test]
 fn bad_utf8_is_skipped_and_counted() {
     let _g = exclusive();
-    let server = Server::kinesalite();
+    let server = common::kinesalite();
     let c = server.client();
     common::create_stream(&c, "mixed", 1);
     common::put(
@@ -304,7 +304,7 @@ fn bad_utf8_is_skipped_and_counted() {
 #[test]
 fn backpressure_shares_the_rate_among_open_shards() {
     let _g = exclusive();
-    let server = Server::kinesalite();
+    let server = common::kinesalite();
     let c = server.client();
     common::create_stream(&c, "pressed", 3);
     let put = common::put(&c, "pressed", &common::lines("p", 300));
@@ -343,7 +343,7 @@ fn backpressure_shares_the_rate_among_open_shards() {
 fn an_endpoint_that_goes_away_and_comes_back_loses_nothing() {
     use std::sync::atomic::Ordering;
     let _g = exclusive();
-    let server = Server::kinesalite();
+    let server = common::kinesalite();
     let c = server.client();
     common::create_stream(&c, "outage", 2);
     let mut put = common::put(&c, "outage", &common::lines("a", 50));
@@ -393,7 +393,7 @@ fn cluster_child() {
 
 #[test]
 fn two_processes_read_every_shard_once_with_lineage() {
-    let server = Server::kinesalite();
+    let server = common::kinesalite();
     let c = server.client();
     common::create_stream(&c, "cluster", 4);
     let mut put = common::put(&c, "cluster", &common::lines("a", 200));

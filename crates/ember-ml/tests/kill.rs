@@ -67,14 +67,16 @@ fn kmeans_kill_child() {
 }
 
 fn child(test: &str, master: &str, input: &Path, out: &Path, ck: &Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test, "--ignored", "--nocapture", "--test-threads", "1"])
-        .env("KILL_IN", input)
-        .env("KILL_OUT", out)
-        .env("KILL_CK", ck)
-        .env("KILL_MASTER", master)
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::null());
+    let path = |p: &Path| p.display().to_string();
+    let env = [
+        ("KILL_IN", path(input)),
+        ("KILL_OUT", path(out)),
+        ("KILL_CK", path(ck)),
+        ("KILL_MASTER", master.to_owned()),
+        ("RUST_LOG", "error".to_owned()),
+    ];
+    let mut cmd = ember::testing::child_command(test, &env);
+    cmd.stdout(std::process::Stdio::null());
     cmd
 }
 

@@ -106,6 +106,20 @@ pub const KEYS: &[KeySpec] = &[
         doc: "How long a receiver waits before reconnecting after an error or a closed connection (Spark's spark.streaming.receiverRestartDelay)." },
     KeySpec { name: "file_stream.min_remember", kind: ValueKind::Millis, default: "60s",
         doc: "File streams remember selected files, and accept modification times, this far back (Spark's spark.streaming.fileStream.minRememberDuration)." },
+    KeySpec { name: "fs.s3.endpoint", kind: ValueKind::Text, default: "",
+        doc: "Object stores (the ember-store crate): the S3 endpoint, e.g. `http://127.0.0.1:5000` for a local S3 server; empty: AWS_ENDPOINT_URL or AWS's own. An `http://` endpoint allows plain HTTP." },
+    KeySpec { name: "fs.s3.region", kind: ValueKind::Text, default: "",
+        doc: "Object stores: the S3 region; empty: AWS_REGION / AWS_DEFAULT_REGION, else `us-east-1`." },
+    KeySpec { name: "fs.s3.path_style", kind: ValueKind::Bool, default: "true",
+        doc: "Object stores: path-style S3 requests (`endpoint/bucket/key`), which S3-compatible servers need; `false`: virtual-hosted style (`bucket.endpoint/key`)." },
+    KeySpec { name: "fs.s3.access_key_id", kind: ValueKind::Text, default: "",
+        doc: "Object stores: the S3 access key; empty: AWS_ACCESS_KEY_ID or AWS's other credential sources. Never logged or shown." },
+    KeySpec { name: "fs.s3.secret_access_key", kind: ValueKind::Text, default: "",
+        doc: "Object stores: the S3 secret key; empty: AWS_SECRET_ACCESS_KEY. Never logged or shown." },
+    KeySpec { name: "fs.request_timeout", kind: ValueKind::Millis, default: "30s",
+        doc: "Object stores: how long one request may take, connecting included." },
+    KeySpec { name: "fs.retry_timeout", kind: ValueKind::Millis, default: "20s",
+        doc: "Object stores: how long a failing request is retried (with backoff) before the operation fails." },
     KeySpec { name: "generated.lines_per_second", kind: ValueKind::Int, default: "100000",
         doc: "The built-in generated text source: lines per second (all workers together)." },
     KeySpec { name: "generated.words_per_line", kind: ValueKind::Int, default: "8", doc: "The generated text source: words per line." },
@@ -128,9 +142,22 @@ pub const KEYS: &[KeySpec] = &[
 ];
 
 /// Application configuration: string keys to string values, validated when the context is created.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Conf {
     values: BTreeMap<String, String>,
+}
+
+/// Whether a key holds a secret, whose value is never printed (as Spark's
+/// `spark.redaction.regex`: secrets, passwords, tokens).
+pub fn is_secret(key: &str) -> bool {
+    ["secret", "password", "token"].iter().any(|s| key.to_ascii_lowercase().contains(s))
+}
+
+impl std::fmt::Debug for Conf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.values.iter().map(|(k, v)| (k, if is_secret(k) { "*********(redacted)" } else { v.as_str() }));
+        f.debug_struct("Conf").field("values", &shown.collect::<BTreeMap<_, _>>()).finish()
+    }
 }
 
 impl Conf {
@@ -306,6 +333,16 @@ impl Conf {
     fn millis(&self, key: &str) -> Result<u64> {
         let v = self.text(key);
         parse_millis(&v).ok_or_else(|| invalid(key, &v, ValueKind::Millis.expected()))
+    }
+
+    /// The value of a declared `true`/`false` key (its default when not set).
+    pub fn get_bool(&self, key: &str) -> Result<bool> {
+        self.bool(key)
+    }
+
+    /// The value of a declared duration key in milliseconds (its default when not set).
+    pub fn get_millis(&self, key: &str) -> Result<u64> {
+        self.millis(key)
     }
 }
 

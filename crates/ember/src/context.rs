@@ -243,8 +243,8 @@ impl StreamingContext {
                 // A rescale: every state moves to the new workers. The batches after the
                 // checkpoint were planned per old worker, so a rescale starts from a checkpoint
                 // that nothing ran after (a graceful stop's).
-                let dir = inner.checkpoint_dir.as_deref().unwrap_or(std::path::Path::new("."));
-                let after = crate::checkpoint::logged_after(dir, c.time)?;
+                let dir = inner.checkpoint_dir.as_deref().unwrap_or(".");
+                let after = crate::checkpoint::logged_after(dir, &s.settings.conf, c.time)?;
                 if let Some(first) = after.first() {
                     return Err(Error::Recovery(format!(
                         "checkpoint {} was taken with {} workers and this job has {workers}, but batches after it ({} from {first} on) were planned for {} workers: recover with {} workers, stop gracefully (`stop(true)`, which checkpoints the last batch), then restart with {workers}",
@@ -262,9 +262,10 @@ impl StreamingContext {
             let slides: Vec<u64> =
                 inner.stateful.iter().map(|(_, slide)| *slide).chain(inner.operator_slides.iter().copied()).collect();
             let interval = checkpoint_interval(s.batch_ms, &slides, &inner.checkpoint_intervals);
-            tracing::info!("checkpointing to {} every {interval} ms", dir.display());
+            tracing::info!("checkpointing to {dir} every {interval} ms");
             rt.checkpoints = Some(Arc::new(crate::checkpoint::Checkpoints::open(
                 dir,
+                &s.settings.conf,
                 interval,
                 zero,
                 s.settings.checkpoint_sync,
@@ -393,14 +394,15 @@ impl StreamingContext {
     }
 
     /// Sets the checkpoint directory: state, source positions and the batch log are saved there,
-    /// and [`get_or_create`](Self::get_or_create) recovers from it. Call before `start`.
-    pub fn checkpoint(&self, dir: impl Into<std::path::PathBuf>) {
+    /// and [`get_or_create`](Self::get_or_create) recovers from it. Call before `start`. A local
+    /// path, or the URL of an object store (`s3://bucket/dir`; see [`crate::storage`]).
+    pub fn checkpoint(&self, dir: impl AsRef<std::path::Path>) {
         let mut inner = lock(&self.shared.inner);
         if let Some(e) = state_error(inner.state, "checkpoint") {
             inner.deferred.get_or_insert(e);
             return;
         }
-        inner.checkpoint_dir = Some(dir.into());
+        inner.checkpoint_dir = Some(dir.as_ref().to_string_lossy().into_owned());
     }
 
     /// Recovers the context from the newest intact checkpoint in `dir`, or builds a fresh one.
@@ -417,15 +419,15 @@ impl StreamingContext {
         dir: impl AsRef<std::path::Path>,
         build: impl FnOnce() -> Result<StreamingContext>,
     ) -> Result<StreamingContext> {
-        let dir = dir.as_ref();
+        let dir = dir.as_ref().to_string_lossy().into_owned();
         let ssc = build()?;
         {
             let mut inner = lock(&ssc.shared.inner);
             if inner.checkpoint_dir.is_none() {
-                inner.checkpoint_dir = Some(dir.to_path_buf());
+                inner.checkpoint_dir = Some(dir.clone());
             }
         }
-        if let Some(commit) = crate::checkpoint::latest_commit(dir)? {
+        if let Some(commit) = crate::checkpoint::latest_commit(&dir, &ssc.shared.settings.conf)? {
             ssc.recover_from(commit)?;
         }
         Ok(ssc)

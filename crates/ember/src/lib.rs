@@ -90,6 +90,7 @@ mod print;
 pub mod rate;
 mod shared;
 pub mod source;
+pub mod storage;
 pub mod testing;
 pub mod text;
 mod time;

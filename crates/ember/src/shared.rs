@@ -34,7 +34,8 @@ pub(crate) struct Inner {
     pub(crate) stateful: Vec<(String, u64)>,
     /// Slides of the streams of operations built with the kit, which may keep state.
     pub(crate) operator_slides: Vec<u64>,
-    pub(crate) checkpoint_dir: Option<std::path::PathBuf>,
+    /// The checkpoint directory's URL (a local path or an object store's URL).
+    pub(crate) checkpoint_dir: Option<String>,
     pub(crate) checkpoint_intervals: Vec<u64>,
     pub(crate) recovered: Option<crate::checkpoint::Commit>,
     pub(crate) job: Option<crate::exec::job::Job>,

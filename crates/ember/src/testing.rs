@@ -77,23 +77,32 @@ pub fn sorted<U: Ord>(mut batches: Vec<Vec<U>>) -> Vec<Vec<U>> {
 /// # Panics
 /// When `dir` cannot be read, or a committed directory has no `_SUCCESS` marker (a test helper).
 pub fn committed_outputs(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<String>> {
+    committed_outputs_at(&dir.to_string_lossy(), &Conf::new())
+}
+
+/// [`committed_outputs`] of a directory given by URL: a local path or an object store's prefix
+/// (`s3://bucket/out`, with its storage registered and configured by `conf`).
+///
+/// # Panics
+/// As [`committed_outputs`].
+pub fn committed_outputs_at(url: &str, conf: &Conf) -> std::collections::BTreeMap<String, Vec<String>> {
+    let storage = crate::storage::open(url, conf, false).unwrap_or_else(|e| panic!("cannot open {url}: {e}"));
+    fn fail<T>(url: &str) -> impl FnOnce(crate::Error) -> T + '_ {
+        move |e| panic!("cannot read {url}: {e}")
+    }
     let mut tree = std::collections::BTreeMap::new();
-    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.contains("._") {
+    for dir in storage.list("").unwrap_or_else(fail(url)) {
+        let name = dir.file_name().to_owned();
+        if name.contains("._") || !dir.is_dir {
             continue;
         }
-        assert!(e.path().join("_SUCCESS").exists(), "{name} has no _SUCCESS");
-        let mut lines: Vec<String> = std::fs::read_dir(e.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|p| p.file_name().to_string_lossy().starts_with("part-"))
-            .flat_map(|p| {
-                std::fs::read_to_string(p.path()).unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>()
-            })
-            .collect();
+        let files = storage.list(&dir.name).unwrap_or_else(fail(url));
+        assert!(files.iter().any(|f| f.file_name() == "_SUCCESS"), "{name} has no _SUCCESS");
+        let mut lines: Vec<String> = Vec::new();
+        for f in files.iter().filter(|f| f.file_name().starts_with("part-")) {
+            let bytes = storage.get(&f.name).unwrap_or_else(fail(url)).unwrap_or_default();
+            lines.extend(String::from_utf8_lossy(&bytes).lines().map(str::to_owned));
+        }
         lines.sort();
         tree.insert(name, lines);
     }
@@ -240,6 +249,20 @@ pub fn run_kill_child(
         ssc.run_batches(1).unwrap_or_else(|e| panic!("the job failed: {e}"));
     }
     ssc.stop(false).unwrap_or_else(|e| panic!("cannot stop the job: {e}"));
+}
+
+/// The command that runs this test binary again as a child process, running only the ignored
+/// test `test` with the environment `env` (the child of a SIGKILL or cluster test).
+///
+/// # Panics
+/// When the test binary's path is unknown (a test helper).
+pub fn child_command(test: &str, env: &[(&str, String)]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("the test binary's path"));
+    cmd.args(["--exact", test, "--ignored", "--nocapture", "--test-threads", "1"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
 }
 
 /// The environment of process `process` of a job of 2 processes x 2 workers on loopback, at the
@@ -423,4 +446,139 @@ pub fn random_word_lines(n: usize, words: &[&str]) -> (Vec<String>, std::collect
         })
         .collect();
     (lines, counts)
+}
+
+/// Checks the promises of a [`Storage`](crate::storage::Storage) on an empty root: whole
+/// replacement, create-only writes, one-level sorted listings, ranges, directory renames and
+/// recursive deletes. Every storage implementation runs it.
+///
+/// # Panics
+/// When a promise is broken (a test helper).
+pub fn check_storage(s: std::sync::Arc<dyn crate::storage::Storage>) {
+    use std::io::Read;
+    let url = s.url();
+    let ok = |r: crate::Result<()>| r.unwrap_or_else(|e| panic!("{url}: {e}"));
+    ok(s.put("d/one", b"1"));
+    ok(s.put("d/one", b"one"));
+    assert!(s.put_new("d/two", b"2").unwrap(), "{url}: put_new creates");
+    assert!(!s.put_new("d/two", b"again").unwrap(), "{url}: an existing name is never replaced by put_new");
+    assert_eq!(s.get("d/two").unwrap().unwrap(), b"2");
+    assert_eq!(s.get("d/one").unwrap().unwrap(), b"one");
+    assert_eq!(s.get("d/none").unwrap(), None);
+    assert_eq!(s.names("d").unwrap(), vec!["d/one", "d/two"]);
+    assert_eq!(s.names("").unwrap(), vec!["d"]);
+    assert!(s.list("").unwrap()[0].is_dir);
+    let files = s.list("d").unwrap();
+    assert_eq!((files[0].len, files[0].is_dir), (3, false));
+    assert!(files[0].modified_ms.is_some(), "{url}: a file has a modification time");
+    assert_eq!(s.names("missing").unwrap(), Vec::<String>::new());
+    assert_eq!(s.get_range("d/one", 1, 10).unwrap(), b"ne");
+    assert_eq!(s.get_range("d/one", 3, 10).unwrap(), b"");
+    let mut text = String::new();
+    s.reader("d/one", 2).read_to_string(&mut text).unwrap();
+    assert_eq!(text, "one");
+    assert!(s.reader("d/none", 2).read_to_string(&mut text).is_err(), "{url}: reading a missing name fails");
+    ok(s.put("staged/part-0", b"p"));
+    ok(s.put("staged/sub/part-1", b"q"));
+    ok(s.put("out/old", b"o"));
+    ok(s.rename_dir("staged", "out"));
+    assert_eq!(s.names("out").unwrap(), vec!["out/part-0", "out/sub"]);
+    assert_eq!(s.get("out/sub/part-1").unwrap().unwrap(), b"q");
+    assert_eq!(s.names("staged").unwrap(), Vec::<String>::new());
+    ok(s.delete("d"));
+    ok(s.delete("d"));
+    assert_eq!(s.names("").unwrap(), vec!["out"]);
+    ok(s.delete("out/part-0"));
+    assert_eq!(s.names("out").unwrap(), vec!["out/sub"]);
+}
+
+/// A service process started for a test, killed when dropped.
+pub struct Service {
+    child: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// The port it listens on (loopback).
+    pub port: u16,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    /// Waits until `child` listens on `port` of loopback (30 s at most) and wraps it.
+    ///
+    /// # Panics
+    /// When the process exits or does not listen in time (a test helper).
+    pub fn listening(mut child: std::process::Child, port: u16, what: &str) -> Service {
+        let watch = crate::clock::Stopwatch::start();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{what} exited at start ({status})");
+            }
+            assert!(watch.elapsed() < Duration::from_secs(30), "{what} did not listen on 127.0.0.1:{port} in 30 s");
+            crate::clock::real_sleep(Duration::from_millis(30));
+        }
+        Service { child, endpoint: format!("http://127.0.0.1:{port}"), port }
+    }
+
+    /// moto's server (S3, Kinesis, ...) on a free loopback port, in memory. With
+    /// `free_requests: Some(n)`, only its first `n` requests go unauthenticated: from then on it
+    /// checks credentials (and knows none).
+    ///
+    /// # Panics
+    /// When moto is not installed (`scripts/test.sh` installs it) or does not start.
+    pub fn moto(free_requests: Option<u32>) -> Service {
+        let bin =
+            installed("EMBER_MOTO", "/tmp/ember-services/venv/bin/moto_server", "pip install moto[server]==5.2.5");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
+        let port = port.unwrap_or_else(|e| panic!("no free port: {e}"));
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(n) = free_requests {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start moto_server: {e}"));
+        Service::listening(child, port, "moto_server")
+    }
+
+    /// Sends one plain HTTP/1.1 request to the service and returns the status code (for setup
+    /// calls such as creating a bucket: `PUT /bucket`).
+    ///
+    /// # Panics
+    /// When the service does not answer (a test helper).
+    pub fn http(&self, method: &str, path: &str) -> u16 {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("the service answers");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        );
+        c.write_all(request.as_bytes()).expect("request sent");
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no HTTP answer: {answer}"))
+    }
+}
+
+/// The path in environment variable `var`, or `default`, which must exist.
+///
+/// # Panics
+/// When it does not, saying how to install it (a test helper).
+pub fn installed(var: &str, default: &str, how: &str) -> String {
+    let path = std::env::var(var).unwrap_or_else(|_| default.to_owned());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{path} does not exist: run `scripts/test.sh` (it installs it: {how}), or set {var}"
+    );
+    path
 }

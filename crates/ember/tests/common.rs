@@ -1,17 +1,12 @@
 //! Shared helpers of the integration tests.
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// Runs the test named `name` of this test binary in a child process with `env`, and returns its
 /// output. Child tests are `#[ignore]`d, so they run only when a parent starts them.
 pub fn run_child(name: &str, env: &[(&str, String)]) -> Child {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut cmd = Command::new(exe);
-    cmd.args(["--exact", name, "--ignored", "--nocapture", "--test-threads", "1"]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    let mut cmd = ember::testing::child_command(name, env);
     cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     Child(cmd.spawn().expect("spawn child test process"))
 }

@@ -4,12 +4,10 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use ember::clock::{real_sleep, Stopwatch};
 use ember_kinesis::{Credentials, KinesisClient};
 use serde_json::json;
 
@@ -25,84 +23,42 @@ pub fn free_port() -> u16 {
 }
 
 /// A server process, killed when dropped.
-pub struct Server {
-    child: Child,
-    pub endpoint: String,
-    pub port: u16,
-}
+pub use ember::testing::Service as Server;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_listening(port: u16, what: &str, child: &mut Child) {
-    let watch = Stopwatch::start();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited at start ({status})");
-        }
-        assert!(watch.elapsed() < Duration::from_secs(30), "{what} did not listen on 127.0.0.1:{port} in 30 s");
-        real_sleep(Duration::from_millis(30));
-    }
-}
-
-fn installed(var: &str, default: &str, how: &str) -> String {
-    let path = std::env::var(var).unwrap_or_else(|_| default.to_owned());
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "{path} does not exist: run `scripts/test.sh` (it installs it: {how}), or set {var}"
+/// kinesalite, in memory, streams ACTIVE at once.
+pub fn kinesalite() -> Server {
+    let module = ember::testing::installed(
+        "EMBER_KINESALITE",
+        "/tmp/ember-services/kinesalite/node_modules/kinesalite",
+        "npm install kinesalite@3.3.3",
     );
-    path
+    // Port 0: the system picks a free port and kinesalite says which, so no other test can
+    // take it between a probe and the bind. kinesalite rethrows a request aborted by its client
+    // (a job killed mid-request, which the kill tests do) and so dies: log those and go on.
+    let script = format!(
+        "process.on('uncaughtException', e => console.error('kinesalite: ' + e.message)); \
+         const s = require({module:?})({{createStreamMs:0,deleteStreamMs:0,updateStreamMs:0}}); \
+         s.listen(0, '127.0.0.1', () => console.log(s.address().port))"
+    );
+    let mut child = Command::new("node")
+        .args(["-e", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start node for kinesalite: {e}"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("kinesalite did not say its port: `{line}`"));
+    Server::listening(child, port, "kinesalite")
 }
 
-impl Server {
-    /// kinesalite, in memory, streams ACTIVE at once.
-    pub fn kinesalite() -> Server {
-        let module = installed(
-            "EMBER_KINESALITE",
-            "/tmp/ember-services/kinesalite/node_modules/kinesalite",
-            "npm install kinesalite@3.3.3",
-        );
-        // Port 0: the system picks a free port and kinesalite says which, so no other test can
-        // take it between a probe and the bind. kinesalite rethrows a request aborted by its client
-        // (a job killed mid-request, which the kill tests do) and so dies: log those and go on.
-        let script = format!(
-            "process.on('uncaughtException', e => console.error('kinesalite: ' + e.message)); \
-             const s = require({module:?})({{createStreamMs:0,deleteStreamMs:0,updateStreamMs:0}}); \
-             s.listen(0, '127.0.0.1', () => console.log(s.address().port))"
-        );
-        let mut child = Command::new("node")
-            .args(["-e", &script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start node for kinesalite: {e}"));
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-        let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("kinesalite did not say its port: `{line}`"));
-        wait_listening(port, "kinesalite", &mut child);
-        Server { child, endpoint: format!("http://127.0.0.1:{port}"), port }
-    }
+/// A Kinesis client of a test server.
+pub trait KinesisServer {
+    fn client(&self) -> KinesisClient;
+}
 
-    /// moto's server; with `auth`, it checks credentials from the first request on.
-    pub fn moto(auth: bool) -> Server {
-        let bin =
-            installed("EMBER_MOTO", "/tmp/ember-services/venv/bin/moto_server", "pip install moto[server]==5.2.5");
-        let port = free_port();
-        let mut cmd = Command::new(bin);
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
-        if auth {
-            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
-        }
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start moto_server: {e}"));
-        wait_listening(port, "moto_server", &mut child);
-        Server { child, endpoint: format!("http://127.0.0.1:{port}"), port }
-    }
-
-    pub fn client(&self) -> KinesisClient {
+impl KinesisServer for Server {
+    fn client(&self) -> KinesisClient {
         KinesisClient::new(Some(&self.endpoint), "us-east-1", credentials()).unwrap()
     }
 }

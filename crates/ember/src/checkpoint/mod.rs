@@ -1,6 +1,7 @@
 //! Checkpoints, the batch log and recovery.
 //!
-//! Layout of a checkpoint directory (all names under a [`store::CheckpointStore`]):
+//! Layout of a checkpoint directory (all names under a [`Storage`](crate::storage::Storage): a local
+//! directory or an object store):
 //!
 //! ```text
 //! state/<t>/w<worker>/<operator name>   one worker's snapshot of one stateful operator after batch t
@@ -22,18 +23,17 @@
 //! `KEEP` are kept).
 
 pub(crate) mod codec;
-pub(crate) mod store;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::conf::Conf;
 use crate::error::{Error, Result};
+use crate::storage::Storage;
 use codec::FrameKind;
-use store::{CheckpointStore, LocalStore};
 
 /// How many committed checkpoints are kept.
 pub(crate) const KEEP: usize = 3;
@@ -117,9 +117,9 @@ pub(crate) struct StorageStats {
 
 /// The checkpoint directory of a running job, shared by its workers.
 pub(crate) struct Checkpoints {
-    store: Arc<dyn CheckpointStore>,
+    store: Arc<dyn Storage>,
     /// The write-ahead log's store: the same directory, with its own sync setting.
-    wal: Arc<dyn CheckpointStore>,
+    wal: Arc<dyn Storage>,
     /// The checkpoint interval in milliseconds.
     pub interval: u64,
     pub zero: u64,
@@ -129,10 +129,12 @@ pub(crate) struct Checkpoints {
 }
 
 impl Checkpoints {
-    pub fn open(dir: &Path, interval: u64, zero: u64, sync: bool, wal_sync: bool) -> Result<Self> {
+    pub fn open(url: &str, conf: &Conf, interval: u64, zero: u64, sync: bool, wal_sync: bool) -> Result<Self> {
+        let store = crate::storage::open(url, conf, sync)?;
+        store.create_root().map_err(|e| Error::external(format!("opening the checkpoint directory {url}"), e))?;
         Ok(Checkpoints {
-            store: Arc::new(LocalStore::open(dir, sync)?),
-            wal: Arc::new(LocalStore::open(dir, wal_sync)?),
+            store,
+            wal: crate::storage::open(url, conf, wal_sync)?,
             interval,
             zero,
             stats: StorageStats::default(),
@@ -164,6 +166,16 @@ impl Checkpoints {
         let r = write();
         self.stats.pending_micros.fetch_add(watch.elapsed().as_micros() as u64, Ordering::Relaxed);
         r
+    }
+
+    /// [`timed`](Self::timed) for a conditional write.
+    fn timed_new(&self, write: impl FnOnce() -> Result<bool>) -> Result<bool> {
+        let mut created = false;
+        self.timed(|| {
+            created = write()?;
+            Ok(())
+        })?;
+        Ok(created)
     }
 
     /// What this process wrote so far.
@@ -231,8 +243,12 @@ impl Checkpoints {
 
     /// The block numbers in a write-ahead log, ascending.
     pub fn blocks(&self, log: &str) -> Result<Vec<u64>> {
-        let mut seqs: Vec<u64> =
-            self.store.list(&format!("wal/{log}"))?.iter().filter_map(|n| n.rsplit('/').next()?.parse().ok()).collect();
+        let mut seqs: Vec<u64> = self
+            .store
+            .names(&format!("wal/{log}"))?
+            .iter()
+            .filter_map(|n| n.rsplit('/').next()?.parse().ok())
+            .collect();
         seqs.sort_unstable();
         Ok(seqs)
     }
@@ -248,7 +264,7 @@ impl Checkpoints {
     /// The batch-log entries of `key` for batches after `after`.
     pub fn batch_logs_after<L: serde::de::DeserializeOwned>(&self, key: &str, after: u64) -> Result<Vec<(u64, L)>> {
         let mut out = Vec::new();
-        for dir in self.store.list("batchlog")? {
+        for dir in self.store.names("batchlog")? {
             let Some(t) = dir.rsplit('/').next().and_then(|s| s.parse::<u64>().ok()) else { continue };
             if t <= after {
                 continue;
@@ -290,7 +306,16 @@ impl Checkpoints {
     /// Writes the commit record of `commit.time`, which lists the parts every process wrote,
     /// then prunes what older checkpoints left.
     pub fn commit(&self, commit: &Commit) -> Result<()> {
-        self.timed(|| self.store.put(&format!("commits/{}", commit.time), &commit.encode()?))?;
+        // Created only if absent: of two incarnations of a job writing the same checkpoint
+        // directory, one commits checkpoint `t`, the other stops here.
+        let name = format!("commits/{}", commit.time);
+        if !self.timed_new(|| self.store.put_new(&name, &commit.encode()?))? {
+            return Err(Error::Recovery(format!(
+                "checkpoint {} is already committed in {}: another incarnation of this job is writing the same checkpoint directory; this one stops",
+                commit.time,
+                self.store.url()
+            )));
+        }
         let s = &self.stats;
         s.checkpoints.fetch_add(1, Ordering::Relaxed);
         s.last_time.store(commit.time, Ordering::Relaxed);
@@ -310,7 +335,7 @@ impl Checkpoints {
             self.store.delete(&format!("commits/{t}"))?;
         }
         for area in ["state", "positions", "batchlog"] {
-            for name in self.store.list(area)? {
+            for name in self.store.names(area)? {
                 let t: u64 = name.rsplit('/').next().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
                 // Batch logs after the oldest kept checkpoint are still needed to re-run batches.
                 if t < keep_from {
@@ -322,9 +347,9 @@ impl Checkpoints {
     }
 }
 
-fn committed_times(store: &dyn CheckpointStore) -> Result<Vec<u64>> {
+fn committed_times(store: &dyn Storage) -> Result<Vec<u64>> {
     let mut times: Vec<u64> =
-        store.list("commits")?.iter().filter_map(|n| n.rsplit('/').next().and_then(|s| s.parse().ok())).collect();
+        store.names("commits")?.iter().filter_map(|n| n.rsplit('/').next().and_then(|s| s.parse().ok())).collect();
     times.sort_unstable();
     Ok(times)
 }
@@ -333,9 +358,9 @@ fn committed_times(store: &dyn CheckpointStore) -> Result<Vec<u64>> {
 /// part it lists is there, of its size, with an intact frame. Damaged ones are skipped with a
 /// warning (the older ones kept are tried). `Ok(None)` when the directory holds no commit record
 /// at all; an error when it holds some and none is usable (never a silent fresh start).
-pub(crate) fn latest_commit(dir: &Path) -> Result<Option<Commit>> {
-    let store = LocalStore::open(dir, false)?;
-    let times = committed_times(&store)?;
+pub(crate) fn latest_commit(url: &str, conf: &Conf) -> Result<Option<Commit>> {
+    let store = crate::storage::open(url, conf, false)?;
+    let times = committed_times(store.as_ref())?;
     if times.is_empty() {
         return Ok(None);
     }
@@ -346,7 +371,7 @@ pub(crate) fn latest_commit(dir: &Path) -> Result<Option<Commit>> {
             None => Ok(None),
             Some(b) => {
                 let c = Commit::decode(&b, &what)?;
-                check_parts(&store, &c)?;
+                check_parts(store.as_ref(), &c)?;
                 Ok(Some(c))
             }
         });
@@ -355,35 +380,39 @@ pub(crate) fn latest_commit(dir: &Path) -> Result<Option<Commit>> {
                 if !problems.is_empty() {
                     tracing::warn!("recovering from the older checkpoint {t}");
                 }
+                // The damaged records are removed: the batches after `t` commit anew.
+                for (damaged, _) in &problems {
+                    store.delete(&format!("commits/{damaged}"))?;
+                }
                 return Ok(Some(c));
             }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!("skipping checkpoint {t}: {e}");
-                problems.push(format!("checkpoint {t}: {e}"));
+                problems.push((*t, format!("checkpoint {t}: {e}")));
             }
         }
     }
     Err(Error::Recovery(format!(
         "the checkpoint directory {} holds {} commit record(s) and none is readable with all its parts: {}",
-        dir.display(),
+        store.url(),
         times.len(),
-        problems.join("; ")
+        problems.into_iter().map(|(_, p)| p).collect::<Vec<_>>().join("; ")
     )))
 }
 
 /// The batches after `t` whose inputs are in the batch log of `dir`: batches a recovery from
 /// checkpoint `t` runs again.
-pub(crate) fn logged_after(dir: &Path, t: u64) -> Result<Vec<u64>> {
-    let store = LocalStore::open(dir, false)?;
+pub(crate) fn logged_after(url: &str, conf: &Conf, t: u64) -> Result<Vec<u64>> {
+    let store = crate::storage::open(url, conf, false)?;
     let mut times: Vec<u64> =
-        store.list("batchlog")?.iter().filter_map(|n| n.rsplit('/').next()?.parse().ok()).filter(|&b| b > t).collect();
+        store.names("batchlog")?.iter().filter_map(|n| n.rsplit('/').next()?.parse().ok()).filter(|&b| b > t).collect();
     times.sort_unstable();
     Ok(times)
 }
 
 /// Every part a commit record lists is present, of its size, and its frame is intact.
-fn check_parts(store: &dyn CheckpointStore, c: &Commit) -> Result<()> {
+fn check_parts(store: &dyn Storage, c: &Commit) -> Result<()> {
     for Part { name, len, crc } in &c.parts {
         let kind = if name.starts_with("state/") { FrameKind::State } else { FrameKind::Position };
         let corrupt = |reason: String| Error::Corrupt { what: name.clone(), reason };
@@ -428,7 +457,7 @@ mod tests {
         #[test]
         fn batch_logs_and_positions_round_trip(files in proptest::collection::vec(".{0,30}", 0..10), seqs in proptest::collection::vec(any::<u64>(), 0..20)) {
             let dir = tempfile::tempdir().unwrap();
-            let ck = Checkpoints::open(dir.path(), 1000, 0, false, false).unwrap();
+            let ck = Checkpoints::open(&dir.path().display().to_string(), &crate::Conf::new(), 1000, 0, false, false).unwrap();
             let paths: Vec<std::path::PathBuf> = files.iter().map(std::path::PathBuf::from).collect();
             ck.put_keyed_batch_log(5000, "0", &paths).unwrap();
             prop_assert_eq!(ck.get_keyed_batch_log::<Vec<std::path::PathBuf>>(5000, "0").unwrap(), Some(paths));
@@ -440,7 +469,7 @@ mod tests {
     }
 
     /// Rewrites checkpoint `t`'s commit record in the first format, which listed no parts.
-    fn as_first_format(dir: &Path, t: u64) {
+    fn as_first_format(dir: &std::path::Path, t: u64) {
         let path = dir.join(format!("commits/{t}"));
         let c = Commit::decode(&std::fs::read(&path).unwrap(), "commit").unwrap();
         let v1 = (c.time, c.zero, c.batch_ms, c.workers, c.fingerprint, c.accumulators);
@@ -487,7 +516,8 @@ mod tests {
     #[test]
     fn write_ahead_log_blocks_round_trip_and_clean_up() {
         let dir = tempfile::tempdir().unwrap();
-        let ck = Checkpoints::open(dir.path(), 1000, 0, false, false).unwrap();
+        let ck =
+            Checkpoints::open(&dir.path().display().to_string(), &crate::Conf::new(), 1000, 0, false, false).unwrap();
         for seq in 0..5u64 {
             ck.put_block("0-w0", seq, &seq.to_le_bytes()).unwrap();
         }

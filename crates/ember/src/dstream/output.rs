@@ -9,7 +9,6 @@
 //! panic is reported to listeners and returned by `await_termination`, and later batches go on.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::DStream;
@@ -20,6 +19,7 @@ use crate::exec::plan::{OutputSpec, Placement};
 use crate::exec::BuildEnv;
 use crate::operator::Sink;
 use crate::print::Printable;
+use crate::storage::Storage;
 use crate::time::Time;
 use crate::Data;
 
@@ -218,7 +218,12 @@ impl<T: Data> DStream<T> {
     where
         T: Printable,
     {
-        self.sink("save_as_text_files", TextFiles { prefix: prefix.into(), suffix: suffix.into() })
+        let prefix = prefix.into();
+        let (parent, base) = crate::storage::split_last(&prefix);
+        match crate::storage::open(&parent, &self.ctx.settings.conf, false) {
+            Ok(storage) => self.sink("save_as_text_files", TextFiles { storage, base, suffix: suffix.into() }),
+            Err(e) => self.ctx.defer(e),
+        }
     }
 
     /// Writes every batch to `sink`: each worker writes its share of the batch
@@ -280,73 +285,47 @@ impl<T: Data> DStream<T> {
 }
 
 /// `save_as_text_files`: a directory `prefix-<ms>[.suffix]` per batch, one `part-NNNNN` per
-/// worker, moved into place by the commit.
+/// worker, staged in `<dir>._temporary` and moved into place by the commit.
 struct TextFiles {
-    prefix: String,
+    storage: Arc<dyn Storage>,
+    /// The last component of the prefix; the storage is rooted at its parent.
+    base: String,
     suffix: String,
 }
 
 impl<T: Data + Printable> Sink<T> for TextFiles {
     fn write(&self, t: Time, worker: usize, records: Vec<T>) -> Result<(), Error> {
-        write_part(&staging_dir(&self.dir(t)), worker, &records)
+        let mut text = String::new();
+        for r in &records {
+            r.print_to(&mut text);
+            text.push('\n');
+        }
+        self.storage.put(&format!("{}/part-{worker:05}", self.staging(t)), text.as_bytes())
     }
 
     fn commit(&self, t: Time, workers: usize) -> Result<(), Error> {
-        let dir = self.dir(t);
-        commit_dir(&staging_dir(&dir), &dir, workers)
+        commit_dir(self.storage.as_ref(), &self.staging(t), &batch_file_name(&self.base, &self.suffix, t), workers)
     }
 }
 
 impl TextFiles {
-    fn dir(&self, t: Time) -> PathBuf {
-        PathBuf::from(batch_file_name(&self.prefix, &self.suffix, t))
+    fn staging(&self, t: Time) -> String {
+        format!("{}._temporary", batch_file_name(&self.base, &self.suffix, t))
     }
 }
 
-fn staging_dir(dir: &Path) -> PathBuf {
-    let mut name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push("._temporary");
-    dir.with_file_name(name)
-}
-
-fn write_part<T: Printable>(staging: &Path, index: usize, records: &[T]) -> Result<(), Error> {
-    std::fs::create_dir_all(staging).map_err(|e| Error::io(format!("creating {}", staging.display()), e))?;
-    let part = staging.join(format!("part-{index:05}"));
-    let tmp = staging.join(format!(".part-{index:05}.tmp"));
-    let mut text = String::new();
-    for r in records {
-        r.print_to(&mut text);
-        text.push('\n');
-    }
-    std::fs::write(&tmp, text.as_bytes()).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-    std::fs::rename(&tmp, &part).map_err(|e| Error::io(format!("renaming {} into place", part.display()), e))
-}
-
-fn commit_dir(staging: &Path, dir: &Path, peers: usize) -> Result<(), Error> {
-    let io = |what: &str, p: &Path, e| Error::io(format!("{what} {}", p.display()), e);
-    // Parts of workers that no longer exist (a re-run with fewer workers) do not belong.
-    if let Ok(entries) = std::fs::read_dir(staging) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(n) = name.strip_prefix("part-").and_then(|n| n.parse::<usize>().ok()) {
-                if n >= peers {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
+/// Moves a batch's staged parts to `dir` with an empty `_SUCCESS` file, which is written last
+/// where the move is not atomic (an object store). Parts of workers that no longer exist (a
+/// re-run with fewer workers) do not belong and are dropped.
+pub(crate) fn commit_dir(storage: &dyn Storage, staging: &str, dir: &str, peers: usize) -> Result<(), Error> {
+    for e in storage.list(staging)? {
+        if e.file_name().strip_prefix("part-").and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n >= peers) {
+            storage.delete(&e.name)?;
         }
     }
-    std::fs::write(staging.join("_SUCCESS"), b"").map_err(|e| io("writing _SUCCESS in", staging, e))?;
-    if dir.exists() {
-        let mut old = dir.as_os_str().to_os_string();
-        old.push("._old");
-        let old = PathBuf::from(old);
-        let _ = std::fs::remove_dir_all(&old);
-        std::fs::rename(dir, &old).map_err(|e| io("moving aside", dir, e))?;
-        std::fs::rename(staging, dir).map_err(|e| io("committing", dir, e))?;
-        std::fs::remove_dir_all(&old).map_err(|e| io("removing", &old, e))
-    } else {
-        std::fs::rename(staging, dir).map_err(|e| io("committing", dir, e))
-    }
+    storage.delete(&format!("{dir}/_SUCCESS"))?;
+    storage.rename_dir(staging, dir)?;
+    storage.put(&format!("{dir}/_SUCCESS"), b"")
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@
 //! exec        plan · job · cluster · operator (Batches and its primitives, Sink,
 //!             PlannedSource, Receiver) · batch · source · receiver · output · state ·
 //!             runtime                                                           the only timely
-//! storage     checkpoint (store, codec, batch log, WAL) · rate · listener · conf
+//! storage     storage (local disk; object stores by ember-store) · checkpoint (codec,
+//!             batch log, WAL) · rate · listener · conf
 //! base        time · error · clock · print · accumulator
 //! ```
 //!

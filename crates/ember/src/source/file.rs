@@ -23,7 +23,6 @@
 //! longer than `file_stream.min_remember` before the restart are not read.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,10 +33,14 @@ use crate::dstream::DStream;
 use crate::exec::runtime::Runtime;
 use crate::operator::PlannedSource;
 use crate::source::direct::Reads;
+use crate::storage::{ChunkReader, Storage};
 use crate::time::Time;
 
 /// How many bytes of files a source emits before it yields (the rest of the batch follows).
 const CHUNK_BYTES: usize = 4 << 20;
+
+/// How many bytes of a file one read fetches (one request to an object store).
+const READ_BYTES: usize = 1 << 20;
 
 /// A file stream's position: what it selected per remembered batch, and the threshold of its
 /// first start, which a recovered stream keeps (Spark's `initialModTimeIgnoreThreshold`).
@@ -53,7 +56,8 @@ const POSITION_V2: u64 = u64::MAX;
 
 /// The file stream's reader, on the driver worker: a batch's plan is the list of files it reads.
 struct FileSource {
-    dir: PathBuf,
+    /// The directory, listed one level: a local one or an object store's prefix.
+    dir: Arc<dyn Storage>,
     initial_threshold: u64,
     remember_ms: u64,
     /// Files selected per remembered batch.
@@ -61,7 +65,7 @@ struct FileSource {
     rt: Arc<Runtime>,
     /// The batch being read: files still to read, and the one being read.
     to_read: VecDeque<PathBuf>,
-    reading: Option<(PathBuf, BufReader<File>, Lines)>,
+    reading: Option<(PathBuf, BufReader<ChunkReader>, Lines)>,
 }
 
 /// Whether a file name is one the stream ignores.
@@ -72,33 +76,23 @@ pub(crate) fn ignored_name(name: &str) -> bool {
 impl FileSource {
     fn select(&self, t: u64) -> Vec<PathBuf> {
         let threshold = self.initial_threshold.max(t.saturating_sub(self.remember_ms));
-        let entries = match std::fs::read_dir(&self.dir) {
+        let entries = match self.dir.list("") {
             Ok(e) => e,
             Err(e) => {
-                tracing::warn!("file stream: cannot list {}: {e}; the batch at {t} ms is empty", self.dir.display());
+                tracing::warn!("file stream: cannot list {}: {e}; the batch at {t} ms is empty", self.dir.url());
                 return Vec::new();
             }
         };
         let seen: HashSet<&PathBuf> = self.selected.values().flatten().collect();
+        let root = self.dir.url();
         let mut found = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if ignored_name(&name) {
+        for entry in entries {
+            if entry.is_dir || ignored_name(entry.file_name()) {
                 continue;
             }
-            let Ok(meta) = entry.metadata() else { continue };
-            if !meta.is_file() {
-                continue;
-            }
-            let Some(mtime) = meta
-                .modified()
-                .ok()
-                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_millis() as u64)
-            else {
-                continue;
-            };
-            let path = entry.path();
+            let Some(mtime) = entry.modified_ms else { continue };
+            // The full name, as the batch log and the `files` metadata show it.
+            let path = PathBuf::from(format!("{}/{}", root.trim_end_matches('/'), entry.name));
             if mtime > threshold && mtime <= t && !seen.contains(&path) {
                 found.push((mtime, path));
             }
@@ -114,13 +108,10 @@ impl FileSource {
         while budget > 0 {
             let Some((path, reader, lines)) = self.reading.as_mut() else {
                 let Some(path) = self.to_read.pop_front() else { return };
-                match File::open(&path) {
-                    Ok(f) => {
-                        let lines = Lines::new(self.rt.settings.max_line_bytes);
-                        self.reading = Some((path, BufReader::with_capacity(256 << 10, f), lines));
-                    }
-                    Err(e) => tracing::warn!("file stream: cannot read {}: {e}; skipped", path.display()),
-                }
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let reader = self.dir.reader(&name, READ_BYTES);
+                let lines = Lines::new(self.rt.settings.max_line_bytes);
+                self.reading = Some((path, BufReader::with_capacity(READ_BYTES, reader), lines));
                 continue;
             };
             let what = "file stream";
@@ -137,6 +128,7 @@ impl FileSource {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    // A file deleted between the listing and the read lands here too.
                     tracing::warn!("file stream: reading {} failed: {e}; the rest of it is skipped", path.display());
                     self.reading = None;
                 }
@@ -208,16 +200,25 @@ impl PlannedSource for FileSource {
 
 impl StreamingContext {
     /// Lines of the new text files that appear in `dir` (Spark's `textFileStream`).
+    ///
+    /// `dir` is a local path or the URL of an object store's prefix (`s3://bucket/incoming`;
+    /// see [`crate::storage`]).
     pub fn text_file_stream(&self, dir: impl Into<PathBuf>) -> DStream<String> {
         let dir = dir.into();
+        let storage = match crate::storage::open(&dir.to_string_lossy(), &self.shared.settings.conf, false) {
+            Ok(s) => s,
+            Err(e) => {
+                self.shared.defer(e);
+                return DStream::detached(Arc::clone(&self.shared));
+            }
+        };
         let created = self.shared.clock.now_millis();
         let batch = self.shared.batch_ms;
         let remember_ms = self.shared.settings.file_min_remember_ms.div_ceil(batch).max(1) * batch;
         let reads = dir.display().to_string();
-        let rt_dir = dir.clone();
         self.planned_input("file stream", &reads, Reads::OnDriver, move |_, rt| {
             Ok(FileSource {
-                dir: rt_dir.clone(),
+                dir: Arc::clone(&storage),
                 initial_threshold: created,
                 remember_ms,
                 selected: BTreeMap::new(),
@@ -248,7 +249,7 @@ mod tests {
         drop(text);
         let rt = Arc::new(crate::exec::runtime::tests::runtime(crate::Conf::new()));
         let mut d = FileSource {
-            dir: dir.path().to_path_buf(),
+            dir: Arc::new(crate::storage::LocalStorage::open(dir.path(), false)),
             initial_threshold: 0,
             remember_ms: 60_000,
             selected: BTreeMap::new(),
