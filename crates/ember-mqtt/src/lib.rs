@@ -149,6 +149,11 @@ impl MqttSpec {
             "ssl" | "mqtts" => true,
             other => return Err(format!("broker scheme `{other}` is not tcp, mqtt, ssl or mqtts")),
         };
+        if tls {
+            // rumqttc takes the process's default provider, which rustls cannot pick when a
+            // program enables both of its providers: install rumqttc's own if none is installed.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        }
         match (tls, &self.tls_ca, &self.tls_client) {
             (false, None, None) => {}
             (false, ..) => {
