@@ -79,7 +79,8 @@ if [ -z "${EMBER_CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
 fi
 export EMBER_CHROMIUM="${EMBER_CHROMIUM:-$(command -v chromium)}"
 
-# PostgreSQL on 5432 (the transactional Kafka recipe), trust authentication for `postgres`.
+# PostgreSQL on 5432 (the ember-postgres sink, the transactional Kafka recipe), trust
+# authentication for `postgres`; the sink's tests also start private servers with its binaries.
 if ! listening 5432; then
   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     step "installing postgresql"
@@ -96,6 +97,19 @@ if ! listening 5432; then
   as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w \
     -o "-c listen_addresses=127.0.0.1 -p 5432 -k $PGDATA_DIR -c fsync=off" start >/dev/null
   listening 5432 || { echo "PostgreSQL did not start on 127.0.0.1:5432 (see $PGDATA_DIR/server.log)" >&2; exit 1; }
+fi
+
+# Redis on 6379 (the ember-redis sink), in memory; its tests also start private servers with it.
+if ! command -v redis-server >/dev/null; then
+  step "installing redis-server"
+  apt_install redis-server
+fi
+export EMBER_REDIS_SERVER="$(command -v redis-server)"
+if ! listening 6379; then
+  step "starting Redis on 127.0.0.1:6379"
+  redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no --daemonize yes --logfile "$SERVICES/redis.log"
+  for _ in $(seq 50); do listening 6379 && break; sleep 0.1; done
+  listening 6379 || { echo "Redis did not start on 127.0.0.1:6379 (see $SERVICES/redis.log)" >&2; exit 1; }
 fi
 
 # --- toolchain ------------------------------------------------------------------------------

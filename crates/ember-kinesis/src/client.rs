@@ -208,7 +208,7 @@ impl KinesisClient {
             attempts += 1;
             match self.call(op, body) {
                 Err(e) if e.is_retryable() && watch.elapsed() + backoff < timeout => {
-                    if attempts <= 3 || attempts % 20 == 0 {
+                    if attempts <= 3 || attempts.is_multiple_of(20) {
                         tracing::warn!("kinesis: {op} at {} failed ({e}); retrying in {backoff:?}", self.url);
                     }
                     real_sleep(backoff);

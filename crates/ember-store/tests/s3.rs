@@ -69,23 +69,17 @@ fn build(conf: Conf, master: &str, out: &str, ck: &str) -> ember::Result<Streami
 #[test]
 #[ignore = "run as a child process by the tests below"]
 fn s3_kill_child() {
-    use ember::Clock;
-    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
-    let (endpoint, out, ck, master) = (var("S3_ENDPOINT"), var("KILL_OUT"), var("KILL_CK"), var("KILL_MASTER"));
-    let conf = s3_conf(&endpoint);
-    let ssc = StreamingContext::get_or_create(&ck, || build(conf, &master, &out, &ck))
-        .unwrap_or_else(|e| panic!("cannot get or create the job: {e}"));
-    let clock = ssc.manual_clock().expect("a manual clock");
-    ssc.start().unwrap_or_else(|e| panic!("cannot start the job: {e}"));
-    while clock.now_millis() < START + BATCHES * 1000 {
-        ssc.run_batches(1).unwrap_or_else(|e| panic!("the job failed: {e}"));
-    }
-    ssc.stop(false).unwrap_or_else(|e| panic!("cannot stop the job: {e}"));
+    let endpoint = std::env::var("S3_ENDPOINT").expect("S3_ENDPOINT set");
+    // KILL_OUT and KILL_CK hold URLs.
+    ember::testing::run_kill_child(START + BATCHES * 1000, |_, out, ck, master| {
+        build(s3_conf(&endpoint), master, &out.display().to_string(), &ck.display().to_string())
+    });
 }
 
 fn child(endpoint: &str, master: &str, out: &str, ck: &str) -> std::process::Command {
     let env = [
         ("S3_ENDPOINT", endpoint.to_owned()),
+        ("KILL_IN", String::new()),
         ("KILL_OUT", out.to_owned()),
         ("KILL_CK", ck.to_owned()),
         ("KILL_MASTER", master.to_owned()),

@@ -144,7 +144,7 @@ impl Store {
     /// from the first batch's grid).
     pub fn ops_due(&self, t: u64) -> usize {
         let zero = self.zero.unwrap_or(0);
-        self.plan.outputs.iter().filter(|o| t.saturating_sub(zero) % o.slide_ms.max(1) == 0).count()
+        self.plan.outputs.iter().filter(|o| t.saturating_sub(zero).is_multiple_of(o.slide_ms.max(1))).count()
     }
 
     fn touch(&mut self) {

@@ -131,7 +131,7 @@ pub fn real_sleep(d: Duration) {
 
 /// Locks a mutex, recovering the data when another thread panicked while holding it: Ember's
 /// shared state stays consistent under panics because every critical section is a plain update.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

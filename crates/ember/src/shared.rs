@@ -148,7 +148,7 @@ impl Shared {
 
     /// A checkpoint interval asked for by a stream.
     pub(crate) fn request_checkpoint_interval(&self, op: &str, interval: u64, slide: u64) {
-        if interval < slide || interval % slide != 0 {
+        if interval < slide || !interval.is_multiple_of(slide) {
             self.defer(Error::declaration(
                 op,
                 format!("the checkpoint interval ({interval} ms) must be a multiple of the stream's slide duration ({slide} ms)"),

@@ -582,3 +582,16 @@ pub fn installed(var: &str, default: &str, how: &str) -> String {
     );
     path
 }
+
+/// Words per batch of [`generated_word_counts`].
+pub const GENERATED_WORDS_PER_BATCH: u64 = 9000;
+
+/// The word counts of each batch of generated text (3000 lines of 3 words a second, from 20
+/// words, seeded): the input of the sinks' SIGKILL tests, the same after every recovery, and
+/// enough work per batch that kills land inside the run.
+pub fn generated_word_counts(ssc: &StreamingContext) -> DStream<(String, i64)> {
+    let text = crate::GeneratedText { lines_per_second: 3000, words_per_line: 3, vocabulary: 20, skew: 1.0, seed: 9 };
+    ssc.generated_text_stream_with(text)
+        .flat_map(|l: String| l.split(' ').map(|w| (w.to_owned(), 1i64)).collect::<Vec<_>>())
+        .reduce_by_key(|a, b| a + b)
+}

@@ -79,7 +79,7 @@ impl fmt::Display for Time {
 /// number of milliseconds.
 pub(crate) fn whole_millis(what: &str, d: std::time::Duration) -> Result<u64, String> {
     let ms = d.as_millis();
-    if d.is_zero() || d.subsec_nanos() % 1_000_000 != 0 || ms > u64::MAX as u128 {
+    if d.is_zero() || !d.subsec_nanos().is_multiple_of(1_000_000) || ms > u64::MAX as u128 {
         return Err(format!("{what} must be a positive whole number of milliseconds, got {d:?}"));
     }
     Ok(ms as u64)
@@ -122,7 +122,7 @@ impl Grid {
 
     /// Whether `t` is a time of this grid.
     pub fn contains(&self, t: u64) -> bool {
-        t > self.zero && (t - self.zero) % self.slide == 0
+        t > self.zero && (t - self.zero).is_multiple_of(self.slide)
     }
 }
 

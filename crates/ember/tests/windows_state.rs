@@ -23,7 +23,7 @@ fn input(seed: u64) -> Vec<Vec<Pair>> {
     let mut r = rng(seed);
     (0..N)
         .map(|_| {
-            let n = if r() % 4 == 0 { 0 } else { (r() % 12) as usize };
+            let n = if r().is_multiple_of(4) { 0 } else { (r() % 12) as usize };
             (0..n).map(|_| ((r() % 6) as u32, (r() % 7) as i64 - 3)).collect()
         })
         .collect()

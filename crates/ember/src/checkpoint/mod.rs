@@ -193,7 +193,7 @@ impl Checkpoints {
 
     /// Whether a checkpoint is taken after batch `t`.
     pub fn is_checkpoint_time(&self, t: u64) -> bool {
-        t > self.zero && (t - self.zero) % self.interval == 0
+        t > self.zero && (t - self.zero).is_multiple_of(self.interval)
     }
 
     pub fn put_state(&self, t: u64, worker: usize, name: &str, bytes: &[u8]) -> Result<()> {

@@ -97,6 +97,12 @@ impl<T: Data> DStream<T> {
         self.clone()
     }
 
+    /// Refuses a declaration on this stream that a connector crate found wrong (a URL that does
+    /// not parse, say): the context does not start, and `start` returns `error`.
+    pub fn declaration_error(&self, error: Error) {
+        self.ctx.defer(error);
+    }
+
     /// Its context's value of type `T` (see [`StreamingContext::extension`](crate::StreamingContext::extension)).
     pub fn extension<E: Default + Send + Sync + 'static>(&self) -> Arc<E> {
         self.ctx.extension()

@@ -150,10 +150,89 @@ impl SkipCounters {
     }
 }
 
+/// What a sink to an external system did in this process: records and shares written, shares
+/// skipped as written before (re-run batches), retries and time spent. A sink holds one in an
+/// `Arc` and hands a clone to its user; [`get`](Self::get) reads it at any time.
+#[derive(Debug, Default)]
+pub struct SinkCounters {
+    records: AtomicU64,
+    shares: AtomicU64,
+    skipped: AtomicU64,
+    retries: AtomicU64,
+    write_micros: AtomicU64,
+}
+
+/// A reading of [`SinkCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkCounts {
+    /// Records written (committed).
+    pub records: u64,
+    /// Workers' shares of batches written.
+    pub shares: u64,
+    /// Shares skipped because they were written before (a re-run batch).
+    pub skipped: u64,
+    /// Attempts retried after an error that may pass.
+    pub retries: u64,
+    /// Time spent writing, in milliseconds.
+    pub write_ms: u64,
+}
+
+impl SinkCounters {
+    /// A share of `records` records was written.
+    pub fn wrote(&self, records: usize) {
+        self.records.fetch_add(records as u64, Ordering::Relaxed);
+        self.shares.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A share was skipped as written before.
+    pub fn skipped(&self) {
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts now.
+    pub fn get(&self) -> SinkCounts {
+        SinkCounts {
+            records: self.records.load(Ordering::Relaxed),
+            shares: self.shares.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            write_ms: self.write_micros.load(Ordering::Relaxed) / 1000,
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails with an error `retryable` refuses, or `timeout`
+    /// has passed: between attempts it logs the error (naming `what`), counts a retry, and waits
+    /// 100 ms, doubling up to 2 s. The time spent is counted too. Sinks of external systems use
+    /// it around one transactional write, which makes the retry safe.
+    pub fn with_retries<T, E: std::fmt::Display>(
+        &self,
+        what: &str,
+        timeout: std::time::Duration,
+        retryable: impl Fn(&E) -> bool,
+        mut attempt: impl FnMut() -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let watch = crate::clock::Stopwatch::start();
+        let mut backoff = std::time::Duration::from_millis(100);
+        let r = loop {
+            match attempt() {
+                Err(e) if retryable(&e) && watch.elapsed() + backoff < timeout => {
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("{what}: {e}; retrying in {backoff:?}");
+                    crate::clock::real_sleep(backoff);
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+                }
+                r => break r,
+            }
+        };
+        self.write_micros.fetch_add(watch.elapsed().as_micros() as u64, Ordering::Relaxed);
+        r
+    }
+}
+
 /// Counts one bad record that a decoding helper skipped, in `counter`; returns the count so far
 /// when this skip should be logged — the first 10, then every 1000th — so that a flood of bad
 /// input is seen without flooding the log.
 pub fn count_skipped(counter: &AtomicU64) -> Option<u64> {
     let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
-    (n <= 10 || n % 1000 == 0).then_some(n)
+    (n <= 10 || n.is_multiple_of(1000)).then_some(n)
 }

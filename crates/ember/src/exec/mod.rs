@@ -356,7 +356,7 @@ pub(crate) fn run_worker(worker: &mut Worker, rt: Arc<Runtime>, cluster: bool) -
 fn worker_body(worker: &mut Worker, rt: &Arc<Runtime>, cluster: bool) -> Result<()> {
     let index = worker.index();
     let peers = worker.peers();
-    let local_leader = index % rt.settings.local_workers() == 0;
+    let local_leader = index.is_multiple_of(rt.settings.local_workers());
     let proposed = rt.zero().ok_or_else(|| Error::Internal("zero time not set before execution".into()))?;
     let zero = if cluster { agree_on_start(worker, rt, proposed)? } else { proposed };
     rt.set_zero(zero);

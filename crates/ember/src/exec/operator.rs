@@ -53,7 +53,9 @@ use super::{key_hash, Guard};
 use crate::time::{Grid, Time};
 use crate::Data;
 
-pub use super::connector::{count_skipped, BatchMetadata, PlanEnv, PlannedSource, Sink, SkipCounters};
+pub use super::connector::{
+    count_skipped, BatchMetadata, PlanEnv, PlannedSource, Sink, SinkCounters, SinkCounts, SkipCounters,
+};
 pub use super::receiver::{Receiver, ReceiverContext};
 /// The engine underneath, for operators written against [`Batches::inner`] (the same version
 /// Ember runs).
