@@ -333,3 +333,45 @@ fn a_job_killed_20_times_counts_every_word_once_local_1() {
 fn a_job_killed_20_times_counts_every_word_once_local_3() {
     killed_job_counts_every_word_once("local[3]", "kill3");
 }
+
+#[test]
+fn the_postgres_word_count_example_writes_each_batch_once_across_a_restart() {
+    let mut db = connect(SHARED);
+    db.batch_execute(&format!(
+        "DROP TABLE IF EXISTS word_counts; DROP TABLE IF EXISTS word_totals; \
+         DO $$ BEGIN IF to_regclass('{0}') IS NOT NULL THEN DELETE FROM {0} WHERE sink = 'postgres_word_count'; END IF; END $$",
+        ember_postgres::MARKERS
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for (i, text) in ["to be or not to be", "be quick", "to go"].iter().enumerate() {
+        let path = input.join(format!("{i}.txt"));
+        std::fs::write(&path, text).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + Duration::from_millis(START + 500 + i as u64 * 1000)).unwrap();
+    }
+    let ck = dir.path().join("ck");
+    let run = |batches: u64| {
+        let status = Command::new(ember::testing::example_binary("postgres_word_count"))
+            .arg(&input)
+            .arg(SHARED)
+            .arg(&ck)
+            .args(["--manual-clock", &START.to_string(), "--batches", &batches.to_string()])
+            .env("RUST_LOG", "error")
+            .status()
+            .unwrap();
+        assert!(status.success(), "postgres_word_count failed: {status}");
+    };
+    run(2);
+    run(5); // recovers and goes on
+    let counts = rows(SHARED, "SELECT word, sum(n)::bigint FROM word_counts GROUP BY word ORDER BY word");
+    let totals = rows(SHARED, "SELECT word, n FROM word_totals ORDER BY word");
+    let want: Vec<(String, i64)> = [("be", 3), ("go", 1), ("not", 1), ("or", 1), ("quick", 1), ("to", 3)]
+        .iter()
+        .map(|(w, n)| (w.to_string(), *n))
+        .collect();
+    assert_eq!(counts, want, "each batch's counts once");
+    assert_eq!(totals, want, "the running totals");
+}

@@ -128,7 +128,12 @@ fn client(scheme: &str, bucket: &str, conf: &Conf) -> object_store::Result<Arc<d
             use object_store::aws::AmazonS3Builder;
             let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket).with_client_options(options);
             b = b.with_retry(retry);
-            let endpoint = setting("fs.s3.endpoint");
+            let mut endpoint = setting("fs.s3.endpoint");
+            if endpoint.is_empty() {
+                // The AWS environment's endpoint: plain HTTP is allowed for it too.
+                endpoint =
+                    std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).unwrap_or_default();
+            }
             if !endpoint.is_empty() {
                 b = b.with_allow_http(endpoint.starts_with("http://")).with_endpoint(endpoint);
             }

@@ -256,3 +256,36 @@ fn a_store_that_goes_away_fails_the_job_with_a_clear_error() {
     assert!(e.contains(&format!("127.0.0.1:{port}")) || e.contains("s3://bucket"), "{e}");
     let _ = ssc.stop(false);
 }
+
+#[test]
+fn the_s3_word_count_example_counts_each_object_once_across_a_restart() {
+    let moto = moto();
+    let conf = s3_conf(&moto.endpoint);
+    let input = open("s3://bucket/in", &conf);
+    input.put("a.txt", b"to be or not to be\n").unwrap();
+    input.put("b.txt", b"be quick\n").unwrap();
+    let newest = input.list("").unwrap().iter().filter_map(|e| e.modified_ms).max().unwrap();
+    // The clock starts before the objects were written, so the first batch reads them.
+    let start = newest / 1000 * 1000 - 1000;
+    let run = |batches: u64| {
+        let status = std::process::Command::new(ember::testing::example_binary("s3_word_count"))
+            .args(["s3://bucket/in", "s3://bucket/out", "s3://bucket/ck"])
+            .args(["--manual-clock", &start.to_string(), "--batches", &batches.to_string()])
+            .env("AWS_ENDPOINT_URL", &moto.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "ember-test")
+            .env("AWS_SECRET_ACCESS_KEY", "ember-test-secret")
+            .env("AWS_REGION", "us-east-1")
+            .env("RUST_LOG", "error")
+            .status()
+            .unwrap();
+        assert!(status.success(), "s3_word_count failed: {status}");
+    };
+    run(3);
+    run(6); // recovers from the checkpoint on S3 and goes on
+    let outputs = ember::testing::committed_outputs_at("s3://bucket/out", &conf);
+    assert_eq!(outputs.len(), 6, "one output per batch: {:?}", outputs.keys());
+    let last: BTreeMap<String, u64> = ember::testing::parse_counts(outputs.values().last().unwrap());
+    let want: BTreeMap<String, u64> =
+        [("be", 3), ("not", 1), ("or", 1), ("quick", 1), ("to", 2)].iter().map(|(w, n)| (w.to_string(), *n)).collect();
+    assert_eq!(last, want, "each object read once");
+}
