@@ -90,21 +90,43 @@ fn child(endpoint: &str, master: &str, out: &str, ck: &str) -> std::process::Com
     cmd
 }
 
+/// The processes of one run: one, or two for `cluster` (2 processes x 2 workers, sharing
+/// nothing but the checkpoint and the output on S3).
+fn run(endpoint: &str, master: &str, out: &str, ck: &str) -> Vec<std::process::Command> {
+    if master != "cluster" {
+        return vec![child(endpoint, master, out, ck)];
+    }
+    let hosts = ember::testing::cluster_hosts();
+    (0..2)
+        .map(|i| {
+            let mut c = child(endpoint, "local[1]", out, ck);
+            c.envs(ember::testing::cluster_env(&hosts, i));
+            c
+        })
+        .collect()
+}
+
 /// An uninterrupted run, and a run killed 20 times at random points and restarted each time
 /// from its checkpoint on S3, write the same outputs to S3.
 fn killed_and_straight_agree_on_s3(master: &str) {
     let moto = moto();
     let conf = s3_conf(&moto.endpoint);
-    let status = child(&moto.endpoint, master, "s3://bucket/a", "s3://bucket/ck-a").status().unwrap();
-    assert!(status.success(), "the uninterrupted run failed: {status}");
+    let children: Vec<_> = run(&moto.endpoint, master, "s3://bucket/a", "s3://bucket/ck-a")
+        .iter_mut()
+        .map(|c| c.spawn().unwrap())
+        .collect();
+    for mut c in children {
+        let status = c.wait().unwrap();
+        assert!(status.success(), "the uninterrupted run failed: {status}");
+    }
     let straight = ember::testing::committed_outputs_at("s3://bucket/a", &conf);
     assert_eq!(straight.len(), BATCHES as usize, "one output per batch");
     let last: BTreeMap<String, u64> = ember::testing::parse_counts(straight.values().last().unwrap());
     assert_eq!(last.values().sum::<u64>(), 40 * 3 * BATCHES, "every word counted once");
     let out = open("s3://bucket/b", &conf);
     let progress = || out.names("").unwrap_or_default().iter().filter(|n| !n.contains("._")).count() as u64;
-    let kills = ember::testing::kill_and_restart(
-        || child(&moto.endpoint, master, "s3://bucket/b", "s3://bucket/ck-b"),
+    let kills = ember::testing::kill_and_restart_all(
+        || run(&moto.endpoint, master, "s3://bucket/b", "s3://bucket/ck-b"),
         20,
         progress,
         BATCHES,
@@ -122,6 +144,11 @@ fn a_word_count_checkpointed_on_s3_survives_sigkills_local_1() {
 #[test]
 fn a_word_count_checkpointed_on_s3_survives_sigkills_local_3() {
     killed_and_straight_agree_on_s3("local[3]");
+}
+
+#[test]
+fn a_word_count_checkpointed_on_s3_survives_sigkills_2_processes() {
+    killed_and_straight_agree_on_s3("cluster");
 }
 
 #[test]
