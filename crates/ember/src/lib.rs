@@ -83,6 +83,7 @@ mod context;
 pub mod dstream;
 mod error;
 pub(crate) mod exec;
+pub mod format;
 mod handle;
 pub mod listener;
 pub mod plan;

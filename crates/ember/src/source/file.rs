@@ -31,6 +31,7 @@ use super::lines::Lines;
 use crate::context::StreamingContext;
 use crate::dstream::DStream;
 use crate::exec::runtime::Runtime;
+use crate::format::FileFormat;
 use crate::operator::PlannedSource;
 use crate::source::direct::Reads;
 use crate::storage::{ChunkReader, Storage};
@@ -54,8 +55,25 @@ struct Position {
 /// began with the map's length, which is never this.
 const POSITION_V2: u64 = u64::MAX;
 
+/// How a file stream turns a file into records.
+pub(crate) enum Decode<T> {
+    /// A line at a time: line `n` (from 1) gives a record, nothing (a header) or why it is skipped.
+    Lines(Arc<dyn Fn(u64, String) -> Result<Option<T>, String> + Send + Sync>),
+    /// The whole file at once; a file that fails gives nothing.
+    Whole(Arc<dyn Fn(&[u8], &mut Vec<T>) -> Result<(), String> + Send + Sync>),
+}
+
+impl<T> Clone for Decode<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Decode::Lines(f) => Decode::Lines(Arc::clone(f)),
+            Decode::Whole(f) => Decode::Whole(Arc::clone(f)),
+        }
+    }
+}
+
 /// The file stream's reader, on the driver worker: a batch's plan is the list of files it reads.
-struct FileSource {
+struct FileSource<T> {
     /// The directory, listed one level: a local one or an object store's prefix.
     dir: Arc<dyn Storage>,
     initial_threshold: u64,
@@ -65,7 +83,11 @@ struct FileSource {
     rt: Arc<Runtime>,
     /// The batch being read: files still to read, and the one being read.
     to_read: VecDeque<PathBuf>,
-    reading: Option<(PathBuf, BufReader<ChunkReader>, Lines)>,
+    /// The file being read, its splitter and the number of its last line.
+    reading: Option<(PathBuf, BufReader<ChunkReader>, Lines, u64)>,
+    decode: Decode<T>,
+    /// Records skipped because they did not decode (lines, or whole files).
+    skipped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Whether a file name is one the stream ignores.
@@ -73,7 +95,7 @@ pub(crate) fn ignored_name(name: &str) -> bool {
     name.starts_with('.') || name.starts_with('_') || name.ends_with(".tmp") || name.ends_with("._COPYING_")
 }
 
-impl FileSource {
+impl<T> FileSource<T> {
     fn select(&self, t: u64) -> Vec<PathBuf> {
         let threshold = self.initial_threshold.max(t.saturating_sub(self.remember_ms));
         let entries = match self.dir.list("") {
@@ -101,51 +123,104 @@ impl FileSource {
         found.into_iter().map(|(_, p)| p).collect()
     }
 
-    /// Reads lines of the batch's files into `out`, about `CHUNK_BYTES` at most; the rest stays
-    /// for `close_more`. A file is read as a stream, never whole into memory.
-    fn read_some(&mut self, out: &mut Vec<String>) {
+    /// Reads records of the batch's files into `out`, about `CHUNK_BYTES` at most; the rest stays
+    /// for `read_more`. A file read by lines is read as a stream, never whole into memory.
+    fn read_some(&mut self, out: &mut Vec<T>) {
         let mut budget = CHUNK_BYTES;
+        let mut lines = Vec::new();
         while budget > 0 {
-            let Some((path, reader, lines)) = self.reading.as_mut() else {
+            let Some((path, reader, splitter, n)) = self.reading.as_mut() else {
                 let Some(path) = self.to_read.pop_front() else { return };
                 let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                if let Decode::Whole(decode) = &self.decode {
+                    budget = budget.saturating_sub(self.read_whole(&path, &name, &Arc::clone(decode), out));
+                    continue;
+                }
                 let reader = self.dir.reader(&name, READ_BYTES);
-                let lines = Lines::new(self.rt.settings.max_line_bytes);
-                self.reading = Some((path, BufReader::with_capacity(READ_BYTES, reader), lines));
+                let splitter = Lines::new(self.rt.settings.max_line_bytes);
+                self.reading = Some((path, BufReader::with_capacity(READ_BYTES, reader), splitter, 0));
                 continue;
             };
             let what = "file stream";
-            match reader.fill_buf() {
+            let done = match reader.fill_buf() {
                 Ok([]) => {
-                    lines.finish(&self.rt, what, out);
-                    self.reading = None;
+                    splitter.finish(&self.rt, what, &mut lines);
+                    true
                 }
                 Ok(chunk) => {
-                    let n = chunk.len();
-                    lines.feed(chunk, &self.rt, what, out);
-                    reader.consume(n);
-                    budget = budget.saturating_sub(n);
+                    let len = chunk.len();
+                    splitter.feed(chunk, &self.rt, what, &mut lines);
+                    reader.consume(len);
+                    budget = budget.saturating_sub(len);
+                    false
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => false,
                 Err(e) => {
                     // A file deleted between the listing and the read lands here too.
                     tracing::warn!("file stream: reading {} failed: {e}; the rest of it is skipped", path.display());
-                    self.reading = None;
+                    true
                 }
+            };
+            if let Decode::Lines(decode) = &self.decode {
+                for line in lines.drain(..) {
+                    *n += 1;
+                    match decode(*n, line) {
+                        Ok(Some(r)) => out.push(r),
+                        Ok(None) => {}
+                        Err(why) => {
+                            if let Some(count) = crate::operator::count_skipped(&self.skipped) {
+                                tracing::warn!(
+                                    "file stream: skipped line {n} of {}: {why} ({count} skipped so far)",
+                                    path.display()
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            if done {
+                self.reading = None;
             }
         }
     }
+
+    /// Reads and decodes a whole file; returns its size. A file that does not decode is skipped
+    /// whole, counted and logged.
+    fn read_whole(
+        &self,
+        path: &std::path::Path,
+        name: &str,
+        decode: &Arc<dyn Fn(&[u8], &mut Vec<T>) -> Result<(), String> + Send + Sync>,
+        out: &mut Vec<T>,
+    ) -> usize {
+        let bytes = match self.dir.get(name) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                tracing::warn!("file stream: {} is gone; skipped", path.display());
+                return 0;
+            }
+            Err(e) => {
+                tracing::warn!("file stream: reading {} failed: {e}; skipped", path.display());
+                return 0;
+            }
+        };
+        if let Err(why) = decode(&bytes, out) {
+            let count = crate::operator::count_skipped(&self.skipped);
+            tracing::warn!("file stream: skipped {}: {why} ({} skipped so far)", path.display(), count.unwrap_or(0));
+        }
+        bytes.len()
+    }
 }
 
-impl PlannedSource for FileSource {
-    type Item = String;
+impl<T: crate::Data> PlannedSource for FileSource<T> {
+    type Item = T;
     type Plan = Vec<PathBuf>;
 
     fn plan(&mut self, t: Time, _rate: Option<f64>) -> crate::Result<Vec<PathBuf>> {
         Ok(self.select(t.millis()))
     }
 
-    fn read(&mut self, t: Time, files: &Vec<PathBuf>, out: &mut Vec<String>) -> crate::Result<()> {
+    fn read(&mut self, t: Time, files: &Vec<PathBuf>, out: &mut Vec<T>) -> crate::Result<()> {
         let t = t.millis();
         if !files.is_empty() {
             tracing::debug!("file stream: batch {t} ms reads {} file(s)", files.len());
@@ -162,7 +237,7 @@ impl PlannedSource for FileSource {
         self.reading.is_some() || !self.to_read.is_empty()
     }
 
-    fn read_more(&mut self, _t: Time, out: &mut Vec<String>) -> crate::Result<()> {
+    fn read_more(&mut self, _t: Time, out: &mut Vec<T>) -> crate::Result<()> {
         self.read_some(out);
         Ok(())
     }
@@ -204,7 +279,34 @@ impl StreamingContext {
     /// `dir` is a local path or the URL of an object store's prefix (`s3://bucket/incoming`;
     /// see [`crate::storage`]).
     pub fn text_file_stream(&self, dir: impl Into<PathBuf>) -> DStream<String> {
-        let dir = dir.into();
+        self.files("file stream", dir.into(), Decode::Lines(Arc::new(|_, line| Ok(Some(line)))))
+    }
+
+    /// Records of the new files that appear in `dir`, in `format` (Spark's `fileStream` with an
+    /// input format): [`JsonLines`](crate::format::JsonLines), [`Csv`](crate::format::Csv),
+    /// [`ObjectFile`](crate::format::ObjectFile) or your own. Files are selected as by
+    /// [`text_file_stream`](Self::text_file_stream); a record that does not decode is skipped,
+    /// counted and logged with its file (see [`crate::format`]).
+    pub fn file_stream<T: crate::Data>(&self, dir: impl Into<PathBuf>, format: impl FileFormat<T>) -> DStream<T> {
+        let format = Arc::new(format);
+        let decode = if format.line_based() {
+            Decode::Lines(Arc::new(move |n, line: String| format.decode_line(n, &line)))
+        } else {
+            Decode::Whole(Arc::new(move |bytes: &[u8], out: &mut Vec<T>| format.decode_file(bytes, out)))
+        };
+        self.files("file stream", dir.into(), decode)
+    }
+
+    /// Records of the new Ember object files that appear in `dir` (as
+    /// [`save_as_object_files`](crate::DStream::save_as_object_files) writes them).
+    pub fn object_file_stream<T>(&self, dir: impl Into<PathBuf>) -> DStream<T>
+    where
+        T: crate::Data + serde::Serialize + serde::de::DeserializeOwned,
+    {
+        self.file_stream(dir, crate::format::ObjectFile)
+    }
+
+    fn files<T: crate::Data>(&self, kind: &str, dir: PathBuf, decode: Decode<T>) -> DStream<T> {
         let storage = match crate::storage::open(&dir.to_string_lossy(), &self.shared.settings.conf, false) {
             Ok(s) => s,
             Err(e) => {
@@ -216,18 +318,25 @@ impl StreamingContext {
         let batch = self.shared.batch_ms;
         let remember_ms = self.shared.settings.file_min_remember_ms.div_ceil(batch).max(1) * batch;
         let reads = dir.display().to_string();
-        self.planned_input("file stream", &reads, Reads::OnDriver, move |_, rt| {
-            Ok(FileSource {
-                dir: Arc::clone(&storage),
-                initial_threshold: created,
-                remember_ms,
-                selected: BTreeMap::new(),
-                rt: Arc::clone(rt),
-                to_read: VecDeque::new(),
-                reading: None,
+        let skipped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = Arc::clone(&skipped);
+        let stream = self
+            .planned_input(kind, &reads, Reads::OnDriver, move |_, rt| {
+                Ok(FileSource {
+                    dir: Arc::clone(&storage),
+                    initial_threshold: created,
+                    remember_ms,
+                    selected: BTreeMap::new(),
+                    rt: Arc::clone(rt),
+                    to_read: VecDeque::new(),
+                    reading: None,
+                    decode: decode.clone(),
+                    skipped: Arc::clone(&counter),
+                })
             })
-        })
-        .0
+            .0;
+        crate::operator::SkipCounters::register_for_last_input(self, skipped);
+        stream
     }
 }
 
@@ -256,6 +365,8 @@ mod tests {
             rt: Arc::clone(&rt),
             to_read: VecDeque::new(),
             reading: None,
+            decode: Decode::Lines(Arc::new(|_, line| Ok(Some(line)))),
+            skipped: Arc::default(),
         };
         let mtime = std::fs::metadata(dir.path().join("big.txt")).unwrap().modified().unwrap();
         let t = Time::from_millis(mtime.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64 + 1);

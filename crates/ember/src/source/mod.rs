@@ -65,11 +65,15 @@ impl StreamingContext {
 impl SkipCounters {
     /// The counter of the input stream declared last on `ssc` (call it right after declaring).
     pub fn for_last_input(ssc: &StreamingContext) -> Arc<AtomicU64> {
+        let counter = Arc::new(AtomicU64::new(0));
+        Self::register_for_last_input(ssc, Arc::clone(&counter));
+        counter
+    }
+
+    /// Registers `counter` as the count of the input stream declared last on `ssc`.
+    pub(crate) fn register_for_last_input(ssc: &StreamingContext, counter: Arc<AtomicU64>) {
         let plan = ssc.plan();
         let name = plan.inputs.last().map_or_else(|| "input".to_owned(), |i| format!("{} [{}]", i.name, i.id));
-        let counter = Arc::new(AtomicU64::new(0));
-        let counters = ssc.extension::<SkipCounters>();
-        counters.register(name, Arc::clone(&counter));
-        counter
+        ssc.extension::<SkipCounters>().register(name, counter);
     }
 }
