@@ -151,6 +151,77 @@ fn a_word_count_checkpointed_on_s3_survives_sigkills_2_processes() {
     killed_and_straight_agree_on_s3("cluster");
 }
 
+/// The file stream's SIGKILL test job: running word totals of the objects under `input`.
+fn build_files(
+    conf: Conf,
+    master: &str,
+    input: &str,
+    out: &str,
+    ck: &str,
+    start: u64,
+) -> ember::Result<StreamingContext> {
+    let conf = conf.master(master).manual_clock(true).set("clock.manual.start", start.to_string());
+    let ssc = StreamingContext::new(conf, Duration::from_secs(1))?;
+    ssc.checkpoint(ck);
+    ssc.text_file_stream(input)
+        .flat_map(|line: String| line.split_whitespace().map(|w| (w.to_owned(), 1u64)).collect::<Vec<_>>())
+        .update_state_by_key(|new: Vec<u64>, total: Option<u64>| Some(total.unwrap_or(0) + new.len() as u64))
+        .checkpoint(Duration::from_secs(2))
+        .save_as_text_files(format!("{out}/totals"), "");
+    Ok(ssc)
+}
+
+const FILE_BATCHES: u64 = 12;
+
+#[test]
+#[ignore = "run as a child process by the tests below"]
+fn s3_files_kill_child() {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+    let (endpoint, start): (String, u64) = (var("S3_ENDPOINT"), var("START_MS").parse().unwrap());
+    ember::testing::run_kill_child(start + FILE_BATCHES * 1000, |input, out, ck, master| {
+        let url = |p: &std::path::Path| p.display().to_string();
+        build_files(s3_conf(&endpoint), master, &url(input), &url(out), &url(ck), start)
+    });
+}
+
+#[test]
+fn a_file_stream_on_s3_killed_and_recovered_reads_each_object_once() {
+    let moto = moto();
+    let conf = s3_conf(&moto.endpoint);
+    let input = open("s3://bucket/in", &conf);
+    let (lines, want) = ember::testing::random_word_lines(400, &["to", "be", "or", "not", "quick"]);
+    for (i, chunk) in lines.chunks(40).enumerate() {
+        input.put(&format!("part-{i}.txt"), chunk.join("\n").as_bytes()).unwrap();
+    }
+    let newest = input.list("").unwrap().iter().filter_map(|e| e.modified_ms).max().unwrap();
+    let start = newest / 1000 * 1000 - 1000;
+    let child = |out: &str, ck: &str| {
+        let env = [
+            ("S3_ENDPOINT", moto.endpoint.clone()),
+            ("START_MS", start.to_string()),
+            ("KILL_IN", "s3://bucket/in".to_owned()),
+            ("KILL_OUT", out.to_owned()),
+            ("KILL_CK", ck.to_owned()),
+            ("KILL_MASTER", "local[2]".to_owned()),
+            ("RUST_LOG", "error".to_owned()),
+        ];
+        let mut cmd = ember::testing::child_command("s3_files_kill_child", &env);
+        cmd.stdout(std::process::Stdio::null());
+        cmd
+    };
+    assert!(child("s3://bucket/a", "s3://bucket/ck-a").status().unwrap().success(), "the uninterrupted run failed");
+    let straight = ember::testing::committed_outputs_at("s3://bucket/a", &conf);
+    let last: BTreeMap<String, u64> = ember::testing::parse_counts(straight.values().last().unwrap());
+    assert_eq!(last, want, "every object's words once");
+    let out = open("s3://bucket/b", &conf);
+    let progress = || out.names("").unwrap_or_default().iter().filter(|n| !n.contains("._")).count() as u64;
+    let kills =
+        ember::testing::kill_and_restart(|| child("s3://bucket/b", "s3://bucket/ck-b"), 8, progress, FILE_BATCHES);
+    assert!(kills >= 5, "only {kills} kills landed");
+    let killed = ember::testing::committed_outputs_at("s3://bucket/b", &conf);
+    assert_eq!(killed, straight, "the output after {kills} kills equals the uninterrupted run's");
+}
+
 #[test]
 fn a_second_incarnation_cannot_commit_a_checkpoint_the_first_committed() {
     let moto = moto();

@@ -345,6 +345,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_file_deleted_between_the_listing_and_the_read_is_skipped_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.txt", "b.txt", "c.txt"] {
+            std::fs::write(dir.path().join(name), format!("{name}\n")).unwrap();
+        }
+        let rt = Arc::new(crate::exec::runtime::tests::runtime(crate::Conf::new()));
+        let mut d = FileSource {
+            dir: Arc::new(crate::storage::LocalStorage::open(dir.path(), false)),
+            initial_threshold: 0,
+            remember_ms: 60_000,
+            selected: BTreeMap::new(),
+            rt: Arc::clone(&rt),
+            to_read: VecDeque::new(),
+            reading: None,
+            decode: Decode::Lines(Arc::new(|_, line| Ok(Some(line)))),
+            skipped: Arc::default(),
+        };
+        let mtime = std::fs::metadata(dir.path().join("c.txt")).unwrap().modified().unwrap();
+        let t = Time::from_millis(mtime.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64 + 1);
+        let files = d.plan(t, None).unwrap();
+        assert_eq!(files.len(), 3);
+        std::fs::remove_file(dir.path().join("b.txt")).unwrap();
+        let mut out = Vec::new();
+        d.read(t, &files, &mut out).unwrap();
+        while d.has_more() {
+            d.read_more(t, &mut out).unwrap();
+        }
+        out.sort();
+        assert_eq!(out, vec!["a.txt", "c.txt"], "the other files are read");
+        rt.bus.shutdown();
+    }
+
+    #[test]
     fn a_large_file_is_emitted_in_parts_never_whole() {
         let dir = tempfile::tempdir().unwrap();
         let line = "x".repeat(99);
