@@ -142,7 +142,7 @@ impl PostgresSink {
     /// Writes one worker's share, retrying what may succeed on a new connection.
     fn write_share(&self, t: Time, worker: usize, records: &[serde_json::Value]) -> Result<()> {
         let what = format!("PostgreSQL sink `{}`: batch {t}", self.table);
-        let written = self.stats.with_retries(&what, self.retry_timeout, retryable, || {
+        let written = self.stats.with_retries(t, &what, self.retry_timeout, retryable, || {
             let mut client = self.take_client(worker)?;
             let r = self.attempt(&mut client, t, worker, records)?;
             lock(&self.clients).insert(worker, client);
@@ -212,7 +212,7 @@ impl PostgresSink {
                 )?;
                 if done.is_some() {
                     tx.rollback()?;
-                    self.stats.skipped();
+                    self.stats.skipped(t);
                     tracing::info!("PostgreSQL sink `{sink}`: batch {t} worker {worker} was written before; skipped");
                     return Ok(Ok(()));
                 }
@@ -222,7 +222,7 @@ impl PostgresSink {
                     Ok(_) => {}
                     // Another incarnation committed this share meanwhile.
                     Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                        self.stats.skipped();
+                        self.stats.skipped(t);
                         return Ok(Ok(()));
                     }
                     Err(e) => return Err(e),
@@ -253,7 +253,7 @@ impl PostgresSink {
             }
         };
         tx.commit()?;
-        self.stats.wrote(written);
+        self.stats.wrote(t, written);
         Ok(Ok(()))
     }
 
@@ -322,6 +322,10 @@ impl<T: Data + Serialize> Sink<T> for PostgresSink {
                 Error::external(format!("batch {t}: a record does not serialize for `{}`", self.table), e)
             })?;
         self.write_share(t, worker, &values)
+    }
+
+    fn metrics(&self, t: Time) -> std::collections::BTreeMap<String, u64> {
+        self.stats.batch(t).metrics()
     }
 }
 

@@ -45,6 +45,16 @@ fn rows(conn: &str, query: &str) -> Vec<(String, i64)> {
     connect(conn).query(query, &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
 }
 
+/// Collects what sinks report to listeners.
+#[derive(Clone, Default)]
+struct Sinks(std::sync::Arc<std::sync::Mutex<Vec<ember::SinkCommitInfo>>>);
+
+impl ember::StreamingListener for Sinks {
+    fn on_sink_committed(&mut self, info: &ember::SinkCommitInfo) {
+        self.0.lock().unwrap().push(info.clone());
+    }
+}
+
 #[test]
 fn upserts_and_transactions_write_every_row_and_a_rerun_writes_nothing_twice() {
     let t = fresh(
@@ -67,8 +77,16 @@ fn upserts_and_transactions_write_every_row_and_a_rerun_writes_nothing_twice() {
         (ssc, upserts, transactions)
     };
     let (ssc, upserts, transactions) = job();
+    let reported = Sinks::default();
+    ssc.add_streaming_listener(reported.clone());
     ssc.run_batches(4).unwrap();
     ssc.stop(false).unwrap();
+    // Listeners get each sink's figures per batch.
+    let reported = reported.0.lock().unwrap().clone();
+    let sum =
+        |name: &str, key: &str| -> u64 { reported.iter().filter(|i| i.name == name).map(|i| i.metrics[key]).sum() };
+    assert_eq!(reported.len(), 8, "two sinks, four batches: {reported:?}");
+    assert_eq!(sum("save_to_postgres", "records"), 16, "{reported:?}");
     let totals = rows(SHARED, &format!("SELECT word, n FROM {} ORDER BY word", t[0]));
     assert_eq!(totals, vec![("a".into(), 3), ("b".into(), 2), ("c".into(), 1)]);
     let counts = rows(SHARED, &format!("SELECT word, sum(n)::bigint FROM {} GROUP BY word ORDER BY word", t[1]));

@@ -163,7 +163,7 @@ impl RedisSink {
         self.commands(&mut commands, records, t)?;
         let (marker, member) = (self.marker(worker), t.millis());
         let what = format!("Redis sink `{}`: batch {t}", self.name);
-        let written = self.stats.with_retries(&what, self.retry_timeout, retryable, || {
+        let written = self.stats.with_retries(t, &what, self.retry_timeout, retryable, || {
             let mut con = self.connection(worker)?;
             let written = redis::transaction(&mut con, &[&marker], |con, pipe| {
                 let done: Option<f64> = redis::cmd("ZSCORE").arg(&marker).arg(member).query(con)?;
@@ -183,9 +183,9 @@ impl RedisSink {
             Error::external(format!("batch {t}: writing to Redis at {} (`{}`)", self.url, self.mode.target()), e)
         })?;
         if written {
-            self.stats.wrote(records.len());
+            self.stats.wrote(t, records.len());
         } else {
-            self.stats.skipped();
+            self.stats.skipped(t);
             tracing::info!("Redis sink `{}`: batch {t} worker {worker} was written before; skipped", self.name);
         }
         Ok(())
@@ -243,6 +243,10 @@ impl<K: Data + Display, V: Data + Serialize> Sink<(K, V)> for RedisSink {
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| Error::external(format!("batch {t}: a value for Redis does not serialize"), e))?;
         self.write_share(t, worker, &pairs)
+    }
+
+    fn metrics(&self, t: Time) -> std::collections::BTreeMap<String, u64> {
+        self.stats.batch(t).metrics()
     }
 }
 

@@ -19,9 +19,8 @@
 //!
 //! Schemes: `s3://bucket/prefix` (also `s3a://`, as Spark writes it), and with the features
 //! `gcp`, `azure` and `hdfs`: `gs://bucket/prefix`, `az://container/prefix`,
-//! `hdfs://namenode:port/path`. The `hdfs` feature (hdfs-native, no JVM) is compiled by the tests
-//! but not run against a server: none can run where Ember is tested. GCS and Azure are compiled
-//! by hand (`cargo check -p ember-store --features gcp,azure`) and untested for the same reason.
+//! `hdfs://namenode:port/path` (hdfs-native, no JVM). `scripts/test.sh` compiles these three but
+//! runs none: no server for them can run where Ember is tested.
 //!
 //! **Configuration.** Credentials, region and endpoint come from the usual AWS environment
 //! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,

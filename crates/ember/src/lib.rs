@@ -113,7 +113,7 @@ pub use dstream::DStream;
 pub use error::{Cause, Error, Result};
 pub use exec::operator;
 pub use handle::ContextHandle;
-pub use listener::{BatchInfo, OutputOperationInfo, ReceiverInfo, StreamInputInfo, StreamingListener};
+pub use listener::{BatchInfo, OutputOperationInfo, ReceiverInfo, SinkCommitInfo, StreamInputInfo, StreamingListener};
 pub use print::Printable;
 pub use source::generated::{GeneratedText, LineGenerator};
 pub use source::queue::QueueHandle;

@@ -141,6 +141,22 @@ pub trait StreamingListener: Send + 'static {
     fn on_output_operation_started(&mut self, _info: &OutputOperationInfo) {}
     /// An output operation completed.
     fn on_output_operation_completed(&mut self, _info: &OutputOperationInfo) {}
+    /// A sink committed a batch and reported what writing it took (an Ember addition).
+    fn on_sink_committed(&mut self, _info: &SinkCommitInfo) {}
+}
+
+/// What a sink reports when it committed a batch: its figures for the batch (for the sinks of
+/// `ember-postgres` and `ember-redis`: `records`, `shares`, `skipped`, `retries`, `write_ms`). The
+/// figures are those of process 0's workers: in a job of several processes, each process's
+/// totals are in its sink's counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkCommitInfo {
+    /// The batch.
+    pub batch_time: Time,
+    /// The output operation's name (`save_to_postgres`, ...).
+    pub name: String,
+    /// The sink's figures for the batch.
+    pub metrics: std::collections::BTreeMap<String, u64>,
 }
 
 /// One event on the bus.
@@ -155,6 +171,7 @@ pub(crate) enum Event {
     BatchCompleted(BatchInfo),
     OutputStarted(OutputOperationInfo),
     OutputCompleted(OutputOperationInfo),
+    SinkCommitted(SinkCommitInfo),
 }
 
 pub(crate) type Listeners = Arc<Mutex<Vec<Box<dyn StreamingListener>>>>;
@@ -210,5 +227,6 @@ fn deliver(l: &mut dyn StreamingListener, e: &Event) {
         Event::BatchCompleted(i) => l.on_batch_completed(i),
         Event::OutputStarted(i) => l.on_output_operation_started(i),
         Event::OutputCompleted(i) => l.on_output_operation_completed(i),
+        Event::SinkCommitted(i) => l.on_sink_committed(i),
     }
 }

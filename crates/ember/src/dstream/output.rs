@@ -307,9 +307,16 @@ impl<T: Data> DStream<T> {
                 sink.write(t, index, records).map_err(Cause::new)?;
                 if is_driver {
                     let (sink, label) = (Arc::clone(&sink), label.clone());
+                    let commit_rt = Arc::clone(&rt);
                     let commit = move || {
                         sink.commit(t, peers)
-                            .map_err(|e| Error::external(format!("committing `{label}` at batch {t}"), e))
+                            .map_err(|e| Error::external(format!("committing `{label}` at batch {t}"), e))?;
+                        let metrics = sink.metrics(t);
+                        if !metrics.is_empty() {
+                            let info = crate::SinkCommitInfo { batch_time: t, name: label, metrics };
+                            commit_rt.post(crate::listener::Event::SinkCommitted(info));
+                        }
+                        Ok(())
                     };
                     rt.add_commit(t.millis(), Box::new(commit));
                 }

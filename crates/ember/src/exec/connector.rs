@@ -30,6 +30,14 @@ pub trait Sink<T>: Send + Sync + 'static {
     fn commit(&self, _t: Time, _workers: usize) -> crate::Result<()> {
         Ok(())
     }
+
+    /// This process's figures for batch `t` (records written, retries, ...), asked on the driver
+    /// right after the commit and delivered to listeners
+    /// ([`StreamingListener::on_sink_committed`](crate::StreamingListener::on_sink_committed));
+    /// none by default. [`SinkCounters::batch`] gives them for sinks that count with it.
+    fn metrics(&self, _t: Time) -> BTreeMap<String, u64> {
+        BTreeMap::new()
+    }
 }
 
 /// One worker's share of a planned source (see [`StreamingContext::planned_source`]): when
@@ -160,6 +168,8 @@ pub struct SinkCounters {
     skipped: AtomicU64,
     retries: AtomicU64,
     write_micros: AtomicU64,
+    /// The same, per batch not yet reported (microseconds in `write_ms` until then).
+    batches: Mutex<BTreeMap<u64, SinkCounts>>,
 }
 
 /// A reading of [`SinkCounters`].
@@ -177,16 +187,51 @@ pub struct SinkCounts {
     pub write_ms: u64,
 }
 
+impl SinkCounts {
+    /// The counts by name, as listeners get them.
+    pub fn metrics(&self) -> BTreeMap<String, u64> {
+        [
+            ("records", self.records),
+            ("shares", self.shares),
+            ("skipped", self.skipped),
+            ("retries", self.retries),
+            ("write_ms", self.write_ms),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+}
+
 impl SinkCounters {
-    /// A share of `records` records was written.
-    pub fn wrote(&self, records: usize) {
-        self.records.fetch_add(records as u64, Ordering::Relaxed);
-        self.shares.fetch_add(1, Ordering::Relaxed);
+    fn in_batch(&self, t: Time, f: impl FnOnce(&mut SinkCounts)) {
+        f(lock(&self.batches).entry(t.millis()).or_default());
     }
 
-    /// A share was skipped as written before.
-    pub fn skipped(&self) {
+    /// A share of batch `t` of `records` records was written.
+    pub fn wrote(&self, t: Time, records: usize) {
+        self.records.fetch_add(records as u64, Ordering::Relaxed);
+        self.shares.fetch_add(1, Ordering::Relaxed);
+        self.in_batch(t, |c| {
+            c.records += records as u64;
+            c.shares += 1;
+        });
+    }
+
+    /// A share of batch `t` was skipped as written before.
+    pub fn skipped(&self, t: Time) {
         self.skipped.fetch_add(1, Ordering::Relaxed);
+        self.in_batch(t, |c| c.skipped += 1);
+    }
+
+    /// This process's counts of batch `t`, forgetting them and those of earlier batches (for
+    /// [`Sink::metrics`]).
+    pub fn batch(&self, t: Time) -> SinkCounts {
+        let mut batches = lock(&self.batches);
+        let later = batches.split_off(&(t.millis() + 1));
+        let mut c = std::mem::replace(&mut *batches, later).remove(&t.millis()).unwrap_or_default();
+        c.write_ms /= 1000;
+        c
     }
 
     /// The counts now.
@@ -200,12 +245,13 @@ impl SinkCounters {
         }
     }
 
-    /// Runs `attempt` until it succeeds, fails with an error `retryable` refuses, or `timeout`
-    /// has passed: between attempts it logs the error (naming `what`), counts a retry, and waits
+    /// Runs `attempt` (a write of batch `t`) until it succeeds, fails with an error `retryable`
+    /// refuses, or `timeout` has passed: between attempts it logs the error (naming `what`), counts a retry, and waits
     /// 100 ms, doubling up to 2 s. The time spent is counted too. Sinks of external systems use
     /// it around one transactional write, which makes the retry safe.
     pub fn with_retries<T, E: std::fmt::Display>(
         &self,
+        t: Time,
         what: &str,
         timeout: std::time::Duration,
         retryable: impl Fn(&E) -> bool,
@@ -217,6 +263,7 @@ impl SinkCounters {
             match attempt() {
                 Err(e) if retryable(&e) && watch.elapsed() + backoff < timeout => {
                     self.retries.fetch_add(1, Ordering::Relaxed);
+                    self.in_batch(t, |c| c.retries += 1);
                     tracing::warn!("{what}: {e}; retrying in {backoff:?}");
                     crate::clock::real_sleep(backoff);
                     backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
@@ -224,7 +271,9 @@ impl SinkCounters {
                 r => break r,
             }
         };
-        self.write_micros.fetch_add(watch.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let micros = watch.elapsed().as_micros() as u64;
+        self.write_micros.fetch_add(micros, Ordering::Relaxed);
+        self.in_batch(t, |c| c.write_ms += micros);
         r
     }
 }
