@@ -2,6 +2,7 @@
 //! and file outputs ([`DStream::save_as_files`](crate::DStream::save_as_files)), Spark's
 //! `saveAsHadoopFiles` and `saveAsObjectFiles` counterparts: records go through serde.
 //!
+//! - [`Text`]: one record per line as `print` shows it (outputs only).
 //! - [`JsonLines`]: one JSON value per line.
 //! - [`Csv`]: comma-separated values, with or without a header line; a struct's fields (or a
 //!   tuple's elements) are the columns, in order.
@@ -27,6 +28,11 @@ use crate::error::{Error, Result};
 pub trait FileFormat<T>: Send + Sync + 'static {
     /// Appends the encoding of `records` (one part file) to `out`.
     fn encode(&self, records: &[T], out: &mut Vec<u8>) -> Result<()>;
+    /// Appends more records to a file that [`encode`](Self::encode) began (no header again);
+    /// rolling outputs write a file of many batches so. By default, `encode`.
+    fn encode_more(&self, records: &[T], out: &mut Vec<u8>) -> Result<()> {
+        self.encode(records, out)
+    }
     /// Whether files are read a line at a time ([`decode_line`](Self::decode_line)) rather
     /// than whole ([`decode_file`](Self::decode_file)).
     fn line_based(&self) -> bool;
@@ -45,6 +51,31 @@ pub trait FileFormat<T>: Send + Sync + 'static {
 
 fn encoding(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::external(format!("a record does not encode as {what}"), e)
+}
+
+/// Text, one record per line as `print` shows it (`save_as_text_files`' format), for outputs;
+/// text is read back with [`text_file_stream`](crate::StreamingContext::text_file_stream).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Text;
+
+impl<T: crate::Printable + 'static> FileFormat<T> for Text {
+    fn encode(&self, records: &[T], out: &mut Vec<u8>) -> Result<()> {
+        let mut text = String::new();
+        for r in records {
+            r.print_to(&mut text);
+            text.push('\n');
+        }
+        out.extend_from_slice(text.as_bytes());
+        Ok(())
+    }
+
+    fn line_based(&self) -> bool {
+        true
+    }
+
+    fn decode_line(&self, _n: u64, _line: &str) -> std::result::Result<Option<T>, String> {
+        Err("text is read with text_file_stream".into())
+    }
 }
 
 /// One JSON value per line (JSON Lines).
@@ -89,6 +120,10 @@ impl<T: Serialize + DeserializeOwned + 'static> FileFormat<T> for Csv {
         w.flush().map_err(|e| encoding("CSV", e))
     }
 
+    fn encode_more(&self, records: &[T], out: &mut Vec<u8>) -> Result<()> {
+        Csv { header: false }.encode(records, out)
+    }
+
     fn line_based(&self) -> bool {
         true
     }
@@ -117,6 +152,10 @@ impl<T: Serialize + DeserializeOwned + 'static> FileFormat<T> for ObjectFile {
     fn encode(&self, records: &[T], out: &mut Vec<u8>) -> Result<()> {
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
+        self.encode_more(records, out)
+    }
+
+    fn encode_more(&self, records: &[T], out: &mut Vec<u8>) -> Result<()> {
         for r in records {
             let bytes = bincode::serialize(r).map_err(|e| encoding("an object", e))?;
             let len = u32::try_from(bytes.len())

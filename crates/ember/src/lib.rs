@@ -106,6 +106,7 @@ pub use broadcast::Broadcast;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use conf::Conf;
 pub use context::{ContextState, StreamingContext};
+pub use dstream::files::Roll;
 pub use dstream::map_with_state::{State, StateSpec};
 pub use dstream::output::{BatchCollector, OutputResult};
 pub use dstream::rdd::Rdd;

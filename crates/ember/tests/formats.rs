@@ -132,3 +132,157 @@ fn bad_lines_and_damaged_object_files_are_counted_and_skipped() {
     let counts: Vec<u64> = skips.iter().map(|(_, n)| *n).collect();
     assert_eq!(counts, vec![2, 1, 2], "skips per input, in declaration order: {skips:?}");
 }
+
+/// The rolling files under `dir`: name → lines, sorted (a worker's share of a batch comes in
+/// no fixed order).
+fn rolled(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let sorted_lines = |text: String| {
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort();
+        lines.join("\n")
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else { return Default::default() };
+    entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        // Temporary files of a write in progress (the SIGKILL test reads while the job runs).
+        .filter(|n| !n.starts_with('.'))
+        .filter_map(|n| Some((n.clone(), sorted_lines(std::fs::read_to_string(dir.join(&n)).ok()?))))
+        .collect()
+}
+
+#[test]
+fn rolling_files_close_every_n_batches_or_at_m_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ssc = context("local[2]");
+    let batches: Vec<Vec<u32>> = (0..10).map(|b| (0..6).map(|i| b * 10 + i).collect()).collect();
+    let numbers = ssc.queue_stream(batches, true);
+    let every_4 = dir.path().join("every4");
+    numbers.save_as_rolling_files(
+        every_4.join("n").display().to_string(),
+        "json",
+        JsonLines,
+        ember::Roll { batches: 4, bytes: 0 },
+    );
+    let by_size = dir.path().join("bysize");
+    numbers.save_as_rolling_files(
+        by_size.join("n").display().to_string(),
+        "",
+        JsonLines,
+        ember::Roll { batches: 1000, bytes: 20 },
+    );
+    ssc.run_batches(10).unwrap();
+    ssc.stop(false).unwrap();
+    // Batch times START+1000 .. START+10000; files close where the time is a multiple of 4 s.
+    let files = rolled(&every_4);
+    let ranges: std::collections::BTreeSet<(u64, u64)> = files
+        .keys()
+        .map(|n| {
+            let parts: Vec<&str> = n.trim_end_matches(".json").split('-').collect();
+            (parts[1].parse().unwrap(), parts[2].parse().unwrap())
+        })
+        .collect();
+    let closes: Vec<u64> = (1..=10).map(|b| START + b * 1000).filter(|t| (t / 1000) % 4 == 0).collect();
+    let expected: std::collections::BTreeSet<(u64, u64)> = closes
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| (if i == 0 { START + 1000 } else { closes[i - 1] + 1000 }, c))
+        .collect();
+    assert_eq!(ranges, expected, "files per roll of batches: {:?}", files.keys());
+    let mut written: Vec<u32> = files.values().flat_map(|c| c.lines().map(|l| l.parse::<u32>().unwrap())).collect();
+    written.sort();
+    let last_close = (closes.last().unwrap() - START) / 1000;
+    let want: Vec<u32> = (0..last_close as u32).flat_map(|b| (0..6).map(move |i| b * 10 + i)).collect();
+    assert_eq!(written, want, "every record of the closed rolls, once; the open roll waits");
+    // By size: a worker's file closes once it holds 20 bytes (about two batches of its share).
+    let sizes = rolled(&by_size);
+    assert!(sizes.len() >= 4, "{:?}", sizes.keys());
+    assert!(sizes.values().all(|c| c.len() >= 20), "{sizes:?}");
+}
+
+const ROLL_BATCHES: u64 = 24;
+
+fn rolling_job(_input: &Path, out: &Path, ck: &Path, master: &str) -> ember::Result<StreamingContext> {
+    let ssc = ember::testing::kill_test_context(master, START, ck)?;
+    ember::testing::generated_word_counts(&ssc).save_as_rolling_files(
+        out.join("counts").display().to_string(),
+        "json",
+        JsonLines,
+        ember::Roll { batches: 3, bytes: 600 },
+    );
+    Ok(ssc)
+}
+
+#[test]
+#[ignore = "run as a child process by the tests below"]
+fn rolling_kill_child() {
+    ember::testing::run_kill_child(START + ROLL_BATCHES * 1000, rolling_job);
+}
+
+/// An uninterrupted run and a run killed 12 times write the same rolling files: `cluster` runs
+/// 2 processes x 2 workers.
+fn rolling_files_survive_sigkills(master: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |out: &Path, ck: &Path| -> Vec<std::process::Command> {
+        let path = |p: &Path| p.display().to_string();
+        let child = |m: &str| {
+            let env = [
+                ("KILL_IN", String::new()),
+                ("KILL_OUT", path(out)),
+                ("KILL_CK", path(ck)),
+                ("KILL_MASTER", m.to_owned()),
+                ("RUST_LOG", "error".to_owned()),
+            ];
+            let mut c = ember::testing::child_command("rolling_kill_child", &env);
+            c.stdout(std::process::Stdio::null());
+            c
+        };
+        if master != "cluster" {
+            return vec![child(master)];
+        }
+        let hosts = ember::testing::cluster_hosts();
+        (0..2)
+            .map(|i| {
+                let mut c = child("local[1]");
+                c.envs(ember::testing::cluster_env(&hosts, i));
+                c
+            })
+            .collect()
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let straight: Vec<_> = run(&a, &dir.path().join("ck-a")).iter_mut().map(|c| c.spawn().unwrap()).collect();
+    for mut c in straight {
+        assert!(c.wait().unwrap().success(), "{master}: the uninterrupted run failed");
+    }
+    let straight = rolled(&a);
+    assert!(straight.len() >= ROLL_BATCHES as usize / 3, "{master}: files of every roll: {}", straight.len());
+    let kills = ember::testing::kill_and_restart_all(
+        || run(&b, &dir.path().join("ck-b")),
+        12,
+        || {
+            rolled(&b)
+                .keys()
+                .filter_map(|n| n.split('-').nth(2)?.parse::<u64>().ok())
+                .max()
+                .map_or(0, |t| (t - START) / 1000)
+        },
+        ROLL_BATCHES,
+    );
+    assert!(kills >= 8, "{master}: only {kills} kills landed");
+    assert_eq!(rolled(&b), straight, "{master}: the same files with the same contents after {kills} kills");
+}
+
+#[test]
+fn rolling_files_survive_sigkills_local_1() {
+    rolling_files_survive_sigkills("local[1]");
+}
+
+#[test]
+fn rolling_files_survive_sigkills_local_3() {
+    rolling_files_survive_sigkills("local[3]");
+}
+
+#[test]
+fn rolling_files_survive_sigkills_2_processes() {
+    rolling_files_survive_sigkills("cluster");
+}

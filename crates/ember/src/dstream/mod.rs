@@ -26,6 +26,7 @@
 //! `zip_with_index`, `top`) give a total order. With `local[1]` it is the input order.
 
 pub mod aggregate;
+pub mod files;
 pub mod join;
 pub mod map;
 pub mod map_with_state;

@@ -17,10 +17,8 @@ use crate::error::{Cause, Error};
 use crate::exec::output::{port, Action};
 use crate::exec::plan::{OutputSpec, Placement};
 use crate::exec::BuildEnv;
-use crate::format::FileFormat;
 use crate::operator::Sink;
 use crate::print::Printable;
-use crate::storage::Storage;
 use crate::time::Time;
 use crate::Data;
 
@@ -211,56 +209,6 @@ impl<T: Data> DStream<T> {
         BatchCollector { batches }
     }
 
-    /// Writes every batch as a directory `prefix-<ms>[.suffix]` of text files, one record per line.
-    /// Every worker writes its share as `part-NNNNN`; once the batch completed everywhere, the
-    /// driver moves the directory into place (replacing an earlier one, so re-running a batch
-    /// overwrites its output; atomically on local disk) and adds an empty `_SUCCESS` file, last.
-    /// `prefix` is a local path or an object store's URL (`s3://bucket/out/counts`).
-    pub fn save_as_text_files(&self, prefix: impl Into<String>, suffix: impl Into<String>)
-    where
-        T: Printable,
-    {
-        let encode = |records: &[T], out: &mut Vec<u8>| {
-            let mut text = String::new();
-            for r in records {
-                r.print_to(&mut text);
-                text.push('\n');
-            }
-            out.extend_from_slice(text.as_bytes());
-            Ok(())
-        };
-        self.save_files("save_as_text_files", prefix.into(), suffix.into(), Arc::new(encode));
-    }
-
-    /// Writes every batch as a directory `prefix-<ms>[.suffix]` of files in `format` (Spark's
-    /// `saveAsHadoopFiles`: [`JsonLines`](crate::format::JsonLines), [`Csv`](crate::format::Csv),
-    /// [`ObjectFile`](crate::format::ObjectFile) or your own), committed as
-    /// [`save_as_text_files`](Self::save_as_text_files) commits.
-    pub fn save_as_files(&self, prefix: impl Into<String>, suffix: impl Into<String>, format: impl FileFormat<T>) {
-        let format = Arc::new(format);
-        let encode = move |records: &[T], out: &mut Vec<u8>| format.encode(records, out);
-        self.save_files("save_as_files", prefix.into(), suffix.into(), Arc::new(encode));
-    }
-
-    /// Writes every batch as a directory `prefix-<ms>[.suffix]` of Ember object files (Spark's
-    /// `saveAsObjectFiles`; the format is [`ObjectFile`](crate::format::ObjectFile)'s), read back
-    /// by [`object_file_stream`](crate::StreamingContext::object_file_stream).
-    pub fn save_as_object_files(&self, prefix: impl Into<String>, suffix: impl Into<String>)
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned,
-    {
-        let encode = |records: &[T], out: &mut Vec<u8>| crate::format::ObjectFile.encode(records, out);
-        self.save_files("save_as_object_files", prefix.into(), suffix.into(), Arc::new(encode));
-    }
-
-    fn save_files(&self, name: &str, prefix: String, suffix: String, encode: Encode<T>) {
-        let (parent, base) = crate::storage::split_last(&prefix);
-        match crate::storage::open(&parent, &self.ctx.settings.conf, false) {
-            Ok(storage) => self.sink(name, BatchFiles { storage, base, suffix, encode }),
-            Err(e) => self.ctx.defer(e),
-        }
-    }
-
     /// Writes every batch to `sink`: each worker writes its share of the batch
     /// ([`Sink::write`]), then, once the batch completed on every worker and every output of it
     /// ran, the driver commits it ([`Sink::commit`]), once. A failed write or commit fails the
@@ -324,51 +272,6 @@ impl<T: Data> DStream<T> {
             })
         })
     }
-}
-
-/// Encodes one part file.
-type Encode<T> = Arc<dyn Fn(&[T], &mut Vec<u8>) -> Result<(), Error> + Send + Sync>;
-
-/// The file outputs: a directory `prefix-<ms>[.suffix]` per batch, one `part-NNNNN` per worker,
-/// staged in `<dir>._temporary` and moved into place by the commit.
-struct BatchFiles<T> {
-    storage: Arc<dyn Storage>,
-    /// The last component of the prefix; the storage is rooted at its parent.
-    base: String,
-    suffix: String,
-    encode: Encode<T>,
-}
-
-impl<T: Data> Sink<T> for BatchFiles<T> {
-    fn write(&self, t: Time, worker: usize, records: Vec<T>) -> Result<(), Error> {
-        let mut bytes = Vec::new();
-        (self.encode)(&records, &mut bytes)?;
-        self.storage.put(&format!("{}/part-{worker:05}", self.staging(t)), &bytes)
-    }
-
-    fn commit(&self, t: Time, workers: usize) -> Result<(), Error> {
-        commit_dir(self.storage.as_ref(), &self.staging(t), &batch_file_name(&self.base, &self.suffix, t), workers)
-    }
-}
-
-impl<T> BatchFiles<T> {
-    fn staging(&self, t: Time) -> String {
-        format!("{}._temporary", batch_file_name(&self.base, &self.suffix, t))
-    }
-}
-
-/// Moves a batch's staged parts to `dir` with an empty `_SUCCESS` file, which is written last
-/// where the move is not atomic (an object store). Parts of workers that no longer exist (a
-/// re-run with fewer workers) do not belong and are dropped.
-pub(crate) fn commit_dir(storage: &dyn Storage, staging: &str, dir: &str, peers: usize) -> Result<(), Error> {
-    for e in storage.list(staging)? {
-        if e.file_name().strip_prefix("part-").and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n >= peers) {
-            storage.delete(&e.name)?;
-        }
-    }
-    storage.delete(&format!("{dir}/_SUCCESS"))?;
-    storage.rename_dir(staging, dir)?;
-    storage.put(&format!("{dir}/_SUCCESS"), b"")
 }
 
 #[cfg(test)]
