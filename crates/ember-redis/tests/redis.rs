@@ -210,3 +210,45 @@ fn a_job_killed_20_times_increments_once_local_1() {
 fn a_job_killed_20_times_increments_once_local_3() {
     killed_and_straight_agree("local[3]", "kill3");
 }
+
+/// Adds up the records sinks report to listeners.
+#[derive(Clone, Default)]
+struct Reported(std::sync::Arc<std::sync::atomic::AtomicU64>, std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl ember::StreamingListener for Reported {
+    fn on_sink_committed(&mut self, info: &ember::SinkCommitInfo) {
+        self.0.fetch_add(info.metrics["records"], std::sync::atomic::Ordering::Relaxed);
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+#[ignore = "run as a process of a cluster by the test below"]
+fn redis_cluster_child() {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+    let ssc = ember::testing::kill_test_context("local[1]", START, Path::new(&var("KILL_CK"))).unwrap();
+    ember::testing::generated_word_counts(&ssc).save_to_redis(SHARED, RedisMode::hash_increment(&var("KILL_OUT")));
+    let reported = Reported::default();
+    ssc.add_streaming_listener(reported.clone());
+    ssc.run_batches(10).unwrap();
+    ssc.stop(false).unwrap();
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    println!("REPORTED {} {}", n(&reported.0), n(&reported.1));
+}
+
+#[test]
+fn listeners_get_each_batch_figures_summed_over_every_process() {
+    fresh(SHARED, "cluster");
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("KILL_CK", dir.path().join("ck").display().to_string()), ("KILL_OUT", "cluster_totals".to_owned())];
+    let outputs = ember::testing::run_cluster("redis_cluster_child", &env);
+    let reported = ember::testing::tagged(&outputs[0].stdout, "REPORTED");
+    // Every batch holds all 20 words: 20 records a batch, written by 4 workers in 2 processes.
+    let written: u64 = hash(SHARED, "cluster_totals").len() as u64;
+    assert_eq!(written, 20);
+    assert_eq!(
+        reported,
+        vec![format!("{} 10", 20 * 10)],
+        "process 0's listener saw every process's records, per batch"
+    );
+}

@@ -146,9 +146,8 @@ pub trait StreamingListener: Send + 'static {
 }
 
 /// What a sink reports when it committed a batch: its figures for the batch (for the sinks of
-/// `ember-postgres` and `ember-redis`: `records`, `shares`, `skipped`, `retries`, `write_ms`). The
-/// figures are those of process 0's workers: in a job of several processes, each process's
-/// totals are in its sink's counters.
+/// `ember-postgres` and `ember-redis`: `records`, `shares`, `skipped`, `retries`, `write_ms`),
+/// summed over every worker of every process (each process sends its own to process 0).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SinkCommitInfo {
     /// The batch.

@@ -247,23 +247,38 @@ impl<T: Data> DStream<T> {
     pub fn sink(&self, name: &str, sink: impl Sink<T>) {
         let sink = Arc::new(sink);
         let label = name.to_owned();
+        // The same key in every process: sinks are declared in the same order everywhere.
+        let key =
+            format!("{name}#{}", self.extension::<SinkIds>().0.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        // The batches the sink wrote in this process (its workers share the set).
+        let written = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
         self.output(name, Placement::Partition, move |env| {
             let (sink, rt, index, peers, is_driver) =
                 (Arc::clone(&sink), Arc::clone(&env.rt), env.index, env.peers, env.is_driver());
-            let label = label.clone();
+            if !is_driver && index % rt.settings.local_workers().max(1) == 0 {
+                // Another process's local leader: it sends this process's figures of each batch
+                // the sink wrote here.
+                let (s, written) = (Arc::clone(&sink), Arc::clone(&written));
+                let metrics = move |t: Time| {
+                    let mut w = lock(&written);
+                    let here = w.remove(&t.millis());
+                    w.retain(|&b| b > t.millis());
+                    here.then(|| s.metrics(t))
+                };
+                rt.sink_reports.register(key.clone(), label.clone(), Arc::new(metrics));
+            }
+            let (label, key, written) = (label.clone(), key.clone(), Arc::clone(&written));
             Box::new(move |t, records: Vec<T>| {
+                lock(&written).insert(t.millis());
                 sink.write(t, index, records).map_err(Cause::new)?;
                 if is_driver {
-                    let (sink, label) = (Arc::clone(&sink), label.clone());
+                    let (sink, label, key) = (Arc::clone(&sink), label.clone(), key.clone());
                     let commit_rt = Arc::clone(&rt);
                     let commit = move || {
                         sink.commit(t, peers)
                             .map_err(|e| Error::external(format!("committing `{label}` at batch {t}"), e))?;
-                        let metrics = sink.metrics(t);
-                        if !metrics.is_empty() {
-                            let info = crate::SinkCommitInfo { batch_time: t, name: label, metrics };
-                            commit_rt.post(crate::listener::Event::SinkCommitted(info));
-                        }
+                        // Process 0's figures; listeners get the sums over every process.
+                        commit_rt.report_sink(t.millis(), &key, &label, sink.metrics(t));
                         Ok(())
                     };
                     rt.add_commit(t.millis(), Box::new(commit));
@@ -273,6 +288,10 @@ impl<T: Data> DStream<T> {
         })
     }
 }
+
+/// Numbers the sinks of a context in declaration order (a context extension).
+#[derive(Default)]
+struct SinkIds(std::sync::atomic::AtomicUsize);
 
 #[cfg(test)]
 mod tests {

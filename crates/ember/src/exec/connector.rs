@@ -31,10 +31,11 @@ pub trait Sink<T>: Send + Sync + 'static {
         Ok(())
     }
 
-    /// This process's figures for batch `t` (records written, retries, ...), asked on the driver
-    /// right after the commit and delivered to listeners
-    /// ([`StreamingListener::on_sink_committed`](crate::StreamingListener::on_sink_committed));
-    /// none by default. [`SinkCounters::batch`] gives them for sinks that count with it.
+    /// This process's figures for batch `t` (records written, retries, ...): asked on the driver
+    /// right after the commit, and in every other process once the batch completed there;
+    /// listeners get their sums over every process
+    /// ([`StreamingListener::on_sink_committed`](crate::StreamingListener::on_sink_committed)).
+    /// None by default. [`SinkCounters::batch`] gives them for sinks that count with it.
     fn metrics(&self, _t: Time) -> BTreeMap<String, u64> {
         BTreeMap::new()
     }

@@ -533,6 +533,9 @@ fn track_completion(
             if let Some(ck) = rt.checkpoint_at(t).filter(|_| rt.checkpoint_ok(t)) {
                 mesh.send_parts(t, ck.take_parts(t), counters.accumulators.clone());
             }
+            for (key, name, figures) in rt.sink_reports.collect(Time::from_millis(t)) {
+                mesh.send_sink_metrics(t, key, name, figures);
+            }
             t += grid.slide;
         }
     }

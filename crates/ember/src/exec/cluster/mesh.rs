@@ -1,6 +1,7 @@
 //! The control connections of a running job: heartbeats, failures, checkpoint parts, the
 //! services that cover every process, and the stop.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +51,13 @@ enum Message {
     },
     /// To process 0: a graceful stop was asked here; process 0 picks the last batch.
     StopAsked,
+    /// The sender's figures of a sink at batch `time` (`Sink::metrics`), to process 0.
+    SinkMetrics {
+        time: u64,
+        key: String,
+        name: String,
+        figures: BTreeMap<String, u64>,
+    },
     /// An event of one of the sender's receivers, for the driver's listeners.
     Receiver {
         kind: ReceiverEvent,
@@ -213,6 +221,11 @@ impl Mesh {
                     }
                 }
                 Ok(Message::Progress(counters)) => self.progress(p, counters),
+                Ok(Message::SinkMetrics { time, key, name, figures }) => {
+                    if let Some(rt) = self.rt.upgrade() {
+                        rt.report_sink(time, &key, &name, figures);
+                    }
+                }
                 Ok(Message::Limited { stream, capped }) => {
                     lock(&self.limited).insert(stream, capped);
                 }
@@ -290,6 +303,11 @@ impl Mesh {
     /// accumulators' counts.
     pub fn send_parts(&self, t: u64, parts: Vec<crate::checkpoint::Part>, accumulators: Vec<(String, i64)>) {
         self.to_driver(&Message::Parts { time: t, parts, accumulators });
+    }
+
+    /// Reports this process's figures of a sink at batch `t` to process 0.
+    pub fn send_sink_metrics(&self, t: u64, key: String, name: String, figures: BTreeMap<String, u64>) {
+        self.to_driver(&Message::SinkMetrics { time: t, key, name, figures });
     }
 
     /// Reports this process's counters to process 0.

@@ -96,6 +96,8 @@ pub(crate) struct Runtime {
     /// Input lines that were not valid UTF-8 (decoded with replacement characters).
     pub invalid_utf8: AtomicU64,
     commits: Mutex<BTreeMap<u64, Vec<Commit>>>,
+    /// Sinks' figures per batch, summed over every process for listeners.
+    pub sink_reports: sinks::SinkReports,
     /// Rate limiters of this process's sources, by input stream id, and whether the static
     /// receiver limit (`receiver.max_rate`) caps them (direct streams apply their own caps).
     limiters: Mutex<BTreeMap<usize, (Arc<crate::rate::RateLimiter>, bool)>>,
@@ -115,6 +117,7 @@ pub(crate) struct Runtime {
 }
 
 mod rates;
+pub(crate) mod sinks;
 
 impl Runtime {
     pub fn new(
@@ -150,6 +153,7 @@ impl Runtime {
             oversized: AtomicU64::new(0),
             invalid_utf8: AtomicU64::new(0),
             commits: Mutex::new(BTreeMap::new()),
+            sink_reports: sinks::SinkReports::default(),
             limiters: Mutex::new(BTreeMap::new()),
             metadata: BTreeMap::new(),
             failed_from: AtomicU64::new(NOT_SET),
@@ -162,6 +166,15 @@ impl Runtime {
 
     /// Posts `e` to this process's listeners; a receiver event of another process than the
     /// driver's also goes to the driver's.
+    /// Adds one process's figures of a sink at batch `t` (process 0's own, or another's that
+    /// arrived); once every process's are in, listeners get the sums.
+    pub fn report_sink(&self, t: u64, key: &str, name: &str, figures: sinks::Figures) {
+        let processes = (self.settings.total_workers() / self.settings.local_workers().max(1)).max(1);
+        if let Some(info) = self.sink_reports.add(t, key, name, figures, processes) {
+            self.post(Event::SinkCommitted(info));
+        }
+    }
+
     pub fn post(&self, e: Event) {
         use super::cluster::ReceiverEvent;
         if let Some(mesh) = self.mesh.get().filter(|m| !m.is_driver()) {
