@@ -327,10 +327,8 @@ fn run_checkpointed(ck: &std::path::Path, batches: u64) -> (Vec<Option<i32>>, BT
 }
 
 fn commits(ck: &std::path::Path) -> Vec<u64> {
-    let mut times: Vec<u64> = std::fs::read_dir(ck.join("commits"))
-        .unwrap()
-        .filter_map(|e| e.unwrap().file_name().to_str()?.parse().ok())
-        .collect();
+    let Ok(entries) = std::fs::read_dir(ck.join("commits")) else { return Vec::new() };
+    let mut times: Vec<u64> = entries.filter_map(|e| e.unwrap().file_name().to_str()?.parse().ok()).collect();
     times.sort_unstable();
     times
 }
@@ -359,13 +357,17 @@ fn a_checkpoint_part_that_one_process_cannot_write_commits_nothing_and_stops_eve
         "process 0 names process 1 and the path: {}",
         errs[0]
     );
-    assert_eq!(commits(&ck), [START + 2000], "checkpoint {broken} is not committed, the one before stays");
+    // Checkpoint `broken` never commits. The one before does, unless the driver, on a loaded
+    // machine, stopped before it saw that batch complete in every process.
+    let committed = commits(&ck);
+    assert!(committed == [START + 2000] || committed.is_empty(), "checkpoint {broken} is not committed: {committed:?}");
 
     // Recovery takes the previous checkpoint and goes on as the uninterrupted run did.
     std::fs::remove_file(ck.join(&path)).unwrap();
     let (codes, recovered, errs) = run_checkpointed(&ck, BATCHES);
     assert_eq!(codes, [Some(0), Some(0)], "the recovered run: {errs:?}");
-    assert_eq!(recovered.keys().next(), Some(&(START + 3000)), "the batches after checkpoint {}", START + 2000);
+    let first = committed.last().map_or(START + 1000, |c| c + 1000);
+    assert_eq!(recovered.keys().next(), Some(&first), "the batches after checkpoint {committed:?}");
     for (t, line) in &recovered {
         assert_eq!(line, &straight[t], "batch {t}");
     }
