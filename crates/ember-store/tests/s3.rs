@@ -193,8 +193,9 @@ fn a_file_stream_on_s3_killed_and_recovered_reads_each_object_once() {
     for (i, chunk) in lines.chunks(40).enumerate() {
         input.put(&format!("part-{i}.txt"), chunk.join("\n").as_bytes()).unwrap();
     }
-    let newest = input.list("").unwrap().iter().filter_map(|e| e.modified_ms).max().unwrap();
-    let start = newest / 1000 * 1000 - 1000;
+    // The clock starts before the oldest object was written (uploads may span seconds).
+    let oldest = input.list("").unwrap().iter().filter_map(|e| e.modified_ms).min().unwrap();
+    let start = oldest / 1000 * 1000 - 1000;
     let child = |out: &str, ck: &str| {
         let env = [
             ("S3_ENDPOINT", moto.endpoint.clone()),
@@ -362,9 +363,9 @@ fn the_s3_word_count_example_counts_each_object_once_across_a_restart() {
     let input = open("s3://bucket/in", &conf);
     input.put("a.txt", b"to be or not to be\n").unwrap();
     input.put("b.txt", b"be quick\n").unwrap();
-    let newest = input.list("").unwrap().iter().filter_map(|e| e.modified_ms).max().unwrap();
-    // The clock starts before the objects were written, so the first batch reads them.
-    let start = newest / 1000 * 1000 - 1000;
+    // The clock starts before the oldest object was written, so the first batches read them.
+    let oldest = input.list("").unwrap().iter().filter_map(|e| e.modified_ms).min().unwrap();
+    let start = oldest / 1000 * 1000 - 1000;
     let run = |batches: u64| {
         let status = std::process::Command::new(ember::testing::example_binary("s3_word_count"))
             .args(["s3://bucket/in", "s3://bucket/out", "s3://bucket/ck"])
