@@ -68,6 +68,10 @@ pub trait Storage: Send + Sync + 'static {
     fn create_root(&self) -> Result<()> {
         Ok(())
     }
+    /// Whether [`rename_dir`](Self::rename_dir) is atomic (a local rename); object stores copy.
+    fn renames_atomically(&self) -> bool {
+        false
+    }
 }
 
 impl dyn Storage {
@@ -330,6 +334,10 @@ impl Storage for LocalStorage {
 
     fn create_root(&self) -> Result<()> {
         fs::create_dir_all(&self.root).map_err(|e| Error::io(format!("creating {}", self.root.display()), e))
+    }
+
+    fn renames_atomically(&self) -> bool {
+        true
     }
 }
 

@@ -149,14 +149,19 @@ impl<T> BatchFiles<T> {
     }
 }
 
-/// Moves a batch's staged parts to `dir` with an empty `_SUCCESS` file, which is written last
-/// where the move is not atomic (an object store). Parts of workers that no longer exist (a
+/// Moves a batch's staged parts to `dir` with an empty `_SUCCESS` file: inside the directory
+/// before an atomic move (local disk), written last after a copy (an object store). Parts of workers that no longer exist (a
 /// re-run with fewer workers) do not belong and are dropped.
 pub(crate) fn commit_dir(storage: &dyn Storage, staging: &str, dir: &str, peers: usize) -> Result<(), Error> {
     for e in storage.list(staging)? {
         if e.file_name().strip_prefix("part-").and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n >= peers) {
             storage.delete(&e.name)?;
         }
+    }
+    if storage.renames_atomically() {
+        // On disk the directory appears whole, `_SUCCESS` with it.
+        storage.put(&format!("{staging}/_SUCCESS"), b"")?;
+        return storage.rename_dir(staging, dir);
     }
     storage.delete(&format!("{dir}/_SUCCESS"))?;
     storage.rename_dir(staging, dir)?;
