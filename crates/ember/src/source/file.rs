@@ -63,6 +63,13 @@ pub(crate) enum Decode<T> {
     Whole(Arc<dyn Fn(&[u8], &mut Vec<T>) -> Result<(), String> + Send + Sync>),
 }
 
+impl Decode<String> {
+    /// Text: every line is a record.
+    fn text() -> Self {
+        Decode::Lines(Arc::new(|_, line| Ok(Some(line))))
+    }
+}
+
 impl<T> Clone for Decode<T> {
     fn clone(&self) -> Self {
         match self {
@@ -96,6 +103,18 @@ pub(crate) fn ignored_name(name: &str) -> bool {
 }
 
 impl<T> FileSource<T> {
+    fn new(
+        dir: Arc<dyn Storage>,
+        initial_threshold: u64,
+        remember_ms: u64,
+        rt: Arc<Runtime>,
+        decode: Decode<T>,
+        skipped: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Self {
+        let (selected, to_read, reading) = (BTreeMap::new(), VecDeque::new(), None);
+        FileSource { dir, initial_threshold, remember_ms, selected, rt, to_read, reading, decode, skipped }
+    }
+
     fn select(&self, t: u64) -> Vec<PathBuf> {
         let threshold = self.initial_threshold.max(t.saturating_sub(self.remember_ms));
         let entries = match self.dir.list("") {
@@ -279,7 +298,7 @@ impl StreamingContext {
     /// `dir` is a local path or the URL of an object store's prefix (`s3://bucket/incoming`;
     /// see [`crate::storage`]).
     pub fn text_file_stream(&self, dir: impl Into<PathBuf>) -> DStream<String> {
-        self.files("file stream", dir.into(), Decode::Lines(Arc::new(|_, line| Ok(Some(line)))))
+        self.files("file stream", dir.into(), Decode::text())
     }
 
     /// Records of the new files that appear in `dir`, in `format` (Spark's `fileStream` with an
@@ -322,17 +341,14 @@ impl StreamingContext {
         let counter = Arc::clone(&skipped);
         let stream = self
             .planned_input(kind, &reads, Reads::OnDriver, move |_, rt| {
-                Ok(FileSource {
-                    dir: Arc::clone(&storage),
-                    initial_threshold: created,
+                Ok(FileSource::new(
+                    Arc::clone(&storage),
+                    created,
                     remember_ms,
-                    selected: BTreeMap::new(),
-                    rt: Arc::clone(rt),
-                    to_read: VecDeque::new(),
-                    reading: None,
-                    decode: decode.clone(),
-                    skipped: Arc::clone(&counter),
-                })
+                    Arc::clone(rt),
+                    decode.clone(),
+                    Arc::clone(&counter),
+                ))
             })
             .0;
         crate::operator::SkipCounters::register_for_last_input(self, skipped);
@@ -344,6 +360,18 @@ impl StreamingContext {
 mod tests {
     use super::*;
 
+    /// A text file stream of the local directory `dir`, remembering a minute.
+    fn local_text_source(dir: &std::path::Path, rt: &Arc<Runtime>) -> FileSource<String> {
+        let storage = Arc::new(crate::storage::LocalStorage::open(dir, false));
+        FileSource::new(storage, 0, 60_000, Arc::clone(rt), Decode::text(), Arc::default())
+    }
+
+    /// The millisecond after `file`'s modification time.
+    fn just_after(file: &std::path::Path) -> Time {
+        let mtime = std::fs::metadata(file).unwrap().modified().unwrap();
+        Time::from_millis(mtime.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64 + 1)
+    }
+
     #[test]
     fn a_file_deleted_between_the_listing_and_the_read_is_skipped_with_a_warning() {
         let dir = tempfile::tempdir().unwrap();
@@ -351,19 +379,8 @@ mod tests {
             std::fs::write(dir.path().join(name), format!("{name}\n")).unwrap();
         }
         let rt = Arc::new(crate::exec::runtime::tests::runtime(crate::Conf::new()));
-        let mut d = FileSource {
-            dir: Arc::new(crate::storage::LocalStorage::open(dir.path(), false)),
-            initial_threshold: 0,
-            remember_ms: 60_000,
-            selected: BTreeMap::new(),
-            rt: Arc::clone(&rt),
-            to_read: VecDeque::new(),
-            reading: None,
-            decode: Decode::Lines(Arc::new(|_, line| Ok(Some(line)))),
-            skipped: Arc::default(),
-        };
-        let mtime = std::fs::metadata(dir.path().join("c.txt")).unwrap().modified().unwrap();
-        let t = Time::from_millis(mtime.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64 + 1);
+        let mut d = local_text_source(dir.path(), &rt);
+        let t = just_after(&dir.path().join("c.txt"));
         let files = d.plan(t, None).unwrap();
         assert_eq!(files.len(), 3);
         std::fs::remove_file(dir.path().join("b.txt")).unwrap();
@@ -390,19 +407,8 @@ mod tests {
         std::fs::write(dir.path().join("big.txt"), &text).unwrap();
         drop(text);
         let rt = Arc::new(crate::exec::runtime::tests::runtime(crate::Conf::new()));
-        let mut d = FileSource {
-            dir: Arc::new(crate::storage::LocalStorage::open(dir.path(), false)),
-            initial_threshold: 0,
-            remember_ms: 60_000,
-            selected: BTreeMap::new(),
-            rt: Arc::clone(&rt),
-            to_read: VecDeque::new(),
-            reading: None,
-            decode: Decode::Lines(Arc::new(|_, line| Ok(Some(line)))),
-            skipped: Arc::default(),
-        };
-        let mtime = std::fs::metadata(dir.path().join("big.txt")).unwrap().modified().unwrap();
-        let t = Time::from_millis(mtime.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64 + 1);
+        let mut d = local_text_source(dir.path(), &rt);
+        let t = just_after(&dir.path().join("big.txt"));
         let (mut out, mut parts, mut total) = (Vec::new(), 0, 0);
         let files = d.plan(t, None).unwrap();
         d.read(t, &files, &mut out).unwrap();
