@@ -33,6 +33,12 @@ pub trait FileFormat<T>: Send + Sync + 'static {
     fn encode_more(&self, records: &[T], out: &mut Vec<u8>) -> Result<()> {
         self.encode(records, out)
     }
+    /// The extension of the part files of [`save_as_files`](crate::DStream::save_as_files)
+    /// (`"parquet"` gives `part-00000.parquet`, which readers that look for the extension find);
+    /// by default none.
+    fn extension(&self) -> &str {
+        ""
+    }
     /// Whether files are read a line at a time ([`decode_line`](Self::decode_line)) rather
     /// than whole ([`decode_file`](Self::decode_file)).
     fn line_based(&self) -> bool;

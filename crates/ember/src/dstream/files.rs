@@ -25,7 +25,7 @@ impl<T: Data> DStream<T> {
         T: Printable,
     {
         let encode = |records: &[T], out: &mut Vec<u8>| crate::format::Text.encode(records, out);
-        self.save_files("save_as_text_files", prefix.into(), suffix.into(), Arc::new(encode));
+        self.save_files("save_as_text_files", prefix.into(), suffix.into(), String::new(), Arc::new(encode));
     }
 
     /// Writes every batch as a directory `prefix-<ms>[.suffix]` of files in `format` (Spark's
@@ -33,9 +33,13 @@ impl<T: Data> DStream<T> {
     /// [`ObjectFile`](crate::format::ObjectFile) or your own), committed as
     /// [`save_as_text_files`](Self::save_as_text_files) commits.
     pub fn save_as_files(&self, prefix: impl Into<String>, suffix: impl Into<String>, format: impl FileFormat<T>) {
+        let extension = match format.extension() {
+            "" => String::new(),
+            e => format!(".{e}"),
+        };
         let format = Arc::new(format);
         let encode = move |records: &[T], out: &mut Vec<u8>| format.encode(records, out);
-        self.save_files("save_as_files", prefix.into(), suffix.into(), Arc::new(encode));
+        self.save_files("save_as_files", prefix.into(), suffix.into(), extension, Arc::new(encode));
     }
 
     /// Writes every batch as a directory `prefix-<ms>[.suffix]` of Ember object files (Spark's
@@ -46,7 +50,7 @@ impl<T: Data> DStream<T> {
         T: serde::Serialize + serde::de::DeserializeOwned,
     {
         let encode = |records: &[T], out: &mut Vec<u8>| crate::format::ObjectFile.encode(records, out);
-        self.save_files("save_as_object_files", prefix.into(), suffix.into(), Arc::new(encode));
+        self.save_files("save_as_object_files", prefix.into(), suffix.into(), String::new(), Arc::new(encode));
     }
 
     /// Writes the stream in files of many batches, against many small files: each worker
@@ -109,10 +113,10 @@ impl<T: Data> DStream<T> {
         closed.sink("save_as_rolling_files", RollingFiles { storage, base, suffix });
     }
 
-    fn save_files(&self, name: &str, prefix: String, suffix: String, encode: Encode<T>) {
+    fn save_files(&self, name: &str, prefix: String, suffix: String, part_extension: String, encode: Encode<T>) {
         let (parent, base) = crate::storage::split_last(&prefix);
         match crate::storage::open(&parent, &self.ctx.settings.conf, false) {
-            Ok(storage) => self.sink(name, BatchFiles { storage, base, suffix, encode }),
+            Ok(storage) => self.sink(name, BatchFiles { storage, base, suffix, part_extension, encode }),
             Err(e) => self.ctx.defer(e),
         }
     }
@@ -128,6 +132,8 @@ struct BatchFiles<T> {
     /// The last component of the prefix; the storage is rooted at its parent.
     base: String,
     suffix: String,
+    /// `.parquet` and such, or empty.
+    part_extension: String,
     encode: Encode<T>,
 }
 
@@ -135,7 +141,7 @@ impl<T: Data> Sink<T> for BatchFiles<T> {
     fn write(&self, t: Time, worker: usize, records: Vec<T>) -> Result<(), Error> {
         let mut bytes = Vec::new();
         (self.encode)(&records, &mut bytes)?;
-        self.storage.put(&format!("{}/part-{worker:05}", self.staging(t)), &bytes)
+        self.storage.put(&format!("{}/part-{worker:05}{}", self.staging(t), self.part_extension), &bytes)
     }
 
     fn commit(&self, t: Time, workers: usize) -> Result<(), Error> {
@@ -154,7 +160,9 @@ impl<T> BatchFiles<T> {
 /// re-run with fewer workers) do not belong and are dropped.
 pub(crate) fn commit_dir(storage: &dyn Storage, staging: &str, dir: &str, peers: usize) -> Result<(), Error> {
     for e in storage.list(staging)? {
-        if e.file_name().strip_prefix("part-").and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n >= peers) {
+        let worker =
+            e.file_name().strip_prefix("part-").and_then(|n| n.split('.').next()).and_then(|n| n.parse::<usize>().ok());
+        if worker.is_some_and(|n| n >= peers) {
             storage.delete(&e.name)?;
         }
     }

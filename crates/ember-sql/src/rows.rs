@@ -1,0 +1,378 @@
+//! [`Row`], the untyped record a query returns, and its conversions: from Arrow's record batches,
+//! to a user's own type through serde, and to a record serde_arrow can write back into a table.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type};
+use arrow::datatypes::{UInt16Type, UInt32Type, UInt64Type, UInt8Type};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use serde::de::DeserializeOwned;
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::SqlError;
+
+/// One value of a [`Row`]. Integers of every width are `Int` (an unsigned 64-bit value above
+/// `i64::MAX` becomes `Float`), floating point is `Float`, text `Str`; dates, times, timestamps
+/// and decimals are `Str` in Arrow's display form, as a Spark `Row` shows them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    /// SQL `NULL`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// An integer of any width.
+    Int(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// Text, and the display form of dates, timestamps and decimals.
+    Str(String),
+    /// Binary data.
+    Bytes(Vec<u8>),
+    /// An array.
+    List(Vec<Value>),
+    /// A struct: its fields in order, with their names.
+    Struct(Vec<(String, Value)>),
+}
+
+/// An untyped record, as Spark's `Row`: values by position, with the column names of the query
+/// that made it. Read a column with [`get`](Row::get) or turn the row into your own type with
+/// [`to`](Row::to).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    names: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+impl Row {
+    /// A row of `values` named `names` (as many of each).
+    pub fn new(names: Arc<[String]>, values: Vec<Value>) -> Row {
+        debug_assert_eq!(names.len(), values.len());
+        Row { names, values }
+    }
+
+    /// The column names.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The values, in column order.
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+
+    /// The value of column `name`, if the row has one.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.names.iter().position(|n| n == name).map(|i| &self.values[i])
+    }
+
+    /// The value of column `name` as an integer (`None` for a missing column, `NULL` or another type).
+    pub fn get_i64(&self, name: &str) -> Option<i64> {
+        match self.get(name)? {
+            Value::Int(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The value of column `name` as a float (integers widen).
+    pub fn get_f64(&self, name: &str) -> Option<f64> {
+        match self.get(name)? {
+            Value::Float(v) => Some(*v),
+            Value::Int(v) => Some(*v as f64),
+            _ => None,
+        }
+    }
+
+    /// The value of column `name` as text.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        match self.get(name)? {
+            Value::Str(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The row as a record of type `T`, matched by column name through serde (a `struct` with
+    /// fields named as the columns; `Option` fields take `NULL`).
+    pub fn to<T: DeserializeOwned>(&self) -> Result<T, SqlError> {
+        serde_json::from_value(self.to_json()).map_err(|e| SqlError::Convert(format!("row {self} as a record: {e}")))
+    }
+
+    /// The row as a JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Object(self.names.iter().zip(&self.values).map(|(n, v)| (n.clone(), v.to_json())).collect())
+    }
+
+    /// The row as a record with named fields, for serde_arrow (Parquet and JSON outputs).
+    pub(crate) fn as_record(&self) -> Record<'_> {
+        Record(self)
+    }
+}
+
+impl Value {
+    fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+            Value::Str(s) => J::String(s.clone()),
+            Value::Bytes(b) => J::Array(b.iter().map(|x| J::from(*x)).collect()),
+            Value::List(xs) => J::Array(xs.iter().map(Value::to_json).collect()),
+            Value::Struct(fs) => J::Object(fs.iter().map(|(n, v)| (n.clone(), v.to_json())).collect()),
+        }
+    }
+}
+
+/// `Row` prints as Spark's `Row.toString`: `[a,1,null]`.
+impl std::fmt::Display for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[")?;
+        for (i, v) in self.values.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{v}")?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// A value prints as in Spark's `show()`: `null`, Java's form of a double (`1.0`, `1.0E10`),
+/// `[1, 2]` for arrays and `{a, 1}` for structs.
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => f.write_str(&java_double(*x)),
+            Value::Str(s) => f.write_str(s),
+            Value::Bytes(b) => {
+                f.write_str("[")?;
+                for (i, x) in b.iter().enumerate() {
+                    write!(f, "{}{:02X}", if i > 0 { " " } else { "" }, x)?;
+                }
+                f.write_str("]")
+            }
+            Value::List(xs) => {
+                f.write_str("[")?;
+                for (i, x) in xs.iter().enumerate() {
+                    write!(f, "{}{x}", if i > 0 { ", " } else { "" })?;
+                }
+                f.write_str("]")
+            }
+            Value::Struct(fs) => {
+                f.write_str("{")?;
+                for (i, (_, x)) in fs.iter().enumerate() {
+                    write!(f, "{}{x}", if i > 0 { ", " } else { "" })?;
+                }
+                f.write_str("}")
+            }
+        }
+    }
+}
+
+/// Java's `Double.toString`: the shortest digits that read back, plain between 10⁻³ and 10⁷
+/// (always with a fractional digit), otherwise `d.dddE±n`.
+pub(crate) fn java_double(x: f64) -> String {
+    if x.is_nan() {
+        return "NaN".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    if x == 0.0 {
+        return if x.is_sign_negative() { "-0.0" } else { "0.0" }.into();
+    }
+    let a = x.abs();
+    if (1e-3..1e7).contains(&a) {
+        let s = format!("{x}");
+        if s.contains('.') {
+            s
+        } else {
+            s + ".0"
+        }
+    } else {
+        let s = format!("{x:e}");
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let mantissa = if mantissa.contains('.') { mantissa.to_string() } else { format!("{mantissa}.0") };
+        format!("{mantissa}E{exp}")
+    }
+}
+
+impl ember::Printable for Row {
+    fn print_to(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = write!(out, "{self}");
+    }
+}
+
+/// A row seen by serde as a map from column name to plain value (no enum tags), which is what
+/// serde_arrow traces and writes.
+pub(crate) struct Record<'a>(&'a Row);
+
+struct Plain<'a>(&'a Value);
+
+impl Serialize for Record<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.values.len()))?;
+        for (n, v) in self.0.names.iter().zip(&self.0.values) {
+            m.serialize_entry(n, &Plain(v))?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for Plain<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Null => s.serialize_none(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::Float(f) => s.serialize_f64(*f),
+            Value::Str(x) => s.serialize_str(x),
+            Value::Bytes(b) => s.serialize_bytes(b),
+            Value::List(xs) => {
+                let mut q = s.serialize_seq(Some(xs.len()))?;
+                for x in xs {
+                    q.serialize_element(&Plain(x))?;
+                }
+                q.end()
+            }
+            Value::Struct(fs) => {
+                let mut m = s.serialize_map(Some(fs.len()))?;
+                for (n, v) in fs {
+                    m.serialize_entry(n, &Plain(v))?;
+                }
+                m.end()
+            }
+        }
+    }
+}
+
+/// The rows of record batches, named by their schema's fields.
+pub fn rows_of(batches: &[RecordBatch]) -> Vec<Row> {
+    let Some(first) = batches.first() else { return Vec::new() };
+    let names: Arc<[String]> = first.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let mut rows = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    for batch in batches {
+        let columns: Vec<Vec<Value>> = batch.columns().iter().map(values_of).collect();
+        let mut columns: Vec<std::vec::IntoIter<Value>> = columns.into_iter().map(Vec::into_iter).collect();
+        for _ in 0..batch.num_rows() {
+            let values = columns.iter_mut().map(|c| c.next().unwrap_or(Value::Null)).collect();
+            rows.push(Row { names: Arc::clone(&names), values });
+        }
+    }
+    rows
+}
+
+macro_rules! ints {
+    ($a:expr, $t:ty) => {
+        $a.as_primitive::<$t>().iter().map(|v| v.map_or(Value::Null, |v| Value::Int(v as i64))).collect()
+    };
+}
+
+/// One column's values.
+fn values_of(a: &ArrayRef) -> Vec<Value> {
+    match a.data_type() {
+        DataType::Null => vec![Value::Null; a.len()],
+        DataType::Boolean => a.as_boolean().iter().map(|v| v.map_or(Value::Null, Value::Bool)).collect(),
+        DataType::Int8 => ints!(a, Int8Type),
+        DataType::Int16 => ints!(a, Int16Type),
+        DataType::Int32 => ints!(a, Int32Type),
+        DataType::Int64 => ints!(a, Int64Type),
+        DataType::UInt8 => ints!(a, UInt8Type),
+        DataType::UInt16 => ints!(a, UInt16Type),
+        DataType::UInt32 => ints!(a, UInt32Type),
+        DataType::UInt64 => a
+            .as_primitive::<UInt64Type>()
+            .iter()
+            .map(|v| match v {
+                None => Value::Null,
+                Some(v) => i64::try_from(v).map_or(Value::Float(v as f64), Value::Int),
+            })
+            .collect(),
+        DataType::Float32 => {
+            a.as_primitive::<Float32Type>().iter().map(|v| v.map_or(Value::Null, |v| Value::Float(v as f64))).collect()
+        }
+        DataType::Float64 => {
+            a.as_primitive::<Float64Type>().iter().map(|v| v.map_or(Value::Null, Value::Float)).collect()
+        }
+        DataType::Utf8 => strings(a.as_string::<i32>().iter()),
+        DataType::LargeUtf8 => strings(a.as_string::<i64>().iter()),
+        DataType::Utf8View => strings(a.as_string_view().iter()),
+        DataType::Binary => {
+            a.as_binary::<i32>().iter().map(|v| v.map_or(Value::Null, |b| Value::Bytes(b.to_vec()))).collect()
+        }
+        DataType::LargeBinary => {
+            a.as_binary::<i64>().iter().map(|v| v.map_or(Value::Null, |b| Value::Bytes(b.to_vec()))).collect()
+        }
+        DataType::List(_) => lists(a.as_list::<i32>().iter()),
+        DataType::LargeList(_) => lists(a.as_list::<i64>().iter()),
+        DataType::Struct(fields) => {
+            let s = a.as_struct();
+            let columns: Vec<Vec<Value>> = s.columns().iter().map(values_of).collect();
+            (0..a.len())
+                .map(|i| {
+                    if a.is_null(i) {
+                        Value::Null
+                    } else {
+                        Value::Struct(
+                            fields.iter().zip(&columns).map(|(f, c)| (f.name().clone(), c[i].clone())).collect(),
+                        )
+                    }
+                })
+                .collect()
+        }
+        _ => {
+            let options = FormatOptions::default();
+            match ArrayFormatter::try_new(a.as_ref(), &options) {
+                Ok(f) => (0..a.len())
+                    .map(|i| if a.is_null(i) { Value::Null } else { Value::Str(f.value(i).to_string()) })
+                    .collect(),
+                Err(_) => vec![Value::Null; a.len()],
+            }
+        }
+    }
+}
+
+fn strings<'a>(it: impl Iterator<Item = Option<&'a str>>) -> Vec<Value> {
+    it.map(|v| v.map_or(Value::Null, |s| Value::Str(s.to_string()))).collect()
+}
+
+fn lists(it: impl Iterator<Item = Option<ArrayRef>>) -> Vec<Value> {
+    it.map(|v| v.map_or(Value::Null, |inner| Value::List(values_of(&inner)))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubles_print_as_java_does() {
+        for (x, s) in [(1.0, "1.0"), (2.5, "2.5"), (0.001, "0.001"), (1e7, "1.0E7"), (1.5e-4, "1.5E-4"), (-3.0, "-3.0")]
+        {
+            assert_eq!(java_double(x), s, "{x}");
+        }
+    }
+
+    #[test]
+    fn a_row_becomes_a_record_of_the_users_type() {
+        #[derive(Deserialize, Debug, PartialEq)]
+        struct WordCount {
+            word: String,
+            total: i64,
+            note: Option<String>,
+        }
+        let row = Row::new(
+            ["word".to_string(), "total".to_string(), "note".to_string()].into(),
+            vec![Value::Str("a".into()), Value::Int(3), Value::Null],
+        );
+        assert_eq!(row.to::<WordCount>().unwrap(), WordCount { word: "a".into(), total: 3, note: None });
+        assert_eq!(row.to_string(), "[a,3,null]");
+        let err = row.to::<(String,)>().unwrap_err().to_string();
+        assert!(err.contains("[a,3,null]"), "{err}");
+    }
+}

@@ -1,0 +1,304 @@
+//! Streams as tables: a [`Rows`] is a stream whose batches are Arrow record batches of one
+//! schema, made from any `DStream<T: Serialize>` ([`ToRows`]).
+//!
+//! The schema is declared, never guessed from data: it is traced from the record type when the
+//! stream is declared (serde_arrow: structs by field name, tuples by position, `Option` as
+//! nullable, `Vec` as a list, nested structs as structs). So every batch has the same schema, an
+//! empty batch included, and a query can be planned before the first batch runs. A record that
+//! does not fit the schema (a value out of range, say) is skipped, counted and logged with the
+//! column it failed on; the rest of its batch goes on.
+
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use ember::{DStream, Data};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_arrow::schema::{SchemaLike, TracingOptions};
+use serde_arrow::utils::{Item, Items};
+
+use crate::rows::Row;
+use crate::SqlError;
+
+/// One worker's share of a batch as an Arrow record batch. It crosses processes in Arrow's IPC
+/// stream format; within a process it moves as it is.
+#[derive(Clone, Debug)]
+pub struct Chunk(pub RecordBatch);
+
+impl Serialize for Chunk {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let bytes = ipc_bytes(&self.0).map_err(serde::ser::Error::custom)?;
+        s.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for Chunk {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes: serde_bytes_buf::Buf = Deserialize::deserialize(d)?;
+        from_ipc(&bytes.0).map(Chunk).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Bytes deserialized from `serialize_bytes` whatever the format gives (borrowed or owned).
+mod serde_bytes_buf {
+    pub struct Buf(pub Vec<u8>);
+    impl<'de> serde::Deserialize<'de> for Buf {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Buf;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Buf, E> {
+                    Ok(Buf(v.to_vec()))
+                }
+                fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Buf, E> {
+                    Ok(Buf(v))
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Buf, A::Error> {
+                    let mut v = Vec::new();
+                    while let Some(b) = a.next_element()? {
+                        v.push(b);
+                    }
+                    Ok(Buf(v))
+                }
+            }
+            d.deserialize_bytes(V)
+        }
+    }
+}
+
+pub(crate) fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>, arrow::error::ArrowError> {
+    let mut out = Vec::new();
+    let mut w = StreamWriter::try_new(&mut out, &batch.schema())?;
+    w.write(batch)?;
+    w.finish()?;
+    drop(w);
+    Ok(out)
+}
+
+fn from_ipc(bytes: &[u8]) -> Result<RecordBatch, String> {
+    let mut r = StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| e.to_string())?;
+    let schema = r.schema();
+    match r.next() {
+        Some(b) => b.map_err(|e| e.to_string()),
+        None => Ok(RecordBatch::new_empty(schema)),
+    }
+}
+
+/// A stream as a table: each worker's share of each batch is one [`Chunk`] of `schema`. Made by
+/// [`ToRows`]; named in a query with [`Query::with_view`](crate::Query::with_view).
+#[derive(Clone, Debug)]
+pub struct Rows {
+    pub(crate) schema: SchemaRef,
+    pub(crate) stream: DStream<Chunk>,
+    pub(crate) skipped: Arc<AtomicU64>,
+}
+
+impl Rows {
+    /// The table's schema.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The stream of chunks.
+    pub fn stream(&self) -> &DStream<Chunk> {
+        &self.stream
+    }
+
+    /// Records skipped so far in this process because they did not fit the schema.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+}
+
+/// Turns a stream of records into a table ([`Rows`]).
+pub trait ToRows<T> {
+    /// Columns named by position: `words.to_rows(["word"])` for a `DStream<String>`,
+    /// `pairs.to_rows(["word", "count"])` for a `DStream<(String, i64)>`; a struct's fields are
+    /// renamed in their order. A count of names that does not match the record's columns is a
+    /// declaration error.
+    fn to_rows<const N: usize>(&self, names: [&str; N]) -> Rows;
+    /// Columns named as the record's fields (a struct; a tuple's columns are `0`, `1`, …):
+    /// Spark's `toDF()` on a case class.
+    fn to_rows_serde(&self) -> Rows;
+}
+
+impl<T: Data + Serialize + DeserializeOwned> ToRows<T> for DStream<T> {
+    fn to_rows<const N: usize>(&self, names: [&str; N]) -> Rows {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        rows_of_stream(self, Some(names))
+    }
+
+    fn to_rows_serde(&self) -> Rows {
+        rows_of_stream(self, None)
+    }
+}
+
+/// How records of `T` become a record batch.
+#[derive(Clone)]
+pub(crate) struct Encoder {
+    /// The fields serde_arrow writes (the traced ones).
+    fields: Vec<FieldRef>,
+    /// The schema batches get (the fields renamed).
+    schema: SchemaRef,
+    /// A primitive record is written as `Item(x)`, a struct with one field.
+    wrapped: bool,
+}
+
+fn options() -> TracingOptions {
+    TracingOptions::default()
+        .allow_null_fields(true)
+        .strings_as_large_utf8(false)
+        .sequence_as_large_list(false)
+        .bytes_as_large_binary(false)
+        .enums_without_data_as_strings(true)
+}
+
+impl Encoder {
+    /// The encoder of `T`, with its columns renamed to `names` if given.
+    pub(crate) fn of<T: Serialize + DeserializeOwned>(names: Option<Vec<String>>) -> Result<Encoder, String> {
+        let (fields, wrapped) = match Vec::<FieldRef>::from_type::<T>(options()) {
+            Ok(f) => (f, false),
+            Err(first) => match Vec::<FieldRef>::from_type::<Item<T>>(options()) {
+                Ok(f) => (f, true),
+                Err(_) => return Err(format!("the record type's schema cannot be traced: {first}")),
+            },
+        };
+        let renamed: Vec<Field> = match &names {
+            None => fields.iter().map(|f| f.as_ref().clone()).collect(),
+            Some(names) => {
+                if names.len() != fields.len() {
+                    return Err(format!(
+                        "{} column names ({}) for a record of {} columns ({})",
+                        names.len(),
+                        names.join(", "),
+                        fields.len(),
+                        fields.iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                    ));
+                }
+                fields.iter().zip(names).map(|(f, n)| f.as_ref().clone().with_name(n)).collect()
+            }
+        };
+        Ok(Encoder { fields, schema: Arc::new(Schema::new(renamed)), wrapped })
+    }
+
+    pub(crate) fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn encode_all<T: Serialize>(&self, xs: &[T]) -> Result<RecordBatch, String> {
+        let batch = if self.wrapped {
+            serde_arrow::to_record_batch(&self.fields, &Items(xs))
+        } else {
+            serde_arrow::to_record_batch(&self.fields, &xs)
+        }
+        .map_err(|e| e.to_string())?;
+        RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec()).map_err(|e| e.to_string())
+    }
+
+    /// The records as one batch; records that do not fit are left out, with the count and the
+    /// first one's error returned beside it.
+    pub(crate) fn encode<T: Serialize>(&self, xs: &[T]) -> (RecordBatch, usize, Option<String>) {
+        match self.encode_all(xs) {
+            Ok(b) => (b, 0, None),
+            Err(_) => {
+                let mut fit = Vec::with_capacity(xs.len());
+                let mut first = None;
+                for x in xs {
+                    match self.encode_all(std::slice::from_ref(x)) {
+                        Ok(_) => fit.push(x),
+                        Err(e) => {
+                            first.get_or_insert(e);
+                        }
+                    }
+                }
+                let skipped = xs.len() - fit.len();
+                let batch = self.encode_all(&fit).unwrap_or_else(|_| RecordBatch::new_empty(Arc::clone(&self.schema)));
+                (batch, skipped, first)
+            }
+        }
+    }
+}
+
+fn rows_of_stream<T: Data + Serialize + DeserializeOwned>(s: &DStream<T>, names: Option<Vec<String>>) -> Rows {
+    let skipped = Arc::new(AtomicU64::new(0));
+    match Encoder::of::<T>(names) {
+        Ok(encoder) => {
+            let schema = Arc::clone(encoder.schema());
+            let counter = Arc::clone(&skipped);
+            let stream = s.operator("to rows", move |b| {
+                let encoder = encoder.clone();
+                let counter = Arc::clone(&counter);
+                b.per_batch("to rows", move |t, xs: Vec<T>, out| {
+                    let (batch, n, first) = encoder.encode(&xs);
+                    if n > 0 {
+                        counter.fetch_add(n as u64, Ordering::Relaxed);
+                        tracing::warn!(batch = %t, skipped = n, "records that do not fit the table's schema were skipped; the first: {}", first.unwrap_or_default());
+                    }
+                    out.push(Chunk(batch))
+                })
+            });
+            Rows { schema, stream, skipped }
+        }
+        Err(e) => {
+            s.declaration_error(SqlError::Schema(e).into());
+            let schema = Arc::new(Schema::empty());
+            let stream = s.operator("to rows", |b| b.per_batch("to rows", |_t, _xs: Vec<T>, _out: &mut Vec<Chunk>| {}));
+            Rows { schema, stream, skipped }
+        }
+    }
+}
+
+/// Rows of a known schema as a record batch (rows that do not fit are left out and counted).
+pub(crate) fn batch_of_rows(schema: &SchemaRef, rows: &[Row]) -> (RecordBatch, usize, Option<String>) {
+    let records: Vec<_> = rows.iter().map(Row::as_record).collect();
+    let attempt = |records: &[crate::rows::Record<'_>]| -> Result<RecordBatch, String> {
+        let mut d = arrow::json::ReaderBuilder::new(Arc::clone(schema)).build_decoder().map_err(|e| e.to_string())?;
+        d.serialize(records).map_err(|e| e.to_string())?;
+        Ok(d.flush().map_err(|e| e.to_string())?.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
+    };
+    match attempt(&records) {
+        Ok(b) => (b, 0, None),
+        Err(_) => {
+            let mut fit = Vec::new();
+            let mut first = None;
+            for r in records {
+                match attempt(std::slice::from_ref(&r)) {
+                    Ok(_) => fit.push(r),
+                    Err(e) => {
+                        first.get_or_insert(e);
+                    }
+                }
+            }
+            let n = rows.len() - fit.len();
+            (attempt(&fit).unwrap_or_else(|_| RecordBatch::new_empty(Arc::clone(schema))), n, first)
+        }
+    }
+}
+
+/// A row stream of a known schema as a table (what a query's output is to the next query).
+pub(crate) fn rows_of_row_stream(s: &DStream<Row>, schema: SchemaRef) -> Rows {
+    let skipped = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&skipped);
+    let sch = Arc::clone(&schema);
+    let stream = s.operator("to rows", move |b| {
+        let schema = Arc::clone(&sch);
+        let counter = Arc::clone(&counter);
+        b.per_batch("to rows", move |t, rows: Vec<Row>, out| {
+            let (batch, n, first) = batch_of_rows(&schema, &rows);
+            if n > 0 {
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+                tracing::warn!(batch = %t, skipped = n, "rows that do not fit the table's schema were skipped; the first: {}", first.unwrap_or_default());
+            }
+            out.push(Chunk(batch))
+        })
+    });
+    Rows { schema, stream, skipped }
+}
