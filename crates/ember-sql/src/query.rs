@@ -159,9 +159,11 @@ struct Plan {
 
 impl Plan {
     /// DataFusion's session for planning for `workers` partitions. Dynamic filters are off (they
-    /// wait for every partition of a join in one process), and joins of any size are planned as
-    /// partitioned hash joins (both sides exchanged on the keys) unless a side is a static table
-    /// small enough to be read by every worker.
+    /// wait for every partition of a join in one process). A join of two streams is a
+    /// partitioned hash join (both sides exchanged on the keys: a stream's size is unknown when
+    /// the query is planned); a join with a static table of under 128 Ki rows and 1 MiB collects
+    /// the table as its build side, which every worker reads from its own copy: a broadcast join
+    /// that moves no row.
     fn context(&self, workers: usize, inputs: Option<Arc<Inputs>>) -> Result<SessionContext, SqlError> {
         let mut config = SessionConfig::new().with_target_partitions(workers.max(1)).with_information_schema(false);
         let o = &mut config.options_mut().optimizer;
@@ -169,8 +171,6 @@ impl Plan {
         o.enable_join_dynamic_filter_pushdown = false;
         o.enable_topk_dynamic_filter_pushdown = false;
         o.enable_aggregate_dynamic_filter_pushdown = false;
-        o.hash_join_single_partition_threshold = 0;
-        o.hash_join_single_partition_threshold_rows = 0;
         if let Some(inputs) = inputs {
             config = config.with_extension(inputs);
         }
@@ -436,4 +436,87 @@ fn fail<T>(r: DfResult<T>) -> T {
 /// A query's table from a row stream of a known schema (a query's output to the next query).
 pub fn rows_with_schema(stream: &DStream<Row>, schema: SchemaRef) -> Rows {
     rows_of_row_stream(stream, schema)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn stages_of(query: &str, workers: usize) -> Stages {
+        let schema = |cols: &[&str]| -> SchemaRef {
+            Arc::new(Schema::new(cols.iter().map(|c| Field::new(*c, DataType::Utf8, false)).collect::<Vec<_>>()))
+        };
+        let pages = schema(&["page", "category"]);
+        let static_rows = RecordBatch::try_new(
+            Arc::clone(&pages),
+            vec![
+                Arc::new(arrow::array::StringArray::from(vec!["home"])),
+                Arc::new(arrow::array::StringArray::from(vec!["main"])),
+            ],
+        )
+        .unwrap();
+        let plan = Plan {
+            query: query.to_string(),
+            views: vec![("clicks".into(), schema(&["user", "page"])), ("orders".into(), schema(&["user", "item"]))],
+            tables: vec![("pages".into(), StaticTable { schema: pages, batches: vec![static_rows] })],
+        };
+        let rt = runtime();
+        let ctx = plan.context(workers, None).unwrap();
+        Stages::new(plan.physical(&ctx, &rt).unwrap(), workers).unwrap()
+    }
+
+    fn shape(s: &Stages) -> Vec<(usize, &'static str, usize)> {
+        s.stages
+            .iter()
+            .map(|st| {
+                let out = match st.output {
+                    Output::Root => "root",
+                    Output::Repartition { .. } => "exchange",
+                    Output::Gather { .. } => "gather",
+                };
+                (st.level, out, st.plan.properties().partitioning.partition_count())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_group_by_is_a_partial_aggregate_an_exchange_and_a_final_aggregate() {
+        let s = stages_of("SELECT page, COUNT(*) AS n FROM clicks GROUP BY page", 3);
+        assert_eq!(shape(&s), [(1, "exchange", 3), (2, "root", 3)]);
+        let below = datafusion::physical_plan::displayable(s.stages[0].plan.as_ref()).indent(false).to_string();
+        let above = datafusion::physical_plan::displayable(s.stages[1].plan.as_ref()).indent(false).to_string();
+        assert!(below.contains("mode=Partial") && above.contains("mode=FinalPartitioned"), "{below}\n{above}");
+        // Each worker's share of the stream stays on its worker; partition q of the exchange
+        // goes to worker q.
+        for w in 0..3 {
+            assert_eq!(s.readers_of(InputKey::View(0), w).collect::<Vec<_>>(), [w]);
+            assert_eq!(s.readers_of(InputKey::Boundary(0), w).collect::<Vec<_>>(), [w]);
+        }
+    }
+
+    #[test]
+    fn a_join_of_two_streams_exchanges_both_sides_on_the_keys() {
+        let s = stages_of("SELECT c.page, o.item FROM clicks c JOIN orders o ON c.user = o.user", 2);
+        assert_eq!(shape(&s), [(1, "exchange", 2), (1, "exchange", 2), (2, "root", 2)]);
+    }
+
+    #[test]
+    fn a_join_with_a_small_static_table_moves_no_row() {
+        let s = stages_of("SELECT c.user, p.category FROM clicks c JOIN pages p ON c.page = p.page", 3);
+        assert_eq!(shape(&s), [(1, "root", 3)], "every worker joins its share with its own copy of the table");
+    }
+
+    #[test]
+    fn order_by_and_limit_gather_on_one_worker() {
+        let s = stages_of("SELECT user FROM clicks ORDER BY user LIMIT 3", 3);
+        assert_eq!(shape(&s), [(1, "gather", 3), (2, "root", 1)]);
+        assert_eq!(s.readers_of(InputKey::Boundary(0), 2).collect::<Vec<_>>(), [0]);
+    }
+
+    #[test]
+    fn one_worker_runs_the_whole_plan_in_one_stage() {
+        let s = stages_of("SELECT page, COUNT(*) AS n FROM clicks GROUP BY page ORDER BY n", 1);
+        assert_eq!(shape(&s), [(1, "root", 1)]);
+    }
 }

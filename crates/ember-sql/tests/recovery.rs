@@ -1,0 +1,143 @@
+//! A SQL job checkpointed, killed with SIGKILL and recovered writes what an uninterrupted run
+//! writes: a windowed GROUP BY whose rows feed `update_state_by_key` for running totals, saved
+//! as text files and as Parquet files, under `local[1]`, `local[3]` and 2 processes x 2 workers.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ember::prelude::*;
+use ember_sql::{sql, Row, ToRows};
+
+const START: u64 = 1_700_000_000_000;
+const BATCHES: u64 = 16;
+
+fn job(_input: &Path, out: &Path, ck: &Path, master: &str) -> ember::Result<StreamingContext> {
+    let ssc = ember::testing::kill_test_context(master, START, ck)?;
+    let text = ember::GeneratedText { lines_per_second: 2000, words_per_line: 3, vocabulary: 20, skew: 1.0, seed: 5 };
+    let words = ssc.generated_text_stream_with(text).flat_map(|l: String| l.split_owned(' '));
+    let per_window = sql(&ssc, "SELECT word, COUNT(*) AS n, MAX(LENGTH(word)) AS len FROM words GROUP BY word")
+        .with_view("words", words.window(Duration::from_secs(2), Duration::from_secs(1)).to_rows(["word"]));
+    let rows = per_window.table();
+    rows.save_as_parquet_files(out.join("pq").join("windows").display().to_string());
+    let totals = sql(&ssc, "SELECT word, n FROM counted WHERE len > 0")
+        .with_view("counted", rows)
+        .stream()
+        .map(|r: Row| (r.get_str("word").unwrap_or_default().to_string(), r.get_i64("n").unwrap_or_default()))
+        .update_state_by_key(|ns: Vec<i64>, total: Option<i64>| Some(total.unwrap_or(0) + ns.iter().sum::<i64>()));
+    totals.save_as_text_files(out.join("text").join("totals").display().to_string(), "txt");
+    Ok(ssc)
+}
+
+#[test]
+#[ignore = "run as a child process by the tests below"]
+fn sql_kill_child() {
+    ember::testing::run_kill_child(START + BATCHES * 1000, job);
+}
+
+/// The Parquet outputs' rows, by directory, sorted.
+fn parquet_rows(dir: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
+    let session = std::sync::Arc::new(ember_sql::SqlSession::new());
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if !name.starts_with("windows-") || name.contains("_temporary") || !p.join("_SUCCESS").exists() {
+            continue;
+        }
+        let mut rows: Vec<String> = session
+            .read_parquet(&p.display().to_string())
+            .unwrap()
+            .collect()
+            .unwrap()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        rows.sort();
+        out.insert(name, rows);
+    }
+    out
+}
+
+fn sql_job_survives_sigkills(master: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |out: &Path, ck: &Path| -> Vec<std::process::Command> {
+        let path = |p: &Path| p.display().to_string();
+        let child = |m: &str| {
+            let env = [
+                ("KILL_IN", String::new()),
+                ("KILL_OUT", path(out)),
+                ("KILL_CK", path(ck)),
+                ("KILL_MASTER", m.to_owned()),
+                ("RUST_LOG", "error".to_owned()),
+            ];
+            let mut c = ember::testing::child_command("sql_kill_child", &env);
+            c.stdout(std::process::Stdio::null());
+            c
+        };
+        if master != "cluster" {
+            return vec![child(master)];
+        }
+        let hosts = ember::testing::cluster_hosts();
+        (0..2)
+            .map(|i| {
+                let mut c = child("local[1]");
+                c.envs(ember::testing::cluster_env(&hosts, i));
+                c
+            })
+            .collect()
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let straight: Vec<_> = run(&a, &dir.path().join("ck-a")).iter_mut().map(|c| c.spawn().unwrap()).collect();
+    for mut c in straight {
+        assert!(c.wait().unwrap().success(), "{master}: the uninterrupted run failed");
+    }
+    let straight = ember::testing::committed_outputs(&a.join("text"));
+    let totals: Vec<_> = straight.keys().filter(|k| k.starts_with("totals-")).collect();
+    assert_eq!(totals.len(), BATCHES as usize, "{master}: one output per batch");
+    // Every word of the run counted once in each of the two windows it falls in, except the last
+    // batch's, counted once so far: the totals are twice the words less the last batch's.
+    let last: u64 = ember::testing::parse_counts::<u64>(&straight[totals[totals.len() - 1].as_str()]).values().sum();
+    assert_eq!(last, 2 * BATCHES * 6000 - 6000, "{master}: the windowed counts feed the running totals");
+    let windows = parquet_rows(&a.join("pq"));
+    assert_eq!(windows.len(), BATCHES as usize, "{master}: one Parquet directory per batch");
+    assert!(windows.values().all(|rows| rows.len() == 20), "{master}: 20 words in every window");
+    let kills = ember::testing::kill_and_restart_all(
+        || run(&b, &dir.path().join("ck-b")),
+        10,
+        // Counted from the names alone: a batch re-run after a kill replaces its directory while
+        // this reads.
+        || {
+            std::fs::read_dir(b.join("text")).map_or(0, |d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| {
+                        e.file_name().to_string_lossy().starts_with("totals-")
+                            && !e.file_name().to_string_lossy().contains("._")
+                    })
+                    .count() as u64
+            })
+        },
+        BATCHES,
+    );
+    assert!(kills >= 6, "{master}: only {kills} kills landed");
+    assert_eq!(
+        ember::testing::committed_outputs(&b.join("text")),
+        straight,
+        "{master}: the same text outputs after {kills} kills"
+    );
+    assert_eq!(parquet_rows(&b.join("pq")), windows, "{master}: the same Parquet outputs after {kills} kills");
+}
+
+#[test]
+fn sql_job_survives_sigkills_local_1() {
+    sql_job_survives_sigkills("local[1]");
+}
+
+#[test]
+fn sql_job_survives_sigkills_local_3() {
+    sql_job_survives_sigkills("local[3]");
+}
+
+#[test]
+fn sql_job_survives_sigkills_2_processes() {
+    sql_job_survives_sigkills("cluster");
+}
