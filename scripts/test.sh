@@ -154,6 +154,10 @@ cargo run -q --example network_word_count -- --batches 2 > "$tmp/generated.out" 
 [ "$(grep -c '^Time: ' "$tmp/generated.out")" -ge 2 ] || { echo "network_word_count (generated): no batches"; exit 1; }
 grep -q '^web UI: http://127.0.0.1:[0-9]*/streaming/' "$tmp/generated.err" || { echo "network_word_count: no web UI address"; cat "$tmp/generated.err"; exit 1; }
 
+cargo run -q -p ember-sql --example sql_network_word_count -- --batches 2 > "$tmp/sql.out" 2> "$tmp/sql.err"
+[ "$(grep -c '^only showing top 20 rows' "$tmp/sql.out")" -ge 2 ] || { echo "sql_network_word_count: no show() tables"; cat "$tmp/sql.out" "$tmp/sql.err"; exit 1; }
+[ "$(grep -c '^Time: ' "$tmp/sql.out")" -ge 2 ] || { echo "sql_network_word_count: no running totals"; exit 1; }
+
 # A line server on loopback for the socket form, as `nc -lk` would be.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 python3 - "$port" <<'PY' &

@@ -125,8 +125,8 @@ pub trait ToRows<T> {
     /// renamed in their order. A count of names that does not match the record's columns is a
     /// declaration error.
     fn to_rows<const N: usize>(&self, names: [&str; N]) -> Rows;
-    /// Columns named as the record's fields (a struct; a tuple's columns are `0`, `1`, …):
-    /// Spark's `toDF()` on a case class.
+    /// Columns named as the record's fields (a struct; a tuple's columns are `0`, `1`, …; a
+    /// primitive's one column is `value`): Spark's `toDF()`.
     fn to_rows_serde(&self) -> Rows;
 }
 
@@ -172,6 +172,8 @@ impl Encoder {
             },
         };
         let renamed: Vec<Field> = match &names {
+            // A primitive's one column is `value`, as Spark names the column of a `Dataset[String]`.
+            None if wrapped => fields.iter().map(|f| f.as_ref().clone().with_name("value")).collect(),
             None => fields.iter().map(|f| f.as_ref().clone()).collect(),
             Some(names) => {
                 if names.len() != fields.len() {

@@ -1,0 +1,136 @@
+//! Parquet and JSON-lines outputs: one directory per batch with a file per worker and
+//! `_SUCCESS`, the batch's rows in it (an empty batch's files carry the schema), a re-run batch's
+//! directory replaced whole, on local disk and on S3 (moto).
+
+use std::time::Duration;
+
+use ember::format::FileFormat;
+use ember::prelude::*;
+use ember::testing::Service;
+use ember_sql::{Parquet, SaveAsTable, SqlSession, ToRows};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, PartialOrd)]
+struct Reading {
+    sensor: String,
+    value: f64,
+    tags: Vec<String>,
+    note: Option<String>,
+}
+
+fn readings() -> Vec<Vec<Reading>> {
+    let r = |b: usize, i: usize| Reading {
+        sensor: format!("s{}", i % 4),
+        value: (b * 100 + i) as f64 / 4.0,
+        tags: (0..i % 3).map(|k| format!("t{k}")).collect(),
+        note: (i % 2 == 0).then(|| format!("n{i}")),
+    };
+    vec![(0..9).map(|i| r(0, i)).collect(), Vec::new(), (0..5).map(|i| r(2, i)).collect()]
+}
+
+fn sorted(mut v: Vec<Reading>) -> Vec<Reading> {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v
+}
+
+fn context(master: &str) -> StreamingContext {
+    StreamingContext::new(Conf::new().master(master).manual_clock(true), Duration::from_secs(1)).unwrap()
+}
+
+#[test]
+fn parquet_and_json_directories_hold_each_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory of batch 1 left by an earlier run, with a part no worker writes now.
+    let stale = dir.path().join("pq").join("readings-1000.parquet");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("part-00007.parquet"), b"stale").unwrap();
+    let ssc = context("local[3]");
+    let stream = ssc.queue_stream(readings(), true);
+    stream.save_as_parquet_files(dir.path().join("pq").join("readings").display().to_string());
+    stream
+        .to_rows(["sensor", "value", "tags", "note"])
+        .save_as_json_files(dir.path().join("js").join("readings").display().to_string());
+    ssc.run_batches(3).unwrap();
+    ssc.stop(false).unwrap();
+    let session = std::sync::Arc::new(SqlSession::new());
+    for (b, want) in readings().into_iter().enumerate() {
+        let out = dir.path().join("pq").join(format!("readings-{}.parquet", (b + 1) * 1000));
+        let mut names: Vec<String> =
+            std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        names.sort();
+        assert_eq!(names, ["_SUCCESS", "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"], "batch {b}");
+        let df = session.read_parquet(&out.display().to_string()).unwrap();
+        assert_eq!(df.columns(), ["sensor", "value", "tags", "note"], "batch {b}: the schema, even with no rows");
+        assert_eq!(sorted(df.collect_as::<Reading>().unwrap()), sorted(want.clone()), "batch {b}");
+        let json = dir.path().join("js").join(format!("readings-{}.json", (b + 1) * 1000));
+        let mut lines = Vec::new();
+        for e in std::fs::read_dir(&json).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "json") {
+                lines.extend(std::fs::read_to_string(p).unwrap().lines().map(|l| {
+                    let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    // Spark leaves out null columns, as Arrow's writer does.
+                    v.as_object_mut().unwrap().entry("note").or_insert(serde_json::Value::Null);
+                    serde_json::from_value::<Reading>(v).unwrap()
+                }));
+            }
+        }
+        assert_eq!(sorted(lines), sorted(want), "batch {b}: JSON lines");
+    }
+}
+
+#[test]
+fn the_parquet_format_reads_back_what_it_wrote_and_refuses_a_damaged_file() {
+    let format = Parquet::<Reading>::new();
+    let rows = readings().swap_remove(0);
+    let mut bytes = Vec::new();
+    format.encode(&rows, &mut bytes).unwrap();
+    let mut back = Vec::new();
+    format.decode_file(&bytes, &mut back).unwrap();
+    assert_eq!(back, rows);
+    let e = format.decode_file(&bytes[..bytes.len() / 2], &mut Vec::new()).unwrap_err();
+    assert!(e.contains("Parquet"), "{e}");
+    assert_eq!(FileFormat::<Reading>::extension(&format), "parquet");
+}
+
+#[test]
+fn a_record_type_without_a_table_schema_is_a_declaration_error() {
+    #[derive(Clone, Serialize, Deserialize)]
+    struct Loose {
+        any: serde_json::Value,
+    }
+    let ssc = context("local[1]");
+    ssc.queue_stream(vec![vec![Loose { any: serde_json::Value::Null }]], true).save_as_parquet_files("/tmp/never");
+    let e = ssc.start().unwrap_err().to_string();
+    assert!(e.contains("invalid declaration of `sql`") && e.contains("schema cannot be traced"), "{e}");
+}
+
+/// On S3 the same directories appear, `_SUCCESS` written last.
+#[test]
+fn parquet_outputs_go_to_s3() {
+    let moto = Service::moto(None);
+    assert_eq!(moto.http("PUT", "/bucket"), 200, "creating the bucket");
+    ember_store::register();
+    let conf = Conf::new()
+        .set("fs.s3.endpoint", moto.endpoint.as_str())
+        .set("fs.s3.region", "us-east-1")
+        .set("fs.s3.access_key_id", "ember-test")
+        .set("fs.s3.secret_access_key", "ember-test-secret");
+    let ssc =
+        StreamingContext::new(conf.clone().master("local[2]").manual_clock(true), Duration::from_secs(1)).unwrap();
+    ssc.queue_stream(readings(), true).save_as_parquet_files("s3://bucket/out/readings");
+    ssc.run_batches(3).unwrap();
+    ssc.stop(false).unwrap();
+    let storage = ember::storage::open("s3://bucket/out", &conf, false).unwrap();
+    for (b, want) in readings().into_iter().enumerate() {
+        let dir = format!("readings-{}.parquet", (b + 1) * 1000);
+        let names: Vec<String> = storage.names(&dir).unwrap();
+        assert!(names.iter().any(|n| n.ends_with("/_SUCCESS")), "{names:?}");
+        let mut got = Vec::new();
+        for n in names.iter().filter(|n| n.ends_with(".parquet")) {
+            let bytes = storage.get(n).unwrap().unwrap();
+            Parquet::<Reading>::new().decode_file(&bytes, &mut got).unwrap();
+        }
+        assert_eq!(sorted(got), sorted(want), "batch {b}");
+    }
+}
