@@ -23,7 +23,7 @@ fn readings() -> Vec<Vec<Reading>> {
         sensor: format!("s{}", i % 4),
         value: (b * 100 + i) as f64 / 4.0,
         tags: (0..i % 3).map(|k| format!("t{k}")).collect(),
-        note: (i % 2 == 0).then(|| format!("n{i}")),
+        note: i.is_multiple_of(2).then(|| format!("n{i}")),
     };
     vec![(0..9).map(|i| r(0, i)).collect(), Vec::new(), (0..5).map(|i| r(2, i)).collect()]
 }
