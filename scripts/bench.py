@@ -23,10 +23,10 @@ OPENS = ["java.lang", "java.lang.invoke", "java.lang.reflect", "java.io", "java.
 JAVA_FLAGS = ["-XX:+IgnoreUnrecognizedVMOptions", "-XX:+ExitOnOutOfMemoryError", "-Xmx2g",
               "-Dio.netty.tryReflectionSetAccessible=true"] + [f"--add-opens=java.base/{p}=ALL-UNNAMED" for p in OPENS]
 
-QUICK = MODE in ("quick", "noisy")
+QUICK = MODE in ("quick", "noisy", "sql")
 STEP_S = 8 if QUICK else 20
 IGNORE_S = 3 if QUICK else 5
-LOAD_S = 20 if MODE == "noisy" else 12 if QUICK else 60
+LOAD_S = 20 if MODE in ("noisy", "sql") else 12 if QUICK else 60
 RATES = {
     ("ember", "wordcount"): [1_000_000, 2_000_000, 3_000_000, 4_000_000],
     ("spark", "wordcount"): [250_000, 500_000, 750_000, 1_000_000],
@@ -36,7 +36,7 @@ RATES = {
     ("spark", "yahoo"): [100_000, 250_000, 500_000],
 }
 GEN_CPU = []  # (generator CPU seconds, run seconds) per run
-OUTPUT_INTERVAL_MS = {"wordcount": 1000, "windowed": 2000, "yahoo": 10_000}
+OUTPUT_INTERVAL_MS = {"wordcount": 1000, "sql": 1000, "windowed": 2000, "yahoo": 10_000}
 
 
 def free_port():
@@ -143,9 +143,9 @@ def percentile(xs, p):
     return xs[min(len(xs) - 1, int(round((len(xs) - 1) * p)))] if xs else -1
 
 
-def at_load(system, workload, rate):
-    res = run(system, workload, [(rate, max(LOAD_S, step_seconds(workload)))])
-    outputs = output_rows(res["rows"], OUTPUT_INTERVAL_MS[workload])
+def at_load(system, workload, rate, batch_ms=1000):
+    res = run(system, workload, [(rate, max(LOAD_S, step_seconds(workload)))], batch_ms)
+    outputs = output_rows(res["rows"], OUTPUT_INTERVAL_MS[workload], batch_ms)
     steady = [r for r in outputs if res["start_ms"] and r["batch_ms"] >= res["start_ms"] + 5000]
     # Input records from the generator's log: Spark reports only batches that ran jobs, and each
     # reported count covers one batch interval, so its own counts undercount windowed runs.
@@ -236,6 +236,56 @@ def noisy(workload="wordcount"):
     print(f"[bench] wrote {path}")
 
 
+def sql():
+    """The SQL word count (ember-sql) next to the typed one and next to Spark running the same
+    SQL per batch in foreachRDD: one fixed offered rate, alternating runs (as `noisy`), at 1 s and
+    100 ms batches; then `ember-bench sql`, in memory: lines/s, CPU per line and the fixed cost
+    of an empty batch."""
+    rate = int(os.environ.get("BENCH_RATE", "100000"))
+    repeats = int(os.environ.get("BENCH_REPEATS", "2"))
+    configs = [("ember", "wordcount", 1000), ("ember", "sql", 1000), ("spark", "sql", 1000), ("spark", "wordcount", 1000),
+               ("ember", "sql", 100), ("spark", "sql", 100)]
+    idle = {}
+    for system, workload, ms in configs:
+        if (system, ms) not in idle:
+            idle[(system, ms)] = run(system, workload, [(0, LOAD_S)], ms)["cpu"]
+    per = {c: [] for c in configs}
+    for i in range(repeats):
+        for c in configs:
+            system, workload, ms = c
+            res = at_load(system, workload, rate, ms)
+            res["cpu_per_m_marginal"] = max(res["cpu"] - idle[(system, ms)], 0) / max(res["records"] / 1e6, 1e-9)
+            per[c].append(res)
+            print(f"[bench] {system} {workload} {ms} ms run {i + 1}/{repeats}: {res['cpu_per_m_marginal']:.2f} CPU s per M lines, "
+                  f"delay p50 {res['p50']} ms", flush=True)
+    med = lambda xs: sorted(xs)[len(xs) // 2]
+    load = os.getloadavg()
+    out = [f"# SQL word count: Ember (ember-sql) and Apache Spark — {datetime.date.today().isoformat()}", "",
+           f"Socket input at {rate:,} lines/s offered (8 words a line), {LOAD_S} s per run, {repeats} alternating runs per",
+           f"configuration; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores. Ember: 2 workers;",
+           "Spark: local[3], `spark.sql.shuffle.partitions=3`, the guide's foreachRDD + toDF + createOrReplaceTempView + spark.sql.",
+           "CPU per million lines = (the run's CPU - an idle run's) / lines sent. Reproduce: `scripts/bench.sh sql`.", "",
+           "| system | job | batch | CPU s per M lines, median (min - max) | idle run CPU s | total delay p50 ms | peak RSS MiB |",
+           "|---|---|---|---|---|---|---|"]
+    for c in configs:
+        system, workload, ms = c
+        xs = [r["cpu_per_m_marginal"] for r in per[c]]
+        out.append(f"| {system} | {workload} | {ms} ms | {med(xs):.2f} ({min(xs):.2f} - {max(xs):.2f}) | {idle[(system, ms)]:.1f} | "
+                   f"{med([r['p50'] for r in per[c]])} | {med([r['rss_mb'] for r in per[c]]):.0f} |")
+    cpu = lambda c: med([r["cpu_per_m_marginal"] for r in per[c]])
+    out += ["", f"Ember SQL / Ember typed CPU per line: **{ratio(cpu(('ember', 'sql', 1000)), cpu(('ember', 'wordcount', 1000)))}**; "
+            f"Spark SQL / Ember SQL: **{ratio(cpu(('spark', 'sql', 1000)), cpu(('ember', 'sql', 1000)))}** (1 s batches), "
+            f"**{ratio(cpu(('spark', 'sql', 100)), cpu(('ember', 'sql', 100)))}** (100 ms).", "",
+            "In memory (`ember-bench sql`: generated text, batches back to back on the manual clock):", ""]
+    mem = subprocess.run([BENCH, "sql", "--lines-per-batch", "200000", "--batches", "10"], capture_output=True, text=True)
+    out += mem.stdout.strip().splitlines() + [""]
+    path = os.path.join(ROOT, "crates", "ember-bench", "results", f"{datetime.date.today().isoformat()}-sql.md")
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+    print("\n".join(out))
+    print(f"[bench] wrote {path}")
+
+
 def ratio(a, b):
     return f"{a / b:.1f}x" if b else "n/a"
 
@@ -298,4 +348,4 @@ def main():
 
 
 if __name__ == "__main__":
-    noisy() if MODE == "noisy" else main()
+    noisy() if MODE == "noisy" else sql() if MODE == "sql" else main()

@@ -4,10 +4,11 @@
 # ~450 MB, and the peer program compiled with javac), runs every workload on both and writes
 # crates/ember-bench/results/<date>.md. `quick` takes under 10 minutes. `noisy` compares CPU per
 # record at one fixed rate in repeated, alternating runs, with the spread: usable on a busy machine.
+# `sql` compares the SQL word count (ember-sql) with the typed one and with Spark's per-batch SQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-quick}
-case "$mode" in quick|full|noisy) ;; *) echo "usage: scripts/bench.sh [quick|full|noisy]" >&2; exit 2 ;; esac
+case "$mode" in quick|full|noisy|sql) ;; *) echo "usage: scripts/bench.sh [quick|full|noisy|sql]" >&2; exit 2 ;; esac
 PEERS_DIR=${PEERS_DIR:-$HOME/.cache/ember-peers}
 export PEERS_DIR
 

@@ -5,6 +5,7 @@
 //   windowed   ... -> reduceByKeyAndWindow(+, -, 10 s, 2 s, filter v > 0)   (checkpoint dir needed)
 //   yahoo      JSON ad events -> filter event_type == view -> campaign of the ad (static table)
 //              -> (campaign, 1) -> reduceByKeyAndWindow(+, 10 s, 10 s)
+//   sql        ... -> foreachRDD: toDF("word"), createOrReplaceTempView, spark.sql(GROUP BY word)
 // Each output forces its batch with one job computing (keys, sum of counts), and a listener writes
 // one CSV row per completed batch: batch_ms,num_records,sched_delay_ms,proc_delay_ms,total_delay_ms
 //
@@ -18,6 +19,12 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.spark.SparkConf;
 import org.apache.spark.api.java.JavaPairRDD;
+import org.apache.spark.api.java.JavaRDD;
+import org.apache.spark.api.java.function.ForeachPartitionFunction;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Encoders;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
 import org.apache.spark.storage.StorageLevel;
 import org.apache.spark.streaming.Durations;
 import org.apache.spark.streaming.api.java.*;
@@ -46,14 +53,26 @@ public class SparkPeer {
         SparkConf conf = new SparkConf().setMaster(master).setAppName("peer-" + workload)
             .set("spark.ui.enabled", "false")
             .set("spark.driver.host", "127.0.0.1")
-            .set("spark.driver.bindAddress", "127.0.0.1");
+            .set("spark.driver.bindAddress", "127.0.0.1")
+            // SQL's shuffles with as many partitions as cores, not 200 (what a tuned job sets).
+            .set("spark.sql.shuffle.partitions", "3");
         JavaStreamingContext ssc = new JavaStreamingContext(conf, Durations.milliseconds(batchMs));
         ssc.sparkContext().setLogLevel("WARN");
         ssc.checkpoint(checkpoint);
         JavaReceiverInputDStream<String> lines = ssc.socketTextStream("127.0.0.1", port, StorageLevel.MEMORY_AND_DISK_SER());
 
-        JavaPairDStream<String, Long> counts;
-        if (workload.equals("yahoo")) {
+        JavaPairDStream<String, Long> counts = null;
+        if (workload.equals("sql")) {
+            // The programming guide's "DataFrame and SQL Operations": every batch a DataFrame,
+            // a temporary view and spark.sql, its result consumed on the executors.
+            lines.flatMap(l -> Arrays.asList(l.split(" ")).iterator()).foreachRDD((JavaRDD<String> rdd) -> {
+                SparkSession spark = SparkSession.builder().config(rdd.context().getConf()).getOrCreate();
+                Dataset<Row> words = spark.createDataset(rdd.rdd(), Encoders.STRING()).toDF("word");
+                words.createOrReplaceTempView("words");
+                spark.sql("SELECT word, COUNT(*) AS total FROM words GROUP BY word")
+                    .foreachPartition((ForeachPartitionFunction<Row>) it -> { while (it.hasNext()) it.next(); });
+            });
+        } else if (workload.equals("yahoo")) {
             final Map<String, String> table = campaigns();
             counts = lines.mapPartitions(it -> {
                 ObjectMapper mapper = new ObjectMapper();
@@ -83,7 +102,7 @@ public class SparkPeer {
                 throw new IllegalArgumentException("unknown workload " + workload);
             }
         }
-        counts.foreachRDD((JavaPairRDD<String, Long> rdd) -> {
+        if (counts != null) counts.foreachRDD((JavaPairRDD<String, Long> rdd) -> {
             rdd.mapPartitions(it -> {
                 long k = 0, s = 0;
                 while (it.hasNext()) { k++; s += it.next()._2(); }

@@ -26,6 +26,11 @@
 //! ember-bench kafka [--brokers B] [--records N] [--workers W] [--batches K]
 //!     Kafka (3 partitions, 100-byte records) -> word count -> Kafka sink, against the client alone
 //!     and a hand-written consume-count-produce loop
+//! ember-bench sql [--workers W] [--lines-per-batch L] [--batches K]
+//!     the SQL word count (GROUP BY as a distributed operation) against the typed one: lines/s
+//!     and CPU per million lines, batches back to back; then the fixed cost of an empty batch
+//!     at 1 s and 100 ms batches for the typed count, the SQL operation and Spark's per-batch
+//!     pattern (`foreach_rdd_df`: plan and run the query on the driver every batch)
 //! Numbers are reported, never asserted; `scripts/bench.sh` runs the comparison with Spark.
 
 mod connectors;
@@ -33,6 +38,7 @@ mod kafka;
 mod loadgen;
 mod ml;
 mod socket;
+mod sql;
 
 /// A general-purpose allocator that handles records allocated on one thread and freed on another
 /// (receiver -> workers) far better than glibc's; Ember programs should use one too.
@@ -356,6 +362,7 @@ fn main() -> anyhow::Result<()> {
         Some("socket") => socket::main(&args[1..]),
         Some("socket-hand") => socket::hand(&args[1..]),
         Some(mode @ ("kmeans" | "sgd")) => ml::main(mode, &args[1..]),
+        Some("sql") => sql::main(&args[1..]),
         Some("checkpoint") => checkpoint_cost(arg(&args, "--keys", 1_000_000)?, arg(&args, "--batches", 5)?),
         Some("windowed") => windowed(arg(&args, "--workers", 2)?, arg(&args, "--lines-per-batch", 500_000)?, arg(&args, "--batches", 10)?),
         Some("state") => state(arg(&args, "--workers", 2)?, arg(&args, "--keys", 1_000_000)?, arg(&args, "--touched", 10_000)?, arg(&args, "--batches", 5)?),

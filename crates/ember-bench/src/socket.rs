@@ -201,7 +201,9 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             black_box(part.iter().map(String::len).sum::<usize>());
             real_sleep(record_cost * part.len() as u32);
         }),
-        other => bail!("unknown workload `{other}` (wordcount, windowed, yahoo, slow_sink)"),
+        // The word count in SQL, as a distributed stream operation (GROUP BY on every worker).
+        "sql" => crate::sql::sql_word_count(&ssc, &lines.flat_map(|line: String| line.split_owned(' '))),
+        other => bail!("unknown workload `{other}` (wordcount, sql, windowed, yahoo, slow_sink)"),
     }
     ssc.start()?;
     if until_eof {
