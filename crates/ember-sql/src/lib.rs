@@ -9,7 +9,7 @@
 //! - **SQL as a stream operation** ([`sql`]): a query over streams ([`ToRows::to_rows`]) and
 //!   static tables ([`StaticTable`]) whose output is a `DStream<`[`Row`]`>`. It runs on every
 //!   worker of every process: DataFusion's physical plan is cut at its exchanges and each part
-//!   runs where its rows are ([`stages`](crate::stages) explains how).
+//!   runs where its rows are ([`stages`] explains how).
 //! - **Table outputs** ([`Rows::save_as_parquet_files`], [`Rows::save_as_json_files`],
 //!   [`SaveAsTable`]), committed as Ember's file outputs are.
 //!
@@ -43,7 +43,7 @@ pub use outputs::{Parquet, SaveAsTable};
 pub use query::{sql, Query, StaticTable};
 pub use rows::{Row, Value};
 pub use session::{DataFrame, ForeachRddDf, GroupedData, SqlSession};
-pub use table::{Rows, ToRows};
+pub use table::{FromRows, Rows, ToRows};
 
 /// What can go wrong with a query, a table or a conversion.
 #[derive(Debug, thiserror::Error)]

@@ -6,16 +6,22 @@
 //! and `SortPreservingMergeExec` (everything to one partition: a final aggregate without keys,
 //! ORDER BY, LIMIT). Ember plans with one partition per worker of the job and cuts the plan at
 //! exactly those nodes: each becomes a boundary, a stage's output crosses it through the kit's
-//! exchange, and the stage above reads what arrived from an [`InputExec`] leaf. Nothing else of
+//! exchange, and the stage above reads what arrived from an `InputExec` leaf. Nothing else of
 //! the plan changes, so every operator DataFusion has runs as DataFusion wrote it.
 //!
 //! Where rows go follows from the plan, not from rules per operator: partition `p` of a stage
-//! runs on worker `p mod workers`, and [`reads`] says which input partitions each stage
+//! runs on worker `p mod workers`, and `reads` says which input partitions each stage
 //! partition reads; a boundary's partition is sent to every worker that runs a stage partition
 //! reading it. A shuffle's partition is read by one worker; a gathered input by the worker of the
 //! single partition above it, or by all of them when the stage above has one partition per worker
 //! (the build side of a broadcast join). A stream's own rows (a view's partition `w` starts on
 //! worker `w`) are routed the same way.
+//!
+//! A partition that crossed an exchange holds what every worker sent it one after the other, so
+//! where the plan counts on an exchange keeping its input's order, a sort of the partition is put
+//! back above it. Joins whose build side remembers its matches across partitions (a left or full
+//! join collecting its left side) get their probe side gathered into one partition, so that one
+//! worker sees every match.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -32,13 +38,14 @@ use datafusion::physical_plan::execution_plan::{replace_children_if_necessary, B
 use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec, PartitionMode};
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::physical_plan::repartition::{BatchPartitioner, RepartitionExec};
+use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream,
 };
 
-/// What an [`InputExec`] reads: a stream's rows (view `i` of the query) or a boundary's.
+/// What an `InputExec` leaf reads: a stream's rows (view `i` of the query) or a boundary's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum InputKey {
     /// The rows of the query's `i`-th stream.
@@ -274,7 +281,13 @@ fn cut(plan: Arc<dyn ExecutionPlan>, stages: &mut Vec<Stage>) -> DfResult<Arc<dy
             output: Output::Repartition { boundary: b, partitioning: r.partitioning().clone() },
             level: 0,
         });
-        return Ok(Arc::new(InputExec::boundary(b, &plan)));
+        let leaf: Arc<dyn ExecutionPlan> = Arc::new(InputExec::boundary(b, &plan));
+        // A partition of an exchange holds what every worker sent it, one after the other: an
+        // order the plan counts on is made again.
+        if let (true, Some(ordering)) = (r.preserve_order(), plan.properties().output_ordering()) {
+            return Ok(Arc::new(SortExec::new(ordering.clone(), leaf).with_preserve_partitioning(true)));
+        }
+        return Ok(leaf);
     }
     if plan.is::<CoalescePartitionsExec>() || plan.is::<SortPreservingMergeExec>() {
         let child = Arc::clone(plan.children()[0]);

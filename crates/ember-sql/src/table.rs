@@ -304,3 +304,24 @@ pub(crate) fn rows_of_row_stream(s: &DStream<Row>, schema: SchemaRef) -> Rows {
     });
     Rows { schema, stream, skipped }
 }
+
+/// A query's rows back as records of your own type.
+pub trait FromRows {
+    /// Each row as a record of `T` through serde, matched by column name (see [`Row::to`]). A
+    /// row that does not convert is skipped and logged with the reason, and counted in
+    /// `skipped`.
+    fn to_records<T: Data + DeserializeOwned>(&self, skipped: Arc<AtomicU64>) -> DStream<T>;
+}
+
+impl FromRows for DStream<Row> {
+    fn to_records<T: Data + DeserializeOwned>(&self, skipped: Arc<AtomicU64>) -> DStream<T> {
+        self.flat_map(move |r: Row| match r.to::<T>() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                skipped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("a row that is not a record of the type asked for was skipped: {e}");
+                None
+            }
+        })
+    }
+}
