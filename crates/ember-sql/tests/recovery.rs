@@ -15,6 +15,15 @@ fn job(_input: &Path, out: &Path, ck: &Path, master: &str) -> ember::Result<Stre
     let ssc = ember::testing::kill_test_context(master, START, ck)?;
     let text = ember::GeneratedText { lines_per_second: 2000, words_per_line: 3, vocabulary: 20, skew: 1.0, seed: 5 };
     let words = ssc.generated_text_stream_with(text).flat_map(|l: String| l.split_owned(' '));
+    // Spark's per-batch pattern in the same job: the session is made again after a recovery.
+    let pattern = out.join("pattern");
+    std::fs::create_dir_all(&pattern).map_err(|e| ember::Error::io("creating the pattern output", e))?;
+    words.to_rows(["word"]).foreach_rdd_df(move |df, t| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        df.create_or_replace_temp_view("words")?;
+        let rows = df.session().sql("SELECT COUNT(*) AS n, COUNT(DISTINCT word) AS words FROM words")?.collect()?;
+        std::fs::write(pattern.join(t.millis().to_string()), rows[0].to_string())?;
+        Ok(())
+    });
     let per_window = sql(&ssc, "SELECT word, COUNT(*) AS n, MAX(LENGTH(word)) AS len FROM words GROUP BY word")
         .with_view("words", words.window(Duration::from_secs(2), Duration::from_secs(1)).to_rows(["word"]));
     let rows = per_window.table();
@@ -98,6 +107,18 @@ fn sql_job_survives_sigkills(master: &str) {
     // batch's, counted once so far: the totals are twice the words less the last batch's.
     let last: u64 = ember::testing::parse_counts::<u64>(&straight[totals[totals.len() - 1].as_str()]).values().sum();
     assert_eq!(last, 2 * BATCHES * 6000 - 6000, "{master}: the windowed counts feed the running totals");
+    let pattern = |d: &Path| -> std::collections::BTreeMap<String, String> {
+        std::fs::read_dir(d.join("pattern"))
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                (p.file_name().unwrap().to_string_lossy().to_string(), std::fs::read_to_string(&p).unwrap())
+            })
+            .collect()
+    };
+    let per_batch = pattern(&a);
+    assert_eq!(per_batch.len(), BATCHES as usize, "{master}: the per-batch pattern ran every batch");
+    assert!(per_batch.values().all(|v| v == "[6000,20]"), "{master}: {per_batch:?}");
     let windows = parquet_rows(&a.join("pq"));
     assert_eq!(windows.len(), BATCHES as usize, "{master}: one Parquet directory per batch");
     assert!(windows.values().all(|rows| rows.len() == 20), "{master}: 20 words in every window");
@@ -124,6 +145,7 @@ fn sql_job_survives_sigkills(master: &str) {
         straight,
         "{master}: the same text outputs after {kills} kills"
     );
+    assert_eq!(pattern(&b), per_batch, "{master}: the per-batch pattern after {kills} kills");
     assert_eq!(parquet_rows(&b.join("pq")), windows, "{master}: the same Parquet outputs after {kills} kills");
 }
 
