@@ -119,6 +119,10 @@ impl Rows {
 }
 
 /// Turns a stream of records into a table ([`Rows`]).
+///
+/// A query's output, a `DStream<Row>`, is not meant for these: its schema comes from the query,
+/// so take it as a table with [`Query::table`](crate::Query::table) (these would trace `Row`'s
+/// own layout instead of its columns).
 pub trait ToRows<T> {
     /// Columns named by position: `words.to_rows(["word"])` for a `DStream<String>`,
     /// `pairs.to_rows(["word", "count"])` for a `DStream<(String, i64)>`; a struct's fields are
