@@ -190,6 +190,27 @@ def profile(rate):
     return "\n".join(top)
 
 
+def alternating(configs, rate, repeats):
+    """Runs every (system, workload, batch ms) of `configs` at `rate`, `repeats` times in turn,
+    after one idle run per system and batch interval. Returns the runs of each configuration, each
+    with `cpu_per_m_marginal` (its CPU less the idle run's, per million records sent), and the
+    idle runs' CPU by (system, batch ms)."""
+    idle = {}
+    for system, workload, ms in configs:
+        if (system, ms) not in idle:
+            idle[(system, ms)] = run(system, workload, [(0, LOAD_S)], ms)["cpu"]
+    per = {c: [] for c in configs}
+    for i in range(repeats):
+        for c in configs:
+            system, workload, ms = c
+            res = at_load(system, workload, rate, ms)
+            res["cpu_per_m_marginal"] = max(res["cpu"] - idle[(system, ms)], 0) / max(res["records"] / 1e6, 1e-9)
+            per[c].append(res)
+            print(f"[bench] {system} {workload} {ms} ms run {i + 1}/{repeats}: {res['cpu_per_m_marginal']:.2f} CPU s per M records "
+                  f"(idle run: {idle[(system, ms)]:.1f} CPU s), delay p50 {res['p50']} ms", flush=True)
+    return per, idle
+
+
 def noisy(workload="wordcount"):
     """A comparison that survives a busy machine: both systems at one fixed offered rate, in
     alternating runs repeated REPEATS times, each run's CPU less that of an idle run of the same
@@ -198,15 +219,9 @@ def noisy(workload="wordcount"):
     rate = int(os.environ.get("BENCH_RATE", "100000"))
     repeats = int(os.environ.get("BENCH_REPEATS", "3"))
     systems = ["ember", "spark"] + (["floor"] if workload == "wordcount" else [])
-    idle = {system: run(system, workload, [(0, LOAD_S)])["cpu"] for system in systems}
-    per = {system: [] for system in systems}
-    for i in range(repeats):
-        for system in systems:
-            res = at_load(system, workload, rate)
-            res["cpu_per_m_marginal"] = max(res["cpu"] - idle[system], 0) / max(res["records"] / 1e6, 1e-9)
-            per[system].append(res)
-            print(f"[bench] {system} {workload} run {i + 1}/{repeats}: {res['cpu_per_m_marginal']:.2f} CPU s per M records "
-                  f"(idle run: {idle[system]:.1f} CPU s), delay p50 {res['p50']} ms", flush=True)
+    runs, idle_runs = alternating([(system, workload, 1000) for system in systems], rate, repeats)
+    per = {system: runs[(system, workload, 1000)] for system in systems}
+    idle = {system: idle_runs[(system, 1000)] for system in systems}
     load = os.getloadavg()
     out = [f"# Ember vs Apache Spark Streaming at a fixed rate — {datetime.date.today().isoformat()} (noisy)", "",
            f"`{workload}` at {rate:,} lines/s offered, {LOAD_S} s per run, {repeats} alternating runs per system;",
@@ -245,19 +260,7 @@ def sql():
     repeats = int(os.environ.get("BENCH_REPEATS", "2"))
     configs = [("ember", "wordcount", 1000), ("ember", "sql", 1000), ("spark", "sql", 1000), ("spark", "wordcount", 1000),
                ("ember", "sql", 100), ("spark", "sql", 100)]
-    idle = {}
-    for system, workload, ms in configs:
-        if (system, ms) not in idle:
-            idle[(system, ms)] = run(system, workload, [(0, LOAD_S)], ms)["cpu"]
-    per = {c: [] for c in configs}
-    for i in range(repeats):
-        for c in configs:
-            system, workload, ms = c
-            res = at_load(system, workload, rate, ms)
-            res["cpu_per_m_marginal"] = max(res["cpu"] - idle[(system, ms)], 0) / max(res["records"] / 1e6, 1e-9)
-            per[c].append(res)
-            print(f"[bench] {system} {workload} {ms} ms run {i + 1}/{repeats}: {res['cpu_per_m_marginal']:.2f} CPU s per M lines, "
-                  f"delay p50 {res['p50']} ms", flush=True)
+    per, idle = alternating(configs, rate, repeats)
     med = lambda xs: sorted(xs)[len(xs) // 2]
     load = os.getloadavg()
     out = [f"# SQL word count: Ember (ember-sql) and Apache Spark — {datetime.date.today().isoformat()}", "",

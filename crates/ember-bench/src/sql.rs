@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use ember::clock::Stopwatch;
 use ember::prelude::*;
-use ember::GeneratedText;
 use ember_sql::{Row, ToRows};
+
+use crate::{arg, text, word_count};
 
 const QUERY: &str = "SELECT word, COUNT(*) AS total FROM words GROUP BY word";
 
@@ -20,10 +21,8 @@ pub fn sql_word_count(ssc: &StreamingContext, words: &DStream<String>) {
     );
 }
 
-fn typed_word_count(words: &DStream<String>) {
-    words.map(|w| (w, 1u64)).reduce_by_key(|a, b| a + b).foreach_partition(|_t, counts| {
-        black_box(counts.len());
-    });
+fn words(lines: &DStream<String>) -> DStream<String> {
+    lines.flat_map(|l: String| l.split_owned(' '))
 }
 
 /// Spark's guide pattern: every batch gathered on the driver, a DataFrame, a view, `sql`.
@@ -45,7 +44,7 @@ fn cpu_seconds() -> f64 {
     (tick(11) + tick(12)) / 100.0
 }
 
-/// Wall seconds and CPU seconds of `batches` batches of the job `build` declares, back to back
+/// Wall seconds and CPU seconds of `batches` batches of the job `build` declares on the generated lines, back to back
 /// on the manual clock (the first batch, which starts the job, not counted).
 fn measure(
     workers: u64,
@@ -57,23 +56,13 @@ fn measure(
     let conf = Conf::new().master(format!("local[{workers}]")).manual_clock(true);
     let ssc = StreamingContext::new(conf, batch)?;
     let per_second = lines_per_batch * 1000 / batch.as_millis().max(1) as u64;
-    let text =
-        GeneratedText { lines_per_second: per_second, words_per_line: 8, vocabulary: 10_000, skew: 1.0, seed: 42 };
-    let words = ssc.generated_text_stream_with(text).flat_map(|l: String| l.split_owned(' '));
-    build(&ssc, &words);
+    build(&ssc, &ssc.generated_text_stream_with(text(per_second)));
     ssc.run_batches(1)?;
     let (watch, cpu) = (Stopwatch::start(), cpu_seconds());
     ssc.run_batches(batches)?;
     let out = (watch.elapsed().as_secs_f64(), cpu_seconds() - cpu);
     ssc.stop(false)?;
     Ok(out)
-}
-
-fn arg(args: &[String], name: &str, default: u64) -> anyhow::Result<u64> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => Ok(args.get(i + 1).ok_or_else(|| anyhow::anyhow!("{name} needs a value"))?.parse()?),
-    }
 }
 
 /// `ember-bench sql [--workers W] [--lines-per-batch L] [--batches K]`.
@@ -86,11 +75,11 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     println!("|---|---|---|");
     let mut cpu_per_m = Vec::new();
     for (name, typed) in [("typed (reduce_by_key)", true), ("SQL (GROUP BY on every worker)", false)] {
-        let (wall, cpu) = measure(workers, Duration::from_secs(1), lines, batches, |ssc, words| {
+        let (wall, cpu) = measure(workers, Duration::from_secs(1), lines, batches, |ssc, lines| {
             if typed {
-                typed_word_count(words)
+                word_count(lines)
             } else {
-                sql_word_count(ssc, words)
+                sql_word_count(ssc, &words(lines))
             }
         })?;
         let m = (lines * batches) as f64 / 1e6;
@@ -108,11 +97,11 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     for ms in [1000u64, 100] {
         let batch = Duration::from_millis(ms);
         let each = |f: &dyn Fn(&StreamingContext, &DStream<String>)| -> anyhow::Result<f64> {
-            Ok(measure(workers, batch, 0, empty, |ssc, words| f(ssc, words))?.0 * 1000.0 / empty as f64)
+            Ok(measure(workers, batch, 0, empty, |ssc, lines| f(ssc, lines))?.0 * 1000.0 / empty as f64)
         };
-        let typed = each(&|_ssc, w| typed_word_count(w))?;
-        let sql = each(&|ssc, w| sql_word_count(ssc, w))?;
-        let pattern = each(&|_ssc, w| per_batch_word_count(w))?;
+        let typed = each(&|_ssc, l| word_count(l))?;
+        let sql = each(&|ssc, l| sql_word_count(ssc, &words(l)))?;
+        let pattern = each(&|_ssc, l| per_batch_word_count(&words(l)))?;
         println!("| {ms} ms | {typed:.3} | {sql:.3} | {:.3} | {pattern:.3} |", sql - typed);
     }
     Ok(())

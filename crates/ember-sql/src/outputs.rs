@@ -22,7 +22,11 @@ fn encoding(what: &str, e: impl std::fmt::Display) -> ember::Error {
 }
 
 /// Record batches as one Parquet file (Snappy-compressed, as Spark writes by default).
-fn write_parquet(schema: &SchemaRef, batches: &[RecordBatch], out: &mut Vec<u8>) -> ember::Result<()> {
+fn write_parquet<'a>(
+    schema: &SchemaRef,
+    batches: impl IntoIterator<Item = &'a RecordBatch>,
+    out: &mut Vec<u8>,
+) -> ember::Result<()> {
     let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
     let mut w =
         ArrowWriter::try_new(out, Arc::clone(schema), Some(props)).map_err(|e| encoding("a Parquet file", e))?;
@@ -97,8 +101,7 @@ struct ParquetChunks(SchemaRef);
 
 impl FileFormat<Chunk> for ParquetChunks {
     fn encode(&self, records: &[Chunk], out: &mut Vec<u8>) -> ember::Result<()> {
-        let batches: Vec<RecordBatch> = records.iter().map(|c| c.0.clone()).collect();
-        write_parquet(&self.0, &batches, out)
+        write_parquet(&self.0, records.iter().map(|c| &c.0), out)
     }
 
     fn extension(&self) -> &str {

@@ -433,11 +433,6 @@ fn fail<T>(r: DfResult<T>) -> T {
     r.unwrap_or_else(|e| panic!("the SQL query failed: {e}"))
 }
 
-/// A query's table from a row stream of a known schema (a query's output to the next query).
-pub fn rows_with_schema(stream: &DStream<Row>, schema: SchemaRef) -> Rows {
-    rows_of_row_stream(stream, schema)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

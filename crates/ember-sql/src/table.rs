@@ -212,101 +212,85 @@ impl Encoder {
     /// The records as one batch; records that do not fit are left out, with the count and the
     /// first one's error returned beside it.
     pub(crate) fn encode<T: Serialize>(&self, xs: &[T]) -> (RecordBatch, usize, Option<String>) {
-        match self.encode_all(xs) {
-            Ok(b) => (b, 0, None),
-            Err(_) => {
-                let mut fit = Vec::with_capacity(xs.len());
-                let mut first = None;
-                for x in xs {
-                    match self.encode_all(std::slice::from_ref(x)) {
-                        Ok(_) => fit.push(x),
-                        Err(e) => {
-                            first.get_or_insert(e);
-                        }
-                    }
-                }
-                let skipped = xs.len() - fit.len();
-                let batch = self.encode_all(&fit).unwrap_or_else(|_| RecordBatch::new_empty(Arc::clone(&self.schema)));
-                (batch, skipped, first)
+        fitting(xs, &self.schema, |fit| self.encode_all(fit))
+    }
+}
+
+/// `items` as one batch by `attempt`; when that fails, the items that fit on their own, with the
+/// count of those left out and the first one's error.
+fn fitting<X>(
+    items: &[X],
+    schema: &SchemaRef,
+    attempt: impl Fn(&[&X]) -> Result<RecordBatch, String>,
+) -> (RecordBatch, usize, Option<String>) {
+    let all: Vec<&X> = items.iter().collect();
+    if let Ok(b) = attempt(&all) {
+        return (b, 0, None);
+    }
+    let mut first = None;
+    let fit: Vec<&X> = all
+        .into_iter()
+        .filter(|x| match attempt(std::slice::from_ref(x)) {
+            Ok(_) => true,
+            Err(e) => {
+                first.get_or_insert(e);
+                false
             }
-        }
-    }
+        })
+        .collect();
+    let batch = attempt(&fit).unwrap_or_else(|_| RecordBatch::new_empty(Arc::clone(schema)));
+    (batch, items.len() - fit.len(), first)
 }
 
-fn rows_of_stream<T: Data + Serialize + DeserializeOwned>(s: &DStream<T>, names: Option<Vec<String>>) -> Rows {
-    let skipped = Arc::new(AtomicU64::new(0));
-    match Encoder::of::<T>(names) {
-        Ok(encoder) => {
-            let schema = Arc::clone(encoder.schema());
-            let counter = Arc::clone(&skipped);
-            let stream = s.operator("to rows", move |b| {
-                let encoder = encoder.clone();
-                let counter = Arc::clone(&counter);
-                b.per_batch("to rows", move |t, xs: Vec<T>, out| {
-                    let (batch, n, first) = encoder.encode(&xs);
-                    if n > 0 {
-                        counter.fetch_add(n as u64, Ordering::Relaxed);
-                        tracing::warn!(batch = %t, skipped = n, "records that do not fit the table's schema were skipped; the first: {}", first.unwrap_or_default());
-                    }
-                    out.push(Chunk(batch))
-                })
-            });
-            Rows { schema, stream, skipped }
-        }
-        Err(e) => {
-            s.declaration_error(SqlError::Schema(e).into());
-            let schema = Arc::new(Schema::empty());
-            let stream = s.operator("to rows", |b| b.per_batch("to rows", |_t, _xs: Vec<T>, _out: &mut Vec<Chunk>| {}));
-            Rows { schema, stream, skipped }
-        }
-    }
-}
-
-/// Rows of a known schema as a record batch (rows that do not fit are left out and counted).
-pub(crate) fn batch_of_rows(schema: &SchemaRef, rows: &[Row]) -> (RecordBatch, usize, Option<String>) {
-    let records: Vec<_> = rows.iter().map(Row::as_record).collect();
-    let attempt = |records: &[crate::rows::Record<'_>]| -> Result<RecordBatch, String> {
-        let mut d = arrow::json::ReaderBuilder::new(Arc::clone(schema)).build_decoder().map_err(|e| e.to_string())?;
-        d.serialize(records).map_err(|e| e.to_string())?;
-        Ok(d.flush().map_err(|e| e.to_string())?.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
-    };
-    match attempt(&records) {
-        Ok(b) => (b, 0, None),
-        Err(_) => {
-            let mut fit = Vec::new();
-            let mut first = None;
-            for r in records {
-                match attempt(std::slice::from_ref(&r)) {
-                    Ok(_) => fit.push(r),
-                    Err(e) => {
-                        first.get_or_insert(e);
-                    }
-                }
-            }
-            let n = rows.len() - fit.len();
-            (attempt(&fit).unwrap_or_else(|_| RecordBatch::new_empty(Arc::clone(schema))), n, first)
-        }
-    }
-}
-
-/// A row stream of a known schema as a table (what a query's output is to the next query).
-pub(crate) fn rows_of_row_stream(s: &DStream<Row>, schema: SchemaRef) -> Rows {
+/// A table of `s`, each worker's share of a batch encoded by `encode`; what it leaves out is
+/// counted and logged.
+fn chunks_of<X: Data>(
+    s: &DStream<X>,
+    schema: SchemaRef,
+    encode: impl Fn(&[X]) -> (RecordBatch, usize, Option<String>) + Clone + Send + Sync + 'static,
+) -> Rows {
     let skipped = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&skipped);
-    let sch = Arc::clone(&schema);
     let stream = s.operator("to rows", move |b| {
-        let schema = Arc::clone(&sch);
-        let counter = Arc::clone(&counter);
-        b.per_batch("to rows", move |t, rows: Vec<Row>, out| {
-            let (batch, n, first) = batch_of_rows(&schema, &rows);
+        let (encode, counter) = (encode.clone(), Arc::clone(&counter));
+        b.per_batch("to rows", move |t, xs: Vec<X>, out| {
+            let (batch, n, first) = encode(&xs);
             if n > 0 {
                 counter.fetch_add(n as u64, Ordering::Relaxed);
-                tracing::warn!(batch = %t, skipped = n, "rows that do not fit the table's schema were skipped; the first: {}", first.unwrap_or_default());
+                tracing::warn!(batch = %t, skipped = n, "records that do not fit the table's schema were skipped; the first: {}", first.unwrap_or_default());
             }
             out.push(Chunk(batch))
         })
     });
     Rows { schema, stream, skipped }
+}
+
+fn rows_of_stream<T: Data + Serialize + DeserializeOwned>(s: &DStream<T>, names: Option<Vec<String>>) -> Rows {
+    match Encoder::of::<T>(names) {
+        Ok(encoder) => chunks_of(s, Arc::clone(encoder.schema()), move |xs: &[T]| encoder.encode(xs)),
+        Err(e) => {
+            s.declaration_error(SqlError::Schema(e).into());
+            chunks_of(s, Arc::new(Schema::empty()), |_xs: &[T]| {
+                (RecordBatch::new_empty(Arc::new(Schema::empty())), 0, None)
+            })
+        }
+    }
+}
+
+/// Rows of a known schema as a record batch (rows that do not fit are left out and counted).
+fn batch_of_rows(schema: &SchemaRef, rows: &[Row]) -> (RecordBatch, usize, Option<String>) {
+    fitting(rows, schema, |fit| {
+        let records: Vec<_> = fit.iter().map(|r| r.as_record()).collect();
+        let mut d = arrow::json::ReaderBuilder::new(Arc::clone(schema)).build_decoder().map_err(|e| e.to_string())?;
+        d.serialize(&records).map_err(|e| e.to_string())?;
+        Ok(d.flush().map_err(|e| e.to_string())?.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
+    })
+}
+
+/// A row stream of a known schema as a table (what a query's output is to the next query).
+pub(crate) fn rows_of_row_stream(s: &DStream<Row>, schema: SchemaRef) -> Rows {
+    let sch = Arc::clone(&schema);
+    chunks_of(s, schema, move |rows: &[Row]| batch_of_rows(&sch, rows))
 }
 
 /// A query's rows back as records of your own type.

@@ -69,37 +69,9 @@ fn parquet_rows(dir: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
 
 fn sql_job_survives_sigkills(master: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let run = |out: &Path, ck: &Path| -> Vec<std::process::Command> {
-        let path = |p: &Path| p.display().to_string();
-        let child = |m: &str| {
-            let env = [
-                ("KILL_IN", String::new()),
-                ("KILL_OUT", path(out)),
-                ("KILL_CK", path(ck)),
-                ("KILL_MASTER", m.to_owned()),
-                ("RUST_LOG", "error".to_owned()),
-            ];
-            let mut c = ember::testing::child_command("sql_kill_child", &env);
-            c.stdout(std::process::Stdio::null());
-            c
-        };
-        if master != "cluster" {
-            return vec![child(master)];
-        }
-        let hosts = ember::testing::cluster_hosts();
-        (0..2)
-            .map(|i| {
-                let mut c = child("local[1]");
-                c.envs(ember::testing::cluster_env(&hosts, i));
-                c
-            })
-            .collect()
-    };
+    let run = |out: &Path, ck: &Path| ember::testing::kill_run_commands("sql_kill_child", out, ck, master);
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    let straight: Vec<_> = run(&a, &dir.path().join("ck-a")).iter_mut().map(|c| c.spawn().unwrap()).collect();
-    for mut c in straight {
-        assert!(c.wait().unwrap().success(), "{master}: the uninterrupted run failed");
-    }
+    ember::testing::run_all(run(&a, &dir.path().join("ck-a")), &format!("{master}: the uninterrupted run"));
     let straight = ember::testing::committed_outputs(&a.join("text"));
     let totals: Vec<_> = straight.keys().filter(|k| k.starts_with("totals-")).collect();
     assert_eq!(totals.len(), BATCHES as usize, "{master}: one output per batch");

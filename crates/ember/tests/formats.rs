@@ -223,37 +223,9 @@ fn rolling_kill_child() {
 /// 2 processes x 2 workers.
 fn rolling_files_survive_sigkills(master: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let run = |out: &Path, ck: &Path| -> Vec<std::process::Command> {
-        let path = |p: &Path| p.display().to_string();
-        let child = |m: &str| {
-            let env = [
-                ("KILL_IN", String::new()),
-                ("KILL_OUT", path(out)),
-                ("KILL_CK", path(ck)),
-                ("KILL_MASTER", m.to_owned()),
-                ("RUST_LOG", "error".to_owned()),
-            ];
-            let mut c = ember::testing::child_command("rolling_kill_child", &env);
-            c.stdout(std::process::Stdio::null());
-            c
-        };
-        if master != "cluster" {
-            return vec![child(master)];
-        }
-        let hosts = ember::testing::cluster_hosts();
-        (0..2)
-            .map(|i| {
-                let mut c = child("local[1]");
-                c.envs(ember::testing::cluster_env(&hosts, i));
-                c
-            })
-            .collect()
-    };
+    let run = |out: &Path, ck: &Path| ember::testing::kill_run_commands("rolling_kill_child", out, ck, master);
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    let straight: Vec<_> = run(&a, &dir.path().join("ck-a")).iter_mut().map(|c| c.spawn().unwrap()).collect();
-    for mut c in straight {
-        assert!(c.wait().unwrap().success(), "{master}: the uninterrupted run failed");
-    }
+    ember::testing::run_all(run(&a, &dir.path().join("ck-a")), &format!("{master}: the uninterrupted run"));
     let straight = rolled(&a);
     assert!(straight.len() >= ROLL_BATCHES as usize / 3, "{master}: files of every roll: {}", straight.len());
     let kills = ember::testing::kill_and_restart_all(

@@ -254,6 +254,54 @@ pub fn run_kill_child(
     ssc.stop(false).unwrap_or_else(|e| panic!("cannot stop the job: {e}"));
 }
 
+/// The commands of one run of a SIGKILL test's job, whose body is the ignored test `test`
+/// (calling [`run_kill_child`]) with output `out` and checkpoint `ck`: one child process under
+/// `master`, or for `"cluster"` the 2 processes x 2 workers of one job on loopback. Their stdout
+/// is dropped.
+pub fn kill_run_commands(
+    test: &str,
+    out: &std::path::Path,
+    ck: &std::path::Path,
+    master: &str,
+) -> Vec<std::process::Command> {
+    let child = |m: &str| {
+        let env = [
+            ("KILL_IN", String::new()),
+            ("KILL_OUT", out.display().to_string()),
+            ("KILL_CK", ck.display().to_string()),
+            ("KILL_MASTER", m.to_owned()),
+            ("RUST_LOG", "error".to_owned()),
+        ];
+        let mut c = child_command(test, &env);
+        c.stdout(std::process::Stdio::null());
+        c
+    };
+    if master != "cluster" {
+        return vec![child(master)];
+    }
+    let hosts = cluster_hosts();
+    (0..2)
+        .map(|i| {
+            let mut c = child("local[1]");
+            c.envs(cluster_env(&hosts, i));
+            c
+        })
+        .collect()
+}
+
+/// Starts every command of `cmds` (the processes of one job run) at once and waits for all.
+///
+/// # Panics
+/// When a process cannot start or fails (a test helper); `what` names the run.
+pub fn run_all(cmds: Vec<std::process::Command>, what: &str) {
+    let children: Vec<_> =
+        cmds.into_iter().map(|mut c| c.spawn().unwrap_or_else(|e| panic!("{what}: cannot start: {e}"))).collect();
+    for mut c in children {
+        let status = c.wait().unwrap_or_else(|e| panic!("{what}: waiting: {e}"));
+        assert!(status.success(), "{what} failed: {status}");
+    }
+}
+
 /// The command that runs this test binary again as a child process, running only the ignored
 /// test `test` with the environment `env` (the child of a SIGKILL or cluster test).
 ///
