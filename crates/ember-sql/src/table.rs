@@ -145,6 +145,21 @@ impl<T: Data + Serialize + DeserializeOwned> ToRows<T> for DStream<T> {
     }
 }
 
+/// A static dataset as a table (Spark's `rdd.toDF()` of a `parallelize`d or `textFile` RDD):
+/// `ssc.dataset(pages).to_rows_serde()`, `ssc.text_file(path).to_rows(["line"])`. It is a view like
+/// a stream's, holding the same rows every batch, each worker its share, so it joins streams of
+/// the batch interval's slide. A table that is only read is cheaper as a
+/// [`StaticTable`](crate::StaticTable): loaded once and, when small, broadcast.
+impl<T: Data + Serialize + DeserializeOwned> ToRows<T> for ember::Rdd<T> {
+    fn to_rows<const N: usize>(&self, names: [&str; N]) -> Rows {
+        self.clone().into_stream().to_rows(names)
+    }
+
+    fn to_rows_serde(&self) -> Rows {
+        self.clone().into_stream().to_rows_serde()
+    }
+}
+
 /// How records of `T` become a record batch.
 #[derive(Clone)]
 pub(crate) struct Encoder {

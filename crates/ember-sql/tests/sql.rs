@@ -301,7 +301,8 @@ fn records_that_do_not_fit_the_schema_are_counted_and_skipped() {
     assert_eq!(got, ["[a,6]", "[b,null]"]);
 }
 
-/// Static tables from CSV and Parquet files join a stream; rows come back as typed records.
+/// Static tables from CSV, Parquet and JSON-lines files and from a static dataset join a stream;
+/// rows come back as typed records.
 #[test]
 fn static_tables_from_files_join_a_stream_and_rows_become_records() {
     #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, PartialOrd)]
@@ -326,20 +327,32 @@ fn static_tables_from_files_join_a_stream_and_rows_become_records() {
         w.close().unwrap();
     }
     std::fs::write(&pq, bytes).unwrap();
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    struct Page {
+        page: String,
+        category: String,
+    }
+    let pages: Vec<Page> = df.collect_as().unwrap();
+    assert_eq!(pages.len(), 4);
+    let json = dir.path().join("pages.jsonl");
+    let lines: Vec<String> = pages.iter().map(|p| serde_json::to_string(p).unwrap()).collect();
+    std::fs::write(&json, lines.join("\n")).unwrap();
     let q = "SELECT c.page, p.category, COUNT(DISTINCT c.user) AS users FROM clicks c LEFT JOIN pages p ON c.page = p.page GROUP BY c.page, p.category";
     let mut results = Vec::new();
-    for table in [
-        StaticTable::csv(&csv.display().to_string(), true).unwrap(),
-        StaticTable::parquet(&pq.display().to_string()).unwrap(),
-    ] {
+    for source in ["csv", "parquet", "json lines", "a dataset"] {
         let ssc = ember::testing::manual_context("local[2]");
         let clicks = ssc.queue_stream(batches::<Click>("clicks"), true);
         let skipped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let out = ember_sql::FromRows::to_records::<PageUsers>(
-            &sql(&ssc, q).with_view("clicks", clicks.to_rows_serde()).with_table("pages", table).stream(),
-            std::sync::Arc::clone(&skipped),
-        )
-        .collect_batches();
+        let query = sql(&ssc, q).with_view("clicks", clicks.to_rows_serde());
+        let query = match source {
+            "csv" => query.with_table("pages", StaticTable::csv(&csv.display().to_string(), true).unwrap()),
+            "parquet" => query.with_table("pages", StaticTable::parquet(&pq.display().to_string()).unwrap()),
+            "json lines" => query.with_table("pages", StaticTable::json(&json.display().to_string()).unwrap()),
+            // Spark's `sc.parallelize(pages).toDF()`: a static dataset as a view.
+            _ => query.with_view("pages", ssc.dataset(pages.clone()).to_rows_serde()),
+        };
+        let out = ember_sql::FromRows::to_records::<PageUsers>(&query.stream(), std::sync::Arc::clone(&skipped))
+            .collect_batches();
         ssc.run_batches(1).unwrap();
         ssc.stop(false).unwrap();
         let mut got = out.batches()[0].1.clone();
@@ -357,7 +370,9 @@ fn static_tables_from_files_join_a_stream_and_rows_become_records() {
     let got: Vec<String> =
         results[0].iter().map(|r| format!("[{},{}", r.page, r.category.clone().unwrap_or("null".into()))).collect();
     assert_eq!(got, want, "the same groups as Spark's");
-    assert_eq!(results[0], results[1], "CSV and Parquet give the same table");
+    for (i, source) in ["parquet", "json lines", "a dataset"].iter().enumerate() {
+        assert_eq!(results[0], results[i + 1], "{source} gives the CSV file's table");
+    }
     assert!(results[0].iter().any(|r| r.category.is_none()), "a page without a category is kept by the left join");
 }
 
