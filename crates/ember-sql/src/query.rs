@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::rows::{rows_of, Row};
 use crate::session::SqlSession;
 use crate::stages::{InputExec, InputKey, Inputs, Output, Stages};
-use crate::table::{rows_of_row_stream, Chunk, Rows};
+use crate::table::{Chunk, Rows};
 use crate::SqlError;
 
 /// Declares a SQL query over streams and static tables (see the module's documentation):
@@ -237,7 +237,7 @@ impl<'a> Query<'a> {
     /// The query's output as a stream of table rows with its schema, for another query.
     pub fn table(self) -> Rows {
         let (stream, schema) = self.declare();
-        rows_of_row_stream(&stream, schema)
+        Rows::with_schema(&stream, schema)
     }
 
     /// The query's output stream.

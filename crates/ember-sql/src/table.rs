@@ -116,6 +116,27 @@ impl Rows {
     pub fn skipped(&self) -> u64 {
         self.skipped.load(Ordering::Relaxed)
     }
+
+    /// Rows of your own making as a table of a declared schema: Spark's
+    /// `createDataFrame(rowRDD, schema)`. Each row's values are matched to the schema's columns
+    /// by name; a column a row lacks is null, a name the schema lacks is ignored. A row that does
+    /// not fit (a text where the schema has a number, a null in a column that is not nullable) is
+    /// skipped, counted in [`skipped`](Self::skipped) and logged with Arrow's message, which
+    /// names the column; the rest of its batch goes on.
+    ///
+    /// ```
+    /// use ember_sql::datafusion::arrow::datatypes::{DataType, Field, Schema};
+    /// use ember_sql::{Row, Rows, Value};
+    /// # let ssc = ember::testing::manual_context("local[1]");
+    /// let names: std::sync::Arc<[String]> = vec!["word".to_string(), "n".to_string()].into();
+    /// let rows = ssc.queue_stream(vec![vec![Row::new(names, vec![Value::Str("a".into()), Value::Int(2)])]], true);
+    /// let schema = Schema::new(vec![Field::new("word", DataType::Utf8, false), Field::new("n", DataType::Int64, true)]);
+    /// let table = Rows::with_schema(&rows, std::sync::Arc::new(schema));
+    /// ```
+    pub fn with_schema(rows: &DStream<Row>, schema: SchemaRef) -> Rows {
+        let sch = Arc::clone(&schema);
+        chunks_of(rows, schema, move |rows: &[Row]| batch_of_rows(&sch, rows))
+    }
 }
 
 /// Turns a stream of records into a table ([`Rows`]).
@@ -302,12 +323,6 @@ fn batch_of_rows(schema: &SchemaRef, rows: &[Row]) -> (RecordBatch, usize, Optio
     })
 }
 
-/// A row stream of a known schema as a table (what a query's output is to the next query).
-pub(crate) fn rows_of_row_stream(s: &DStream<Row>, schema: SchemaRef) -> Rows {
-    let sch = Arc::clone(&schema);
-    chunks_of(s, schema, move |rows: &[Row]| batch_of_rows(&sch, rows))
-}
-
 /// A query's rows back as records of your own type.
 pub trait FromRows {
     /// Each row as a record of `T` through serde, matched by column name (see [`Row::to`]). A
@@ -326,5 +341,32 @@ impl FromRows for DStream<Row> {
                 None
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rows::Value;
+    use arrow::datatypes::DataType;
+
+    #[test]
+    fn a_row_that_does_not_fit_a_declared_schema_is_left_out_with_its_columns_name() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("word", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let names: Arc<[String]> = vec!["word".to_string(), "n".to_string()].into();
+        let row = |w: Value, n: Value| Row::new(Arc::clone(&names), vec![w, n]);
+        let ok = row(Value::Str("a".into()), Value::Int(1));
+        let (batch, skipped, first) =
+            batch_of_rows(&schema, &[ok.clone(), row(Value::Str("b".into()), Value::Str("x".into()))]);
+        assert_eq!((batch.num_rows(), skipped), (1, 1));
+        let e = first.unwrap();
+        assert!(e.contains("field 'n'") && e.contains("\"x\""), "the error names the column and the value: {e}");
+        let (batch, skipped, first) = batch_of_rows(&schema, &[row(Value::Null, Value::Int(2)), ok]);
+        assert_eq!((batch.num_rows(), skipped), (1, 1));
+        let e = first.unwrap();
+        assert!(e.contains("\"word\""), "a null where the column is not nullable names it: {e}");
     }
 }

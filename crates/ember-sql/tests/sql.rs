@@ -386,3 +386,37 @@ fn a_temporary_view_that_exists_is_refused_by_create_temp_view() {
     df.create_or_replace_temp_view("numbers").unwrap();
     assert_eq!(session.sql("SELECT SUM(value) AS s FROM numbers").unwrap().collect().unwrap()[0].get_i64("s"), Some(6));
 }
+
+/// Rows of the user's own making with a declared schema (Spark's `createDataFrame(rowRDD,
+/// schema)`): values matched by name, a missing column null, rows that do not fit skipped.
+#[test]
+fn rows_with_a_declared_schema_are_a_table() {
+    use ember_sql::datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use ember_sql::{Rows, Value};
+    let names = |ns: &[&str]| -> std::sync::Arc<[String]> { ns.iter().map(|n| n.to_string()).collect() };
+    let (wn, w) = (names(&["word", "n"]), names(&["word"]));
+    let row = |ns: &std::sync::Arc<[String]>, vs: Vec<Value>| Row::new(std::sync::Arc::clone(ns), vs);
+    let s = |x: &str| Value::Str(x.into());
+    let batch = vec![
+        row(&wn, vec![s("a"), Value::Int(1)]),
+        row(&wn, vec![s("b"), s("x")]),             // a text where the schema has a number
+        row(&w, vec![s("a")]),                      // no `n`: null
+        row(&wn, vec![Value::Null, Value::Int(2)]), // a null word, which is not nullable
+        row(&names(&["n", "word", "extra"]), vec![Value::Int(4), s("c"), Value::Bool(true)]),
+    ];
+    let ssc = ember::testing::manual_context("local[2]");
+    let stream = ssc.queue_stream(vec![batch, vec![]], true);
+    let schema = Schema::new(vec![Field::new("word", DataType::Utf8, false), Field::new("n", DataType::Int64, true)]);
+    let rows = Rows::with_schema(&stream, std::sync::Arc::new(schema));
+    let out = sql(&ssc, "SELECT word, SUM(n) AS total, COUNT(*) AS c FROM t GROUP BY word")
+        .with_view("t", rows.clone())
+        .stream()
+        .collect_batches();
+    ssc.run_batches(2).unwrap();
+    ssc.stop(false).unwrap();
+    let mut got: Vec<String> = out.batches()[0].1.iter().map(|r| r.to_string()).collect();
+    got.sort();
+    assert_eq!(got, ["[a,1,2]", "[c,4,1]"]);
+    assert_eq!(rows.skipped(), 2, "the text in `n` and the null word are skipped");
+    assert!(out.batches()[1].1.is_empty(), "an empty batch is an empty table");
+}
