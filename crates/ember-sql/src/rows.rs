@@ -15,7 +15,8 @@ use crate::SqlError;
 
 /// One value of a [`Row`]. Integers of every width are `Int` (an unsigned 64-bit value above
 /// `i64::MAX` becomes `Float`), floating point is `Float`, text `Str`; dates, times, timestamps
-/// and decimals are `Str` in Arrow's display form, as a Spark `Row` shows them.
+/// and decimals are `Str` in the form Spark shows them (`2024-01-02`, `2024-01-02 03:04:05.12`,
+/// `1.50`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Value {
     /// SQL `NULL`.
@@ -34,6 +35,8 @@ pub enum Value {
     List(Vec<Value>),
     /// A struct: its fields in order, with their names.
     Struct(Vec<(String, Value)>),
+    /// A map: its entries in order.
+    Map(Vec<(Value, Value)>),
 }
 
 /// An untyped record, as Spark's `Row`: values by position, with the column names of the query
@@ -121,6 +124,7 @@ impl Value {
             Value::Bytes(b) => J::Array(b.iter().map(|x| J::from(*x)).collect()),
             Value::List(xs) => J::Array(xs.iter().map(Value::to_json).collect()),
             Value::Struct(fs) => J::Object(fs.iter().map(|(n, v)| (n.clone(), v.to_json())).collect()),
+            Value::Map(es) => J::Object(es.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect()),
         }
     }
 }
@@ -139,12 +143,39 @@ impl std::fmt::Display for Row {
     }
 }
 
-/// A value prints as in Spark's `show()`: `null`, Java's form of a double (`1.0`, `1.0E10`),
-/// `[1, 2]` for arrays and `{a, 1}` for structs.
+/// A value prints as in Spark's `show()`, but for `null` in lower case (as Spark's `Row` prints
+/// it): Java's form of a double (`1.0`, `1.0E10`), `[1, 2]` for arrays, `{a, 1}` for structs,
+/// `{k -> 1}` for maps, `[0A 1B]` for binary.
 impl std::fmt::Display for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.write(f, "null")
+    }
+}
+
+impl Value {
+    /// The text of a cell of Spark 4's `show()`, where null is `NULL` at every depth.
+    pub(crate) fn shown(&self) -> String {
+        struct Shown<'a>(&'a Value);
+        impl std::fmt::Display for Shown<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.write(f, "NULL")
+            }
+        }
+        Shown(self).to_string()
+    }
+
+    fn write(&self, f: &mut std::fmt::Formatter<'_>, null: &str) -> std::fmt::Result {
+        let list = |f: &mut std::fmt::Formatter<'_>, xs: &mut dyn Iterator<Item = &Value>| -> std::fmt::Result {
+            for (i, x) in xs.enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                x.write(f, null)?;
+            }
+            Ok(())
+        };
         match self {
-            Value::Null => f.write_str("null"),
+            Value::Null => f.write_str(null),
             Value::Bool(b) => write!(f, "{b}"),
             Value::Int(i) => write!(f, "{i}"),
             Value::Float(x) => f.write_str(&java_double(*x)),
@@ -158,15 +189,23 @@ impl std::fmt::Display for Value {
             }
             Value::List(xs) => {
                 f.write_str("[")?;
-                for (i, x) in xs.iter().enumerate() {
-                    write!(f, "{}{x}", if i > 0 { ", " } else { "" })?;
-                }
+                list(f, &mut xs.iter())?;
                 f.write_str("]")
             }
             Value::Struct(fs) => {
                 f.write_str("{")?;
-                for (i, (_, x)) in fs.iter().enumerate() {
-                    write!(f, "{}{x}", if i > 0 { ", " } else { "" })?;
+                list(f, &mut fs.iter().map(|(_, x)| x))?;
+                f.write_str("}")
+            }
+            Value::Map(es) => {
+                f.write_str("{")?;
+                for (i, (k, v)) in es.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    k.write(f, null)?;
+                    f.write_str(" -> ")?;
+                    v.write(f, null)?;
                 }
                 f.write_str("}")
             }
@@ -210,10 +249,18 @@ impl ember::Printable for Row {
 }
 
 /// A row seen by serde as a map from column name to plain value (no enum tags), which is what
-/// serde_arrow traces and writes.
+/// Arrow's JSON decoder reads into a table.
 pub(crate) struct Record<'a>(&'a Row);
 
 struct Plain<'a>(&'a Value);
+
+struct Hex<'a>(&'a [u8]);
+
+impl std::fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
 
 impl Serialize for Record<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -233,7 +280,8 @@ impl Serialize for Plain<'_> {
             Value::Int(i) => s.serialize_i64(*i),
             Value::Float(f) => s.serialize_f64(*f),
             Value::Str(x) => s.serialize_str(x),
-            Value::Bytes(b) => s.serialize_bytes(b),
+            // Arrow's JSON decoder reads binary as hex text.
+            Value::Bytes(b) => s.collect_str(&format_args!("{}", Hex(b))),
             Value::List(xs) => {
                 let mut q = s.serialize_seq(Some(xs.len()))?;
                 for x in xs {
@@ -245,6 +293,13 @@ impl Serialize for Plain<'_> {
                 let mut m = s.serialize_map(Some(fs.len()))?;
                 for (n, v) in fs {
                     m.serialize_entry(n, &Plain(v))?;
+                }
+                m.end()
+            }
+            Value::Map(es) => {
+                let mut m = s.serialize_map(Some(es.len()))?;
+                for (k, v) in es {
+                    m.serialize_entry(&Plain(k), &Plain(v))?;
                 }
                 m.end()
             }
@@ -294,9 +349,12 @@ fn values_of(a: &ArrayRef) -> Vec<Value> {
                 Some(v) => i64::try_from(v).map_or(Value::Float(v as f64), Value::Int),
             })
             .collect(),
-        DataType::Float32 => {
-            a.as_primitive::<Float32Type>().iter().map(|v| v.map_or(Value::Null, |v| Value::Float(v as f64))).collect()
-        }
+        // A float's shortest text read as a double, so that 0.1f32 shows `0.1`, as in Spark.
+        DataType::Float32 => a
+            .as_primitive::<Float32Type>()
+            .iter()
+            .map(|v| v.map_or(Value::Null, |v| Value::Float(v.to_string().parse().unwrap_or(v as f64))))
+            .collect(),
         DataType::Float64 => {
             a.as_primitive::<Float64Type>().iter().map(|v| v.map_or(Value::Null, Value::Float)).collect()
         }
@@ -326,15 +384,44 @@ fn values_of(a: &ArrayRef) -> Vec<Value> {
                 })
                 .collect()
         }
-        _ => {
-            let options = FormatOptions::default();
-            match ArrayFormatter::try_new(a.as_ref(), &options) {
-                Ok(f) => (0..a.len())
-                    .map(|i| if a.is_null(i) { Value::Null } else { Value::Str(f.value(i).to_string()) })
-                    .collect(),
-                Err(_) => vec![Value::Null; a.len()],
-            }
+        DataType::Map(_, _) => {
+            let m = a.as_map();
+            let (keys, values) = (values_of(m.keys()), values_of(m.values()));
+            let offsets = m.value_offsets();
+            (0..a.len())
+                .map(|i| {
+                    if a.is_null(i) {
+                        return Value::Null;
+                    }
+                    let range = offsets[i] as usize..offsets[i + 1] as usize;
+                    Value::Map(range.map(|j| (keys[j].clone(), values[j].clone())).collect())
+                })
+                .collect()
         }
+        // Spark's form: a space between date and time, the fraction without trailing zeros.
+        DataType::Timestamp(_, _) => {
+            const FORM: &str = "%Y-%m-%d %H:%M:%S%.f";
+            let options =
+                FormatOptions::default().with_timestamp_format(Some(FORM)).with_timestamp_tz_format(Some(FORM));
+            formatted(a, &options, |s| {
+                if s.contains('.') {
+                    s.trim_end_matches('0').trim_end_matches('.').to_string()
+                } else {
+                    s
+                }
+            })
+        }
+        _ => formatted(a, &FormatOptions::default(), |s| s),
+    }
+}
+
+/// Values in Arrow's display form, adjusted by `adjust`.
+fn formatted(a: &ArrayRef, options: &FormatOptions<'_>, adjust: impl Fn(String) -> String) -> Vec<Value> {
+    match ArrayFormatter::try_new(a.as_ref(), options) {
+        Ok(f) => (0..a.len())
+            .map(|i| if a.is_null(i) { Value::Null } else { Value::Str(adjust(f.value(i).to_string())) })
+            .collect(),
+        Err(_) => vec![Value::Null; a.len()],
     }
 }
 

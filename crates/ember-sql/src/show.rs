@@ -1,9 +1,10 @@
 //! `show()` in Spark's exact text layout (`Dataset.showString`): a `+---+` frame, cells of at
 //! least three characters, right-aligned and cut to 20 characters (`...` marks the cut) when
 //! truncating, left-aligned otherwise, and `only showing top N rows` under a table with more rows
-//! than shown (no newline after it: `show()` prints the text with one). Spark 4 shows `NULL`.
+//! than shown (no newline after it: `show()` prints the text with one). Spark 4 shows `NULL`, inside
+//! arrays, structs and maps too.
 
-use crate::rows::{Row, Value};
+use crate::rows::Row;
 
 /// The table of `rows` (at most `n` of them; `more` says whether the data had more than `n`)
 /// under `names`, as Spark's `show(n, truncate)` prints it. `truncate` is the longest cell
@@ -24,7 +25,7 @@ pub fn show_string(names: &[String], rows: &[Row], n: usize, truncate: usize, mo
     };
     let header: Vec<String> = names.iter().map(|n| cell(n.clone())).collect();
     let body: Vec<Vec<String>> =
-        rows.iter().take(n).map(|r| r.values().iter().map(|v| cell(shown(v))).collect()).collect();
+        rows.iter().take(n).map(|r| r.values().iter().map(|v| cell(v.shown())).collect()).collect();
     let mut widths: Vec<usize> = header.iter().map(|h| width(h).max(3)).collect();
     for r in &body {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -59,14 +60,6 @@ pub fn show_string(names: &[String], rows: &[Row], n: usize, truncate: usize, mo
         out.push_str(&format!("only showing top {n} {}", if n == 1 { "row" } else { "rows" }));
     }
     out
-}
-
-/// A cell's text: Spark 4 shows SQL `NULL` in capitals (its `Row` prints `null`).
-fn shown(v: &Value) -> String {
-    match v {
-        Value::Null => "NULL".into(),
-        v => v.to_string(),
-    }
 }
 
 /// Characters on screen: East Asian wide characters take two columns, as Spark counts them.

@@ -369,4 +369,22 @@ mod tests {
         let e = first.unwrap();
         assert!(e.contains("\"word\""), "a null where the column is not nullable names it: {e}");
     }
+
+    /// A query's rows go back into a table of its schema unchanged (what `Query::table` and the
+    /// Parquet outputs do with them), for every kind of value `show()` knows.
+    #[test]
+    fn rows_of_every_kind_of_value_go_back_into_the_same_table() {
+        let session = Arc::new(crate::SqlSession::new());
+        let q = "SELECT make_array(1, NULL, 3) AS arr, named_struct('a', 1, 'b', CAST(NULL AS VARCHAR)) AS st, \
+                 MAP {'k': 1, 'l': NULL} AS m, DATE '2024-01-02' AS d, TIMESTAMP '2024-01-02 03:04:05.120' AS ts, \
+                 CAST(1.5 AS DECIMAL(10,2)) AS dec, true AS flag, X'0A1B' AS bin, CAST(0.1 AS REAL) AS f, \
+                 CAST(0.1 AS DOUBLE) AS g, '日本語' AS wide, make_array(named_struct('x', 1, 'y', make_array('p', NULL))) AS nested, \
+                 CAST(NULL AS INT[]) AS nullarr, arrow_cast(7, 'UInt64') AS u, arrow_cast('v', 'Utf8View') AS view";
+        let batches = session.sql(q).unwrap().collect_batches().unwrap();
+        let schema = batches[0].schema();
+        let rows = crate::rows::rows_of(&batches);
+        let (batch, skipped, first) = batch_of_rows(&schema, &rows);
+        assert_eq!(skipped, 0, "{first:?}");
+        assert_eq!(batch, batches[0]);
+    }
 }

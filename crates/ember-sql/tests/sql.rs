@@ -159,6 +159,16 @@ fn show_prints_sparks_layout() {
     let df = session.sql(q).unwrap();
     assert_eq!(df.show_string(20, 20).unwrap(), read("show_truncated"));
     assert_eq!(df.show_string(20, 0).unwrap(), read("show_untruncated"));
+    // generate.py's TYPES_SQL, in DataFusion's words.
+    let types = "SELECT make_array(1, NULL, 3) AS arr, named_struct('a', 1, 'b', CAST(NULL AS VARCHAR)) AS st, \
+                 MAP {'k': 1} AS m, DATE '2024-01-02' AS d, TIMESTAMP '2024-01-02 03:04:05.120' AS ts, \
+                 TIMESTAMP '2024-01-02 03:04:05' AS ts0, CAST(1.5 AS DECIMAL(10,2)) AS dec, true AS flag, \
+                 X'0A1B' AS bin, CAST(0.1 AS REAL) AS f, '' AS empty, '日本語' AS wide, \
+                 make_array(named_struct('x', 1, 'y', make_array('p', NULL))) AS nested, \
+                 CAST(NULL AS INT[]) AS nullarr, make_array() AS emptyarr";
+    let df = session.sql(types).unwrap();
+    assert_eq!(df.show_string(20, 20).unwrap(), read("show_types"));
+    assert_eq!(df.show_string(20, 0).unwrap(), read("show_types_untruncated"));
 }
 
 /// Spark's guide pattern: each batch as a DataFrame, a temporary view, `sql`, DataFrame methods.

@@ -18,6 +18,14 @@ BATCHES = 5
 # Kept in step with tests/sql.rs.
 SHOW_SQL = ("SELECT 'a rather long text that is cut' AS long_text, CAST(1.0E10 AS DOUBLE) AS big, "
             "CAST(NULL AS STRING) AS nothing, CAST(0.001 AS DOUBLE) AS small, 'ab' AS x")  # batch 3 (from 0) is empty
+# One value of each kind show() prints differently; tests/sql.rs writes the same values in
+# DataFusion's SQL.
+TYPES_SQL = ("SELECT array(1, NULL, 3) AS arr, named_struct('a', 1, 'b', CAST(NULL AS STRING)) AS st, "
+             "map('k', 1) AS m, DATE '2024-01-02' AS d, TIMESTAMP '2024-01-02 03:04:05.120' AS ts, "
+             "TIMESTAMP '2024-01-02 03:04:05' AS ts0, CAST(1.5 AS DECIMAL(10,2)) AS dec, true AS flag, "
+             "X'0A1B' AS bin, CAST(0.1 AS FLOAT) AS f, '' AS empty, '日本語' AS wide, "
+             "array(named_struct('x', 1, 'y', array('p', NULL))) AS nested, "
+             "CAST(NULL AS ARRAY<INT>) AS nullarr, array() AS emptyarr")
 
 def write_inputs():
     rnd = random.Random(14)
@@ -65,7 +73,8 @@ def main():
     write_inputs()
     spark = (SparkSession.builder.master("local[2]").appName("ember-sql-golden")
              .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-             .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "3").getOrCreate())
+             .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "3")
+             .config("spark.sql.session.timeZone", "UTC").getOrCreate())
     schema_c = "batch INT, user STRING, page STRING, amount DOUBLE, qty BIGINT"
     schema_o = "batch INT, user STRING, page STRING, item STRING, price DOUBLE"
     clicks = spark.read.schema(schema_c).json(os.path.join(HERE, "clicks.jsonl"))
@@ -96,6 +105,8 @@ def main():
         "show_untruncated": spark.sql(SHOW_SQL)._jdf.showString(20, 0, False),
         "show_truncated": spark.sql(SHOW_SQL)._jdf.showString(20, 20, False),
         "show_one_row": c0.orderBy("user", "page", "amount", "qty").select("user")._jdf.showString(1, 20, False),
+        "show_types": spark.sql(TYPES_SQL)._jdf.showString(20, 20, False),
+        "show_types_untruncated": spark.sql(TYPES_SQL)._jdf.showString(20, 0, False),
     }
     for name, text in shows.items():
         with open(os.path.join(HERE, f"{name}.txt"), "w") as f:
