@@ -11,7 +11,8 @@
 //!   worker of every process: DataFusion's physical plan is cut at its exchanges and each part
 //!   runs where its rows are ([`stages`] explains how).
 //! - **Table outputs** ([`Rows::save_as_parquet_files`], [`Rows::save_as_json_files`],
-//!   [`SaveAsTable`]), committed as Ember's file outputs are.
+//!   [`SaveAsTable`]), committed as Ember's file outputs are, and Spark's `df.write` in the
+//!   per-batch pattern ([`DataFrame::write`]).
 //!
 //! ```no_run
 //! use ember::prelude::*;
@@ -37,6 +38,7 @@ pub mod session;
 pub mod show;
 pub mod stages;
 pub mod table;
+pub mod writer;
 
 pub use datafusion;
 pub use outputs::{Parquet, SaveAsTable};
@@ -44,6 +46,7 @@ pub use query::{sql, Query, StaticTable};
 pub use rows::{Row, Value};
 pub use session::{DataFrame, ForeachRddDf, GroupedData, SqlSession};
 pub use table::{FromRows, Rows, ToRows};
+pub use writer::{DataFrameWriter, SaveMode};
 
 /// What can go wrong with a query, a table or a conversion.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +70,9 @@ pub enum SqlError {
     /// A view or table name is missing or used twice, or a table cannot be loaded.
     #[error("{0}")]
     View(String),
+    /// A DataFrame could not be written.
+    #[error("{0}")]
+    Write(String),
 }
 
 impl From<SqlError> for ember::Error {

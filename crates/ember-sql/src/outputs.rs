@@ -22,7 +22,7 @@ fn encoding(what: &str, e: impl std::fmt::Display) -> ember::Error {
 }
 
 /// Record batches as one Parquet file (Snappy-compressed, as Spark writes by default).
-fn write_parquet<'a>(
+pub(crate) fn write_parquet<'a>(
     schema: &SchemaRef,
     batches: impl IntoIterator<Item = &'a RecordBatch>,
     out: &mut Vec<u8>,
@@ -35,6 +35,18 @@ fn write_parquet<'a>(
     }
     w.close().map_err(|e| encoding("a Parquet file", e))?;
     Ok(())
+}
+
+/// Record batches as JSON lines (one object per row, null columns left out, as Spark writes).
+pub(crate) fn write_json<'a>(
+    batches: impl IntoIterator<Item = &'a RecordBatch>,
+    out: &mut Vec<u8>,
+) -> ember::Result<()> {
+    let mut w = arrow::json::LineDelimitedWriter::new(out);
+    for b in batches {
+        w.write(b).map_err(|e| encoding("JSON lines", e))?;
+    }
+    w.finish().map_err(|e| encoding("JSON lines", e))
 }
 
 fn read_parquet(bytes: &[u8]) -> Result<Vec<RecordBatch>, String> {
@@ -123,11 +135,7 @@ struct JsonChunks;
 
 impl FileFormat<Chunk> for JsonChunks {
     fn encode(&self, records: &[Chunk], out: &mut Vec<u8>) -> ember::Result<()> {
-        let mut w = arrow::json::LineDelimitedWriter::new(out);
-        for c in records {
-            w.write(&c.0).map_err(|e| encoding("JSON lines", e))?;
-        }
-        w.finish().map_err(|e| encoding("JSON lines", e))
+        write_json(records.iter().map(|c| &c.0), out)
     }
 
     fn extension(&self) -> &str {

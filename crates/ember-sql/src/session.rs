@@ -6,10 +6,12 @@ use std::sync::{Arc, OnceLock};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::JoinType;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{
     col, CsvReadOptions, Expr, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
 };
-use ember::{DStream, OutputResult, StreamingContext, Time};
+use ember::{Conf, DStream, OutputResult, StreamingContext, Time};
 use serde::Serialize;
 
 use crate::rows::{rows_of, Row};
@@ -24,6 +26,8 @@ use crate::SqlError;
 pub struct SqlSession {
     ctx: SessionContext,
     rt: tokio::runtime::Runtime,
+    /// The context's configuration: where `df.write()` finds an object store's settings.
+    conf: Conf,
 }
 
 impl std::fmt::Debug for SqlSession {
@@ -37,8 +41,8 @@ impl std::fmt::Debug for SqlSession {
 pub(crate) struct SessionCell(OnceLock<Arc<SqlSession>>);
 
 impl SessionCell {
-    fn get(&self) -> Arc<SqlSession> {
-        Arc::clone(self.0.get_or_init(|| Arc::new(SqlSession::new())))
+    fn get(&self, conf: &Conf) -> Arc<SqlSession> {
+        Arc::clone(self.0.get_or_init(|| Arc::new(SqlSession::with_conf(conf.clone()))))
     }
 }
 
@@ -51,15 +55,34 @@ impl Default for SqlSession {
 impl SqlSession {
     /// A session of its own (most jobs want [`get_or_create`](Self::get_or_create)).
     pub fn new() -> SqlSession {
+        SqlSession::with_conf(Conf::new())
+    }
+
+    /// A session of its own whose writes open storage with `conf` (an object store's settings).
+    pub fn with_conf(conf: Conf) -> SqlSession {
         // A batch is small and the session runs on one worker: no repartitioning within it.
         let config = SessionConfig::new().with_target_partitions(1).with_information_schema(true);
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("a tokio runtime without I/O starts");
-        SqlSession { ctx: SessionContext::new_with_config(config), rt }
+        // Spark's `read.parquet(dir)` lists the directory at every call: no cached listings,
+        // statistics or footers, so that files written since are seen.
+        let caches = CacheManagerConfig::default()
+            .with_list_files_cache_limit(0)
+            .with_file_statistics_cache_limit(0)
+            .with_metadata_cache_limit(0);
+        let runtime =
+            RuntimeEnvBuilder::new().with_cache_manager(caches).build_arc().expect("a runtime without limits");
+        SqlSession { ctx: SessionContext::new_with_config_rt(config, runtime), rt, conf }
     }
 
     /// The session of `ssc`, created on its first use.
     pub fn get_or_create(ssc: &StreamingContext) -> Arc<SqlSession> {
-        ssc.extension::<SessionCell>().get()
+        ssc.extension::<SessionCell>().get(ssc.conf())
+    }
+
+    /// The configuration writes open storage with (the context's, for
+    /// [`get_or_create`](Self::get_or_create)).
+    pub fn conf(&self) -> &Conf {
+        &self.conf
     }
 
     /// DataFusion's session context underneath, for what this API does not cover.
@@ -382,9 +405,10 @@ impl Rows {
     /// context's [`SqlSession`] and the batch time: Spark's `foreachRDD { rdd => rdd.toDF() … }`.
     pub fn foreach_rdd_df<R: OutputResult>(&self, mut f: impl FnMut(DataFrame, Time) -> R + Send + 'static) {
         let cell = self.stream.extension::<SessionCell>();
+        let conf = self.stream.conf().clone();
         let schema = Arc::clone(&self.schema);
         self.stream.foreach_batch(move |t, chunks: Vec<Chunk>| {
-            let session = cell.get();
+            let session = cell.get(&conf);
             let batches: Vec<RecordBatch> = chunks.into_iter().map(|c| c.0).collect();
             let batch = arrow::compute::concat_batches(&schema, &batches);
             match batch.map_err(SqlError::from).and_then(|b| session.read_batch(b)) {

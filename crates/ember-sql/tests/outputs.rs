@@ -1,13 +1,14 @@
 //! Parquet and JSON-lines outputs: one directory per batch with a file per worker and
 //! `_SUCCESS`, the batch's rows in it (an empty batch's files carry the schema), a re-run batch's
-//! directory replaced whole, on local disk and on S3 (moto).
+//! directory replaced whole, on local disk and on S3 (moto); Spark's `df.write` with its save
+//! modes, and an appended batch written again replacing its own file.
 
 use std::time::Duration;
 
 use ember::format::FileFormat;
 use ember::prelude::*;
 use ember::testing::Service;
-use ember_sql::{Parquet, SaveAsTable, SqlSession, ToRows};
+use ember_sql::{ForeachRddDf, Parquet, SaveAsTable, SaveMode, SqlSession, ToRows};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, PartialOrd)]
@@ -79,6 +80,79 @@ fn parquet_and_json_directories_hold_each_batch() {
     }
 }
 
+/// The names in a directory, sorted.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    names.sort();
+    names
+}
+
+/// `df.write()` with each of Spark's save modes, in Parquet and JSON lines.
+#[test]
+fn data_frame_writes_follow_sparks_save_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("readings");
+    let path = out.display().to_string();
+    let session = std::sync::Arc::new(SqlSession::new());
+    let (first, second) = (readings().swap_remove(0), readings().swap_remove(2));
+    let df1 = session.create_data_frame(&first, None).unwrap();
+    let df2 = session.create_data_frame(&second, None).unwrap();
+    // One session throughout: it sees every write, as Spark's `read.parquet` does.
+    let read = |p: &str| sorted(session.read_parquet(p).unwrap().collect_as::<Reading>().unwrap());
+
+    df1.write().parquet(&path).unwrap();
+    assert_eq!(read(&path), sorted(first.clone()));
+    let e = df2.write().parquet(&path).unwrap_err().to_string();
+    assert!(e.contains(&path) && e.contains("exists"), "the default mode refuses an existing directory: {e}");
+    df2.write().mode(SaveMode::Ignore).parquet(&path).unwrap();
+    assert_eq!(read(&path), sorted(first.clone()), "ignore leaves the directory as it was");
+    df2.write().mode(SaveMode::Append).parquet(&path).unwrap();
+    assert_eq!(read(&path), sorted(first.iter().chain(&second).cloned().collect()), "append adds");
+    assert_eq!(names_in(&out).len(), 3, "two part files and _SUCCESS: {:?}", names_in(&out));
+    df2.write().mode("overwrite".parse().unwrap()).parquet(&path).unwrap();
+    assert_eq!(read(&path), sorted(second.clone()), "overwrite replaces");
+    assert_eq!(names_in(&out).len(), 2, "{:?}", names_in(&out));
+    assert_eq!(names_in(dir.path()), ["readings"], "nothing is left beside the directory");
+
+    let json = dir.path().join("json");
+    df1.write().json(&json.display().to_string()).unwrap();
+    let back = session.read_json(&json.display().to_string()).unwrap().order_by(&["value"]).unwrap();
+    assert_eq!(back.count().unwrap(), first.len());
+    assert!(names_in(&json).iter().any(|n| n.ends_with(".json")) && names_in(&json).contains(&"_SUCCESS".into()));
+
+    let e = "sometimes".parse::<SaveMode>().unwrap_err().to_string();
+    assert!(e.contains("unknown save mode `sometimes`"), "{e}");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let e = df1.write().parquet(&file.join("under").display().to_string()).unwrap_err().to_string();
+    assert!(e.contains("cannot write") && e.contains("a-file"), "a path under a file is a clear error: {e}");
+}
+
+/// The per-batch pattern appending every batch: run again (as batches re-run after a recovery),
+/// each batch replaces its own file and no row is written twice.
+#[test]
+fn an_appended_batch_written_again_replaces_its_own_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("all");
+    for _run in 0..2 {
+        let ssc = context("local[2]");
+        let path = out.display().to_string();
+        ssc.queue_stream(readings(), true)
+            .foreach_rdd_df(move |df, time| df.write().mode(SaveMode::Append).for_batch(time).parquet(&path));
+        ssc.run_batches(3).unwrap();
+        ssc.stop(false).unwrap();
+    }
+    assert_eq!(
+        names_in(&out),
+        ["_SUCCESS", "part-1000.parquet", "part-2000.parquet", "part-3000.parquet"],
+        "one file per batch"
+    );
+    let session = std::sync::Arc::new(SqlSession::new());
+    let got = session.read_parquet(&out.display().to_string()).unwrap().collect_as::<Reading>().unwrap();
+    assert_eq!(sorted(got), sorted(readings().concat()), "every row once");
+}
+
 #[test]
 fn the_parquet_format_reads_back_what_it_wrote_and_refuses_a_damaged_file() {
     let format = Parquet::<Reading>::new();
@@ -120,8 +194,20 @@ fn parquet_outputs_go_to_s3() {
         StreamingContext::new(conf.clone().master("local[2]").manual_clock(true), Duration::from_secs(1)).unwrap();
     ssc.queue_stream(readings(), true).save_as_parquet_files("s3://bucket/out/readings");
     ssc.run_batches(3).unwrap();
+    // Spark's `df.write` to S3, with the context's settings; an overwrite replaces the objects.
+    let session = SqlSession::get_or_create(&ssc);
+    for rows in [readings().swap_remove(2), readings().swap_remove(0)] {
+        let df = session.create_data_frame(&rows, None).unwrap();
+        df.write().mode(SaveMode::Overwrite).parquet("s3://bucket/out/written").unwrap();
+    }
     ssc.stop(false).unwrap();
     let storage = ember::storage::open("s3://bucket/out", &conf, false).unwrap();
+    let names = storage.names("written").unwrap();
+    assert_eq!(names.len(), 2, "one part and _SUCCESS: {names:?}");
+    let part = names.iter().find(|n| n.ends_with(".parquet")).unwrap();
+    let mut got = Vec::new();
+    Parquet::<Reading>::new().decode_file(&storage.get(part).unwrap().unwrap(), &mut got).unwrap();
+    assert_eq!(sorted(got), sorted(readings().swap_remove(0)), "the second write replaced the first");
     for (b, want) in readings().into_iter().enumerate() {
         let dir = format!("readings-{}.parquet", (b + 1) * 1000);
         let names: Vec<String> = storage.names(&dir).unwrap();

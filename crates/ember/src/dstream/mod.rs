@@ -109,6 +109,11 @@ impl<T: Data> DStream<T> {
         self.ctx.extension()
     }
 
+    /// Its context's configuration (see [`StreamingContext::conf`](crate::StreamingContext::conf)).
+    pub fn conf(&self) -> &crate::Conf {
+        &self.ctx.settings.conf
+    }
+
     /// Marks this stream's node as a part of the user operation that made it (see
     /// `Node::internal`).
     pub(crate) fn internal(self) -> Self {
