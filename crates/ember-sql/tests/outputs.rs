@@ -153,6 +153,36 @@ fn an_appended_batch_written_again_replaces_its_own_file() {
     assert_eq!(sorted(got), sorted(readings().concat()), "every row once");
 }
 
+/// `df.write()` to a store that went away fails with an error naming the path; once the store is
+/// back, the next write goes in.
+#[test]
+fn a_data_frame_write_fails_clearly_while_the_store_is_away_and_works_when_it_is_back() {
+    ember_store::register();
+    let moto = Service::moto(None);
+    let port = moto.port;
+    assert_eq!(moto.http("PUT", "/bucket"), 200, "creating the bucket");
+    let conf = Conf::new()
+        .set("fs.s3.endpoint", moto.endpoint.as_str())
+        .set("fs.s3.region", "us-east-1")
+        .set("fs.s3.access_key_id", "ember-test")
+        .set("fs.s3.secret_access_key", "ember-test-secret")
+        .set("fs.retry_timeout", "1s");
+    let session = std::sync::Arc::new(SqlSession::with_conf(conf.clone()));
+    let df = session.create_data_frame(&readings()[0], None).unwrap();
+    let write =
+        |ms: u64| df.write().mode(SaveMode::Append).for_batch(Time::from_millis(ms)).parquet("s3://bucket/w/readings");
+    write(1000).unwrap();
+    drop(moto);
+    let e = write(2000).unwrap_err().to_string();
+    assert!(e.contains("cannot write s3://bucket/w/readings"), "the error names the path: {e}");
+    let moto = Service::moto_on(port, None);
+    assert_eq!(moto.http("PUT", "/bucket"), 200, "creating the bucket again");
+    write(2000).unwrap();
+    let storage = ember::storage::open("s3://bucket/w", &conf, false).unwrap();
+    let names = storage.names("readings").unwrap();
+    assert_eq!(names, ["readings/_SUCCESS", "readings/part-2000.parquet"], "the write after the store came back");
+}
+
 #[test]
 fn the_parquet_format_reads_back_what_it_wrote_and_refuses_a_damaged_file() {
     let format = Parquet::<Reading>::new();

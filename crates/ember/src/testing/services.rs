@@ -86,10 +86,18 @@ impl Service {
     /// # Panics
     /// When moto is not installed (`scripts/test.sh` installs it) or does not start.
     pub fn moto(free_requests: Option<u32>) -> Service {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
+        Service::moto_on(port.unwrap_or_else(|e| panic!("no free port: {e}")), free_requests)
+    }
+
+    /// [`moto`](Self::moto) on `port`: a store that comes back where one went away (empty: moto
+    /// keeps nothing).
+    ///
+    /// # Panics
+    /// As [`moto`](Self::moto).
+    pub fn moto_on(port: u16, free_requests: Option<u32>) -> Service {
         let bin =
             installed("EMBER_MOTO", "/tmp/ember-services/venv/bin/moto_server", "pip install moto[server]==5.2.5");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
-        let port = port.unwrap_or_else(|e| panic!("no free port: {e}"));
         let mut cmd = std::process::Command::new(bin);
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
