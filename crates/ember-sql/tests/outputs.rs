@@ -34,6 +34,15 @@ fn sorted(mut v: Vec<Reading>) -> Vec<Reading> {
     v
 }
 
+/// The settings of moto's S3 at `endpoint`.
+fn s3_conf(endpoint: &str) -> Conf {
+    Conf::new()
+        .set("fs.s3.endpoint", endpoint)
+        .set("fs.s3.region", "us-east-1")
+        .set("fs.s3.access_key_id", "ember-test")
+        .set("fs.s3.secret_access_key", "ember-test-secret")
+}
+
 fn context(master: &str) -> StreamingContext {
     StreamingContext::new(Conf::new().master(master).manual_clock(true), Duration::from_secs(1)).unwrap()
 }
@@ -161,12 +170,7 @@ fn a_data_frame_write_fails_clearly_while_the_store_is_away_and_works_when_it_is
     let moto = Service::moto(None);
     let port = moto.port;
     assert_eq!(moto.http("PUT", "/bucket"), 200, "creating the bucket");
-    let conf = Conf::new()
-        .set("fs.s3.endpoint", moto.endpoint.as_str())
-        .set("fs.s3.region", "us-east-1")
-        .set("fs.s3.access_key_id", "ember-test")
-        .set("fs.s3.secret_access_key", "ember-test-secret")
-        .set("fs.retry_timeout", "1s");
+    let conf = s3_conf(&moto.endpoint).set("fs.retry_timeout", "1s");
     let session = std::sync::Arc::new(SqlSession::with_conf(conf.clone()));
     let df = session.create_data_frame(&readings()[0], None).unwrap();
     let write =
@@ -215,11 +219,7 @@ fn parquet_outputs_go_to_s3() {
     let moto = Service::moto(None);
     assert_eq!(moto.http("PUT", "/bucket"), 200, "creating the bucket");
     ember_store::register();
-    let conf = Conf::new()
-        .set("fs.s3.endpoint", moto.endpoint.as_str())
-        .set("fs.s3.region", "us-east-1")
-        .set("fs.s3.access_key_id", "ember-test")
-        .set("fs.s3.secret_access_key", "ember-test-secret");
+    let conf = s3_conf(&moto.endpoint);
     let ssc =
         StreamingContext::new(conf.clone().master("local[2]").manual_clock(true), Duration::from_secs(1)).unwrap();
     ssc.queue_stream(readings(), true).save_as_parquet_files("s3://bucket/out/readings");
