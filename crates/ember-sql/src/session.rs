@@ -366,6 +366,16 @@ impl DataFrame {
         Ok(show_string(&self.columns(), &rows, n, truncate, rows.len() > n))
     }
 
+    /// The schema as Spark's `schema.treeString` (see [`tree_string`](crate::show::tree_string)).
+    pub fn schema_string(&self) -> String {
+        crate::show::tree_string(&self.schema())
+    }
+
+    /// Prints the schema as Spark's `printSchema()` does.
+    pub fn print_schema(&self) {
+        println!("{}", self.schema_string());
+    }
+
     /// Prints the first 20 rows, cells cut to 20 characters (Spark's `show()`).
     pub fn show(&self) -> Result<(), SqlError> {
         self.show_n(20, 20)

@@ -171,6 +171,43 @@ fn show_prints_sparks_layout() {
     assert_eq!(df.show_string(20, 0).unwrap(), read("show_types_untruncated"));
 }
 
+/// `print_schema()` names every type as Spark 4.3's `printSchema()` does (generate.py's SCHEMA_DDL).
+#[test]
+fn print_schema_names_types_as_spark_does() {
+    use ember_sql::datafusion::arrow::datatypes::{DataType as T, Field, Fields, Schema, TimeUnit};
+    let f = |n: &str, t: T| Field::new(n, t, true);
+    let list = |t: T| T::List(std::sync::Arc::new(Field::new("item", t, true)));
+    let entries = Field::new(
+        "entries",
+        T::Struct(Fields::from(vec![Field::new("key", T::Utf8, false), f("value", T::Int32)])),
+        false,
+    );
+    let schema = Schema::new(vec![
+        f("b", T::Int8),
+        f("s", T::Int16),
+        Field::new("i", T::Int32, false),
+        f("l", T::Int64),
+        f("f", T::Float32),
+        f("d", T::Float64),
+        f("dec", T::Decimal128(10, 2)),
+        f("str", T::Utf8),
+        f("flag", T::Boolean),
+        f("bin", T::Binary),
+        f("day", T::Date32),
+        f("ts", T::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))),
+        f("ntz", T::Timestamp(TimeUnit::Microsecond, None)),
+        f("arr", list(T::Int32)),
+        f("st", T::Struct(Fields::from(vec![f("a", T::Int32), Field::new("b", T::Utf8, false)]))),
+        f("m", T::Map(std::sync::Arc::new(entries), false)),
+        f("nested", list(T::Struct(Fields::from(vec![f("x", T::Int32), f("y", list(T::Utf8))])))),
+    ]);
+    let session = std::sync::Arc::new(ember_sql::SqlSession::new());
+    let batch = ember_sql::datafusion::arrow::array::RecordBatch::new_empty(std::sync::Arc::new(schema));
+    let df = session.read_batch(batch).unwrap();
+    let want = std::fs::read_to_string(golden().join("print_schema.txt")).unwrap();
+    assert_eq!(df.schema_string(), want);
+}
+
 /// Spark's guide pattern: each batch as a DataFrame, a temporary view, `sql`, DataFrame methods.
 #[test]
 fn the_per_batch_pattern_runs_on_every_batch() {

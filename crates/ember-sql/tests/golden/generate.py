@@ -18,6 +18,11 @@ BATCHES = 5
 # Kept in step with tests/sql.rs.
 SHOW_SQL = ("SELECT 'a rather long text that is cut' AS long_text, CAST(1.0E10 AS DOUBLE) AS big, "
             "CAST(NULL AS STRING) AS nothing, CAST(0.001 AS DOUBLE) AS small, 'ab' AS x")  # batch 3 (from 0) is empty
+# A schema of every type printSchema() names; tests/sql.rs declares the same in Arrow.
+SCHEMA_DDL = ("b BYTE, s SHORT, i INT NOT NULL, l BIGINT, f FLOAT, d DOUBLE, dec DECIMAL(10,2), str STRING, "
+              "flag BOOLEAN, bin BINARY, day DATE, ts TIMESTAMP, ntz TIMESTAMP_NTZ, arr ARRAY<INT>, "
+              "st STRUCT<a: INT, b: STRING NOT NULL>, m MAP<STRING, INT>, "
+              "nested ARRAY<STRUCT<x: INT, y: ARRAY<STRING>>>")
 # One value of each kind show() prints differently; tests/sql.rs writes the same values in
 # DataFusion's SQL.
 TYPES_SQL = ("SELECT array(1, NULL, 3) AS arr, named_struct('a', 1, 'b', CAST(NULL AS STRING)) AS st, "
@@ -108,6 +113,7 @@ def main():
         "show_types": spark.sql(TYPES_SQL)._jdf.showString(20, 20, False),
         "show_types_untruncated": spark.sql(TYPES_SQL)._jdf.showString(20, 0, False),
     }
+    shows["print_schema"] = spark.createDataFrame([], SCHEMA_DDL)._jdf.schema().treeString()
     for name, text in shows.items():
         with open(os.path.join(HERE, f"{name}.txt"), "w") as f:
             f.write(text)
