@@ -1,12 +1,13 @@
 //! A SQL job checkpointed, killed with SIGKILL and recovered writes what an uninterrupted run
 //! writes: a windowed GROUP BY whose rows feed `update_state_by_key` for running totals, saved
-//! as text files and as Parquet files, under `local[1]`, `local[3]` and 2 processes x 2 workers.
+//! as text files and as Parquet files, and Spark's per-batch pattern appending every batch with
+//! `df.write()`, under `local[1]`, `local[3]` and 2 processes x 2 workers.
 
 use std::path::Path;
 use std::time::Duration;
 
 use ember::prelude::*;
-use ember_sql::{sql, Row, ToRows};
+use ember_sql::{sql, Row, SaveMode, ToRows};
 
 const START: u64 = 1_700_000_000_000;
 const BATCHES: u64 = 16;
@@ -18,10 +19,14 @@ fn job(_input: &Path, out: &Path, ck: &Path, master: &str) -> ember::Result<Stre
     // Spark's per-batch pattern in the same job: the session is made again after a recovery.
     let pattern = out.join("pattern");
     std::fs::create_dir_all(&pattern).map_err(|e| ember::Error::io("creating the pattern output", e))?;
+    let appended = out.join("appended").display().to_string();
     words.to_rows(["word"]).foreach_rdd_df(move |df, t| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         df.create_or_replace_temp_view("words")?;
         let rows = df.session().sql("SELECT COUNT(*) AS n, COUNT(DISTINCT word) AS words FROM words")?.collect()?;
         std::fs::write(pattern.join(t.millis().to_string()), rows[0].to_string())?;
+        // Spark's `df.write.mode("append")`, each batch's file named by the batch.
+        let counts = df.session().sql("SELECT word, COUNT(*) AS n FROM words GROUP BY word")?;
+        counts.write().mode(SaveMode::Append).for_batch(t).parquet(&appended)?;
         Ok(())
     });
     let per_window = sql(&ssc, "SELECT word, COUNT(*) AS n, MAX(LENGTH(word)) AS len FROM words GROUP BY word")
@@ -67,6 +72,26 @@ fn parquet_rows(dir: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
     out
 }
 
+/// The part files of the appended directory and its rows, sorted.
+fn appended_rows(dir: &Path) -> (usize, Vec<String>) {
+    let dir = dir.join("appended");
+    let parts = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "parquet"))
+        .count();
+    let session = std::sync::Arc::new(ember_sql::SqlSession::new());
+    let mut rows: Vec<String> = session
+        .read_parquet(&dir.display().to_string())
+        .unwrap()
+        .collect()
+        .unwrap()
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    rows.sort();
+    (parts, rows)
+}
+
 fn sql_job_survives_sigkills(master: &str) {
     let dir = tempfile::tempdir().unwrap();
     let run = |out: &Path, ck: &Path| ember::testing::kill_run_commands("sql_kill_child", out, ck, master);
@@ -91,6 +116,9 @@ fn sql_job_survives_sigkills(master: &str) {
     let per_batch = pattern(&a);
     assert_eq!(per_batch.len(), BATCHES as usize, "{master}: the per-batch pattern ran every batch");
     assert!(per_batch.values().all(|v| v == "[6000,20]"), "{master}: {per_batch:?}");
+    let appended = appended_rows(&a);
+    assert_eq!(appended.0, BATCHES as usize, "{master}: one appended file per batch");
+    assert_eq!(appended.1.len(), 20 * BATCHES as usize, "{master}: 20 words a batch");
     let windows = parquet_rows(&a.join("pq"));
     assert_eq!(windows.len(), BATCHES as usize, "{master}: one Parquet directory per batch");
     assert!(windows.values().all(|rows| rows.len() == 20), "{master}: 20 words in every window");
@@ -118,6 +146,7 @@ fn sql_job_survives_sigkills(master: &str) {
         "{master}: the same text outputs after {kills} kills"
     );
     assert_eq!(pattern(&b), per_batch, "{master}: the per-batch pattern after {kills} kills");
+    assert_eq!(appended_rows(&b), appended, "{master}: each batch appended once after {kills} kills");
     assert_eq!(parquet_rows(&b.join("pq")), windows, "{master}: the same Parquet outputs after {kills} kills");
 }
 
