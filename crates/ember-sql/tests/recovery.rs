@@ -58,18 +58,17 @@ fn parquet_rows(dir: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
         if !name.starts_with("windows-") || name.contains("_temporary") || !p.join("_SUCCESS").exists() {
             continue;
         }
-        let mut rows: Vec<String> = session
-            .read_parquet(&p.display().to_string())
-            .unwrap()
-            .collect()
-            .unwrap()
-            .iter()
-            .map(|r| r.to_string())
-            .collect();
-        rows.sort();
-        out.insert(name, rows);
+        out.insert(name, sorted_rows(&session, &p));
     }
     out
+}
+
+/// The rows of the Parquet files in `dir`, as text, sorted.
+fn sorted_rows(session: &std::sync::Arc<ember_sql::SqlSession>, dir: &Path) -> Vec<String> {
+    let df = session.read_parquet(&dir.display().to_string()).unwrap();
+    let mut rows: Vec<String> = df.collect().unwrap().iter().map(|r| r.to_string()).collect();
+    rows.sort();
+    rows
 }
 
 /// The part files of the appended directory and its rows, sorted.
@@ -79,17 +78,7 @@ fn appended_rows(dir: &Path) -> (usize, Vec<String>) {
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "parquet"))
         .count();
-    let session = std::sync::Arc::new(ember_sql::SqlSession::new());
-    let mut rows: Vec<String> = session
-        .read_parquet(&dir.display().to_string())
-        .unwrap()
-        .collect()
-        .unwrap()
-        .iter()
-        .map(|r| r.to_string())
-        .collect();
-    rows.sort();
-    (parts, rows)
+    (parts, sorted_rows(&std::sync::Arc::new(ember_sql::SqlSession::new()), &dir))
 }
 
 fn sql_job_survives_sigkills(master: &str) {
