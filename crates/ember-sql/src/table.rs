@@ -137,6 +137,27 @@ impl Rows {
         let sch = Arc::clone(&schema);
         chunks_of(rows, schema, move |rows: &[Row]| batch_of_rows(&sch, rows))
     }
+
+    /// A stream of JSON texts, one object each (a Kafka or MQTT message, a line of a file), as a
+    /// table of a declared schema: Spark's `spark.read.schema(schema).json(rdd)`. Fields are
+    /// matched by name; a field the schema lacks is ignored and one an object lacks is null.
+    /// Blank texts hold no row. A text that is not one JSON object, or whose value does not fit
+    /// its column, is skipped, counted in [`skipped`](Self::skipped) and logged with the reason
+    /// (Arrow's message names the field). Spark's default, `PERMISSIVE`, keeps such a record as
+    /// a row of nulls; a counted skip does not feed nulls to the query.
+    ///
+    /// ```
+    /// use ember_sql::datafusion::arrow::datatypes::{DataType, Field, Schema};
+    /// use ember_sql::Rows;
+    /// # let ssc = ember::testing::manual_context("local[1]");
+    /// let messages = ssc.queue_stream(vec![vec![r#"{"page": "home", "ms": 12}"#.to_string()]], true);
+    /// let schema = Schema::new(vec![Field::new("page", DataType::Utf8, true), Field::new("ms", DataType::Int64, true)]);
+    /// let clicks = Rows::from_json(&messages, std::sync::Arc::new(schema));
+    /// ```
+    pub fn from_json(texts: &DStream<String>, schema: SchemaRef) -> Rows {
+        let sch = Arc::clone(&schema);
+        chunks_of(texts, schema, move |texts: &[String]| batch_of_json(&sch, texts))
+    }
 }
 
 /// Turns a stream of records into a table ([`Rows`]).
@@ -319,6 +340,23 @@ fn batch_of_rows(schema: &SchemaRef, rows: &[Row]) -> (RecordBatch, usize, Optio
         let records: Vec<_> = fit.iter().map(|r| r.as_record()).collect();
         let mut d = arrow::json::ReaderBuilder::new(Arc::clone(schema)).build_decoder().map_err(|e| e.to_string())?;
         d.serialize(&records).map_err(|e| e.to_string())?;
+        Ok(d.flush().map_err(|e| e.to_string())?.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
+    })
+}
+
+/// JSON texts as a record batch of `schema` (texts that do not fit are left out and counted).
+fn batch_of_json(schema: &SchemaRef, texts: &[String]) -> (RecordBatch, usize, Option<String>) {
+    fitting(texts, schema, |fit| {
+        // Room for one row a text: the decoder stops at its batch size, so a text holding more
+        // than one object is caught below.
+        let builder = arrow::json::ReaderBuilder::new(Arc::clone(schema)).with_batch_size(fit.len().max(1));
+        let mut d = builder.build_decoder().map_err(|e| e.to_string())?;
+        for text in fit {
+            let read = d.decode(text.as_bytes()).map_err(|e| e.to_string())?;
+            if read < text.len() || d.has_partial_record() {
+                return Err(format!("not one JSON object: {}", text.chars().take(80).collect::<String>()));
+            }
+        }
         Ok(d.flush().map_err(|e| e.to_string())?.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
     })
 }

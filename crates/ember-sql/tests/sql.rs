@@ -336,16 +336,31 @@ fn records_that_do_not_fit_the_schema_are_counted_and_skipped() {
         true,
     );
     let rows = readings.to_rows_serde();
-    let out = sql(&ssc, "SELECT sensor, SUM(value) AS total FROM readings GROUP BY sensor")
-        .with_view("readings", rows.clone())
-        .stream()
-        .collect_batches();
-    ssc.run_batches(1).unwrap();
-    ssc.stop(false).unwrap();
-    let mut got: Vec<String> = out.batches()[0].1.iter().map(|r| r.to_string()).collect();
-    got.sort();
+    let got =
+        sorted_outputs(&ssc, "SELECT sensor, SUM(value) AS total FROM readings GROUP BY sensor", "readings", &rows, 1);
     assert_eq!(rows.skipped(), 1, "the record without a unit is skipped");
-    assert_eq!(got, ["[a,6]", "[b,null]"]);
+    assert_eq!(got[0], ["[a,6]", "[b,null]"]);
+}
+
+/// Runs `q` over `rows` named `view` for `batches` batches: each batch's rows as text, sorted.
+fn sorted_outputs(
+    ssc: &StreamingContext,
+    q: &str,
+    view: &str,
+    rows: &ember_sql::Rows,
+    batches: u64,
+) -> Vec<Vec<String>> {
+    let out = sql(ssc, q).with_view(view, rows.clone()).stream().collect_batches();
+    ssc.run_batches(batches).unwrap();
+    ssc.stop(false).unwrap();
+    out.batches()
+        .into_iter()
+        .map(|(_, b)| {
+            let mut rows: Vec<String> = b.iter().map(|r| r.to_string()).collect();
+            rows.sort();
+            rows
+        })
+        .collect()
 }
 
 /// Static tables from CSV, Parquet and JSON-lines files and from a static dataset join a stream;
@@ -455,15 +470,49 @@ fn rows_with_a_declared_schema_are_a_table() {
     let stream = ssc.queue_stream(vec![batch, vec![]], true);
     let schema = Schema::new(vec![Field::new("word", DataType::Utf8, false), Field::new("n", DataType::Int64, true)]);
     let rows = Rows::with_schema(&stream, std::sync::Arc::new(schema));
-    let out = sql(&ssc, "SELECT word, SUM(n) AS total, COUNT(*) AS c FROM t GROUP BY word")
-        .with_view("t", rows.clone())
-        .stream()
-        .collect_batches();
-    ssc.run_batches(2).unwrap();
-    ssc.stop(false).unwrap();
-    let mut got: Vec<String> = out.batches()[0].1.iter().map(|r| r.to_string()).collect();
-    got.sort();
-    assert_eq!(got, ["[a,1,2]", "[c,4,1]"]);
+    let got = sorted_outputs(&ssc, "SELECT word, SUM(n) AS total, COUNT(*) AS c FROM t GROUP BY word", "t", &rows, 2);
+    assert_eq!(got[0], ["[a,1,2]", "[c,4,1]"]);
     assert_eq!(rows.skipped(), 2, "the text in `n` and the null word are skipped");
-    assert!(out.batches()[1].1.is_empty(), "an empty batch is an empty table");
+    assert!(got[1].is_empty(), "an empty batch is an empty table");
+}
+
+/// JSON messages as a table of a declared schema (Spark's `spark.read.schema(s).json(rdd)`):
+/// fields by name, a missing one null, an extra one ignored; a text that is not one object, or
+/// whose value does not fit, skipped and counted; a batch of thousands of texts whole.
+#[test]
+fn json_texts_with_a_declared_schema_are_a_table() {
+    use ember_sql::datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let texts: Vec<String> = [
+        r#"{"user": "ann", "page": "home", "amount": 1.5}"#,
+        r#"{"user": "bob", "page": "cart", "amount": "a lot"}"#,
+        "not json",
+        r#"{"user": "cid", "page": "home"}"#,
+        r#"{"user": "dee", "page": "home", "amount": 2, "extra": [1, 2]}"#,
+        "",
+        r#"{"user": "eve", "page": "shop", "amount": 4.0"#,
+        r#"{"user": "fay", "page": "shop", "amount": 0.5}"#,
+        r#"{"user": "gus", "page": "help", "amount": 1} {"user": "hal", "page": "help", "amount": 1}"#,
+    ]
+    .iter()
+    .map(|t| t.to_string())
+    .collect();
+    let ssc = ember::testing::manual_context("local[2]");
+    let bulk: Vec<String> = (0..3000).map(|i| format!(r#"{{"user": "u{i}", "page": "bulk", "amount": 1}}"#)).collect();
+    let stream = ssc.queue_stream(vec![texts, vec![], bulk], true);
+    let schema = Schema::new(vec![
+        Field::new("user", DataType::Utf8, true),
+        Field::new("page", DataType::Utf8, true),
+        Field::new("amount", DataType::Float64, true),
+    ]);
+    let clicks = ember_sql::Rows::from_json(&stream, std::sync::Arc::new(schema));
+    let q = "SELECT page, COUNT(*) AS n, SUM(amount) AS total FROM clicks GROUP BY page";
+    let got = sorted_outputs(&ssc, q, "clicks", &clicks, 3);
+    assert_eq!(got[0], ["[home,3,3.5]", "[shop,1,0.5]"]);
+    assert_eq!(
+        clicks.skipped(),
+        4,
+        "a text amount, a text that is not JSON, a cut-off object and two objects in one text"
+    );
+    assert!(got[1].is_empty());
+    assert_eq!(got[2], ["[bulk,3000,3000.0]"], "a batch of more texts than the decoder's default batch");
 }
