@@ -31,6 +31,7 @@
 //! totals.print();
 //! ```
 
+pub mod ddl;
 pub mod outputs;
 pub mod query;
 pub mod rows;
@@ -41,6 +42,7 @@ pub mod table;
 pub mod writer;
 
 pub use datafusion;
+pub use ddl::schema;
 pub use outputs::{Parquet, SaveAsTable};
 pub use query::{sql, Query, StaticTable};
 pub use rows::{Row, Value};

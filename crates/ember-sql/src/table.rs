@@ -125,13 +125,12 @@ impl Rows {
     /// names the column; the rest of its batch goes on.
     ///
     /// ```
-    /// use ember_sql::datafusion::arrow::datatypes::{DataType, Field, Schema};
     /// use ember_sql::{Row, Rows, Value};
     /// # let ssc = ember::testing::manual_context("local[1]");
     /// let names: std::sync::Arc<[String]> = vec!["word".to_string(), "n".to_string()].into();
     /// let rows = ssc.queue_stream(vec![vec![Row::new(names, vec![Value::Str("a".into()), Value::Int(2)])]], true);
-    /// let schema = Schema::new(vec![Field::new("word", DataType::Utf8, false), Field::new("n", DataType::Int64, true)]);
-    /// let table = Rows::with_schema(&rows, std::sync::Arc::new(schema));
+    /// let table = Rows::with_schema(&rows, ember_sql::schema("word STRING NOT NULL, n BIGINT")?);
+    /// # Ok::<(), ember_sql::SqlError>(())
     /// ```
     pub fn with_schema(rows: &DStream<Row>, schema: SchemaRef) -> Rows {
         let sch = Arc::clone(&schema);
@@ -147,12 +146,10 @@ impl Rows {
     /// a row of nulls; a counted skip does not feed nulls to the query.
     ///
     /// ```
-    /// use ember_sql::datafusion::arrow::datatypes::{DataType, Field, Schema};
-    /// use ember_sql::Rows;
     /// # let ssc = ember::testing::manual_context("local[1]");
     /// let messages = ssc.queue_stream(vec![vec![r#"{"page": "home", "ms": 12}"#.to_string()]], true);
-    /// let schema = Schema::new(vec![Field::new("page", DataType::Utf8, true), Field::new("ms", DataType::Int64, true)]);
-    /// let clicks = Rows::from_json(&messages, std::sync::Arc::new(schema));
+    /// let clicks = ember_sql::Rows::from_json(&messages, ember_sql::schema("page STRING, ms BIGINT")?);
+    /// # Ok::<(), ember_sql::SqlError>(())
     /// ```
     pub fn from_json(texts: &DStream<String>, schema: SchemaRef) -> Rows {
         let sch = Arc::clone(&schema);

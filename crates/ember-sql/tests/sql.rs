@@ -206,6 +206,17 @@ fn print_schema_names_types_as_spark_does() {
     let df = session.read_batch(batch).unwrap();
     let want = std::fs::read_to_string(golden().join("print_schema.txt")).unwrap();
     assert_eq!(df.schema_string(), want);
+    // The DDL text Spark read (generate.py's SCHEMA_DDL) gives the same schema.
+    let script = std::fs::read_to_string(golden().join("generate.py")).unwrap();
+    let ddl: String = script
+        .split("SCHEMA_DDL = (")
+        .nth(1)
+        .and_then(|rest| rest.split(")\n").next())
+        .map(|lines| lines.split('"').skip(1).step_by(2).collect())
+        .expect("generate.py names SCHEMA_DDL");
+    let declared = ember_sql::schema(&ddl).unwrap();
+    assert_eq!(ember_sql::show::tree_string(&declared), want, "{ddl}");
+    assert_eq!(declared.as_ref(), df.schema().as_ref());
 }
 
 /// Spark's guide pattern: each batch as a DataFrame, a temporary view, `sql`, DataFrame methods.
