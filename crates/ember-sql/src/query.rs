@@ -234,6 +234,56 @@ impl<'a> Query<'a> {
         }
     }
 
+    /// How the query runs on `workers` workers in all (Spark's `explain()`, for Ember's
+    /// distribution): the stages DataFusion's plan is cut into, in the order they run, where
+    /// each one's rows go (an exchange on keys, a gather onto one worker, or the query's rows),
+    /// and each stage's DataFusion plan, whose inputs are the streams and the exchanges of
+    /// the stages before it.
+    ///
+    /// ```
+    /// use ember_sql::ToRows;
+    /// # let ssc = ember::testing::manual_context("local[1]");
+    /// let words = ssc.queue_stream(vec![vec!["a".to_string()]], true);
+    /// let q = ember_sql::sql(&ssc, "SELECT word, COUNT(*) AS n FROM words GROUP BY word").with_view("words", words.to_rows(["word"]));
+    /// let plan = q.explain(4)?;
+    /// assert!(plan.contains("stage 0, round 1: to an exchange: Hash([word@0], 4)"), "{plan}");
+    /// # Ok::<(), ember_sql::SqlError>(())
+    /// ```
+    pub fn explain(&self, workers: usize) -> Result<String, SqlError> {
+        self.check()?;
+        let workers = workers.max(1);
+        let plan = self.plan();
+        let rt = runtime();
+        let ctx = plan.context(workers, None)?;
+        let physical = plan.physical(&ctx, &rt).map_err(|e| SqlError::Plan(format!("{e}")))?;
+        let stages = Stages::new(physical, workers)?;
+        let mut out = format!("== Ember SQL on {workers} workers: {} stages ==\n", stages.stages.len());
+        let mut order: Vec<usize> = (0..stages.stages.len()).collect();
+        order.sort_by_key(|&i| stages.stages[i].level);
+        for i in order {
+            let stage = &stages.stages[i];
+            let to = match &stage.output {
+                Output::Root => "to the query's rows".to_string(),
+                Output::Repartition { partitioning, .. } => format!("to an exchange: {partitioning}"),
+                Output::Gather { .. } => "gathered onto one worker".to_string(),
+            };
+            out.push_str(&format!("stage {i}, round {}: {to}\n", stage.level));
+            let mut text = datafusion::physical_plan::displayable(stage.plan.as_ref()).indent(false).to_string();
+            for (v, (name, _)) in self.views.iter().enumerate() {
+                text = text.replace(&format!("InputExec: View({v})"), &format!("the stream `{name}`"));
+            }
+            for b in 0..stages.stages.len() {
+                text = text.replace(&format!("InputExec: Boundary({b})"), &format!("the exchange out of stage {b}"));
+            }
+            for line in text.lines() {
+                out.push_str("  ");
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    }
+
     /// The query's output as a stream of table rows with its schema, for another query.
     pub fn table(self) -> Rows {
         let (stream, schema) = self.declare();
@@ -507,6 +557,41 @@ mod tests {
         let s = stages_of("SELECT user FROM clicks ORDER BY user LIMIT 3", 3);
         assert_eq!(shape(&s), [(1, "gather", 3), (2, "root", 1)]);
         assert_eq!(s.readers_of(InputKey::Boundary(0), 2).collect::<Vec<_>>(), [0]);
+    }
+
+    #[test]
+    fn explain_prints_the_stages_in_the_order_they_run() {
+        let ssc = ember::testing::manual_context("local[1]");
+        let rows = |names: [&str; 2]| {
+            crate::ToRows::to_rows(&ssc.queue_stream(vec![vec![("a".to_string(), "b".to_string())]], true), names)
+        };
+        let q = sql(&ssc, "SELECT c.page, COUNT(*) AS n FROM clicks c JOIN orders o ON c.user = o.user GROUP BY c.page ORDER BY n DESC LIMIT 2")
+            .with_view("clicks", rows(["user", "page"]))
+            .with_view("orders", rows(["user", "item"]));
+        let want = "\
+== Ember SQL on 3 workers: 5 stages ==
+stage 0, round 1: to an exchange: Hash([user@0], 3)
+  the stream `clicks`
+stage 1, round 1: to an exchange: Hash([user@0], 3)
+  the stream `orders`
+stage 2, round 2: to an exchange: Hash([page@0], 3)
+  AggregateExec: mode=Partial, gby=[page@0 as page], aggr=[count(Int64(1))]
+    HashJoinExec: mode=Partitioned, join_type=Inner, on=[(user@0, user@0)], projection=[page@1]
+      the exchange out of stage 0
+      the exchange out of stage 1
+stage 3, round 3: gathered onto one worker
+  ProjectionExec: expr=[page@0 as page, count(Int64(1))@1 as n]
+    SortExec: TopK(fetch=2), expr=[count(Int64(1))@1 DESC], preserve_partitioning=[true]
+      AggregateExec: mode=FinalPartitioned, gby=[page@0 as page], aggr=[count(Int64(1))]
+        the exchange out of stage 2
+stage 4, round 4: to the query's rows
+  SortPreservingMergeExec: [n@1 DESC], fetch=2
+    the exchange out of stage 3
+";
+        assert_eq!(q.explain(3).unwrap(), want);
+        let bad = sql(&ssc, "SELECT nothing FROM clicks").with_view("clicks", rows(["user", "page"]));
+        let e = bad.explain(3).unwrap_err().to_string();
+        assert!(e.contains("nothing"), "{e}");
     }
 
     #[test]
