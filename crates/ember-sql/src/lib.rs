@@ -39,6 +39,7 @@ pub mod session;
 pub mod show;
 pub mod stages;
 pub mod table;
+pub mod udf;
 pub mod writer;
 
 pub use datafusion;
@@ -48,6 +49,7 @@ pub use query::{sql, Query, StaticTable};
 pub use rows::{Row, Value};
 pub use session::{DataFrame, ForeachRddDf, GroupedData, SqlSession};
 pub use table::{FromRows, Rows, ToRows};
+pub use udf::{SqlValue, Udf};
 pub use writer::{DataFrameWriter, SaveMode};
 
 /// What can go wrong with a query, a table or a conversion.

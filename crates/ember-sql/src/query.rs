@@ -45,7 +45,7 @@ use crate::SqlError;
 /// totals.print();
 /// ```
 pub fn sql<'a>(ssc: &'a StreamingContext, query: &str) -> Query<'a> {
-    Query { ssc, query: query.to_string(), views: Vec::new(), tables: Vec::new(), errors: Vec::new() }
+    Query { ssc, query: query.to_string(), views: Vec::new(), tables: Vec::new(), udfs: Vec::new(), errors: Vec::new() }
 }
 
 /// A query being declared: name its streams with [`with_view`](Self::with_view) and its static
@@ -56,6 +56,7 @@ pub struct Query<'a> {
     query: String,
     views: Vec<(String, Rows)>,
     tables: Vec<(String, StaticTable)>,
+    udfs: Vec<crate::Udf>,
     errors: Vec<String>,
 }
 
@@ -155,6 +156,7 @@ struct Plan {
     query: String,
     views: Vec<(String, SchemaRef)>,
     tables: Vec<(String, StaticTable)>,
+    udfs: Vec<crate::Udf>,
 }
 
 impl Plan {
@@ -182,6 +184,9 @@ impl Plan {
         for (name, t) in &self.tables {
             let mem = MemTable::try_new(Arc::clone(&t.schema), vec![t.batches.clone()])?;
             ctx.register_table(name.as_str(), Arc::new(mem))?;
+        }
+        for udf in &self.udfs {
+            ctx.register_udf(udf.0.clone());
         }
         Ok(ctx)
     }
@@ -223,6 +228,13 @@ impl<'a> Query<'a> {
     pub fn with_table(mut self, name: &str, table: StaticTable) -> Query<'a> {
         self.check_name("table", name);
         self.tables.push((name.to_string(), table));
+        self
+    }
+
+    /// Makes a Rust function callable in the query, on every worker (Spark's
+    /// `spark.udf.register`; see [`Udf`](crate::Udf)).
+    pub fn with_udf(mut self, udf: crate::Udf) -> Query<'a> {
+        self.udfs.push(udf);
         self
     }
 
@@ -325,6 +337,7 @@ impl<'a> Query<'a> {
             query: self.query.clone(),
             views: self.views.iter().map(|(n, r)| (n.clone(), Arc::clone(&r.schema))).collect(),
             tables: self.tables.clone(),
+            udfs: self.udfs.clone(),
         }
     }
 
@@ -505,6 +518,7 @@ mod tests {
             query: query.to_string(),
             views: vec![("clicks".into(), schema(&["user", "page"])), ("orders".into(), schema(&["user", "item"]))],
             tables: vec![("pages".into(), StaticTable { schema: pages, batches: vec![static_rows] })],
+            udfs: Vec::new(),
         };
         let rt = runtime();
         let ctx = plan.context(workers, None).unwrap();

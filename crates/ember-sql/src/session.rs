@@ -154,6 +154,12 @@ impl SqlSession {
         Ok(self.wrap(df))
     }
 
+    /// Makes a Rust function callable in this session's SQL (Spark's `spark.udf.register`); a
+    /// function of the same name is replaced.
+    pub fn register_udf(&self, udf: crate::Udf) {
+        self.ctx.register_udf(udf.0);
+    }
+
     /// Drops the temporary view or table `name`; `true` if there was one.
     pub fn drop_temp_view(&self, name: &str) -> Result<bool, SqlError> {
         Ok(self.ctx.deregister_table(name)?.is_some())

@@ -62,6 +62,15 @@ fn queries() -> Vec<(String, String)> {
     out
 }
 
+/// generate.py's Python functions `shout` and `bucket`, in Rust.
+fn shout() -> ember_sql::Udf {
+    ember_sql::Udf::new1("shout", |s: String| s.to_uppercase() + "!")
+}
+
+fn bucket() -> ember_sql::Udf {
+    ember_sql::Udf::new2("bucket", |amount: f64, width: i64| (amount / width as f64).floor() as i64)
+}
+
 const WINDOW_SQL: &str = "SELECT page, COUNT(DISTINCT user) AS users, SUM(qty) AS items FROM clicks GROUP BY page";
 
 /// Runs every golden query on `master` and returns `name -> lines` (`<batch> <row>`, sorted).
@@ -76,6 +85,8 @@ fn run_golden(conf: Conf) -> BTreeMap<String, Vec<String>> {
             .with_view("clicks", clicks.to_rows_serde())
             .with_view("orders", orders.to_rows_serde())
             .with_table("pages", pages.clone())
+            .with_udf(shout())
+            .with_udf(bucket())
             .stream()
             .collect_batches();
         outs.push((name, out));
@@ -308,6 +319,15 @@ fn bad_queries_are_declaration_errors_with_datafusions_message() {
             .print();
     });
     assert!(e.contains("`CLICKS` is used twice"), "{e}");
+    // A function called with arguments it does not take.
+    let e = start_error(|ssc| {
+        sql(ssc, "SELECT shout(user, page) FROM clicks")
+            .with_view("clicks", clicks(ssc))
+            .with_udf(shout())
+            .stream()
+            .print();
+    });
+    assert!(e.contains("a call to 'shout' function"), "{e}");
     let e = start_error(|ssc| {
         sql(ssc, "SELECT 1").stream().print();
     });

@@ -86,6 +86,9 @@ def main():
     orders = spark.read.schema(schema_o).json(os.path.join(HERE, "orders.jsonl"))
     pages = spark.read.schema("page STRING, category STRING").json(os.path.join(HERE, "pages.jsonl"))
     pages.createOrReplaceTempView("pages")
+    # The functions tests/sql.rs registers as Rust UDFs, here as Python ones.
+    spark.udf.register("shout", lambda s: None if s is None else s.upper() + "!", "string")
+    spark.udf.register("bucket", lambda a, w: None if a is None or w is None else int(a // w), "bigint")
     for name, sql in queries():
         lines = []
         for b in range(BATCHES):

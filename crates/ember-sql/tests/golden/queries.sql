@@ -22,3 +22,8 @@ SELECT c.user, COUNT(o.item) AS bought, SUM(o.price) AS spent FROM clicks c LEFT
 SELECT user, page, amount FROM clicks ORDER BY amount DESC, user, page, qty LIMIT 5
 -- name: row_number
 SELECT user, page, amount, rn FROM (SELECT user, page, amount, ROW_NUMBER() OVER (PARTITION BY page ORDER BY amount DESC, user, qty) AS rn FROM clicks) WHERE rn <= 2
+
+-- name: udf
+SELECT loud, b, COUNT(*) AS n
+FROM (SELECT shout(CASE WHEN qty > 3 THEN NULL ELSE page END) AS loud, bucket(amount, 2) AS b FROM clicks) t
+GROUP BY loud, b
