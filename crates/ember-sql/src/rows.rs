@@ -42,10 +42,75 @@ pub enum Value {
 /// An untyped record, as Spark's `Row`: values by position, with the column names of the query
 /// that made it. Read a column with [`get`](Row::get) or turn the row into your own type with
 /// [`to`](Row::to).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// To serde, in a human-readable format (JSON: `serde_json`, the PostgreSQL, Redis and Kafka
+/// sinks) a row is an object of its columns, `{"word":"a","total":3}`, so a query's stream goes
+/// to a sink as it is. In Ember's binary formats (between processes, in checkpoints) it keeps
+/// its names and typed values.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Row {
     names: Arc<[String]>,
     values: Vec<Value>,
+}
+
+/// A row in a binary format (the same fields in the same order as [`WireRef`]).
+#[derive(Deserialize)]
+struct Wire {
+    names: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+#[derive(Serialize)]
+struct WireRef<'a> {
+    names: &'a Arc<[String]>,
+    values: &'a [Value],
+}
+
+impl Serialize for Row {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            self.as_record().serialize(s)
+        } else {
+            WireRef { names: &self.names, values: &self.values }.serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Row {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Row, D::Error> {
+        if d.is_human_readable() {
+            let Columns(columns) = Columns::deserialize(d)?;
+            let names: Arc<[String]> = columns.iter().map(|(n, _)| n.clone()).collect();
+            let values = columns.into_iter().map(|(_, v)| Value::of_json(v)).collect();
+            Ok(Row { names, values })
+        } else {
+            let w = Wire::deserialize(d)?;
+            Ok(Row { names: w.names, values: w.values })
+        }
+    }
+}
+
+/// An object's fields in the order they came.
+struct Columns(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for Columns {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Columns, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Columns;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of a row's columns")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> Result<Columns, M::Error> {
+                let mut columns = Vec::new();
+                while let Some(entry) = m.next_entry::<String, serde_json::Value>()? {
+                    columns.push(entry);
+                }
+                Ok(Columns(columns))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 impl Row {
@@ -113,6 +178,20 @@ impl Row {
 }
 
 impl Value {
+    /// A JSON value as a value: a whole number that fits `i64` is `Int`, another number `Float`,
+    /// an object a `Struct`.
+    fn of_json(v: serde_json::Value) -> Value {
+        use serde_json::Value as J;
+        match v {
+            J::Null => Value::Null,
+            J::Bool(b) => Value::Bool(b),
+            J::Number(n) => n.as_i64().map_or_else(|| Value::Float(n.as_f64().unwrap_or(f64::NAN)), Value::Int),
+            J::String(s) => Value::Str(s),
+            J::Array(xs) => Value::List(xs.into_iter().map(Value::of_json).collect()),
+            J::Object(fs) => Value::Struct(fs.into_iter().map(|(n, v)| (n, Value::of_json(v))).collect()),
+        }
+    }
+
     fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         match self {
@@ -436,6 +515,21 @@ fn lists(it: impl Iterator<Item = Option<ArrayRef>>) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_is_an_object_in_json_and_keeps_its_values_in_binary() {
+        let names: Arc<[String]> = ["word", "total", "note", "ratio"].iter().map(|s| s.to_string()).collect();
+        let row = Row::new(names, vec![Value::Str("a".into()), Value::Int(3), Value::Null, Value::Float(0.5)]);
+        let json = serde_json::to_string(&row).unwrap();
+        assert_eq!(json, r#"{"word":"a","total":3,"note":null,"ratio":0.5}"#);
+        assert_eq!(serde_json::from_str::<Row>(&json).unwrap(), row, "columns keep their order");
+        // What JSON cannot tell apart (a whole double, bytes, a map) survives the binary form.
+        let names: Arc<[String]> = ["d", "b", "m"].iter().map(|s| s.to_string()).collect();
+        let map = Value::Map(vec![(Value::Str("k".into()), Value::Int(1))]);
+        let row = Row::new(names, vec![Value::Float(1.0), Value::Bytes(vec![0, 255]), map]);
+        let bytes = bincode::serialize(&row).unwrap();
+        assert_eq!(bincode::deserialize::<Row>(&bytes).unwrap(), row);
+    }
 
     #[test]
     fn doubles_print_as_java_does() {

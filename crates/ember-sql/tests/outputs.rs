@@ -187,6 +187,44 @@ fn a_data_frame_write_fails_clearly_while_the_store_is_away_and_works_when_it_is
     assert_eq!(names, ["readings/_SUCCESS", "readings/part-2000.parquet"], "the write after the store came back");
 }
 
+/// A query's rows go to PostgreSQL as they are (a row is an object of its columns to serde):
+/// Spark's `df.write.jdbc` in the per-batch pattern becomes a sink on the query's stream.
+#[test]
+fn a_querys_rows_go_to_postgresql_as_they_are() {
+    use ember_postgres::{Mode, SaveToPostgres};
+    let conn = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
+    let mut db = postgres::Client::connect(conn, postgres::NoTls).unwrap_or_else(|e| {
+        panic!("cannot reach PostgreSQL at `{conn}`: {e}; run `scripts/test.sh`, which starts it on 127.0.0.1:5432")
+    });
+    db.batch_execute(
+        "DROP TABLE IF EXISTS ember_sql_totals; \
+         CREATE TABLE ember_sql_totals (sensor TEXT PRIMARY KEY, total DOUBLE PRECISION, n BIGINT)",
+    )
+    .unwrap();
+    let ssc = context("local[2]");
+    let stream = ssc.queue_stream(readings(), true);
+    ember_sql::sql(&ssc, "SELECT sensor, SUM(value) AS total, COUNT(*) AS n FROM r GROUP BY sensor")
+        .with_view("r", stream.to_rows_serde())
+        .stream()
+        .save_to_postgres(conn, "ember_sql_totals", Mode::upsert(&["sensor"]));
+    ssc.run_batches(3).unwrap();
+    ssc.stop(false).unwrap();
+    let got: Vec<(String, f64, i64)> = db
+        .query("SELECT sensor, total, n FROM ember_sql_totals ORDER BY sensor", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    // Every sensor is in the last batch: its upserted row is that batch's.
+    let mut want: std::collections::BTreeMap<String, (f64, i64)> = Default::default();
+    for r in readings().swap_remove(2) {
+        let e = want.entry(r.sensor).or_default();
+        *e = (e.0 + r.value, e.1 + 1);
+    }
+    let want: Vec<(String, f64, i64)> = want.into_iter().map(|(s, (t, n))| (s, t, n)).collect();
+    assert_eq!(got, want);
+}
+
 #[test]
 fn the_parquet_format_reads_back_what_it_wrote_and_refuses_a_damaged_file() {
     let format = Parquet::<Reading>::new();
