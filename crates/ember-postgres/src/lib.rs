@@ -291,7 +291,15 @@ fn copy(
 /// Two workers creating the markers table at once: one of them sees the other's.
 fn ignore_concurrent_create(e: postgres::Error) -> std::result::Result<(), postgres::Error> {
     match e.code() {
-        Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::DUPLICATE_TABLE => Ok(()),
+        // Two sessions creating the table at once: the loser sees its row type or its name
+        // taken, depending on how far the winner got.
+        Some(c)
+            if *c == SqlState::UNIQUE_VIOLATION
+                || *c == SqlState::DUPLICATE_TABLE
+                || *c == SqlState::DUPLICATE_OBJECT =>
+        {
+            Ok(())
+        }
         _ => Err(e),
     }
 }
