@@ -273,7 +273,9 @@ def sql():
     for c in configs:
         system, workload, ms = c
         xs = [r["cpu_per_m_marginal"] for r in per[c]]
-        out.append(f"| {system} | {workload} | {ms} ms | {med(xs):.2f} ({min(xs):.2f} - {max(xs):.2f}) | {idle[(system, ms)]:.1f} | "
+        # A run that falls behind can use no more CPU than an idle run: no cost per line to show.
+        cost = f"{med(xs):.2f} ({min(xs):.2f} - {max(xs):.2f})" if med(xs) > 0 else "n/a (no more CPU than idle: fell behind)"
+        out.append(f"| {system} | {workload} | {ms} ms | {cost} | {idle[(system, ms)]:.1f} | "
                    f"{med([r['p50'] for r in per[c]])} | {med([r['rss_mb'] for r in per[c]]):.0f} |")
     cpu = lambda c: med([r["cpu_per_m_marginal"] for r in per[c]])
     out += ["", f"Ember SQL / Ember typed CPU per line: **{ratio(cpu(('ember', 'sql', 1000)), cpu(('ember', 'wordcount', 1000)))}**; "
@@ -290,7 +292,7 @@ def sql():
 
 
 def ratio(a, b):
-    return f"{a / b:.1f}x" if b else "n/a"
+    return f"{a / b:.1f}x" if a > 0 and b > 0 else "n/a"
 
 
 def main():
