@@ -115,7 +115,7 @@ impl Parser<'_> {
         }
     }
 
-    /// Columns (or a struct's fields, `in_struct` closing with `>`), separated by commas.
+    /// Columns, or a struct's fields up to `close` (`>`), separated by commas.
     fn fields(&mut self, close: Option<char>) -> Result<Vec<Field>, SqlError> {
         let mut fields = Vec::new();
         loop {

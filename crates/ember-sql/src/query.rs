@@ -262,13 +262,8 @@ impl<'a> Query<'a> {
     /// # Ok::<(), ember_sql::SqlError>(())
     /// ```
     pub fn explain(&self, workers: usize) -> Result<String, SqlError> {
-        self.check()?;
         let workers = workers.max(1);
-        let plan = self.plan();
-        let rt = runtime();
-        let ctx = plan.context(workers, None)?;
-        let physical = plan.physical(&ctx, &rt).map_err(|e| SqlError::Plan(format!("{e}")))?;
-        let stages = Stages::new(physical, workers)?;
+        let (_, stages) = self.stages(workers)?;
         let mut out = format!("== Ember SQL on {workers} workers: {} stages ==\n", stages.stages.len());
         let mut order: Vec<usize> = (0..stages.stages.len()).collect();
         order.sort_by_key(|&i| stages.stages[i].level);
@@ -307,7 +302,13 @@ impl<'a> Query<'a> {
         self.declare().0
     }
 
+    /// The output schema, or why the query cannot run.
     fn check(&self) -> Result<SchemaRef, SqlError> {
+        Ok(self.stages(2)?.0)
+    }
+
+    /// The output schema and the query's stages on `workers` workers.
+    fn stages(&self, workers: usize) -> Result<(SchemaRef, Stages), SqlError> {
         if let Some(e) = self.errors.first() {
             return Err(SqlError::View(e.clone()));
         }
@@ -326,10 +327,10 @@ impl<'a> Query<'a> {
         }
         let plan = self.plan();
         let rt = runtime();
-        let ctx = plan.context(2, None)?;
+        let ctx = plan.context(workers, None)?;
         let physical = plan.physical(&ctx, &rt).map_err(|e| SqlError::Plan(format!("{e}")))?;
-        Stages::new(Arc::clone(&physical), 2)?;
-        Ok(physical.schema())
+        let schema = physical.schema();
+        Ok((schema, Stages::new(physical, workers)?))
     }
 
     fn plan(&self) -> Plan {

@@ -244,15 +244,20 @@ impl Value {
     }
 
     fn write(&self, f: &mut std::fmt::Formatter<'_>, null: &str) -> std::fmt::Result {
-        let list = |f: &mut std::fmt::Formatter<'_>, xs: &mut dyn Iterator<Item = &Value>| -> std::fmt::Result {
-            for (i, x) in xs.enumerate() {
+        /// `items` written by `one`, separated by `, `.
+        fn joined<I>(
+            f: &mut std::fmt::Formatter<'_>,
+            items: impl IntoIterator<Item = I>,
+            mut one: impl FnMut(&mut std::fmt::Formatter<'_>, I) -> std::fmt::Result,
+        ) -> std::fmt::Result {
+            for (i, x) in items.into_iter().enumerate() {
                 if i > 0 {
                     f.write_str(", ")?;
                 }
-                x.write(f, null)?;
+                one(f, x)?;
             }
             Ok(())
-        };
+        }
         match self {
             Value::Null => f.write_str(null),
             Value::Bool(b) => write!(f, "{b}"),
@@ -268,24 +273,21 @@ impl Value {
             }
             Value::List(xs) => {
                 f.write_str("[")?;
-                list(f, &mut xs.iter())?;
+                joined(f, xs, |f, x| x.write(f, null))?;
                 f.write_str("]")
             }
             Value::Struct(fs) => {
                 f.write_str("{")?;
-                list(f, &mut fs.iter().map(|(_, x)| x))?;
+                joined(f, fs, |f, (_, x)| x.write(f, null))?;
                 f.write_str("}")
             }
             Value::Map(es) => {
                 f.write_str("{")?;
-                for (i, (k, v)) in es.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
+                joined(f, es, |f, (k, v)| {
                     k.write(f, null)?;
                     f.write_str(" -> ")?;
-                    v.write(f, null)?;
-                }
+                    v.write(f, null)
+                })?;
                 f.write_str("}")
             }
         }

@@ -97,10 +97,11 @@ fn tree_line(out: &mut String, depth: usize, name: &str, t: &DataType, null: Opt
     }
     out.push('\n');
     match t {
-        DataType::List(e) | DataType::LargeList(e) | DataType::ListView(e) | DataType::LargeListView(e) => {
-            tree_line(out, depth + 1, "element", e.data_type(), Some(("containsNull", e.is_nullable())))
-        }
-        DataType::FixedSizeList(e, _) => {
+        DataType::List(e)
+        | DataType::LargeList(e)
+        | DataType::ListView(e)
+        | DataType::LargeListView(e)
+        | DataType::FixedSizeList(e, _) => {
             tree_line(out, depth + 1, "element", e.data_type(), Some(("containsNull", e.is_nullable())))
         }
         DataType::Struct(fields) => {
@@ -110,7 +111,7 @@ fn tree_line(out: &mut String, depth: usize, name: &str, t: &DataType, null: Opt
         }
         DataType::Map(entries, _) => {
             if let DataType::Struct(kv) = entries.data_type() {
-                if let [k, v] = kv.iter().collect::<Vec<_>>()[..] {
+                if let [k, v] = &kv[..] {
                     tree_line(out, depth + 1, "key", k.data_type(), None);
                     tree_line(out, depth + 1, "value", v.data_type(), Some(("valueContainsNull", v.is_nullable())));
                 }
@@ -131,8 +132,10 @@ fn spark_type(t: &DataType) -> String {
         DataType::Int64 => "long".into(),
         DataType::Float16 | DataType::Float32 => "float".into(),
         DataType::Float64 => "double".into(),
-        DataType::Decimal32(p, s) | DataType::Decimal64(p, s) => format!("decimal({p},{s})"),
-        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("decimal({p},{s})"),
+        DataType::Decimal32(p, s)
+        | DataType::Decimal64(p, s)
+        | DataType::Decimal128(p, s)
+        | DataType::Decimal256(p, s) => format!("decimal({p},{s})"),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
             "binary".into()

@@ -334,27 +334,40 @@ fn rows_of_stream<T: Data + Serialize + DeserializeOwned>(s: &DStream<T>, names:
 /// Rows of a known schema as a record batch (rows that do not fit are left out and counted).
 fn batch_of_rows(schema: &SchemaRef, rows: &[Row]) -> (RecordBatch, usize, Option<String>) {
     fitting(rows, schema, |fit| {
-        let records: Vec<_> = fit.iter().map(|r| r.as_record()).collect();
-        let mut d = arrow::json::ReaderBuilder::new(Arc::clone(schema)).build_decoder().map_err(|e| e.to_string())?;
-        d.serialize(&records).map_err(|e| e.to_string())?;
-        Ok(d.flush().map_err(|e| e.to_string())?.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
+        decoded(schema, fit.len(), |d| {
+            let records: Vec<_> = fit.iter().map(|r| r.as_record()).collect();
+            d.serialize(&records).map_err(|e| e.to_string())
+        })
     })
+}
+
+/// A batch of `schema` from Arrow's JSON decoder, with room for `rows` rows (it stops at that
+/// many), fed by `feed`.
+fn decoded(
+    schema: &SchemaRef,
+    rows: usize,
+    feed: impl FnOnce(&mut arrow::json::reader::Decoder) -> Result<(), String>,
+) -> Result<RecordBatch, String> {
+    let builder = arrow::json::ReaderBuilder::new(Arc::clone(schema)).with_batch_size(rows.max(1));
+    let mut d = builder.build_decoder().map_err(|e| e.to_string())?;
+    feed(&mut d)?;
+    Ok(d.flush().map_err(|e| e.to_string())?.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
 }
 
 /// JSON texts as a record batch of `schema` (texts that do not fit are left out and counted).
 fn batch_of_json(schema: &SchemaRef, texts: &[String]) -> (RecordBatch, usize, Option<String>) {
+    // Room for one row a text: the decoder stops there, so a text holding more than one object
+    // is caught below.
     fitting(texts, schema, |fit| {
-        // Room for one row a text: the decoder stops at its batch size, so a text holding more
-        // than one object is caught below.
-        let builder = arrow::json::ReaderBuilder::new(Arc::clone(schema)).with_batch_size(fit.len().max(1));
-        let mut d = builder.build_decoder().map_err(|e| e.to_string())?;
-        for text in fit {
-            let read = d.decode(text.as_bytes()).map_err(|e| e.to_string())?;
-            if read < text.len() || d.has_partial_record() {
-                return Err(format!("not one JSON object: {}", text.chars().take(80).collect::<String>()));
+        decoded(schema, fit.len(), |d| {
+            for text in fit {
+                let read = d.decode(text.as_bytes()).map_err(|e| e.to_string())?;
+                if read < text.len() || d.has_partial_record() {
+                    return Err(format!("not one JSON object: {}", text.chars().take(80).collect::<String>()));
+                }
             }
-        }
-        Ok(d.flush().map_err(|e| e.to_string())?.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
+            Ok(())
+        })
     })
 }
 

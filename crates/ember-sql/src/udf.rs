@@ -78,7 +78,7 @@ impl Udf {
     /// # Ok::<(), ember_sql::SqlError>(())
     /// ```
     pub fn new1<A: SqlValue, R: SqlValue>(name: &str, f: impl Fn(A) -> R + Send + Sync + 'static) -> Udf {
-        Udf::of(name, vec![A::data_type()], R::data_type(), move |arrays, i| Some(f(A::get(&arrays[0], i)?)), R::array)
+        Udf::of(name, vec![A::data_type()], move |arrays, i| Some(f(A::get(&arrays[0], i)?)))
     }
 
     /// `name(a, b)` calls `f(a, b)`.
@@ -87,7 +87,7 @@ impl Udf {
         f: impl Fn(A, B) -> R + Send + Sync + 'static,
     ) -> Udf {
         let types = vec![A::data_type(), B::data_type()];
-        Udf::of(name, types, R::data_type(), move |a, i| Some(f(A::get(&a[0], i)?, B::get(&a[1], i)?)), R::array)
+        Udf::of(name, types, move |a, i| Some(f(A::get(&a[0], i)?, B::get(&a[1], i)?)))
     }
 
     /// `name(a, b, c)` calls `f(a, b, c)`.
@@ -97,23 +97,21 @@ impl Udf {
     ) -> Udf {
         let types = vec![A::data_type(), B::data_type(), C::data_type()];
         let call = move |a: &[ArrayRef], i| Some(f(A::get(&a[0], i)?, B::get(&a[1], i)?, C::get(&a[2], i)?));
-        Udf::of(name, types, R::data_type(), call, R::array)
+        Udf::of(name, types, call)
     }
 
-    fn of<R: 'static>(
+    fn of<R: SqlValue>(
         name: &str,
         types: Vec<DataType>,
-        returns: DataType,
         call: impl Fn(&[ArrayRef], usize) -> Option<R> + Send + Sync + 'static,
-        array: fn(Vec<Option<R>>) -> ArrayRef,
     ) -> Udf {
         let expected = types.clone();
         let fun = Arc::new(move |args: &[ColumnarValue]| {
             let (arrays, rows) = arrays(args, &expected)?;
             let values = (0..rows).map(|i| call(&arrays, i)).collect();
-            result(args, array(values))
+            result(args, R::array(values))
         });
-        Udf(create_udf(name, types, returns, Volatility::Immutable, fun))
+        Udf(create_udf(name, types, R::data_type(), Volatility::Immutable, fun))
     }
 
     /// The function's name in SQL.

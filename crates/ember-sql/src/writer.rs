@@ -101,14 +101,11 @@ impl DataFrameWriter<'_> {
         encode: impl Fn(&SchemaRef, &[RecordBatch], &mut Vec<u8>) -> ember::Result<()>,
     ) -> Result<(), SqlError> {
         let failed = |e: &dyn std::fmt::Display| SqlError::Write(format!("cannot write {path}: {e}"));
-        let trimmed = path.trim_end_matches('/');
-        let (parent, name) = match trimmed.rsplit_once('/') {
-            Some((p, n)) if !n.is_empty() && !p.ends_with(":/") && !p.ends_with(':') => (p.to_string(), n),
-            Some(_) => return Err(failed(&"give a directory under the bucket or root, not the root itself")),
-            None if !trimmed.is_empty() => (".".to_string(), trimmed),
-            None => return Err(failed(&"an empty path")),
-        };
-        let parent = if parent.is_empty() { "/".to_string() } else { parent };
+        let (parent, name) = ember::storage::split_last(path.trim_end_matches('/'));
+        if name.is_empty() {
+            return Err(failed(&"give a directory under the bucket or root, not the root itself"));
+        }
+        let name = name.as_str();
         let storage = ember::storage::open(&parent, self.df.session().conf(), true).map_err(|e| failed(&e))?;
         storage.create_root().map_err(|e| failed(&e))?;
         let exists = !storage.list(name).map_err(|e| failed(&e))?.is_empty();
